@@ -1,0 +1,118 @@
+//! Command-line definitions only: no behaviour lives here. `commands::run` turns these into work.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapctl",
+    version,
+    about = "Provision and operate the card-payment stack on AWS, with zero downtime and PCI DSS controls",
+    long_about = "tapctl creates, repairs, inspects and removes the payment stack (KMS key, VPC, and the \
+layers built on them) by calling the AWS SDK directly. Every command is idempotent and may be \
+killed at any moment and run again.",
+    after_help = "Examples:\n  tapctl up --suffix qa\n  tapctl plan --suffix qa --detailed-exitcode\n  \
+tapctl status --suffix qa --json\n  tapctl destroy --suffix qa --yes"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Environment suffix carried by every resource name and tag (e.g. qa, pr-123).
+    #[arg(long, global = true, env = "TAPCTL_SUFFIX")]
+    pub suffix: Option<String>,
+
+    /// AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION, then us-east-1.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Directory holding <suffix>.json (state) and <suffix>.outputs.json.
+    #[arg(long, global = true, default_value = "state")]
+    pub state_dir: PathBuf,
+
+    /// Send every AWS call to this endpoint (a local emulator in tests). Default: AWS_ENDPOINT_URL.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// How many resources may be worked on at once (1-64).
+    #[arg(long, global = true, default_value_t = 8)]
+    pub parallelism: usize,
+
+    /// Machine-readable JSON on stdout (plan, status, and the summaries of up and destroy).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Plain progress lines instead of live spinners, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// Sizing and layout of the stack. Unset options keep the value recorded by the last `up`
+/// of this suffix, else the documented default, so `plan` compares against what `up` built.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StackArgs {
+    /// IPv4 CIDR of the VPC, /16 to /23, in a private (RFC 1918) range. Default 10.0.0.0/16.
+    /// Subnets are carved from it: three private /(n+2), three public and three database /(n+5).
+    #[arg(long, global = true)]
+    pub vpc_cidr: Option<String>,
+
+    /// Value of the CostCenter tag on every resource. Default: payments.
+    #[arg(long, global = true)]
+    pub cost_center: Option<String>,
+
+    /// Days a destroyed KMS key waits before AWS deletes it (7-30). Default 30.
+    #[arg(long, global = true)]
+    pub kms_deletion_window_days: Option<i32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or repair the whole stack, idempotently.
+    #[command(after_help = "Example:\n  tapctl up --suffix qa\n\nCreates what is missing, repairs what drifted \
+(a deleted route, a removed tag), and prints what it created, updated and left unchanged.")]
+    Up(UpArgs),
+
+    /// Show what `up` would change, changing nothing.
+    #[command(after_help = "Example:\n  tapctl plan --suffix qa --detailed-exitcode\n\nWith --detailed-exitcode: \
+0 when there is nothing to do, 2 when there are changes, 1 on error.")]
+    Plan(PlanArgs),
+
+    /// Every resource with its id and whether it exists as recorded (ok / missing / drifted).
+    #[command(after_help = "Example:\n  tapctl status --suffix qa --json")]
+    Status,
+
+    /// Remove everything tapctl made for the suffix, in reverse dependency order.
+    #[command(after_help = "Example:\n  tapctl destroy --suffix qa --yes\n\nAsks for confirmation on a terminal \
+unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.")]
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Allow replacing a resource whose immutable settings changed (refused otherwise).
+    #[arg(long)]
+    pub allow_replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}

@@ -1,0 +1,64 @@
+//! `tapctl destroy`: remove everything of the suffix, dependants first, waiting until each is
+//! gone. Resources are found by the state's ids and by their tags, so nothing is orphaned even
+//! when the state is incomplete. A second destroy is a successful no-op.
+
+use super::{close, diagnostic, print_json, report_failures, state_diagnostic, Session};
+use crate::config::RunConfig;
+use crate::engine::{walk, Diagnostic, Direction, Outcome};
+use crate::error::Error;
+use serde_json::json;
+use std::io::{BufRead, IsTerminal, Write};
+
+/// Asks on a terminal; refuses without one (a script must say --yes).
+pub fn confirm(run: &RunConfig) -> Result<(), Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Refused(format!(
+            "destroy deletes every resource of suffix '{}'; without a terminal to confirm on, pass --yes",
+            run.suffix
+        )));
+    }
+    eprint!("Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ", run.suffix, run.region);
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
+    if answer.trim() == run.suffix {
+        Ok(())
+    } else {
+        Err(Error::Refused("not confirmed; nothing was changed".into()))
+    }
+}
+
+async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
+    let Some(node) = session.stack.node(&id).cloned() else {
+        return Err(Diagnostic { node: id, code: None, message: "unknown node".into(), hint: None });
+    };
+    let ctx = session.ctx(node.id(), &[], "looking for it");
+    let result = async {
+        let deleted = node.destroy(&ctx).await.map_err(|e| diagnostic(&id, e))?;
+        session.forget(&id).map_err(|e| state_diagnostic(&id, e))?;
+        Ok(deleted)
+    }
+    .await;
+    close(ctx.progress, &result, |d| if *d { "deleted".into() } else { "already absent".into() });
+    result
+}
+
+pub async fn run(session: &Session) -> Result<u8, Error> {
+    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
+    let outcomes = walk(&graph, Direction::Reverse, session.run.parallelism, |id| visit(session, id)).await;
+    let failed = report_failures(&session.progress, &outcomes);
+    let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
+    let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();
+    if failed == 0 {
+        session.store.remove_files()?;
+    }
+    if session.run.json {
+        print_json(&json!({ "command": "destroy", "summary": { "deleted": deleted, "already_absent": absent, "failed": failed } }));
+    } else {
+        println!("destroy: {deleted} deleted, {absent} already absent, {failed} failed");
+    }
+    if failed > 0 {
+        return Err(Error::NodesFailed { count: failed });
+    }
+    Ok(0)
+}

@@ -1,0 +1,111 @@
+//! `tapctl up`: create what is missing, repair what drifted, leave the rest alone.
+
+use super::{close, diagnostic, print_json, report_failures, state_diagnostic, Session};
+use crate::cli::UpArgs;
+use crate::engine::{walk, Diagnostic, Direction, Outcome};
+use crate::error::Error;
+use crate::resources::Change;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
+    let Some(node) = session.stack.node(&id).cloned() else {
+        return Err(Diagnostic { node: id, code: None, message: "unknown node".into(), hint: None });
+    };
+    let ctx = session.ctx(node.id(), node.depends_on(), "observing");
+    let result = async {
+        let planned = node.plan(&ctx).await.map_err(|e| diagnostic(&id, e))?;
+        let action = match &planned.change {
+            Change::NoOp => Action::Unchanged,
+            Change::Create => Action::Created,
+            Change::Update(_) => Action::Updated,
+            Change::Replace(reason) => {
+                let hint = if args.allow_replace {
+                    "tapctl does not replace this kind of resource in place: destroy the stack and run up again"
+                } else {
+                    "run `tapctl plan` to see why; replacing destroys the resource (and its data, if it holds any)"
+                };
+                return Err(Diagnostic {
+                    node: id.clone(),
+                    code: Some("ReplaceRefused".into()),
+                    message: format!("refusing to replace: {reason}"),
+                    hint: Some(hint.into()),
+                });
+            }
+        };
+        let outputs = match (action, planned.outputs.clone()) {
+            (Action::Unchanged, Some(outputs)) => outputs,
+            _ => node.apply(&ctx, planned).await.map_err(|e| diagnostic(&id, e))?,
+        };
+        // Saved after every node (and on adoption, when the state did not know the ids yet).
+        if action != Action::Unchanged || ctx.recorded.as_ref() != Some(&outputs) {
+            session.record(&id, outputs.clone()).map_err(|e| state_diagnostic(&id, e))?;
+        }
+        session.publish_outputs(&id, outputs);
+        Ok(action)
+    }
+    .await;
+    close(ctx.progress, &result, |a| a.as_str().to_string());
+    result
+}
+
+pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
+    {
+        let mut state = session.lock_state();
+        state.account_id = Some(session.names.account.clone());
+        state.settings = Some(session.config.settings());
+        session.store.save(&state)?;
+    }
+    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
+    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, |id| visit(session, id, args)).await;
+    let count = |a: Action| outcomes.values().filter(|o| matches!(o, Outcome::Done(x) if *x == a)).count();
+    let (created, updated, unchanged) = (count(Action::Created), count(Action::Updated), count(Action::Unchanged));
+    let failed = report_failures(&session.progress, &outcomes);
+    let outputs = session.operator_outputs();
+    session.store.save_outputs(&outputs)?;
+    if session.run.json {
+        let nodes: serde_json::Map<String, serde_json::Value> = outcomes
+            .iter()
+            .map(|(id, o)| {
+                let v = match o {
+                    Outcome::Done(a) => json!(a.as_str()),
+                    Outcome::Failed(d) => json!({ "failed": { "code": d.code, "message": d.message, "hint": d.hint } }),
+                    Outcome::Skipped { because } => json!({ "skipped_because": because }),
+                };
+                (id.clone(), v)
+            })
+            .collect();
+        print_json(&json!({
+            "command": "up",
+            "summary": { "created": created, "updated": updated, "unchanged": unchanged, "failed": failed },
+            "nodes": nodes,
+            "outputs": outputs,
+        }));
+    } else {
+        println!("up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed");
+        println!("outputs:");
+        for (k, v) in &outputs {
+            println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
+    }
+    if failed > 0 {
+        return Err(Error::NodesFailed { count: failed });
+    }
+    Ok(0)
+}

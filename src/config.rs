@@ -1,0 +1,342 @@
+//! StackConfig: everything a command needs to know about the stack, validated once, up front,
+//! before any AWS call. Each check names the option and the rule it enforces.
+
+use crate::cli::{GlobalArgs, StackArgs};
+use crate::error::Error;
+use crate::names::{Names, Rule, Tier};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const DEFAULT_VPC_CIDR: &str = "10.0.0.0/16";
+pub const DEFAULT_COST_CENTER: &str = "payments";
+pub const DEFAULT_KMS_DELETION_WINDOW_DAYS: i32 = 30;
+pub const MAX_PARALLELISM: usize = 64;
+
+/// The options that shape the stack. Recorded in the state file by `up`, so that `plan`,
+/// `status` and the next `up` compare against what was built unless told otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackSettings {
+    pub vpc_cidr: String,
+    pub cost_center: String,
+    pub kms_deletion_window_days: i32,
+}
+
+impl Default for StackSettings {
+    fn default() -> Self {
+        StackSettings {
+            vpc_cidr: DEFAULT_VPC_CIDR.to_string(),
+            cost_center: DEFAULT_COST_CENTER.to_string(),
+            kms_deletion_window_days: DEFAULT_KMS_DELETION_WINDOW_DAYS,
+        }
+    }
+}
+
+/// Where and how a command runs: validated before the state is opened or AWS is called.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub suffix: String,
+    pub region: String,
+    pub state_dir: PathBuf,
+    pub endpoint_url: Option<String>,
+    pub parallelism: usize,
+    pub json: bool,
+    pub no_progress: bool,
+}
+
+/// The whole, validated configuration of one stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub suffix: String,
+    pub region: String,
+    pub vpc_cidr: Ipv4Net,
+    pub cost_center: String,
+    pub kms_deletion_window_days: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetPlan {
+    pub tier: Tier,
+    pub az_index: usize,
+    pub cidr: Ipv4Net,
+}
+
+impl RunConfig {
+    /// Validates the global options. `env_region` is the region from the environment
+    /// (AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION), passed in so tests need no env.
+    pub fn from_args(args: &GlobalArgs, env_region: Option<String>) -> Result<Self, Error> {
+        let suffix = args
+            .suffix
+            .clone()
+            .ok_or_else(|| Error::invalid("--suffix", "is required (for example --suffix qa)"))?;
+        let region = args.region.clone().or(env_region).unwrap_or_else(|| "us-east-1".to_string());
+        validate_region(&region)?;
+        validate_suffix(&suffix, &region)?;
+        if args.parallelism == 0 || args.parallelism > MAX_PARALLELISM {
+            return Err(Error::invalid(
+                "--parallelism",
+                format!("must be between 1 and {MAX_PARALLELISM}, got {}", args.parallelism),
+            ));
+        }
+        validate_state_dir(&args.state_dir)?;
+        if let Some(url) = &args.endpoint_url {
+            validate_endpoint(url)?;
+        }
+        Ok(RunConfig {
+            suffix,
+            region,
+            state_dir: args.state_dir.clone(),
+            endpoint_url: args.endpoint_url.clone(),
+            parallelism: args.parallelism,
+            json: args.json,
+            no_progress: args.no_progress,
+        })
+    }
+}
+
+/// The region from the environment, in the order the design names.
+pub fn region_from_env() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION", "CDK_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty())
+}
+
+/// Checks the stack options given on the command line, before anything is read or called.
+pub fn validate_stack_args(args: &StackArgs) -> Result<(), Error> {
+    if let Some(c) = &args.vpc_cidr {
+        parse_vpc_cidr(c)?;
+    }
+    if let Some(c) = &args.cost_center {
+        validate_cost_center(c)?;
+    }
+    if let Some(d) = args.kms_deletion_window_days {
+        validate_kms_window(d)?;
+    }
+    Ok(())
+}
+
+impl StackConfig {
+    /// Command line over what the last `up` recorded, over the defaults.
+    pub fn resolve(run: &RunConfig, args: &StackArgs, recorded: Option<&StackSettings>) -> Result<Self, Error> {
+        let base = recorded.cloned().unwrap_or_default();
+        let settings = StackSettings {
+            vpc_cidr: args.vpc_cidr.clone().unwrap_or(base.vpc_cidr),
+            cost_center: args.cost_center.clone().unwrap_or(base.cost_center),
+            kms_deletion_window_days: args.kms_deletion_window_days.unwrap_or(base.kms_deletion_window_days),
+        };
+        validate_cost_center(&settings.cost_center)?;
+        validate_kms_window(settings.kms_deletion_window_days)?;
+        Ok(StackConfig {
+            suffix: run.suffix.clone(),
+            region: run.region.clone(),
+            vpc_cidr: parse_vpc_cidr(&settings.vpc_cidr)?,
+            cost_center: settings.cost_center,
+            kms_deletion_window_days: settings.kms_deletion_window_days,
+        })
+    }
+
+    pub fn settings(&self) -> StackSettings {
+        StackSettings {
+            vpc_cidr: self.vpc_cidr.to_string(),
+            cost_center: self.cost_center.clone(),
+            kms_deletion_window_days: self.kms_deletion_window_days,
+        }
+    }
+
+    /// Nine subnets carved from the VPC: the first three quarters are the private subnets
+    /// (Lambda ENIs need room), the last quarter is cut in eight for public and database.
+    /// Non-overlapping by construction.
+    pub fn subnet_layout(&self) -> Vec<SubnetPlan> {
+        subnet_layout(self.vpc_cidr)
+    }
+}
+
+pub fn subnet_layout(vpc: Ipv4Net) -> Vec<SubnetPlan> {
+    let p = vpc.prefix_len();
+    // parse_vpc_cidr keeps p within /16../23, so both splits always succeed.
+    let quarters: Vec<Ipv4Net> = vpc.subnets(p + 2).map(|s| s.collect()).unwrap_or_default();
+    let eighths: Vec<Ipv4Net> = quarters
+        .get(3)
+        .and_then(|q| q.subnets(p + 5).ok())
+        .map(|s| s.collect())
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(9);
+    for az in 0..3 {
+        out.push(SubnetPlan { tier: Tier::Public, az_index: az, cidr: eighths[az] });
+        out.push(SubnetPlan { tier: Tier::Private, az_index: az, cidr: quarters[az] });
+        out.push(SubnetPlan { tier: Tier::Database, az_index: az, cidr: eighths[3 + az] });
+    }
+    out
+}
+
+pub fn validate_suffix(suffix: &str, region: &str) -> Result<(), Error> {
+    let rule = |r: &str| Error::invalid("--suffix", format!("'{suffix}' {r}"));
+    if suffix.is_empty() {
+        return Err(rule("is empty; it must be 1 or more characters"));
+    }
+    if !suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(rule(
+            "may contain only lowercase letters a-z, digits and hyphens (S3 and RDS names are lowercase)",
+        ));
+    }
+    if !suffix.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(rule("must start with a lowercase letter (RDS identifiers must)"));
+    }
+    if suffix.ends_with('-') {
+        return Err(rule("must not end with a hyphen"));
+    }
+    if suffix.contains("--") {
+        return Err(rule("must not contain two consecutive hyphens (RDS forbids them)"));
+    }
+    let names = Names::new(suffix, region, None);
+    for (name, rule_of) in names.all() {
+        rule_of.check(&name).map_err(|broken| rule(&format!("cannot be used: {broken}")))?;
+    }
+    Ok(())
+}
+
+/// AWS region names: `<area>-<place>-<n>`, e.g. us-east-1, ap-southeast-2, us-gov-west-1.
+pub fn validate_region(region: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--region",
+            format!("'{region}' is not an AWS region name (like us-east-1 or eu-central-2)"),
+        ))
+    }
+}
+
+fn validate_state_dir(dir: &std::path::Path) -> Result<(), Error> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::invalid("--state-dir", "must not be empty"));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid("--state-dir", format!("'{}' exists and is not a directory", dir.display())));
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::invalid("--state-dir", format!("'{}' cannot be created: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
+}
+
+fn validate_endpoint(url: &str) -> Result<(), Error> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
+        _ => Err(Error::invalid(
+            "--endpoint-url",
+            format!("'{url}' must be an http:// or https:// URL, e.g. http://127.0.0.1:5000"),
+        )),
+    }
+}
+
+pub fn parse_vpc_cidr(s: &str) -> Result<Ipv4Net, Error> {
+    let field = "--vpc-cidr";
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("'{s}' is not an IPv4 CIDR like 10.0.0.0/16")))?;
+    if net.trunc() != net {
+        return Err(Error::invalid(field, format!("'{s}' has host bits set; did you mean {}?", net.trunc())));
+    }
+    if !(16..=23).contains(&net.prefix_len()) {
+        return Err(Error::invalid(
+            field,
+            format!("'{s}' must be a /16 to /23 (AWS allows /16-/28; nine subnets of at least /28 need /23 or larger)"),
+        ));
+    }
+    let private: [Ipv4Net; 3] = [
+        Ipv4Net::new([10, 0, 0, 0].into(), 8).expect("static"),
+        Ipv4Net::new([172, 16, 0, 0].into(), 12).expect("static"),
+        Ipv4Net::new([192, 168, 0, 0].into(), 16).expect("static"),
+    ];
+    if !private.iter().any(|p| p.contains(&net)) {
+        return Err(Error::invalid(
+            field,
+            format!("'{s}' must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"),
+        ));
+    }
+    Ok(net)
+}
+
+fn validate_cost_center(c: &str) -> Result<(), Error> {
+    if c.is_empty() {
+        return Err(Error::invalid("--cost-center", "must not be empty"));
+    }
+    Rule::TagValue.check(c).map_err(|e| Error::invalid("--cost-center", e))
+}
+
+fn validate_kms_window(d: i32) -> Result<(), Error> {
+    if (7..=30).contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--kms-deletion-window-days",
+            format!("must be between 7 and 30 days (AWS KMS rule), got {d}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layout_has_nine_non_overlapping_subnets_inside_the_vpc() {
+        let vpc: Ipv4Net = DEFAULT_VPC_CIDR.parse().unwrap();
+        let layout = subnet_layout(vpc);
+        assert_eq!(layout.len(), 9);
+        for (i, a) in layout.iter().enumerate() {
+            assert!(vpc.contains(&a.cidr));
+            for b in &layout[i + 1..] {
+                assert!(!a.cidr.contains(&b.cidr) && !b.cidr.contains(&a.cidr), "{a:?} overlaps {b:?}");
+            }
+        }
+        assert_eq!(layout[1].cidr.to_string(), "10.0.0.0/18");
+        assert_eq!(layout[0].cidr.to_string(), "10.0.192.0/21");
+    }
+
+    #[test]
+    fn smallest_vpc_still_gives_subnets_aws_accepts() {
+        let layout = subnet_layout("192.168.0.0/23".parse().unwrap());
+        assert!(layout.iter().all(|s| s.cidr.prefix_len() <= 28));
+    }
+
+    #[test]
+    fn vpc_cidr_rules_are_enforced() {
+        assert!(parse_vpc_cidr("10.0.0.0/16").is_ok());
+        assert!(parse_vpc_cidr("10.0.0.1/16").is_err());
+        assert!(parse_vpc_cidr("10.0.0.0/24").is_err());
+        assert!(parse_vpc_cidr("8.8.0.0/16").is_err());
+        assert!(parse_vpc_cidr("nonsense").is_err());
+    }
+
+    #[test]
+    fn regions_are_checked_for_shape() {
+        for ok in ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"] {
+            assert!(validate_region(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "us east 1"] {
+            assert!(validate_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_long_suffix_is_refused_naming_the_bucket_rule() {
+        let err = validate_suffix(&"a".repeat(30), "us-east-1").unwrap_err().to_string();
+        assert!(err.contains("--suffix") && err.contains("S3 bucket"), "{err}");
+    }
+}

@@ -1,0 +1,108 @@
+//! Waiting for AWS to finish something, with a limit and a visible reason. Used for resources
+//! that pass through pending states (NAT gateways, databases, functions) and for eventual
+//! consistency (a new thing not visible yet).
+
+use super::progress::NodeProgress;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPolicy {
+    pub limit: Duration,
+    pub first_poll: Duration,
+    pub max_poll: Duration,
+}
+
+impl WaitPolicy {
+    pub const fn new(limit: Duration) -> Self {
+        WaitPolicy { limit, first_poll: Duration::from_millis(500), max_poll: Duration::from_secs(15) }
+    }
+}
+
+/// What one poll found.
+pub enum Poll<T> {
+    Ready(T),
+    /// Not yet; the string says what AWS reports (e.g. "state pending").
+    NotYet(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError<E> {
+    #[error("gave up waiting for {reason} after {waited:?} (last seen: {last})")]
+    TimedOut { reason: String, waited: Duration, last: String },
+    #[error(transparent)]
+    Check(E),
+}
+
+/// Polls `check` with exponential backoff (×1.5, capped) until it is ready or `policy.limit`
+/// has passed, showing `reason` and the elapsed time on `progress`.
+pub async fn until<T, E, F, Fut>(
+    progress: &NodeProgress,
+    reason: &str,
+    policy: WaitPolicy,
+    mut check: F,
+) -> Result<T, WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>, E>>,
+{
+    let started = Instant::now();
+    let mut delay = policy.first_poll;
+    loop {
+        let last = match check().await.map_err(WaitError::Check)? {
+            Poll::Ready(v) => return Ok(v),
+            Poll::NotYet(seen) => seen,
+        };
+        let waited = started.elapsed();
+        if waited >= policy.limit {
+            return Err(WaitError::TimedOut { reason: reason.to_string(), waited, last });
+        }
+        progress.waiting(&format!("{reason}: {last}"), waited, policy.limit);
+        tokio::time::sleep(delay.min(policy.limit.saturating_sub(waited))).await;
+        delay = (delay.mul_f64(1.5)).min(policy.max_poll);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Progress;
+
+    #[tokio::test]
+    async fn waits_until_ready_and_returns_the_value() {
+        let progress = Progress::new(false).start("test.node", "waiting test");
+        let mut polls = 0;
+        let policy = WaitPolicy { limit: Duration::from_secs(5), first_poll: Duration::from_millis(1), max_poll: Duration::from_millis(5) };
+        let v: Result<u32, WaitError<()>> = until(&progress, "thing to be ready", policy, || {
+            polls += 1;
+            let n = polls;
+            async move { Ok(if n < 4 { Poll::NotYet(format!("pending #{n}")) } else { Poll::Ready(n) }) }
+        })
+        .await;
+        assert_eq!(v.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_limit_with_the_reason_and_last_state() {
+        let progress = Progress::new(false).start("test.node", "waiting test");
+        let policy = WaitPolicy { limit: Duration::from_millis(50), first_poll: Duration::from_millis(5), max_poll: Duration::from_millis(10) };
+        let err = until::<(), (), _, _>(&progress, "NAT gateway nat-1 to become available", policy, || async {
+            Ok(Poll::NotYet("state pending".into()))
+        })
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("NAT gateway nat-1") && text.contains("state pending"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_stops_the_wait_at_once() {
+        let progress = Progress::new(false).start("test.node", "waiting test");
+        let err = until::<(), &str, _, _>(&progress, "x", WaitPolicy::new(Duration::from_secs(60)), || async {
+            Err("AccessDenied")
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, WaitError::Check("AccessDenied")));
+    }
+}

@@ -1,0 +1,179 @@
+//! The walker: runs `visit` on every node of a graph once all of the node's dependencies have
+//! finished, at most `parallelism` at a time. A failed node's dependants are skipped (and so are
+//! theirs); its siblings carry on. Every outcome is returned: nothing stops at the first error.
+
+use super::{Diagnostic, Graph};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Dependencies first: create, plan, status.
+    Forward,
+    /// Dependants first: destroy.
+    Reverse,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<T> {
+    Done(T),
+    Failed(Diagnostic),
+    /// Not visited because `because` (a node it depends on, directly or not) failed.
+    Skipped { because: String },
+}
+
+impl<T> Outcome<T> {
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done(_))
+    }
+}
+
+pub async fn walk<T, F, Fut>(
+    graph: &Graph,
+    direction: Direction,
+    parallelism: usize,
+    visit: F,
+) -> BTreeMap<String, Outcome<T>>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, Diagnostic>>,
+{
+    let reversed;
+    let graph = match direction {
+        Direction::Forward => graph,
+        Direction::Reverse => {
+            reversed = graph.reversed();
+            &reversed
+        }
+    };
+    let parallelism = parallelism.max(1);
+    let mut outcomes: BTreeMap<String, Outcome<T>> = BTreeMap::new();
+    let mut waiting: BTreeSet<String> = graph.nodes().map(str::to_string).collect();
+    let mut running = FuturesUnordered::new();
+
+    loop {
+        // Start (or skip) every node whose dependencies have all finished, while there is room.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            let ready: Vec<String> = waiting
+                .iter()
+                .filter(|n| graph.dependencies(n).all(|d| outcomes.contains_key(d)))
+                .cloned()
+                .collect();
+            for node in ready {
+                let blocker = graph.dependencies(&node).find_map(|d| match &outcomes[d] {
+                    Outcome::Done(_) => None,
+                    Outcome::Failed(_) => Some(d.to_string()),
+                    Outcome::Skipped { because } => Some(because.clone()),
+                });
+                if let Some(because) = blocker {
+                    waiting.remove(&node);
+                    outcomes.insert(node, Outcome::Skipped { because });
+                    changed = true;
+                } else if running.len() < parallelism {
+                    waiting.remove(&node);
+                    let fut = visit(node.clone());
+                    running.push(async move { (node, fut.await) });
+                }
+            }
+        }
+        match running.next().await {
+            Some((node, Ok(value))) => {
+                outcomes.insert(node, Outcome::Done(value));
+            }
+            Some((node, Err(diagnostic))) => {
+                outcomes.insert(node, Outcome::Failed(diagnostic));
+            }
+            None => break,
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    fn graph(edges: &[(&str, &[&str])]) -> Graph {
+        Graph::new(edges.iter().map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect::<Vec<_>>())))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn independent_nodes_run_at_the_same_time() {
+        // a and b each wait for the other at a barrier: a serial walker would never finish.
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &["a", "b"])]);
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let run = walk(&g, Direction::Forward, 8, |n| {
+            let barrier = barrier.clone();
+            let order = order.clone();
+            async move {
+                if n != "c" {
+                    barrier.wait().await;
+                }
+                order.lock().unwrap().push(n.clone());
+                Ok::<_, Diagnostic>(n)
+            }
+        });
+        let outcomes = tokio::time::timeout(Duration::from_secs(5), run).await.expect("a and b never overlapped");
+        assert!(outcomes.values().all(Outcome::is_done));
+        assert_eq!(order.lock().unwrap().last().map(String::as_str), Some("c"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_node_skips_only_its_dependants() {
+        let g = graph(&[("vpc", &[]), ("subnets", &["vpc"]), ("routes", &["subnets"]), ("key", &[])]);
+        let outcomes = walk(&g, Direction::Forward, 4, |n| async move {
+            if n == "vpc" {
+                Err(Diagnostic { node: n, code: Some("Boom".into()), message: "failed".into(), hint: None })
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(matches!(outcomes["vpc"], Outcome::Failed(_)));
+        assert_eq!(outcomes["subnets"], Outcome::Skipped { because: "vpc".into() });
+        assert_eq!(outcomes["routes"], Outcome::Skipped { because: "vpc".into() });
+        assert_eq!(outcomes["key"], Outcome::Done(()));
+    }
+
+    #[tokio::test]
+    async fn parallelism_bounds_the_nodes_in_flight() {
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &[]), ("d", &[]), ("e", &[])]);
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        walk(&g, Direction::Forward, 2, |_| {
+            let (now, peak) = (now.clone(), peak.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Diagnostic>(())
+            }
+        })
+        .await;
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn reverse_walk_visits_dependants_before_their_dependencies() {
+        let g = graph(&[("vpc", &[]), ("subnets", &["vpc"]), ("nat", &["subnets"])]);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        walk(&g, Direction::Reverse, 8, |n| {
+            let order = order.clone();
+            async move {
+                order.lock().unwrap().push(n);
+                Ok::<_, Diagnostic>(())
+            }
+        })
+        .await;
+        assert_eq!(*order.lock().unwrap(), vec!["nat", "subnets", "vpc"]);
+    }
+}

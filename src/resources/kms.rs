@@ -1,0 +1,282 @@
+//! `kms.key`: the customer-managed key that encrypts everything in the stack, with yearly
+//! automatic rotation and the alias `alias/payments-<suffix>`.
+//!
+//! Found by: the key id in the state, else the alias, else its tags (a run killed between
+//! CreateKey and CreateAlias). A key pending deletion is never adopted: `destroy` schedules
+//! deletion (AWS's minimum wait is 7 days) and a later `up` makes a fresh key.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::names::tag;
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Key;
+
+pub const ID: &str = "kms.key";
+
+pub struct Observed {
+    pub meta: KeyMetadata,
+    pub rotation: bool,
+    pub policy: Option<Value>,
+    pub tags: BTreeMap<String, String>,
+    /// The key the alias points at, if the alias exists.
+    pub alias_target: Option<String>,
+}
+
+impl Observed {
+    fn key_id(&self) -> &str {
+        self.meta.key_id()
+    }
+}
+
+fn usable(meta: &KeyMetadata) -> bool {
+    matches!(meta.key_state(), Some(KeyState::Enabled | KeyState::Disabled))
+}
+
+/// The key policy. The account root statement lets IAM policies govern use (the functions'
+/// roles get kms:ViaService-scoped grants); the service statements are the ones AWS requires
+/// in the key policy itself.
+pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
+    let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm"]
+        .iter()
+        .map(|s| format!("{s}.{region}.amazonaws.com"))
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Id": format!("payments-{suffix}"),
+        "Statement": [
+            {
+                "Sid": "AccountAdministrationThroughIam",
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Sid": "UseThroughStackServicesOnly",
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": { "kms:CallerAccount": account },
+                    "ForAnyValue:StringEquals": { "kms:ViaService": via }
+                }
+            },
+            {
+                "Sid": "CloudWatchLogsOfThisAccount",
+                "Effect": "Allow",
+                "Principal": { "Service": format!("logs.{region}.amazonaws.com") },
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": { "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:{region}:{account}:log-group:*") }
+                }
+            },
+            {
+                "Sid": "CloudWatchAlarmsToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": { "Service": "cloudwatch.amazonaws.com" },
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": { "StringEquals": { "aws:SourceAccount": account } }
+            }
+        ]
+    })
+}
+
+fn description(ctx: &Ctx) -> String {
+    format!("tapctl payments stack {}: encrypts every resource of the stack", ctx.names.suffix)
+}
+
+fn kms_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter().filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok()).collect()
+}
+
+async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>> {
+    let out = ctx.clients.kms.describe_key().key_id(key).send().await.aws("kms:DescribeKey").ok_if_not_found()?;
+    Ok(out.and_then(|o| o.key_metadata().cloned()))
+}
+
+async fn tags_of(ctx: &Ctx, key: &str) -> Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    let mut pages = ctx.clients.kms.list_resource_tags().key_id(key).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for t in page.aws("kms:ListResourceTags")?.tags() {
+            tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
+        }
+    }
+    Ok(tags)
+}
+
+/// The oldest usable key tagged for this node and suffix (only when state and alias are lost).
+async fn find_by_tags(ctx: &Ctx) -> Result<Option<KeyMetadata>> {
+    let mut found: Vec<KeyMetadata> = Vec::new();
+    let mut keys = ctx.clients.kms.list_keys().into_paginator().items().send();
+    while let Some(entry) = keys.next().await {
+        let entry = entry.aws("kms:ListKeys")?;
+        let Some(id) = entry.key_id() else { continue };
+        let tags = match tags_of(ctx, id).await {
+            Ok(t) => t,
+            // Keys of other teams may not be readable by this caller: they are not ours anyway.
+            Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("AccessDenied")) => continue,
+            Err(e) => return Err(e),
+        };
+        if tags.get(tag::SUFFIX) == Some(&ctx.names.suffix) && tags.get(tag::RESOURCE).map(String::as_str) == Some(ID) {
+            if let Some(meta) = describe(ctx, id).await?.filter(usable) {
+                found.push(meta);
+            }
+        }
+    }
+    found.sort_by_key(|m| m.creation_date().map(|d| d.secs()).unwrap_or_default());
+    Ok(found.into_iter().next())
+}
+
+#[async_trait]
+impl Resource for Key {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let alias = ctx.names.kms_alias();
+        let alias_meta = describe(ctx, &alias).await?;
+        let alias_target = alias_meta.as_ref().map(|m| m.key_id().to_string());
+        let mut meta = None;
+        if let Some(id) = ctx.recorded_str("key_id") {
+            meta = describe(ctx, id).await?.filter(usable);
+        }
+        if meta.is_none() {
+            meta = alias_meta.filter(usable);
+        }
+        if meta.is_none() {
+            meta = find_by_tags(ctx).await?;
+        }
+        let Some(meta) = meta else { return Ok(None) };
+        let key = meta.key_id().to_string();
+        let kms = &ctx.clients.kms;
+        let rotation = kms.get_key_rotation_status().key_id(&key).send().await.aws("kms:GetKeyRotationStatus")?.key_rotation_enabled();
+        let policy = kms.get_key_policy().key_id(&key).policy_name("default").send().await.aws("kms:GetKeyPolicy")?;
+        let policy = policy.policy().and_then(|p| serde_json::from_str(p).ok());
+        Ok(Some(Observed { tags: tags_of(ctx, &key).await?, meta, rotation, policy, alias_target }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        if o.meta.key_spec() != Some(&KeySpec::SymmetricDefault) || o.meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt) {
+            return Ok(Change::Replace(format!(
+                "key {} is {:?}/{:?}; the stack needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key, and a key's spec cannot change",
+                o.key_id(),
+                o.meta.key_spec(),
+                o.meta.key_usage()
+            )));
+        }
+        let mut drifts = Vec::new();
+        if o.meta.key_state() == Some(&KeyState::Disabled) {
+            drifts.push(format!("key {} is disabled", o.key_id()));
+        }
+        if !o.rotation {
+            drifts.push(format!("key {}: automatic rotation is off", o.key_id()));
+        }
+        if o.policy.as_ref() != Some(&key_policy(&ctx.names.account, &ctx.config.region, &ctx.names.suffix)) {
+            drifts.push(format!("key {}: key policy differs from the stack's", o.key_id()));
+        }
+        if o.alias_target.as_deref() != Some(o.key_id()) {
+            drifts.push(format!("alias {} does not point at key {}", ctx.names.kms_alias(), o.key_id()));
+        }
+        let wanted = ctx.tags(None, None);
+        let missing: Vec<&str> = wanted.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
+        if !missing.is_empty() {
+            drifts.push(format!("key {}: tags {} missing or changed", o.key_id(), missing.join(", ")));
+        }
+        Ok(Change::from_drifts(drifts))
+    }
+
+    fn outputs(&self, ctx: &Ctx, o: &Observed) -> Outputs {
+        Outputs::from([
+            ("key_id".into(), json!(o.key_id())),
+            ("key_arn".into(), json!(o.meta.arn().unwrap_or_default())),
+            ("alias".into(), json!(ctx.names.kms_alias())),
+        ])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let kms = &ctx.clients.kms;
+        let policy = key_policy(&ctx.names.account, &ctx.config.region, &ctx.names.suffix);
+        let tags = ctx.tags(None, None);
+        let o = match observed {
+            Some(o) => o,
+            None => {
+                ctx.progress.step("creating KMS key");
+                let out = kms
+                    .create_key()
+                    .description(description(ctx))
+                    .key_usage(KeyUsageType::EncryptDecrypt)
+                    .key_spec(KeySpec::SymmetricDefault)
+                    .policy(policy.to_string())
+                    .set_tags(Some(kms_tags(&tags)))
+                    .send()
+                    .await
+                    .aws("kms:CreateKey")?;
+                let meta = out.key_metadata().cloned().ok_or_else(|| ResourceError::new("EmptyResponse", "CreateKey returned no key"))?;
+                Observed {
+                    meta,
+                    rotation: false,
+                    policy: Some(policy.clone()),
+                    tags: tags.iter().cloned().collect(),
+                    alias_target: describe(ctx, &ctx.names.kms_alias()).await?.map(|m| m.key_id().to_string()),
+                }
+            }
+        };
+        let key = o.key_id().to_string();
+        if o.meta.key_state() == Some(&KeyState::Disabled) {
+            kms.enable_key().key_id(&key).send().await.aws("kms:EnableKey")?;
+        }
+        if !o.rotation {
+            ctx.progress.step("enabling automatic key rotation");
+            kms.enable_key_rotation().key_id(&key).send().await.aws("kms:EnableKeyRotation")?;
+        }
+        if o.policy.as_ref() != Some(&policy) {
+            kms.put_key_policy().key_id(&key).policy_name("default").policy(policy.to_string()).send().await.aws("kms:PutKeyPolicy")?;
+        }
+        let missing: Vec<(String, String)> = tags.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).cloned().collect();
+        if !missing.is_empty() {
+            kms.tag_resource().key_id(&key).set_tags(Some(kms_tags(&missing))).send().await.aws("kms:TagResource")?;
+        }
+        let alias = ctx.names.kms_alias();
+        match o.alias_target.as_deref() {
+            Some(t) if t == key => {}
+            Some(_) => {
+                kms.update_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:UpdateAlias")?;
+            }
+            None => {
+                kms.create_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:CreateAlias")?;
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let kms = &ctx.clients.kms;
+        if o.alias_target.as_deref() == Some(o.key_id()) {
+            kms.delete_alias().alias_name(ctx.names.kms_alias()).send().await.aws("kms:DeleteAlias").ok_if_not_found()?;
+        }
+        ctx.progress.step(&format!("scheduling deletion of key {} in {} days", o.key_id(), ctx.config.kms_deletion_window_days));
+        kms.schedule_key_deletion()
+            .key_id(o.key_id())
+            .pending_window_in_days(ctx.config.kms_deletion_window_days)
+            .send()
+            .await
+            .aws("kms:ScheduleKeyDeletion")
+            .ok_if_not_found()?;
+        Ok(())
+    }
+}

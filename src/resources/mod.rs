@@ -1,0 +1,254 @@
+//! The Resource contract, and one module per AWS resource family. A node id such as
+//! `network.route-tables` lives in `resources/network/route_tables.rs`.
+//!
+//! Contract (kube-rs' reconcile, per node):
+//! - `observe` finds the resource: first by the ids recorded in the state, then by its tags
+//!   (`EnvironmentSuffix` + `tap:resource`), so that a run killed between "create" and "save"
+//!   adopts what it made instead of making it twice. Every create tags at creation.
+//! - `diff` compares what exists with what the config wants: NoOp, Update (listing each
+//!   drift), or Replace (an immutable setting changed: refused unless the user allows it).
+//! - `apply` makes it so, idempotently, waits until it is usable, and returns its outputs.
+//! - `delete` removes it and waits until it is gone; already absent is success.
+
+pub mod kms;
+pub mod network;
+
+use crate::aws::{AwsError, Clients};
+use crate::config::StackConfig;
+use crate::engine::progress::NodeProgress;
+use crate::engine::wait::{self, Poll, WaitError, WaitPolicy};
+use crate::names::{standard_tags, Names};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+/// What `up` would do to one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    NoOp,
+    Create,
+    /// Each entry is one drift, in words, e.g. "route 0.0.0.0/0 missing in the private route table".
+    Update(Vec<String>),
+    /// Why the resource would have to be replaced.
+    Replace(String),
+}
+
+impl Change {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Change::NoOp => "no-op",
+            Change::Create => "create",
+            Change::Update(_) => "update",
+            Change::Replace(_) => "replace",
+        }
+    }
+
+    /// Update with these drifts, or NoOp when there are none.
+    pub fn from_drifts(drifts: Vec<String>) -> Change {
+        if drifts.is_empty() {
+            Change::NoOp
+        } else {
+            Change::Update(drifts)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceError {
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ResourceError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ResourceError { code: Some(code.to_string()), message: message.into(), hint: None }
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<AwsError> for ResourceError {
+    fn from(e: AwsError) -> Self {
+        ResourceError {
+            hint: e.hint().map(str::to_string),
+            code: e.code.clone(),
+            message: format!("{}: {}", e.operation, e.message),
+        }
+    }
+}
+
+impl From<WaitError<ResourceError>> for ResourceError {
+    fn from(e: WaitError<ResourceError>) -> Self {
+        match e {
+            WaitError::Check(inner) => inner,
+            WaitError::TimedOut { reason, waited, last } => ResourceError::new(
+                "WaitTimeout",
+                format!("gave up waiting for {reason} after {}s (last seen: {last})", waited.as_secs()),
+            )
+                .with_hint("AWS is still working on it: re-run the same command; it resumes where it stopped"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ResourceError>;
+
+/// What a node sees while it runs.
+pub struct Ctx {
+    pub clients: Clients,
+    pub config: Arc<StackConfig>,
+    pub names: Arc<Names>,
+    pub node: &'static str,
+    /// Outputs of the nodes this one depends on.
+    pub inputs: BTreeMap<String, Outputs>,
+    /// This node's outputs as the state file last recorded them.
+    pub recorded: Option<Outputs>,
+    pub progress: NodeProgress,
+    pub waits: WaitLimits,
+}
+
+/// How long each kind of wait may take before the run gives up (and a re-run resumes).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitLimits {
+    pub nat_gateway: WaitPolicy,
+    pub eventual_consistency: WaitPolicy,
+}
+
+impl Default for WaitLimits {
+    fn default() -> Self {
+        WaitLimits {
+            nat_gateway: WaitPolicy::new(std::time::Duration::from_secs(15 * 60)),
+            eventual_consistency: WaitPolicy::new(std::time::Duration::from_secs(120)),
+        }
+    }
+}
+
+impl Ctx {
+    /// A string output of a dependency; an error if the dependency did not provide it.
+    pub fn input(&self, node: &str, key: &str) -> Result<String> {
+        self.inputs
+            .get(node)
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
+    }
+
+    /// A list output of a dependency.
+    pub fn input_list(&self, node: &str, key: &str) -> Result<Vec<String>> {
+        self.inputs
+            .get(node)
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
+    }
+
+    pub fn recorded_str(&self, key: &str) -> Option<&str> {
+        self.recorded.as_ref()?.get(key)?.as_str()
+    }
+
+    /// The standard tags of this node (design.md §5), with a family member and a Name.
+    pub fn tags(&self, member: Option<&str>, name: Option<&str>) -> Vec<(String, String)> {
+        standard_tags(&self.names, &self.config.cost_center, self.node, member, name)
+    }
+
+    pub async fn wait<T, F, Fut>(&self, reason: &str, policy: WaitPolicy, check: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Poll<T>>>,
+    {
+        Ok(wait::until(&self.progress, reason, policy, check).await?)
+    }
+}
+
+/// Turns a list of strings into an output value.
+pub fn list(items: impl IntoIterator<Item = String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+/// The contract every resource implements; see the module docs.
+#[async_trait]
+pub trait Resource: Send + Sync {
+    type Observed: Send + Sync + 'static;
+
+    fn id(&self) -> &'static str;
+    fn depends_on(&self) -> &'static [&'static str];
+    /// The resource as it exists, or None when it does not.
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Self::Observed>>;
+    /// How an existing resource differs from what is wanted.
+    fn diff(&self, ctx: &Ctx, observed: &Self::Observed) -> Result<Change>;
+    /// Outputs of an existing resource, for dependants and the state.
+    fn outputs(&self, ctx: &Ctx, observed: &Self::Observed) -> Outputs;
+    /// Creates (observed None) or repairs the resource; returns its outputs.
+    async fn apply(&self, ctx: &Ctx, observed: Option<Self::Observed>) -> Result<Outputs>;
+    async fn delete(&self, ctx: &Ctx, observed: Self::Observed) -> Result<()>;
+}
+
+/// The result of observe + diff, kept so that apply does not observe twice.
+pub struct Planned {
+    pub change: Change,
+    /// Present when the resource exists.
+    pub outputs: Option<Outputs>,
+    observed: Option<Box<dyn Any + Send + Sync>>,
+}
+
+/// The type-erased form of a Resource, so that one graph holds every kind.
+#[async_trait]
+pub trait Node: Send + Sync {
+    fn id(&self) -> &'static str;
+    fn depends_on(&self) -> &'static [&'static str];
+    async fn plan(&self, ctx: &Ctx) -> Result<Planned>;
+    async fn apply(&self, ctx: &Ctx, planned: Planned) -> Result<Outputs>;
+    /// Deletes the resource if it exists; true when there was something to delete.
+    async fn destroy(&self, ctx: &Ctx) -> Result<bool>;
+}
+
+#[async_trait]
+impl<R: Resource> Node for R {
+    fn id(&self) -> &'static str {
+        Resource::id(self)
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        Resource::depends_on(self)
+    }
+
+    async fn plan(&self, ctx: &Ctx) -> Result<Planned> {
+        match self.observe(ctx).await? {
+            None => Ok(Planned { change: Change::Create, outputs: None, observed: None }),
+            Some(observed) => Ok(Planned {
+                change: self.diff(ctx, &observed)?,
+                outputs: Some(self.outputs(ctx, &observed)),
+                observed: Some(Box::new(observed)),
+            }),
+        }
+    }
+
+    async fn apply(&self, ctx: &Ctx, planned: Planned) -> Result<Outputs> {
+        let observed = match planned.observed {
+            Some(b) => match b.downcast::<R::Observed>() {
+                Ok(o) => Some(*o),
+                Err(_) => return Err(ResourceError::new("Internal", "planned state of another resource type")),
+            },
+            None => None,
+        };
+        Resource::apply(self, ctx, observed).await
+    }
+
+    async fn destroy(&self, ctx: &Ctx) -> Result<bool> {
+        match self.observe(ctx).await? {
+            None => Ok(false),
+            Some(observed) => {
+                self.delete(ctx, observed).await?;
+                Ok(true)
+            }
+        }
+    }
+}

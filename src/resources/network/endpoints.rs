@@ -1,0 +1,180 @@
+//! `network.endpoints`: gateway endpoints for S3 and DynamoDB on the private route table, so the
+//! functions reach the audit bucket and the transactions table without crossing the internet.
+
+use super::{describe_missing_tags, ensure_tags, is_owned, member_of, missing_tags, tag_spec};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ResourceType, State as EndpointState, Tag, VpcEndpoint, VpcEndpointType};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct GatewayEndpoints;
+
+pub const ID: &str = "network.endpoints";
+const SERVICES: [&str; 2] = ["s3", "dynamodb"];
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: String,
+    pub route_tables: Vec<String>,
+    pub tags: Vec<Tag>,
+}
+
+pub struct Observed {
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+fn live(e: &VpcEndpoint) -> bool {
+    !matches!(e.state(), Some(EndpointState::Deleted | EndpointState::Deleting | EndpointState::Failed | EndpointState::Rejected))
+}
+
+fn from_ec2(e: &VpcEndpoint) -> Endpoint {
+    Endpoint {
+        id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+        route_tables: e.route_table_ids().to_vec(),
+        tags: e.tags().to_vec(),
+    }
+}
+
+fn service_name(ctx: &Ctx, service: &str) -> String {
+    format!("com.amazonaws.{}.{service}", ctx.config.region)
+}
+
+fn wanted_tags(ctx: &Ctx, service: &str) -> Vec<(String, String)> {
+    ctx.tags(Some(service), Some(&ctx.names.endpoint(service)))
+}
+
+enum Fix {
+    Create(&'static str),
+    Routes { service: &'static str, add: Vec<String>, remove: Vec<String> },
+    Tags(&'static str, Vec<(String, String)>),
+}
+
+fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
+    let private_rt = ctx.input(super::route_tables::ID, "private_route_table_id")?;
+    let mut out = Vec::new();
+    for service in SERVICES {
+        let Some(e) = o.endpoints.get(service) else {
+            out.push(Fix::Create(service));
+            continue;
+        };
+        let add: Vec<String> = (!e.route_tables.contains(&private_rt)).then(|| private_rt.clone()).into_iter().collect();
+        let remove: Vec<String> = e.route_tables.iter().filter(|r| **r != private_rt).cloned().collect();
+        if !add.is_empty() || !remove.is_empty() {
+            out.push(Fix::Routes { service, add, remove });
+        }
+        let missing = missing_tags(&e.tags, &wanted_tags(ctx, service));
+        if !missing.is_empty() {
+            out.push(Fix::Tags(service, missing));
+        }
+    }
+    Ok(out)
+}
+
+impl Fix {
+    fn describe(&self) -> String {
+        match self {
+            Fix::Create(s) => format!("{s} gateway endpoint missing"),
+            Fix::Routes { service, add, remove } => {
+                format!("{service} gateway endpoint: route tables to add {add:?}, to remove {remove:?}")
+            }
+            Fix::Tags(s, missing) => describe_missing_tags(&format!("{s} gateway endpoint"), missing).unwrap_or_default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for GatewayEndpoints {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::ID, super::route_tables::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let ec2 = &ctx.clients.ec2;
+        let mut endpoints = BTreeMap::new();
+        let mut request = ec2.describe_vpc_endpoints();
+        if let Some(vpc) = super::vpc::find_vpc_id(ctx).await? {
+            request = request.filters(super::filter("vpc-id", [vpc]));
+        }
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws("ec2:DescribeVpcEndpoints")?;
+            for e in page.vpc_endpoints().iter().filter(|e| live(e) && is_owned(e.tags(), ctx)) {
+                if let Some(m) = member_of(e.tags()) {
+                    endpoints.insert(m, from_ec2(e));
+                }
+            }
+        }
+        for service in SERVICES {
+            if endpoints.contains_key(service) {
+                continue;
+            }
+            if let Some(id) = ctx.recorded_str(&format!("{service}_endpoint_id")) {
+                let out = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await.aws("ec2:DescribeVpcEndpoints").ok_if_not_found()?;
+                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()).filter(|e| live(e)) {
+                    endpoints.insert(service.to_string(), from_ec2(e));
+                }
+            }
+        }
+        Ok((!endpoints.is_empty()).then_some(Observed { endpoints }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        o.endpoints.iter().map(|(s, e)| (format!("{s}_endpoint_id"), json!(e.id))).collect()
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let ec2 = &ctx.clients.ec2;
+        let mut o = observed.unwrap_or(Observed { endpoints: BTreeMap::new() });
+        for fix in fixes(ctx, &o)? {
+            ctx.progress.step(&fix.describe());
+            match fix {
+                Fix::Create(service) => {
+                    let private_rt = ctx.input(super::route_tables::ID, "private_route_table_id")?;
+                    let out = ec2
+                        .create_vpc_endpoint()
+                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
+                        .vpc_endpoint_type(VpcEndpointType::Gateway)
+                        .service_name(service_name(ctx, service))
+                        .route_table_ids(&private_rt)
+                        .client_token(super::client_token(ctx, &[service, &private_rt]))
+                        .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &wanted_tags(ctx, service)))
+                        .send()
+                        .await
+                        .aws("ec2:CreateVpcEndpoint")?;
+                    let e = out.vpc_endpoint().ok_or_else(|| ResourceError::new("EmptyResponse", "CreateVpcEndpoint returned no endpoint"))?;
+                    o.endpoints.insert(service.to_string(), from_ec2(e));
+                }
+                Fix::Routes { service, add, remove } => {
+                    ec2.modify_vpc_endpoint()
+                        .vpc_endpoint_id(&o.endpoints[service].id)
+                        .set_add_route_table_ids(Some(add).filter(|v| !v.is_empty()))
+                        .set_remove_route_table_ids(Some(remove).filter(|v| !v.is_empty()))
+                        .send()
+                        .await
+                        .aws("ec2:ModifyVpcEndpoint")?;
+                }
+                Fix::Tags(service, missing) => ensure_tags(ctx, &o.endpoints[service].id, &missing).await?,
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let ids: Vec<String> = o.endpoints.values().map(|e| e.id.clone()).collect();
+        ctx.progress.step(&format!("deleting gateway endpoints {}", ids.join(", ")));
+        ctx.clients.ec2.delete_vpc_endpoints().set_vpc_endpoint_ids(Some(ids)).send().await.aws("ec2:DeleteVpcEndpoints").ok_if_not_found()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! `network.nacls`: a network ACL per tier, the stateless second fence behind the security
+//! groups. The database tier admits only PostgreSQL (5432) from the private subnets and answers
+//! only to them; nothing else reaches it, in or out (PCI DSS 1.3).
+
+use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::names::Tier;
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct NetworkAcls;
+
+pub const ID: &str = "network.nacls";
+const ANYWHERE: &str = "0.0.0.0/0";
+const TCP: &str = "6";
+const ALL: &str = "-1";
+/// AWS's catch-all deny, present in every ACL and not removable.
+const DEFAULT_RULE: i32 = 32767;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub egress: bool,
+    pub number: i32,
+    pub protocol: String,
+    pub allow: bool,
+    pub cidr: String,
+    pub ports: Option<(i32, i32)>,
+}
+
+impl Entry {
+    fn allow(egress: bool, number: i32, protocol: &str, cidr: &str, ports: Option<(i32, i32)>) -> Self {
+        Entry { egress, number, protocol: protocol.into(), allow: true, cidr: cidr.into(), ports }
+    }
+    fn key(&self) -> (bool, i32) {
+        (self.egress, self.number)
+    }
+    fn describe(&self) -> String {
+        let dir = if self.egress { "egress" } else { "ingress" };
+        let ports = self.ports.map(|(a, b)| format!(" ports {a}-{b}")).unwrap_or_default();
+        format!("{dir} rule {} proto {} {}{ports}", self.number, self.protocol, self.cidr)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Acl {
+    pub id: String,
+    pub tags: Vec<Tag>,
+    pub entries: Vec<Entry>,
+}
+
+pub struct Observed {
+    pub acls: BTreeMap<Tier, Acl>,
+    /// Every subnet of the VPC: subnet -> (network ACL, association id).
+    pub associations: BTreeMap<String, (String, String)>,
+    pub default_acl: Option<String>,
+}
+
+fn normalize_protocol(p: &str) -> String {
+    match p {
+        "tcp" => TCP.into(),
+        "all" => ALL.into(),
+        other => other.into(),
+    }
+}
+
+fn from_ec2(a: &NetworkAcl) -> Acl {
+    let entries = a
+        .entries()
+        .iter()
+        .filter(|e| e.rule_number().is_some_and(|n| n < DEFAULT_RULE))
+        .map(|e| Entry {
+            egress: e.egress().unwrap_or(false),
+            number: e.rule_number().unwrap_or_default(),
+            protocol: normalize_protocol(e.protocol().unwrap_or(ALL)),
+            allow: e.rule_action() == Some(&RuleAction::Allow),
+            cidr: e.cidr_block().unwrap_or_default().to_string(),
+            ports: if e.protocol().map(normalize_protocol).as_deref() == Some(ALL) {
+                None
+            } else {
+                e.port_range().map(|p| (p.from().unwrap_or_default(), p.to().unwrap_or_default()))
+            },
+        })
+        .collect();
+    Acl { id: a.network_acl_id().unwrap_or_default().to_string(), tags: a.tags().to_vec(), entries }
+}
+
+/// The rules of each tier. Return traffic must be allowed explicitly: ACLs are stateless.
+pub fn wanted_entries(ctx: &Ctx, tier: Tier) -> Result<Vec<Entry>> {
+    let vpc = ctx.config.vpc_cidr.to_string();
+    let ephemeral = Some((1024, 65535));
+    Ok(match tier {
+        Tier::Public | Tier::Private => vec![
+            Entry::allow(false, 100, ALL, &vpc, None),
+            // Answers to connections the NAT gateway made on the functions' behalf.
+            Entry::allow(false, 110, TCP, ANYWHERE, ephemeral),
+            Entry::allow(true, 100, ALL, ANYWHERE, None),
+        ],
+        Tier::Database => {
+            let private = ctx.input_list(super::subnets::ID, "private_subnet_cidrs")?;
+            let mut v = Vec::new();
+            for (i, cidr) in private.iter().enumerate() {
+                let n = 100 + 10 * i as i32;
+                v.push(Entry::allow(false, n, TCP, cidr, Some((5432, 5432))));
+                v.push(Entry::allow(true, n, TCP, cidr, ephemeral));
+            }
+            v
+        }
+    })
+}
+
+enum Fix {
+    CreateAcl(Tier),
+    PutEntry { tier: Tier, entry: Entry, replace: bool },
+    DeleteEntry { tier: Tier, egress: bool, number: i32 },
+    Associate { tier: Tier, subnet: String, association: String },
+    Tags { tier: Tier, missing: Vec<(String, String)> },
+}
+
+impl Fix {
+    fn describe(&self) -> String {
+        match self {
+            Fix::CreateAcl(t) => format!("{t} network ACL missing"),
+            Fix::PutEntry { tier, entry, replace: false } => format!("{tier} network ACL: {} missing", entry.describe()),
+            Fix::PutEntry { tier, entry, replace: true } => format!("{tier} network ACL: {} differs", entry.describe()),
+            Fix::DeleteEntry { tier, egress, number } => {
+                format!("{tier} network ACL: unexpected {} rule {number} (to be removed)", if *egress { "egress" } else { "ingress" })
+            }
+            Fix::Associate { tier, subnet, .. } => format!("subnet {subnet} does not use the {tier} network ACL"),
+            Fix::Tags { tier, missing } => describe_missing_tags(&format!("{tier} network ACL"), missing).unwrap_or_default(),
+        }
+    }
+}
+
+fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
+    let mut out = Vec::new();
+    for tier in Tier::ALL {
+        let want = wanted_entries(ctx, tier)?;
+        let acl = o.acls.get(&tier);
+        match acl {
+            None => {
+                out.push(Fix::CreateAcl(tier));
+                out.extend(want.iter().cloned().map(|entry| Fix::PutEntry { tier, entry, replace: false }));
+            }
+            Some(acl) => {
+                for entry in &want {
+                    match acl.entries.iter().find(|e| e.key() == entry.key()) {
+                        None => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: false }),
+                        Some(e) if e != entry => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: true }),
+                        Some(_) => {}
+                    }
+                }
+                for e in acl.entries.iter().filter(|e| !want.iter().any(|w| w.key() == e.key())) {
+                    out.push(Fix::DeleteEntry { tier, egress: e.egress, number: e.number });
+                }
+                let missing = missing_tags(&acl.tags, &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))));
+                if !missing.is_empty() {
+                    out.push(Fix::Tags { tier, missing });
+                }
+            }
+        }
+        for subnet in super::subnets::tier_ids(ctx, tier)? {
+            let Some((current, association)) = o.associations.get(&subnet) else { continue };
+            if acl.map(|a| &a.id) != Some(current) {
+                out.push(Fix::Associate { tier, subnet, association: association.clone() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn observe_vpc(ctx: &Ctx, o: &mut Observed) -> Result<()> {
+    let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? else { return Ok(()) };
+    let all = ctx.clients.ec2.describe_network_acls().filters(filter("vpc-id", [vpc_id])).send().await.aws("ec2:DescribeNetworkAcls")?;
+    for acl in all.network_acls() {
+        let id = acl.network_acl_id().unwrap_or_default().to_string();
+        if acl.is_default() == Some(true) {
+            o.default_acl = Some(id.clone());
+        }
+        for a in acl.associations() {
+            if let (Some(s), Some(assoc)) = (a.subnet_id(), a.network_acl_association_id()) {
+                o.associations.insert(s.to_string(), (id.clone(), assoc.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Resource for NetworkAcls {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::ID, super::subnets::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let ec2 = &ctx.clients.ec2;
+        let mut o = Observed { acls: BTreeMap::new(), associations: BTreeMap::new(), default_acl: None };
+        let owned = ec2.describe_network_acls().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeNetworkAcls")?;
+        for a in owned.network_acls() {
+            if let Some(tier) = member_of(a.tags()).as_deref().and_then(Tier::parse) {
+                o.acls.insert(tier, from_ec2(a));
+            }
+        }
+        for tier in Tier::ALL {
+            if o.acls.contains_key(&tier) {
+                continue;
+            }
+            if let Some(id) = ctx.recorded_str(&format!("{tier}_network_acl_id")) {
+                let out = ec2.describe_network_acls().network_acl_ids(id).send().await.aws("ec2:DescribeNetworkAcls").ok_if_not_found()?;
+                if let Some(a) = out.as_ref().and_then(|x| x.network_acls().first()) {
+                    o.acls.insert(tier, from_ec2(a));
+                }
+            }
+        }
+        if o.acls.is_empty() {
+            return Ok(None);
+        }
+        observe_vpc(ctx, &mut o).await?;
+        Ok(Some(o))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        o.acls.iter().map(|(tier, a)| (format!("{tier}_network_acl_id"), json!(a.id))).collect()
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let ec2 = &ctx.clients.ec2;
+        let mut o = match observed {
+            Some(o) => o,
+            None => {
+                let mut o = Observed { acls: BTreeMap::new(), associations: BTreeMap::new(), default_acl: None };
+                observe_vpc(ctx, &mut o).await?;
+                o
+            }
+        };
+        for fix in fixes(ctx, &o)? {
+            ctx.progress.step(&fix.describe());
+            match fix {
+                Fix::CreateAcl(tier) => {
+                    let out = ec2
+                        .create_network_acl()
+                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
+                        .tag_specifications(tag_spec(
+                            ResourceType::NetworkAcl,
+                            &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))),
+                        ))
+                        .send()
+                        .await
+                        .aws("ec2:CreateNetworkAcl")?;
+                    let acl = out.network_acl().ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL"))?;
+                    o.acls.insert(tier, from_ec2(acl));
+                }
+                Fix::PutEntry { tier, entry, replace } => {
+                    let acl = &o.acls[&tier].id;
+                    let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
+                    let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
+                    if replace {
+                        ec2.replace_network_acl_entry()
+                            .network_acl_id(acl)
+                            .rule_number(entry.number)
+                            .egress(entry.egress)
+                            .protocol(&entry.protocol)
+                            .rule_action(action)
+                            .cidr_block(&entry.cidr)
+                            .set_port_range(ports)
+                            .send()
+                            .await
+                            .aws("ec2:ReplaceNetworkAclEntry")?;
+                    } else {
+                        ec2.create_network_acl_entry()
+                            .network_acl_id(acl)
+                            .rule_number(entry.number)
+                            .egress(entry.egress)
+                            .protocol(&entry.protocol)
+                            .rule_action(action)
+                            .cidr_block(&entry.cidr)
+                            .set_port_range(ports)
+                            .send()
+                            .await
+                            .aws("ec2:CreateNetworkAclEntry")?;
+                    }
+                }
+                Fix::DeleteEntry { tier, egress, number } => {
+                    ec2.delete_network_acl_entry()
+                        .network_acl_id(&o.acls[&tier].id)
+                        .egress(egress)
+                        .rule_number(number)
+                        .send()
+                        .await
+                        .aws("ec2:DeleteNetworkAclEntry")
+                        .ok_if_not_found()?;
+                }
+                Fix::Associate { tier, association, .. } => {
+                    ec2.replace_network_acl_association()
+                        .association_id(&association)
+                        .network_acl_id(&o.acls[&tier].id)
+                        .send()
+                        .await
+                        .aws("ec2:ReplaceNetworkAclAssociation")?;
+                }
+                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.acls[&tier].id, &missing).await?,
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let ec2 = &ctx.clients.ec2;
+        for (tier, acl) in &o.acls {
+            // An ACL in use cannot be deleted: hand its subnets back to the VPC's default ACL.
+            if let Some(default) = &o.default_acl {
+                for (current, association) in o.associations.values() {
+                    if *current == acl.id {
+                        ec2.replace_network_acl_association()
+                            .association_id(association)
+                            .network_acl_id(default)
+                            .send()
+                            .await
+                            .aws("ec2:ReplaceNetworkAclAssociation")
+                            .ok_if_not_found()?;
+                    }
+                }
+            }
+            ctx.progress.step(&format!("deleting {tier} network ACL {}", acl.id));
+            ec2.delete_network_acl().network_acl_id(&acl.id).send().await.aws("ec2:DeleteNetworkAcl").ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}

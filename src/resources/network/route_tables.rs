@@ -1,0 +1,290 @@
+//! `network.route-tables`: one route table per tier. Public: 0.0.0.0/0 to the internet gateway.
+//! Private: 0.0.0.0/0 to the NAT gateway. Database: no route out of the VPC at all.
+//!
+//! tapctl owns these tables outright: a route it did not make is drift and is removed (PCI DSS
+//! 1.3: only the paths the design allows), except the local route and the gateway-endpoint
+//! routes, which AWS manages from `network.endpoints`.
+
+use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::names::Tier;
+use crate::resources::{Change, Ctx, Resource, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ResourceType, RouteTable, Tag};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct RouteTables;
+
+pub const ID: &str = "network.route-tables";
+pub const ANYWHERE: &str = "0.0.0.0/0";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Gateway(String),
+    Nat(String),
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub id: String,
+    pub tags: Vec<Tag>,
+    /// Routes tapctl manages: destination CIDR -> target (local and endpoint routes left out).
+    pub routes: BTreeMap<String, Target>,
+}
+
+pub struct Observed {
+    pub tables: BTreeMap<Tier, Table>,
+    /// Every explicit subnet association in the VPC: subnet -> (route table, association id).
+    pub associations: BTreeMap<String, (String, String)>,
+}
+
+fn from_ec2(t: &RouteTable) -> Table {
+    let routes = t
+        .routes()
+        .iter()
+        .filter(|r| r.gateway_id() != Some("local") && r.destination_prefix_list_id().is_none())
+        .filter_map(|r| {
+            let dest = r.destination_cidr_block()?.to_string();
+            let target = if let Some(n) = r.nat_gateway_id() {
+                Target::Nat(n.to_string())
+            } else if let Some(g) = r.gateway_id() {
+                Target::Gateway(g.to_string())
+            } else {
+                Target::Other(format!("{r:?}").chars().take(80).collect())
+            };
+            Some((dest, target))
+        })
+        .collect();
+    Table { id: t.route_table_id().unwrap_or_default().to_string(), tags: t.tags().to_vec(), routes }
+}
+
+fn wanted_routes(ctx: &Ctx, tier: Tier) -> Result<BTreeMap<String, Target>> {
+    Ok(match tier {
+        Tier::Public => BTreeMap::from([(ANYWHERE.to_string(), Target::Gateway(ctx.input(super::igw::ID, "igw_id")?))]),
+        Tier::Private => BTreeMap::from([(ANYWHERE.to_string(), Target::Nat(ctx.input(super::nat::ID, "nat_gateway_id")?))]),
+        Tier::Database => BTreeMap::new(),
+    })
+}
+
+fn wanted_tags(ctx: &Ctx, tier: Tier) -> Vec<(String, String)> {
+    ctx.tags(Some(tier.as_str()), Some(&ctx.names.route_table(tier)))
+}
+
+/// Route, association and tag fixes, in words (for plan) — apply performs the same list.
+enum Fix {
+    CreateTable(Tier),
+    CreateRoute { tier: Tier, dest: String, target: Target },
+    ReplaceRoute { tier: Tier, dest: String, target: Target },
+    DeleteRoute { tier: Tier, dest: String },
+    Associate { tier: Tier, subnet: String },
+    Reassociate { tier: Tier, subnet: String, association: String },
+    Tags { tier: Tier, missing: Vec<(String, String)> },
+}
+
+impl Fix {
+    fn describe(&self) -> String {
+        match self {
+            Fix::CreateTable(t) => format!("{t} route table missing"),
+            Fix::CreateRoute { tier, dest, target } => format!("{tier} route table: route {dest} -> {target:?} missing"),
+            Fix::ReplaceRoute { tier, dest, target } => format!("{tier} route table: route {dest} should go to {target:?}"),
+            Fix::DeleteRoute { tier, dest } => format!("{tier} route table: unexpected route {dest} (to be removed)"),
+            Fix::Associate { tier, subnet } => format!("{tier} route table: subnet {subnet} not associated"),
+            Fix::Reassociate { tier, subnet, .. } => format!("subnet {subnet} is associated with another route table, not the {tier} one"),
+            Fix::Tags { tier, missing } => describe_missing_tags(&format!("{tier} route table"), missing).unwrap_or_default(),
+        }
+    }
+}
+
+fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
+    let mut out = Vec::new();
+    for tier in Tier::ALL {
+        let Some(table) = o.tables.get(&tier) else {
+            out.push(Fix::CreateTable(tier));
+            for (dest, target) in wanted_routes(ctx, tier)? {
+                out.push(Fix::CreateRoute { tier, dest, target });
+            }
+            for subnet in super::subnets::tier_ids(ctx, tier)? {
+                match o.associations.get(&subnet) {
+                    Some((_, association)) => out.push(Fix::Reassociate { tier, subnet, association: association.clone() }),
+                    None => out.push(Fix::Associate { tier, subnet }),
+                }
+            }
+            continue;
+        };
+        let want = wanted_routes(ctx, tier)?;
+        for (dest, target) in &want {
+            match table.routes.get(dest) {
+                None => out.push(Fix::CreateRoute { tier, dest: dest.clone(), target: target.clone() }),
+                Some(t) if t != target => out.push(Fix::ReplaceRoute { tier, dest: dest.clone(), target: target.clone() }),
+                Some(_) => {}
+            }
+        }
+        for dest in table.routes.keys().filter(|d| !want.contains_key(*d)) {
+            out.push(Fix::DeleteRoute { tier, dest: dest.clone() });
+        }
+        for subnet in super::subnets::tier_ids(ctx, tier)? {
+            match o.associations.get(&subnet) {
+                Some((rt, _)) if *rt == table.id => {}
+                Some((_, association)) => out.push(Fix::Reassociate { tier, subnet, association: association.clone() }),
+                None => out.push(Fix::Associate { tier, subnet }),
+            }
+        }
+        let missing = missing_tags(&table.tags, &wanted_tags(ctx, tier));
+        if !missing.is_empty() {
+            out.push(Fix::Tags { tier, missing });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Resource for RouteTables {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::ID, super::subnets::ID, super::igw::ID, super::nat::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let ec2 = &ctx.clients.ec2;
+        let mut tables = BTreeMap::new();
+        let mut associations = BTreeMap::new();
+        let owned = ec2.describe_route_tables().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeRouteTables")?;
+        for t in owned.route_tables() {
+            if let Some(tier) = member_of(t.tags()).as_deref().and_then(Tier::parse) {
+                tables.insert(tier, from_ec2(t));
+            }
+        }
+        // A table whose tags were removed is still ours if the state recorded its id.
+        for tier in Tier::ALL {
+            if tables.contains_key(&tier) {
+                continue;
+            }
+            if let Some(id) = ctx.recorded_str(&format!("{tier}_route_table_id")) {
+                let out = ec2.describe_route_tables().route_table_ids(id).send().await.aws("ec2:DescribeRouteTables").ok_if_not_found()?;
+                if let Some(t) = out.as_ref().and_then(|o| o.route_tables().first()) {
+                    tables.insert(tier, from_ec2(t));
+                }
+            }
+        }
+        if let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? {
+            let all = ec2.describe_route_tables().filters(filter("vpc-id", [vpc_id])).send().await.aws("ec2:DescribeRouteTables")?;
+            for t in all.route_tables() {
+                for a in t.associations() {
+                    if let (Some(subnet), Some(assoc)) = (a.subnet_id(), a.route_table_association_id()) {
+                        associations.insert(subnet.to_string(), (t.route_table_id().unwrap_or_default().to_string(), assoc.to_string()));
+                    }
+                }
+            }
+        }
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Observed { tables, associations }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        o.tables.iter().map(|(tier, t)| (format!("{tier}_route_table_id"), json!(t.id))).collect()
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let ec2 = &ctx.clients.ec2;
+        let mut o = observed.unwrap_or(Observed { tables: BTreeMap::new(), associations: BTreeMap::new() });
+        if o.associations.is_empty() {
+            // Nothing was observed: the subnets may still sit in another table (the main one
+            // holds them implicitly, which needs no replacing).
+            if let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? {
+                let all = ec2.describe_route_tables().filters(filter("vpc-id", [vpc_id])).send().await.aws("ec2:DescribeRouteTables")?;
+                for t in all.route_tables() {
+                    for a in t.associations() {
+                        if let (Some(s), Some(id)) = (a.subnet_id(), a.route_table_association_id()) {
+                            o.associations.insert(s.to_string(), (t.route_table_id().unwrap_or_default().to_string(), id.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        for fix in fixes(ctx, &o)? {
+            ctx.progress.step(&fix.describe());
+            match fix {
+                Fix::CreateTable(tier) => {
+                    let out = ec2
+                        .create_route_table()
+                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
+                        .send()
+                        .await
+                        .aws("ec2:CreateRouteTable")?;
+                    if let Some(t) = out.route_table() {
+                        o.tables.insert(tier, from_ec2(t));
+                    }
+                }
+                Fix::CreateRoute { tier, dest, target } | Fix::ReplaceRoute { tier, dest, target } => {
+                    let table = o.tables[&tier].id.clone();
+                    let replace = o.tables[&tier].routes.contains_key(&dest);
+                    if replace {
+                        let mut call = ec2.replace_route().route_table_id(&table).destination_cidr_block(&dest);
+                        call = match &target {
+                            Target::Nat(n) => call.nat_gateway_id(n),
+                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                        };
+                        call.send().await.aws("ec2:ReplaceRoute")?;
+                    } else {
+                        let mut call = ec2.create_route().route_table_id(&table).destination_cidr_block(&dest);
+                        call = match &target {
+                            Target::Nat(n) => call.nat_gateway_id(n),
+                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                        };
+                        call.send().await.aws("ec2:CreateRoute")?;
+                    }
+                }
+                Fix::DeleteRoute { tier, dest } => {
+                    ec2.delete_route()
+                        .route_table_id(&o.tables[&tier].id)
+                        .destination_cidr_block(&dest)
+                        .send()
+                        .await
+                        .aws("ec2:DeleteRoute")
+                        .ok_if_not_found()?;
+                }
+                Fix::Associate { tier, subnet } => {
+                    ec2.associate_route_table().route_table_id(&o.tables[&tier].id).subnet_id(&subnet).send().await.aws("ec2:AssociateRouteTable")?;
+                }
+                Fix::Reassociate { tier, association, .. } => {
+                    ec2.replace_route_table_association()
+                        .association_id(&association)
+                        .route_table_id(&o.tables[&tier].id)
+                        .send()
+                        .await
+                        .aws("ec2:ReplaceRouteTableAssociation")?;
+                }
+                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.tables[&tier].id, &missing).await?,
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let ec2 = &ctx.clients.ec2;
+        for (tier, table) in &o.tables {
+            for (rt, association) in o.associations.values() {
+                if *rt == table.id {
+                    ec2.disassociate_route_table().association_id(association).send().await.aws("ec2:DisassociateRouteTable").ok_if_not_found()?;
+                }
+            }
+            ctx.progress.step(&format!("deleting {tier} route table {}", table.id));
+            ec2.delete_route_table().route_table_id(&table.id).send().await.aws("ec2:DeleteRouteTable").ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! `network.security-groups`: the functions' group and the database's group. The database
+//! admits PostgreSQL (5432) from the functions' group only and opens no connection itself; the
+//! functions may reach HTTPS (AWS APIs) and the database, nothing else. AWS's default
+//! allow-all egress rule is removed.
+
+use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct SecurityGroups;
+
+pub const ID: &str = "network.security-groups";
+pub const FUNCTIONS: &str = "functions";
+pub const DATABASE: &str = "database";
+const MEMBERS: [&str; 2] = [FUNCTIONS, DATABASE];
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Peer {
+    Cidr(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rule {
+    pub egress: bool,
+    pub protocol: String,
+    pub ports: Option<(i32, i32)>,
+    pub peer: Peer,
+}
+
+impl Rule {
+    fn tcp(egress: bool, port: i32, peer: Peer) -> Rule {
+        Rule { egress, protocol: "tcp".into(), ports: Some((port, port)), peer }
+    }
+    fn describe(&self) -> String {
+        let dir = if self.egress { "egress to" } else { "ingress from" };
+        let peer = match &self.peer {
+            Peer::Cidr(c) => c.clone(),
+            Peer::Group(g) => g.clone(),
+        };
+        let ports = self.ports.map(|(a, b)| if a == b { format!(" port {a}") } else { format!(" ports {a}-{b}") }).unwrap_or_default();
+        format!("{dir} {peer} ({}{ports})", self.protocol)
+    }
+    fn permission(&self) -> IpPermission {
+        let mut p = IpPermission::builder().ip_protocol(&self.protocol);
+        if let Some((from, to)) = self.ports {
+            p = p.from_port(from).to_port(to);
+        }
+        p = match &self.peer {
+            Peer::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+            Peer::Group(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
+        };
+        p.build()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub tags: Vec<Tag>,
+    pub rules: Vec<Rule>,
+}
+
+pub struct Observed {
+    pub groups: BTreeMap<String, Group>,
+}
+
+fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for p in perms {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_string();
+        let ports = if protocol == "-1" { None } else { p.from_port().zip(p.to_port()) };
+        for r in p.ip_ranges() {
+            if let Some(c) = r.cidr_ip() {
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Cidr(c.to_string()) });
+            }
+        }
+        for g in p.user_id_group_pairs() {
+            if let Some(id) = g.group_id() {
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Group(id.to_string()) });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn from_ec2(g: &SecurityGroup) -> Group {
+    let mut rules = flatten(g.ip_permissions(), false);
+    rules.extend(flatten(g.ip_permissions_egress(), true));
+    Group { id: g.group_id().unwrap_or_default().to_string(), tags: g.tags().to_vec(), rules }
+}
+
+fn name(ctx: &Ctx, member: &str) -> String {
+    if member == FUNCTIONS {
+        ctx.names.functions_sg()
+    } else {
+        ctx.names.database_sg()
+    }
+}
+
+fn wanted_rules(member: &str, functions: &str, database: &str) -> Vec<Rule> {
+    let mut v = if member == FUNCTIONS {
+        vec![
+            // AWS APIs (Secrets Manager, SSM, SNS…) over the NAT gateway; S3 and DynamoDB over
+            // the gateway endpoints. TLS only.
+            Rule::tcp(true, 443, Peer::Cidr("0.0.0.0/0".into())),
+            Rule::tcp(true, 5432, Peer::Group(database.into())),
+        ]
+    } else {
+        vec![Rule::tcp(false, 5432, Peer::Group(functions.into()))]
+    };
+    v.sort();
+    v
+}
+
+enum Fix {
+    Create(&'static str),
+    Authorize(&'static str, Rule),
+    Revoke(&'static str, Rule),
+    Tags(&'static str, Vec<(String, String)>),
+}
+
+fn fixes(ctx: &Ctx, o: &Observed) -> Vec<Fix> {
+    let mut out = Vec::new();
+    for m in MEMBERS {
+        if !o.groups.contains_key(m) {
+            out.push(Fix::Create(m));
+        }
+    }
+    // Rules name each other's ids: planned only once both groups exist.
+    let (Some(f), Some(d)) = (o.groups.get(FUNCTIONS), o.groups.get(DATABASE)) else { return out };
+    for m in MEMBERS {
+        let g = &o.groups[m];
+        let want = wanted_rules(m, &f.id, &d.id);
+        out.extend(want.iter().filter(|r| !g.rules.contains(r)).map(|r| Fix::Authorize(m, r.clone())));
+        out.extend(g.rules.iter().filter(|r| !want.contains(r)).map(|r| Fix::Revoke(m, r.clone())));
+        let missing = missing_tags(&g.tags, &ctx.tags(Some(m), Some(&name(ctx, m))));
+        if !missing.is_empty() {
+            out.push(Fix::Tags(m, missing));
+        }
+    }
+    out
+}
+
+impl Fix {
+    fn describe(&self) -> String {
+        match self {
+            Fix::Create(m) => format!("{m} security group missing"),
+            Fix::Authorize(m, r) => format!("{m} security group: rule {} missing", r.describe()),
+            Fix::Revoke(m, r) => format!("{m} security group: unexpected rule {} (to be removed)", r.describe()),
+            Fix::Tags(m, missing) => describe_missing_tags(&format!("{m} security group"), missing).unwrap_or_default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for SecurityGroups {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let ec2 = &ctx.clients.ec2;
+        let mut groups = BTreeMap::new();
+        let out = ec2.describe_security_groups().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeSecurityGroups")?;
+        for g in out.security_groups() {
+            if let Some(m) = member_of(g.tags()).filter(|m| MEMBERS.contains(&m.as_str())) {
+                groups.insert(m, from_ec2(g));
+            }
+        }
+        for m in MEMBERS {
+            if groups.contains_key(m) {
+                continue;
+            }
+            if let Some(id) = ctx.recorded_str(&format!("{m}_sg_id")) {
+                let out = ec2.describe_security_groups().group_ids(id).send().await.aws("ec2:DescribeSecurityGroups").ok_if_not_found()?;
+                if let Some(g) = out.as_ref().and_then(|o| o.security_groups().first()) {
+                    groups.insert(m.to_string(), from_ec2(g));
+                }
+            }
+        }
+        Ok((!groups.is_empty()).then_some(Observed { groups }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        Ok(Change::from_drifts(fixes(ctx, o).iter().map(Fix::describe).collect()))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        o.groups.iter().map(|(m, g)| (format!("{m}_sg_id"), json!(g.id))).collect()
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let ec2 = &ctx.clients.ec2;
+        let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
+        // Two rounds: the first creates the groups, the second sets the rules that name them.
+        for _ in 0..2 {
+            for fix in fixes(ctx, &o) {
+                ctx.progress.step(&fix.describe());
+                match fix {
+                    Fix::Create(m) => {
+                        let description = if m == FUNCTIONS {
+                            "Payment Lambda functions: HTTPS out, PostgreSQL to the database"
+                        } else {
+                            "Aurora PostgreSQL: 5432 from the payment functions only"
+                        };
+                        let out = ec2
+                            .create_security_group()
+                            .group_name(name(ctx, m))
+                            .description(description)
+                            .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
+                            .tag_specifications(tag_spec(ResourceType::SecurityGroup, &ctx.tags(Some(m), Some(&name(ctx, m)))))
+                            .send()
+                            .await
+                            .aws("ec2:CreateSecurityGroup")?;
+                        let id = out.group_id().ok_or_else(|| ResourceError::new("EmptyResponse", "CreateSecurityGroup returned no id"))?;
+                        // A new group carries AWS's allow-all egress rule: observe it, so it is revoked.
+                        let g = ec2.describe_security_groups().group_ids(id).send().await.aws("ec2:DescribeSecurityGroups")?;
+                        let group = g.security_groups().first().map(from_ec2).unwrap_or(Group { id: id.to_string(), tags: vec![], rules: vec![] });
+                        o.groups.insert(m.to_string(), group);
+                    }
+                    Fix::Authorize(m, rule) => {
+                        let id = &o.groups[m].id;
+                        if rule.egress {
+                            ec2.authorize_security_group_egress().group_id(id).ip_permissions(rule.permission()).send().await.aws("ec2:AuthorizeSecurityGroupEgress")?;
+                        } else {
+                            ec2.authorize_security_group_ingress().group_id(id).ip_permissions(rule.permission()).send().await.aws("ec2:AuthorizeSecurityGroupIngress")?;
+                        }
+                        if let Some(g) = o.groups.get_mut(m) {
+                            g.rules.push(rule);
+                        }
+                    }
+                    Fix::Revoke(m, rule) => {
+                        revoke(ctx, &o.groups[m].id, &rule).await?;
+                        if let Some(g) = o.groups.get_mut(m) {
+                            g.rules.retain(|r| *r != rule);
+                        }
+                    }
+                    Fix::Tags(m, missing) => ensure_tags(ctx, &o.groups[m].id, &missing).await?,
+                }
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        // The groups name each other: drop every rule first, or neither can be deleted.
+        for g in o.groups.values() {
+            for rule in &g.rules {
+                revoke(ctx, &g.id, rule).await?;
+            }
+        }
+        for (m, g) in &o.groups {
+            ctx.progress.step(&format!("deleting {m} security group {}", g.id));
+            ctx.clients.ec2.delete_security_group().group_id(&g.id).send().await.aws("ec2:DeleteSecurityGroup").ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}
+
+async fn revoke(ctx: &Ctx, group: &str, rule: &Rule) -> Result<()> {
+    let ec2 = &ctx.clients.ec2;
+    if rule.egress {
+        ec2.revoke_security_group_egress().group_id(group).ip_permissions(rule.permission()).send().await.aws("ec2:RevokeSecurityGroupEgress").ok_if_not_found()?;
+    } else {
+        ec2.revoke_security_group_ingress().group_id(group).ip_permissions(rule.permission()).send().await.aws("ec2:RevokeSecurityGroupIngress").ok_if_not_found()?;
+    }
+    Ok(())
+}

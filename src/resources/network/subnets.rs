@@ -1,0 +1,204 @@
+//! `network.subnets`: nine subnets, a public, a private and a database subnet in each of three
+//! availability zones. CIDRs come from `StackConfig::subnet_layout` (non-overlapping by
+//! construction); AZs are the region's first three available zones, in name order.
+
+use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::config::SubnetPlan;
+use crate::names::{Names, Tier};
+use crate::resources::{list, Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ResourceType, Tag};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Subnets;
+
+pub const ID: &str = "network.subnets";
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: String,
+    pub cidr: String,
+    pub az: String,
+    pub tags: Vec<Tag>,
+}
+
+pub struct Observed {
+    pub azs: Vec<String>,
+    /// By member name, e.g. "private-2".
+    pub subnets: BTreeMap<String, Subnet>,
+}
+
+/// The first three available availability zones of the region (local and wavelength zones
+/// excluded: RDS and NAT gateways need real AZs).
+pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
+    let out = ctx
+        .clients
+        .ec2
+        .describe_availability_zones()
+        .filters(super::filter("state", ["available"]))
+        .send()
+        .await
+        .aws("ec2:DescribeAvailabilityZones")?;
+    let mut zones: Vec<String> = out
+        .availability_zones()
+        .iter()
+        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
+    zones.sort();
+    if zones.len() < 3 {
+        return Err(ResourceError::new(
+            "NotEnoughAvailabilityZones",
+            format!("region {} has {} available AZs; the stack needs 3", ctx.config.region, zones.len()),
+        )
+        .with_hint("choose a region with at least three availability zones"));
+    }
+    zones.truncate(3);
+    Ok(zones)
+}
+
+fn member(plan: &SubnetPlan) -> String {
+    Names::subnet_member(plan.tier, plan.az_index)
+}
+
+fn from_ec2(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
+    Subnet {
+        id: s.subnet_id().unwrap_or_default().to_string(),
+        cidr: s.cidr_block().unwrap_or_default().to_string(),
+        az: s.availability_zone().unwrap_or_default().to_string(),
+        tags: s.tags().to_vec(),
+    }
+}
+
+impl Subnets {
+    fn wanted_tags(ctx: &Ctx, plan: &SubnetPlan) -> Vec<(String, String)> {
+        ctx.tags(Some(&member(plan)), Some(&ctx.names.subnet(plan.tier, plan.az_index)))
+    }
+}
+
+#[async_trait]
+impl Resource for Subnets {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let ec2 = &ctx.clients.ec2;
+        let out = ec2.describe_subnets().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeSubnets")?;
+        let mut subnets: BTreeMap<String, Subnet> = BTreeMap::new();
+        for s in out.subnets() {
+            if let Some(m) = member_of(s.tags()) {
+                subnets.insert(m, from_ec2(s));
+            }
+        }
+        // A subnet whose tags were removed is still ours if the state recorded its id.
+        if let Some(Value::Object(recorded)) = ctx.recorded.as_ref().and_then(|r| r.get("subnets")) {
+            for (m, v) in recorded {
+                let Some(id) = v.get("id").and_then(Value::as_str) else { continue };
+                if subnets.contains_key(m) {
+                    continue;
+                }
+                let found = ec2.describe_subnets().subnet_ids(id).send().await.aws("ec2:DescribeSubnets").ok_if_not_found()?;
+                if let Some(s) = found.and_then(|o| o.subnets().first().cloned()) {
+                    subnets.insert(m.clone(), from_ec2(&s));
+                }
+            }
+        }
+        if subnets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Observed { azs: availability_zones(ctx).await?, subnets }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let mut drifts = Vec::new();
+        for plan in ctx.config.subnet_layout() {
+            let m = member(&plan);
+            let Some(s) = o.subnets.get(&m) else {
+                drifts.push(format!("subnet {m} ({}) missing", plan.cidr));
+                continue;
+            };
+            let az = &o.azs[plan.az_index];
+            if s.cidr != plan.cidr.to_string() || &s.az != az {
+                return Ok(Change::Replace(format!(
+                    "subnet {m} ({}) is {} in {}, the config wants {} in {az}; a subnet's CIDR and AZ cannot change",
+                    s.id, s.cidr, s.az, plan.cidr
+                )));
+            }
+            drifts.extend(describe_missing_tags(&format!("subnet {m} ({})", s.id), &missing_tags(&s.tags, &Self::wanted_tags(ctx, &plan))));
+        }
+        Ok(Change::from_drifts(drifts))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let mut by_member = serde_json::Map::new();
+        for (m, s) in &o.subnets {
+            by_member.insert(m.clone(), json!({ "id": s.id, "cidr": s.cidr, "az": s.az }));
+        }
+        let mut out = Outputs::new();
+        for tier in Tier::ALL {
+            let of_tier = |f: fn(&Subnet) -> String| {
+                list((0..3).filter_map(|i| o.subnets.get(&Names::subnet_member(tier, i)).map(f)))
+            };
+            out.insert(format!("{tier}_subnet_ids"), of_tier(|s| s.id.clone()));
+            out.insert(format!("{tier}_subnet_cidrs"), of_tier(|s| s.cidr.clone()));
+        }
+        out.insert("subnets".into(), Value::Object(by_member));
+        out.insert("availability_zones".into(), list(o.azs.clone()));
+        out
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let mut o = match observed {
+            Some(o) => o,
+            None => Observed { azs: availability_zones(ctx).await?, subnets: BTreeMap::new() },
+        };
+        let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+        for plan in ctx.config.subnet_layout() {
+            let m = member(&plan);
+            let tags = Self::wanted_tags(ctx, &plan);
+            match o.subnets.get(&m) {
+                Some(s) => ensure_tags(ctx, &s.id, &missing_tags(&s.tags, &tags)).await?,
+                None => {
+                    ctx.progress.step(&format!("creating subnet {m}"));
+                    let out = ctx
+                        .clients
+                        .ec2
+                        .create_subnet()
+                        .vpc_id(&vpc_id)
+                        .cidr_block(plan.cidr.to_string())
+                        .availability_zone(&o.azs[plan.az_index])
+                        .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
+                        .send()
+                        .await
+                        .aws("ec2:CreateSubnet")?;
+                    if let Some(s) = out.subnet() {
+                        o.subnets.insert(m, from_ec2(s));
+                    }
+                }
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        for (m, s) in &o.subnets {
+            ctx.progress.step(&format!("deleting subnet {m} ({})", s.id));
+            ctx.clients.ec2.delete_subnet().subnet_id(&s.id).send().await.aws("ec2:DeleteSubnet").ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}
+
+/// The ids of one tier's subnets, in AZ order, from the outputs of this node.
+pub fn tier_ids(ctx: &Ctx, tier: Tier) -> Result<Vec<String>> {
+    ctx.input_list(ID, &format!("{tier}_subnet_ids"))
+}

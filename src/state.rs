@@ -1,0 +1,279 @@
+//! The state file `<state-dir>/<suffix>.json`: what tapctl created (ids, ARNs, non-secret
+//! outputs), schema-versioned, saved atomically, guarded by a lock.
+//!
+//! Guarantees:
+//! - A save is all-or-nothing: temp file in the same directory, fsync, rename, fsync of the dir.
+//! - A file that cannot be read or parsed is never overwritten; the command stops instead.
+//! - Only one command per suffix runs at once. The lock is an OS file lock (flock), so the
+//!   kernel drops it when its holder dies: a killed run never blocks the next one.
+//! - Nothing secret is ever stored: outputs are ids, ARNs, names and endpoints.
+
+use crate::config::StackSettings;
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a node hands to its dependants and records in the state: ids, ARNs, names.
+pub type Outputs = BTreeMap<String, Value>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub schema_version: u32,
+    pub suffix: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<StackSettings>,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeState {
+    pub outputs: Outputs,
+    pub updated_at: String,
+}
+
+/// Who holds the lock, written into the lock file so the loser can say so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub host: String,
+    pub command: String,
+    pub since: String,
+}
+
+/// An open, locked state: dropping it releases the lock.
+#[derive(Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+    suffix: String,
+    _lock: File,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string())
+}
+
+impl StateStore {
+    pub fn state_path(dir: &Path, suffix: &str) -> PathBuf {
+        dir.join(format!("{suffix}.json"))
+    }
+    pub fn outputs_path(dir: &Path, suffix: &str) -> PathBuf {
+        dir.join(format!("{suffix}.outputs.json"))
+    }
+    fn lock_path(dir: &Path, suffix: &str) -> PathBuf {
+        dir.join(format!("{suffix}.lock"))
+    }
+
+    /// Takes the lock of `suffix`, then loads its state (empty if there is none yet).
+    pub fn open(dir: &Path, suffix: &str, region: &str, command: &str) -> Result<(StateStore, State), Error> {
+        let lock_path = Self::lock_path(dir, suffix);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::State {
+                message: format!("cannot open the lock file {}: {e}", lock_path.display()),
+                hint: Some("check that --state-dir is writable".into()),
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = lock.read_to_string(&mut text);
+                let who = match serde_json::from_str::<LockHolder>(&text) {
+                    Ok(h) => format!("pid {} on {} (`tapctl {}`) since {}", h.pid, h.host, h.command, h.since),
+                    Err(_) => "another tapctl process".to_string(),
+                };
+                return Err(Error::Locked(format!(
+                    "the state of suffix '{suffix}' is locked by {who}; wait for it to finish \
+                     (a killed holder releases the lock by itself) — lock file {}",
+                    lock_path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::State {
+                    message: format!("cannot lock {}: {e}", lock_path.display()),
+                    hint: None,
+                })
+            }
+        }
+        let holder = LockHolder { pid: std::process::id(), host: host_name(), command: command.into(), since: now() };
+        // Best effort: the lock itself is the flock; the text only tells a waiting user who holds it.
+        let _ = lock.set_len(0).and_then(|_| lock.seek(SeekFrom::Start(0)));
+        let _ = lock.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes());
+        let _ = lock.sync_data();
+
+        let store = StateStore { dir: dir.to_path_buf(), suffix: suffix.to_string(), _lock: lock };
+        let state = store.load(region)?;
+        Ok((store, state))
+    }
+
+    fn load(&self, region: &str) -> Result<State, Error> {
+        let path = Self::state_path(&self.dir, &self.suffix);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    schema_version: SCHEMA_VERSION,
+                    suffix: self.suffix.clone(),
+                    region: region.to_string(),
+                    ..State::default()
+                })
+            }
+            Err(e) => {
+                return Err(Error::State {
+                    message: format!("cannot read the state file {}: {e}", path.display()),
+                    hint: Some("fix its permissions; tapctl will not overwrite a state it cannot read".into()),
+                })
+            }
+        };
+        let state: State = serde_json::from_str(&text).map_err(|e| Error::State {
+            message: format!("the state file {} is corrupt: {e}", path.display()),
+            hint: Some(
+                "tapctl never overwrites a state it cannot parse. Restore it from a backup, or move it \
+                 aside and run `tapctl up`, which adopts existing resources by their tags"
+                    .into(),
+            ),
+        })?;
+        if state.schema_version > SCHEMA_VERSION {
+            return Err(Error::State {
+                message: format!(
+                    "the state file {} has schema version {}, newer than this tapctl understands ({SCHEMA_VERSION})",
+                    path.display(),
+                    state.schema_version
+                ),
+                hint: Some("upgrade tapctl".into()),
+            });
+        }
+        if state.suffix != self.suffix || state.region != region {
+            return Err(Error::State {
+                message: format!(
+                    "the state file {} belongs to suffix '{}' in {}, not '{}' in {region}",
+                    path.display(),
+                    state.suffix,
+                    state.region,
+                    self.suffix
+                ),
+                hint: Some("pass the matching --region, or use another --state-dir".into()),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Saves atomically: a reader (or a crash) sees the old file or the new one, never a mix.
+    pub fn save(&self, state: &State) -> Result<(), Error> {
+        let mut state = state.clone();
+        state.updated_at = Some(now());
+        let text = serde_json::to_string_pretty(&state).map_err(|e| Error::State {
+            message: format!("cannot serialise the state: {e}"),
+            hint: None,
+        })?;
+        write_atomic(&Self::state_path(&self.dir, &self.suffix), text.as_bytes())
+    }
+
+    pub fn save_outputs(&self, outputs: &Outputs) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(outputs).unwrap_or_else(|_| "{}".into());
+        write_atomic(&Self::outputs_path(&self.dir, &self.suffix), text.as_bytes())
+    }
+
+    /// After a destroy: nothing is left to record.
+    pub fn remove_files(&self) -> Result<(), Error> {
+        for p in [Self::state_path(&self.dir, &self.suffix), Self::outputs_path(&self.dir, &self.suffix)] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::State { message: format!("cannot remove {}: {e}", p.display()), hint: None })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    pub fn record(&mut self, node: &str, outputs: Outputs) {
+        self.nodes.insert(node.to_string(), NodeState { outputs, updated_at: now() });
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let fail = |e: std::io::Error| Error::State {
+        message: format!("cannot write {}: {e}", path.display()),
+        hint: Some("check free space and permissions of --state-dir".into()),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_opener_is_refused_and_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_held, _) = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap();
+        let err = StateStore::open(dir.path(), "qa", "us-east-1", "destroy").unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(err.contains("`tapctl up`"), "{err}");
+    }
+
+    #[test]
+    fn the_lock_is_released_when_the_store_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap());
+        assert!(StateStore::open(dir.path(), "qa", "us-east-1", "up").is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StateStore::state_path(dir.path(), "qa");
+        fs::write(&path, "{ not json").unwrap();
+        let err = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap_err();
+        assert!(err.to_string().contains("corrupt"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{ not json");
+    }
+
+    #[test]
+    fn saved_state_reads_back_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut state) = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap();
+        let mut outputs = Outputs::new();
+        outputs.insert("vpc_id".into(), Value::String("vpc-1".into()));
+        state.record("network.vpc", outputs.clone());
+        store.save(&state).unwrap();
+        drop(store);
+        let (_s, loaded) = StateStore::open(dir.path(), "qa", "us-east-1", "status").unwrap();
+        assert_eq!(loaded.nodes["network.vpc"].outputs, outputs);
+        assert_eq!(loaded.schema_version, SCHEMA_VERSION);
+    }
+}
