@@ -6,7 +6,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{ResourceType, State as EndpointState, Tag, VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{ResourceType, Tag, VpcEndpoint, VpcEndpointType};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -26,8 +26,11 @@ pub struct Observed {
     pub endpoints: BTreeMap<String, Endpoint>,
 }
 
+/// An endpoint that still counts. AWS spells the states both "Available" and "available",
+/// so they are compared without case.
 fn live(e: &VpcEndpoint) -> bool {
-    !matches!(e.state(), Some(EndpointState::Deleted | EndpointState::Deleting | EndpointState::Failed | EndpointState::Rejected))
+    let state = e.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+    !matches!(state.as_str(), "deleted" | "deleting" | "failed" | "rejected" | "expired")
 }
 
 fn from_ec2(e: &VpcEndpoint) -> Endpoint {
@@ -148,7 +151,6 @@ impl Resource for GatewayEndpoints {
                         .vpc_endpoint_type(VpcEndpointType::Gateway)
                         .service_name(service_name(ctx, service))
                         .route_table_ids(&private_rt)
-                        .client_token(super::client_token(ctx, &[service, &private_rt]))
                         .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &wanted_tags(ctx, service)))
                         .send()
                         .await

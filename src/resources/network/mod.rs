@@ -102,16 +102,3 @@ pub fn single<T>(mut found: Vec<T>, what: &str, ids: impl Fn(&T) -> String) -> R
     }
 }
 
-/// An idempotency token (at most 64 characters, as EC2 requires) that is the same for the same
-/// suffix, node and inputs, so that a retried create returns what the first attempt made.
-pub fn client_token(ctx: &Ctx, parts: &[&str]) -> String {
-    // FNV-1a: tiny, and stable across builds (the std hasher promises neither).
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.join("|").bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut token = format!("tapctl-{hash:016x}-{}-{}", ctx.names.suffix, ctx.node.replace('.', "-"));
-    token.truncate(64);
-    token
-}

@@ -131,16 +131,15 @@ impl Resource for NatGatewayNode {
                     .ok_or_else(|| ResourceError::new("MissingInput", "no public subnet to put the NAT gateway in"))?;
                 let eip = ctx.input(super::eip::ID, "allocation_id")?;
                 ctx.progress.step(&format!("creating NAT gateway in {subnet}"));
-                // The same token for the same subnet and address: a retried create returns the
-                // NAT gateway the first attempt made instead of a second one.
-                let token = super::client_token(ctx, &[&subnet, &eip]);
+                // No fixed client token: the SDK sets a fresh one per call and reuses it across its
+                // own retries. A fixed one would make AWS hand back a deleted gateway after an
+                // out-of-band delete. A run killed mid-create is covered by the tags instead.
                 let out = ctx
                     .clients
                     .ec2
                     .create_nat_gateway()
                     .subnet_id(&subnet)
                     .allocation_id(&eip)
-                    .client_token(token)
                     .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
                     .send()
                     .await
