@@ -58,7 +58,12 @@ impl Clients {
     }
 
     pub async fn account_id(&self) -> Result<String, AwsError> {
-        let out = self.sts.get_caller_identity().send().await.map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
         out.account().map(str::to_string).ok_or_else(|| AwsError {
             operation: "sts:GetCallerIdentity".into(),
             code: None,
@@ -93,13 +98,20 @@ impl AwsError {
                     } else if d.is_timeout() {
                         "the connection timed out".to_string()
                     } else {
-                        format!("the request could not be sent: {}", aws_smithy_error_context(&err))
+                        format!(
+                            "the request could not be sent: {}",
+                            aws_smithy_error_context(&err)
+                        )
                     }
                 }
                 _ => aws_smithy_error_context(&err),
             },
         };
-        AwsError { operation: operation.to_string(), code, message }
+        AwsError {
+            operation: operation.to_string(),
+            code,
+            message,
+        }
     }
 
     /// True when the error says the thing does not exist (idempotent deletes and lookups).

@@ -17,10 +17,16 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
             run.suffix
         )));
     }
-    eprint!("Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ", run.suffix, run.region);
+    eprint!(
+        "Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ",
+        run.suffix, run.region
+    );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
     if answer.trim() == run.suffix {
         Ok(())
     } else {
@@ -30,7 +36,12 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
 
 async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
     let Some(node) = session.stack.node(&id).cloned() else {
-        return Err(Diagnostic { node: id, code: None, message: "unknown node".into(), hint: None });
+        return Err(Diagnostic {
+            node: id,
+            code: None,
+            message: "unknown node".into(),
+            hint: None,
+        });
     };
     let ctx = session.ctx(node.id(), &[], "looking for it");
     let result = async {
@@ -39,21 +50,41 @@ async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
         Ok(deleted)
     }
     .await;
-    close(ctx.progress, &result, |d| if *d { "deleted".into() } else { "already absent".into() });
+    close(ctx.progress, &result, |d| {
+        if *d {
+            "deleted".into()
+        } else {
+            "already absent".into()
+        }
+    });
     result
 }
 
 pub async fn run(session: &Session) -> Result<u8, Error> {
-    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
-    let outcomes = walk(&graph, Direction::Reverse, session.run.parallelism, |id| visit(session, id)).await;
+    let graph = session.stack.graph().map_err(|e| Error::State {
+        message: e.to_string(),
+        hint: None,
+    })?;
+    let outcomes = walk(&graph, Direction::Reverse, session.run.parallelism, |id| {
+        visit(session, id)
+    })
+    .await;
     let failed = report_failures(&session.progress, &outcomes);
-    let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
-    let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();
+    let deleted = outcomes
+        .values()
+        .filter(|o| matches!(o, Outcome::Done(true)))
+        .count();
+    let absent = outcomes
+        .values()
+        .filter(|o| matches!(o, Outcome::Done(false)))
+        .count();
     if failed == 0 {
         session.store.remove_files()?;
     }
     if session.run.json {
-        print_json(&json!({ "command": "destroy", "summary": { "deleted": deleted, "already_absent": absent, "failed": failed } }));
+        print_json(
+            &json!({ "command": "destroy", "summary": { "deleted": deleted, "already_absent": absent, "failed": failed } }),
+        );
     } else {
         println!("destroy: {deleted} deleted, {absent} already absent, {failed} failed");
     }

@@ -95,7 +95,9 @@ impl Session {
     pub fn ctx(&self, node: &'static str, deps: &[&str], doing: &str) -> Ctx {
         let inputs = {
             let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-            deps.iter().filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone()))).collect()
+            deps.iter()
+                .filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone())))
+                .collect()
         };
         let recorded = self.lock_state().nodes.get(node).map(|n| n.outputs.clone());
         Ctx {
@@ -111,7 +113,10 @@ impl Session {
     }
 
     pub fn publish_outputs(&self, node: &str, outputs: Outputs) {
-        self.outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), outputs);
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), outputs);
     }
 
     /// Records a node's outputs and saves the state at once, so a crash loses nothing.
@@ -146,18 +151,39 @@ impl Session {
 
 /// A node failure as the engine reports it.
 pub fn diagnostic(node: &str, e: ResourceError) -> Diagnostic {
-    Diagnostic { node: node.to_string(), code: e.code, message: e.message, hint: e.hint }
+    Diagnostic {
+        node: node.to_string(),
+        code: e.code,
+        message: e.message,
+        hint: e.hint,
+    }
 }
 
 pub fn state_diagnostic(node: &str, e: Error) -> Diagnostic {
-    Diagnostic { node: node.to_string(), code: Some("StateWriteFailed".into()), message: e.to_string(), hint: None }
+    Diagnostic {
+        node: node.to_string(),
+        code: Some("StateWriteFailed".into()),
+        message: e.to_string(),
+        hint: None,
+    }
 }
 
 /// Finishes a node's progress line with its outcome.
-pub fn close<T>(progress: NodeProgress, result: &Result<T, Diagnostic>, summary: impl FnOnce(&T) -> String) {
+pub fn close<T>(
+    progress: NodeProgress,
+    result: &Result<T, Diagnostic>,
+    summary: impl FnOnce(&T) -> String,
+) {
     match result {
         Ok(v) => progress.finish(&summary(v)),
-        Err(d) => progress.fail(&format!("{}{}", d.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default(), d.message)),
+        Err(d) => progress.fail(&format!(
+            "{}{}",
+            d.code
+                .as_deref()
+                .map(|c| format!("[{c}] "))
+                .unwrap_or_default(),
+            d.message
+        )),
     }
 }
 
@@ -172,7 +198,9 @@ pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outco
             }
             Outcome::Skipped { because } => {
                 failed += 1;
-                progress.println(&format!("skipped: {node}: not attempted because {because} failed"));
+                progress.println(&format!(
+                    "skipped: {node}: not attempted because {because} failed"
+                ));
             }
             Outcome::Done(_) => {}
         }
@@ -181,5 +209,8 @@ pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outco
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
+    );
 }

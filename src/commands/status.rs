@@ -38,14 +38,29 @@ fn ids(outputs: &Outputs) -> Vec<String> {
 pub async fn run(session: &Session) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
-    let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
-    let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let order = session
+        .stack
+        .graph()
+        .ok()
+        .and_then(|g| g.topological_order().ok())
+        .unwrap_or_default();
+    let observed = session
+        .outputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let recorded = session.lock_state().nodes.clone();
     let mut rows = Vec::new();
     for id in &order {
-        let Some(Outcome::Done(change)) = outcomes.get(id) else { continue };
+        let Some(Outcome::Done(change)) = outcomes.get(id) else {
+            continue;
+        };
         let status = status_of(recorded.contains_key(id), change);
-        let outputs = observed.get(id).or_else(|| recorded.get(id).map(|n| &n.outputs)).cloned().unwrap_or_default();
+        let outputs = observed
+            .get(id)
+            .or_else(|| recorded.get(id).map(|n| &n.outputs))
+            .cloned()
+            .unwrap_or_default();
         let details = match change {
             Change::Update(d) => d.clone(),
             Change::Replace(r) => vec![r.clone()],

@@ -26,7 +26,12 @@ impl Action {
 
 async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
     let Some(node) = session.stack.node(&id).cloned() else {
-        return Err(Diagnostic { node: id, code: None, message: "unknown node".into(), hint: None });
+        return Err(Diagnostic {
+            node: id,
+            code: None,
+            message: "unknown node".into(),
+            hint: None,
+        });
     };
     let ctx = session.ctx(node.id(), node.depends_on(), "observing");
     let result = async {
@@ -72,10 +77,25 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
         state.settings = Some(session.config.settings());
         session.store.save(&state)?;
     }
-    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
-    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, |id| visit(session, id, args)).await;
-    let count = |a: Action| outcomes.values().filter(|o| matches!(o, Outcome::Done(x) if *x == a)).count();
-    let (created, updated, unchanged) = (count(Action::Created), count(Action::Updated), count(Action::Unchanged));
+    let graph = session.stack.graph().map_err(|e| Error::State {
+        message: e.to_string(),
+        hint: None,
+    })?;
+    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, |id| {
+        visit(session, id, args)
+    })
+    .await;
+    let count = |a: Action| {
+        outcomes
+            .values()
+            .filter(|o| matches!(o, Outcome::Done(x) if *x == a))
+            .count()
+    };
+    let (created, updated, unchanged) = (
+        count(Action::Created),
+        count(Action::Updated),
+        count(Action::Unchanged),
+    );
     let failed = report_failures(&session.progress, &outcomes);
     let outputs = session.operator_outputs();
     session.store.save_outputs(&outputs)?;
@@ -98,10 +118,17 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
             "outputs": outputs,
         }));
     } else {
-        println!("up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed");
+        println!(
+            "up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed"
+        );
         println!("outputs:");
         for (k, v) in &outputs {
-            println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            println!(
+                "  {k} = {}",
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            );
         }
     }
     if failed > 0 {

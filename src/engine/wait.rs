@@ -15,7 +15,11 @@ pub struct WaitPolicy {
 
 impl WaitPolicy {
     pub const fn new(limit: Duration) -> Self {
-        WaitPolicy { limit, first_poll: Duration::from_millis(500), max_poll: Duration::from_secs(15) }
+        WaitPolicy {
+            limit,
+            first_poll: Duration::from_millis(500),
+            max_poll: Duration::from_secs(15),
+        }
     }
 }
 
@@ -26,12 +30,34 @@ pub enum Poll<T> {
     NotYet(String),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum WaitError<E> {
-    #[error("gave up waiting for {reason} after {waited:?} (last seen: {last})")]
-    TimedOut { reason: String, waited: Duration, last: String },
-    #[error(transparent)]
+    TimedOut {
+        reason: String,
+        waited: Duration,
+        last: String,
+    },
+    /// The check itself failed (an AWS error, a resource in a failed state): no point waiting.
     Check(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for WaitError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitError::TimedOut {
+                reason,
+                waited,
+                last,
+            } => {
+                write!(
+                    f,
+                    "gave up waiting for {reason} after {}s (last seen: {last})",
+                    waited.as_secs()
+                )
+            }
+            WaitError::Check(e) => e.fmt(f),
+        }
+    }
 }
 
 /// Polls `check` with exponential backoff (×1.5, capped) until it is ready or `policy.limit`
@@ -55,7 +81,11 @@ where
         };
         let waited = started.elapsed();
         if waited >= policy.limit {
-            return Err(WaitError::TimedOut { reason: reason.to_string(), waited, last });
+            return Err(WaitError::TimedOut {
+                reason: reason.to_string(),
+                waited,
+                last,
+            });
         }
         progress.waiting(&format!("{reason}: {last}"), waited, policy.limit);
         tokio::time::sleep(delay.min(policy.limit.saturating_sub(waited))).await;
@@ -72,11 +102,21 @@ mod tests {
     async fn waits_until_ready_and_returns_the_value() {
         let progress = Progress::new(false).start("test.node", "waiting test");
         let mut polls = 0;
-        let policy = WaitPolicy { limit: Duration::from_secs(5), first_poll: Duration::from_millis(1), max_poll: Duration::from_millis(5) };
+        let policy = WaitPolicy {
+            limit: Duration::from_secs(5),
+            first_poll: Duration::from_millis(1),
+            max_poll: Duration::from_millis(5),
+        };
         let v: Result<u32, WaitError<()>> = until(&progress, "thing to be ready", policy, || {
             polls += 1;
             let n = polls;
-            async move { Ok(if n < 4 { Poll::NotYet(format!("pending #{n}")) } else { Poll::Ready(n) }) }
+            async move {
+                Ok(if n < 4 {
+                    Poll::NotYet(format!("pending #{n}"))
+                } else {
+                    Poll::Ready(n)
+                })
+            }
         })
         .await;
         assert_eq!(v.unwrap(), 4);
@@ -85,22 +125,35 @@ mod tests {
     #[tokio::test]
     async fn gives_up_at_the_limit_with_the_reason_and_last_state() {
         let progress = Progress::new(false).start("test.node", "waiting test");
-        let policy = WaitPolicy { limit: Duration::from_millis(50), first_poll: Duration::from_millis(5), max_poll: Duration::from_millis(10) };
-        let err = until::<(), (), _, _>(&progress, "NAT gateway nat-1 to become available", policy, || async {
-            Ok(Poll::NotYet("state pending".into()))
-        })
+        let policy = WaitPolicy {
+            limit: Duration::from_millis(50),
+            first_poll: Duration::from_millis(5),
+            max_poll: Duration::from_millis(10),
+        };
+        let err = until::<(), &str, _, _>(
+            &progress,
+            "NAT gateway nat-1 to become available",
+            policy,
+            || async { Ok(Poll::NotYet("state pending".into())) },
+        )
         .await
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("NAT gateway nat-1") && text.contains("state pending"), "{text}");
+        assert!(
+            text.contains("NAT gateway nat-1") && text.contains("state pending"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn a_failing_check_stops_the_wait_at_once() {
         let progress = Progress::new(false).start("test.node", "waiting test");
-        let err = until::<(), &str, _, _>(&progress, "x", WaitPolicy::new(Duration::from_secs(60)), || async {
-            Err("AccessDenied")
-        })
+        let err = until::<(), &str, _, _>(
+            &progress,
+            "x",
+            WaitPolicy::new(Duration::from_secs(60)),
+            || async { Err("AccessDenied") },
+        )
         .await
         .unwrap_err();
         assert!(matches!(err, WaitError::Check("AccessDenied")));

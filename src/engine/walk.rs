@@ -20,7 +20,9 @@ pub enum Outcome<T> {
     Done(T),
     Failed(Diagnostic),
     /// Not visited because `because` (a node it depends on, directly or not) failed.
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
 }
 
 impl<T> Outcome<T> {
@@ -100,8 +102,13 @@ mod tests {
     use std::time::Duration;
 
     fn graph(edges: &[(&str, &[&str])]) -> Graph {
-        Graph::new(edges.iter().map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect::<Vec<_>>())))
-            .unwrap()
+        Graph::new(edges.iter().map(|(n, d)| {
+            (
+                n.to_string(),
+                d.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        }))
+        .unwrap()
     }
 
     #[tokio::test]
@@ -121,25 +128,47 @@ mod tests {
                 Ok::<_, Diagnostic>(n)
             }
         });
-        let outcomes = tokio::time::timeout(Duration::from_secs(5), run).await.expect("a and b never overlapped");
+        let outcomes = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("a and b never overlapped");
         assert!(outcomes.values().all(Outcome::is_done));
         assert_eq!(order.lock().unwrap().last().map(String::as_str), Some("c"));
     }
 
     #[tokio::test]
     async fn a_failed_node_skips_only_its_dependants() {
-        let g = graph(&[("vpc", &[]), ("subnets", &["vpc"]), ("routes", &["subnets"]), ("key", &[])]);
+        let g = graph(&[
+            ("vpc", &[]),
+            ("subnets", &["vpc"]),
+            ("routes", &["subnets"]),
+            ("key", &[]),
+        ]);
         let outcomes = walk(&g, Direction::Forward, 4, |n| async move {
             if n == "vpc" {
-                Err(Diagnostic { node: n, code: Some("Boom".into()), message: "failed".into(), hint: None })
+                Err(Diagnostic {
+                    node: n,
+                    code: Some("Boom".into()),
+                    message: "failed".into(),
+                    hint: None,
+                })
             } else {
                 Ok(())
             }
         })
         .await;
         assert!(matches!(outcomes["vpc"], Outcome::Failed(_)));
-        assert_eq!(outcomes["subnets"], Outcome::Skipped { because: "vpc".into() });
-        assert_eq!(outcomes["routes"], Outcome::Skipped { because: "vpc".into() });
+        assert_eq!(
+            outcomes["subnets"],
+            Outcome::Skipped {
+                because: "vpc".into()
+            }
+        );
+        assert_eq!(
+            outcomes["routes"],
+            Outcome::Skipped {
+                because: "vpc".into()
+            }
+        );
         assert_eq!(outcomes["key"], Outcome::Done(()));
     }
 

@@ -1,0 +1,9 @@
+//! Integration tests: the real tapctl binary against a local AWS emulator (moto), asserting on
+//! what the emulated account holds. One test binary (ripgrep's layout): every test binary links
+//! the whole AWS SDK.
+
+mod cli;
+mod harness;
+mod network;
+mod readback;
+mod resilience;

@@ -22,7 +22,11 @@ fn from_ec2(g: &InternetGateway) -> Observed {
     Observed {
         id: g.internet_gateway_id().unwrap_or_default().to_string(),
         tags: g.tags().to_vec(),
-        attached_to: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+        attached_to: g
+            .attachments()
+            .iter()
+            .filter_map(|a| a.vpc_id().map(str::to_string))
+            .collect(),
     }
 }
 
@@ -40,23 +44,44 @@ impl Resource for InternetGatewayNode {
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;
         if let Some(id) = ctx.recorded_str("igw_id") {
-            let out = ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.aws("ec2:DescribeInternetGateways").ok_if_not_found()?;
+            let out = ec2
+                .describe_internet_gateways()
+                .internet_gateway_ids(id)
+                .send()
+                .await
+                .aws("ec2:DescribeInternetGateways")
+                .ok_if_not_found()?;
             if let Some(g) = out.as_ref().and_then(|o| o.internet_gateways().first()) {
                 return Ok(Some(from_ec2(g)));
             }
         }
-        let out = ec2.describe_internet_gateways().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeInternetGateways")?;
-        Ok(single(out.internet_gateways().to_vec(), "internet gateway", |g| g.internet_gateway_id().unwrap_or_default().into())?
-            .map(|g| from_ec2(&g)))
+        let out = ec2
+            .describe_internet_gateways()
+            .set_filters(Some(owned_filters(ctx)))
+            .send()
+            .await
+            .aws("ec2:DescribeInternetGateways")?;
+        Ok(
+            single(out.internet_gateways().to_vec(), "internet gateway", |g| {
+                g.internet_gateway_id().unwrap_or_default().into()
+            })?
+            .map(|g| from_ec2(&g)),
+        )
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
         let mut drifts = Vec::new();
         if !o.attached_to.contains(&vpc_id) {
-            drifts.push(format!("internet gateway {} is not attached to {vpc_id}", o.id));
+            drifts.push(format!(
+                "internet gateway {} is not attached to {vpc_id}",
+                o.id
+            ));
         }
-        drifts.extend(describe_missing_tags(&format!("internet gateway {}", o.id), &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.igw())))));
+        drifts.extend(describe_missing_tags(
+            &format!("internet gateway {}", o.id),
+            &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.igw()))),
+        ));
         Ok(Change::from_drifts(drifts))
     }
 
@@ -78,12 +103,22 @@ impl Resource for InternetGatewayNode {
                     .send()
                     .await
                     .aws("ec2:CreateInternetGateway")?;
-                out.internet_gateway().map(from_ec2).unwrap_or(Observed { id: String::new(), tags: vec![], attached_to: vec![] })
+                out.internet_gateway().map(from_ec2).unwrap_or(Observed {
+                    id: String::new(),
+                    tags: vec![],
+                    attached_to: vec![],
+                })
             }
         };
         if !o.attached_to.contains(&vpc_id) {
-            ctx.progress.step(&format!("attaching {} to {vpc_id}", o.id));
-            ec2.attach_internet_gateway().internet_gateway_id(&o.id).vpc_id(&vpc_id).send().await.aws("ec2:AttachInternetGateway")?;
+            ctx.progress
+                .step(&format!("attaching {} to {vpc_id}", o.id));
+            ec2.attach_internet_gateway()
+                .internet_gateway_id(&o.id)
+                .vpc_id(&vpc_id)
+                .send()
+                .await
+                .aws("ec2:AttachInternetGateway")?;
         }
         ensure_tags(ctx, &o.id, &missing_tags(&o.tags, &tags)).await?;
         Ok(self.outputs(ctx, &o))
@@ -93,9 +128,20 @@ impl Resource for InternetGatewayNode {
         let ec2 = &ctx.clients.ec2;
         for vpc in &o.attached_to {
             ctx.progress.step(&format!("detaching {} from {vpc}", o.id));
-            ec2.detach_internet_gateway().internet_gateway_id(&o.id).vpc_id(vpc).send().await.aws("ec2:DetachInternetGateway").ok_if_not_found()?;
+            ec2.detach_internet_gateway()
+                .internet_gateway_id(&o.id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .aws("ec2:DetachInternetGateway")
+                .ok_if_not_found()?;
         }
-        ec2.delete_internet_gateway().internet_gateway_id(&o.id).send().await.aws("ec2:DeleteInternetGateway").ok_if_not_found()?;
+        ec2.delete_internet_gateway()
+            .internet_gateway_id(&o.id)
+            .send()
+            .await
+            .aws("ec2:DeleteInternetGateway")
+            .ok_if_not_found()?;
         Ok(())
     }
 }

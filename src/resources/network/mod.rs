@@ -1,9 +1,9 @@
 //! The network layer: a VPC over three AZs with public, private and database tiers. Shared EC2
 //! helpers live here; each node has its own module.
 
+pub mod eip;
 pub mod endpoints;
 pub mod igw;
-pub mod eip;
 pub mod nacls;
 pub mod nat;
 pub mod route_tables;
@@ -18,7 +18,10 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use std::collections::BTreeMap;
 
 pub fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.into_iter().map(Into::into).collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
 }
 
 /// Server-side filters that select this node's resources of this suffix.
@@ -30,16 +33,26 @@ pub fn owned_filters(ctx: &Ctx) -> Vec<Filter> {
 }
 
 pub fn tag_spec(resource_type: ResourceType, tags: &[(String, String)]) -> TagSpecification {
-    TagSpecification::builder().resource_type(resource_type).set_tags(Some(ec2_tags(tags))).build()
+    TagSpecification::builder()
+        .resource_type(resource_type)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
 }
 
 pub fn ec2_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -58,7 +71,10 @@ pub fn member_of(tags: &[Tag]) -> Option<String> {
 /// The wanted tags that are absent or carry another value.
 pub fn missing_tags(have: &[Tag], want: &[(String, String)]) -> Vec<(String, String)> {
     let have = tag_map(have);
-    want.iter().filter(|(k, v)| have.get(k) != Some(v)).cloned().collect()
+    want.iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .cloned()
+        .collect()
 }
 
 pub fn describe_missing_tags(what: &str, missing: &[(String, String)]) -> Option<String> {
@@ -66,7 +82,10 @@ pub fn describe_missing_tags(what: &str, missing: &[(String, String)]) -> Option
         None
     } else {
         let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
-        Some(format!("{what}: tags {} missing or changed", keys.join(", ")))
+        Some(format!(
+            "{what}: tags {} missing or changed",
+            keys.join(", ")
+        ))
     }
 }
 
@@ -101,4 +120,3 @@ pub fn single<T>(mut found: Vec<T>, what: &str, ids: impl Fn(&T) -> String) -> R
         .with_hint("delete the ones tapctl did not make (or that are stale), then re-run")),
     }
 }
-

@@ -1,7 +1,9 @@
 //! `network.vpc`: the VPC, with DNS support and DNS host names (needed by the interface and
 //! gateway endpoints and by RDS endpoints resolving inside the VPC).
 
-use super::{describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec};
+use super::{
+    describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec,
+};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
@@ -22,7 +24,15 @@ pub struct Observed {
 }
 
 async fn attribute(ctx: &Ctx, id: &str, attr: VpcAttributeName) -> Result<bool> {
-    let out = ctx.clients.ec2.describe_vpc_attribute().vpc_id(id).attribute(attr.clone()).send().await.aws("ec2:DescribeVpcAttribute")?;
+    let out = ctx
+        .clients
+        .ec2
+        .describe_vpc_attribute()
+        .vpc_id(id)
+        .attribute(attr.clone())
+        .send()
+        .await
+        .aws("ec2:DescribeVpcAttribute")?;
     let v = match attr {
         VpcAttributeName::EnableDnsSupport => out.enable_dns_support(),
         _ => out.enable_dns_hostnames(),
@@ -45,12 +55,25 @@ impl Resource for Vpc {
         let ec2 = &ctx.clients.ec2;
         let mut found = None;
         if let Some(id) = ctx.recorded_str("vpc_id") {
-            let out = ec2.describe_vpcs().vpc_ids(id).send().await.aws("ec2:DescribeVpcs").ok_if_not_found()?;
+            let out = ec2
+                .describe_vpcs()
+                .vpc_ids(id)
+                .send()
+                .await
+                .aws("ec2:DescribeVpcs")
+                .ok_if_not_found()?;
             found = out.and_then(|o| o.vpcs().first().cloned());
         }
         if found.is_none() {
-            let out = ec2.describe_vpcs().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeVpcs")?;
-            found = single(out.vpcs().to_vec(), "VPC", |v| v.vpc_id().unwrap_or_default().to_string())?;
+            let out = ec2
+                .describe_vpcs()
+                .set_filters(Some(owned_filters(ctx)))
+                .send()
+                .await
+                .aws("ec2:DescribeVpcs")?;
+            found = single(out.vpcs().to_vec(), "VPC", |v| {
+                v.vpc_id().unwrap_or_default().to_string()
+            })?;
         }
         let Some(vpc) = found else { return Ok(None) };
         let id = vpc.vpc_id().unwrap_or_default().to_string();
@@ -78,12 +101,18 @@ impl Resource for Vpc {
         if !o.dns_hostnames {
             drifts.push(format!("VPC {}: DNS host names are off", o.id));
         }
-        drifts.extend(describe_missing_tags(&format!("VPC {}", o.id), &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.vpc())))));
+        drifts.extend(describe_missing_tags(
+            &format!("VPC {}", o.id),
+            &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.vpc()))),
+        ));
         Ok(Change::from_drifts(drifts))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        Outputs::from([("vpc_id".into(), json!(o.id)), ("vpc_cidr".into(), json!(o.cidr))])
+        Outputs::from([
+            ("vpc_id".into(), json!(o.id)),
+            ("vpc_cidr".into(), json!(o.cidr)),
+        ])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
@@ -113,10 +142,20 @@ impl Resource for Vpc {
         let on = || AttributeBooleanValue::builder().value(true).build();
         // AWS takes one attribute per ModifyVpcAttribute call.
         if !o.dns_support {
-            ec2.modify_vpc_attribute().vpc_id(&o.id).enable_dns_support(on()).send().await.aws("ec2:ModifyVpcAttribute")?;
+            ec2.modify_vpc_attribute()
+                .vpc_id(&o.id)
+                .enable_dns_support(on())
+                .send()
+                .await
+                .aws("ec2:ModifyVpcAttribute")?;
         }
         if !o.dns_hostnames {
-            ec2.modify_vpc_attribute().vpc_id(&o.id).enable_dns_hostnames(on()).send().await.aws("ec2:ModifyVpcAttribute")?;
+            ec2.modify_vpc_attribute()
+                .vpc_id(&o.id)
+                .enable_dns_hostnames(on())
+                .send()
+                .await
+                .aws("ec2:ModifyVpcAttribute")?;
         }
         ensure_tags(ctx, &o.id, &missing_tags(&o.tags, &tags)).await?;
         Ok(self.outputs(ctx, &o))
@@ -124,7 +163,14 @@ impl Resource for Vpc {
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         ctx.progress.step(&format!("deleting VPC {}", o.id));
-        ctx.clients.ec2.delete_vpc().vpc_id(&o.id).send().await.aws("ec2:DeleteVpc").ok_if_not_found()?;
+        ctx.clients
+            .ec2
+            .delete_vpc()
+            .vpc_id(&o.id)
+            .send()
+            .await
+            .aws("ec2:DeleteVpc")
+            .ok_if_not_found()?;
         Ok(())
     }
 }
@@ -138,10 +184,20 @@ pub async fn find_vpc_id(ctx: &Ctx) -> Result<Option<String>> {
         .clients
         .ec2
         .describe_vpcs()
-        .filters(filter(&format!("tag:{}", crate::names::tag::SUFFIX), [ctx.names.suffix.clone()]))
-        .filters(filter(&format!("tag:{}", crate::names::tag::RESOURCE), [ID]))
+        .filters(filter(
+            &format!("tag:{}", crate::names::tag::SUFFIX),
+            [ctx.names.suffix.clone()],
+        ))
+        .filters(filter(
+            &format!("tag:{}", crate::names::tag::RESOURCE),
+            [ID],
+        ))
         .send()
         .await
         .aws("ec2:DescribeVpcs")?;
-    Ok(out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string))
+    Ok(out
+        .vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .map(str::to_string))
 }

@@ -1,0 +1,325 @@
+//! The test harness: a moto server per test (the local AWS emulator, see ../shared/testing.md),
+//! a recording proxy in front of it, the real tapctl binary, and SDK clients that read back what
+//! the emulator holds. Nothing here is a mock: tapctl talks HTTP to a real AWS API emulator.
+
+use aws_config::{BehaviorVersion, Region};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+/// Where the project's setup script installs moto (`scripts/setup-tools`).
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TAPCTL_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server")
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A moto server on a free port, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = moto_binary();
+        assert!(
+            bin.exists(),
+            "moto is not installed at {}: run scripts/setup-tools first",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, url }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One AWS call as it crossed the wire: e.g. "ec2:CreateVpc", "kms:CreateKey".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call(pub String);
+
+impl Call {
+    pub fn action(&self) -> &str {
+        self.0.split(':').nth(1).unwrap_or_default()
+    }
+    /// Reads (Describe*, Get*, List*) change nothing; every other call may.
+    pub fn is_mutating(&self) -> bool {
+        let a = self.action();
+        !(a.starts_with("Describe") || a.starts_with("Get") || a.starts_with("List"))
+    }
+}
+
+#[derive(Default)]
+struct ProxyState {
+    calls: Vec<Call>,
+    delay: Duration,
+}
+
+/// An HTTP proxy between tapctl and moto that records every AWS action and can slow calls
+/// down. It sees exactly what tapctl sends.
+pub struct Proxy {
+    pub url: String,
+    state: Arc<Mutex<ProxyState>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The action named by an AWS request: the form field `Action=` (EC2, STS and other query
+/// protocols) or the `X-Amz-Target` header (KMS and other JSON protocols).
+fn action_of(target: Option<&str>, body: &[u8]) -> Call {
+    if let Some(t) = target {
+        let (service, op) = t.split_once('.').unwrap_or(("?", t));
+        let service = match service {
+            "TrentService" => "kms",
+            other => other,
+        };
+        return Call(format!("{}:{op}", service.to_ascii_lowercase()));
+    }
+    let text = String::from_utf8_lossy(body);
+    let action = text
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or("Unknown")
+        .to_string();
+    let service = if action == "GetCallerIdentity" {
+        "sts"
+    } else {
+        "ec2"
+    };
+    Call(format!("{service}:{action}"))
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let listener = StdListener::bind("127.0.0.1:0").expect("proxy bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = upstream.to_string();
+        let st = state.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (client, upstream, st) = (client.clone(), upstream.clone(), st.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (client, upstream, st) = (client.clone(), upstream.clone(), st.clone());
+                        async move { forward(req, &client, &upstream, &st).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Proxy {
+            url,
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn clear(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    state: &Mutex<ProxyState>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok());
+    let delay = {
+        let mut st = state.lock().unwrap();
+        st.calls.push(action_of(target, &body));
+        st.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut out = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{upstream}{path}"));
+    for (k, v) in &parts.headers {
+        out = out.header(k, v);
+    }
+    let out = out.body(Full::new(body)).expect("request");
+    match client.request(out).await {
+        Ok(resp) => {
+            let (p, b) = resp.into_parts();
+            let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            Ok(Response::from_parts(p, Full::new(bytes)))
+        }
+        Err(e) => Ok(Response::builder()
+            .status(502)
+            .body(Full::new(Bytes::from(format!("proxy: {e}"))))
+            .expect("response")),
+    }
+}
+
+/// An emulated account: moto, a recording proxy in front of it, a state dir, and clients.
+pub struct Account {
+    _moto: Moto,
+    pub proxy: Proxy,
+    pub state_dir: tempfile::TempDir,
+    pub ec2: aws_sdk_ec2::Client,
+    pub kms: aws_sdk_kms::Client,
+    _rt: tokio::runtime::Runtime,
+}
+
+pub fn aws_env(cmd: &mut Command) {
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("TAPCTL_SUFFIX")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+impl Account {
+    pub fn new() -> Account {
+        let moto = Moto::start();
+        let proxy = Proxy::start(&moto.url);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let config = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .endpoint_url(&moto.url)
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
+                .load(),
+        );
+        Account {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            kms: aws_sdk_kms::Client::new(&config),
+            _moto: moto,
+            proxy,
+            state_dir: tempfile::tempdir().expect("tempdir"),
+            _rt: rt,
+        }
+    }
+
+    /// Runs an async read-back against the emulator.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self._rt.block_on(f)
+    }
+
+    /// `tapctl <args> --endpoint-url <proxy> --state-dir <dir> --no-progress`, not yet started.
+    pub fn tapctl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapctl"));
+        cmd.args(args)
+            .args(["--endpoint-url", &self.proxy.url, "--no-progress"])
+            .arg("--state-dir")
+            .arg(self.state_dir.path())
+            .stdin(Stdio::null());
+        aws_env(&mut cmd);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.tapctl(args).output().expect("cannot run tapctl");
+        Run::from(out)
+    }
+
+    /// Runs and insists on exit 0, showing tapctl's output otherwise.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "tapctl {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
