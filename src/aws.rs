@@ -11,7 +11,17 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -40,34 +50,90 @@ pub async fn sdk_config(region: &str, endpoint_url: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
+/// How many AWS operations a run made and how many attempts they took: the difference is the
+/// retries (throttling, 5xx, dropped connections) the SDK absorbed, reported at the end of a run.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub operations: AtomicU64,
+    pub attempts: AtomicU64,
+}
+
+impl CallStats {
+    pub fn retries(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed).saturating_sub(self.operations.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CountCalls(Arc<CallStats>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "tapctl::CountCalls"
+    }
+
+    fn read_before_execution(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.operations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.attempts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// The clients of one run, all built from the same SdkConfig.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub kms: aws_sdk_kms::Client,
+    pub s3: aws_sdk_s3::Client,
     pub sts: aws_sdk_sts::Client,
+    pub stats: Arc<CallStats>,
 }
 
 impl Clients {
-    pub fn new(config: &SdkConfig) -> Self {
+    /// `path_style`: S3 addressed as endpoint/bucket/key, needed for a local endpoint whose
+    /// virtual-host names do not resolve (testing.md).
+    pub fn new(config: &SdkConfig, path_style: bool) -> Self {
+        let stats = Arc::new(CallStats::default());
+        let count = CountCalls(stats.clone());
         Clients {
-            ec2: aws_sdk_ec2::Client::new(config),
-            kms: aws_sdk_kms::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(path_style)
+                    .interceptor(count.clone())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(config).interceptor(count).build()),
+            stats,
         }
     }
 
     pub async fn account_id(&self) -> Result<String, AwsError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        let out =
+            self.sts.get_caller_identity().send().await.map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
         out.account().map(str::to_string).ok_or_else(|| AwsError {
             operation: "sts:GetCallerIdentity".into(),
             code: None,
             message: "the response named no account".into(),
+            transient: false,
         })
     }
 }
@@ -79,15 +145,26 @@ pub struct AwsError {
     pub operation: String,
     pub code: Option<String>,
     pub message: String,
+    /// Worth trying again later: throttling, a 5xx, a timeout or a dropped connection that
+    /// outlasted the SDK's own retries.
+    pub transient: bool,
 }
 
 impl AwsError {
-    pub fn from_sdk<E, R>(operation: &str, err: SdkError<E, R>) -> Self
+    pub fn from_sdk<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug,
     {
         let code = err.code().map(str::to_string);
+        let transient = match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(e) => {
+                e.raw().status().is_server_error()
+                    || e.raw().status().as_u16() == 429
+                    || code.as_deref().is_some_and(is_throttling_code)
+            }
+            _ => false,
+        };
         let message = match err.message() {
             Some(m) => m.to_string(),
             None => match &err {
@@ -98,20 +175,13 @@ impl AwsError {
                     } else if d.is_timeout() {
                         "the connection timed out".to_string()
                     } else {
-                        format!(
-                            "the request could not be sent: {}",
-                            aws_smithy_error_context(&err)
-                        )
+                        format!("the request could not be sent: {}", aws_smithy_error_context(&err))
                     }
                 }
                 _ => aws_smithy_error_context(&err),
             },
         };
-        AwsError {
-            operation: operation.to_string(),
-            code,
-            message,
-        }
+        AwsError { operation: operation.to_string(), code, message, transient }
     }
 
     /// True when the error says the thing does not exist (idempotent deletes and lookups).
@@ -130,7 +200,9 @@ impl AwsError {
             "UnrecognizedClientException" | "InvalidClientTokenId" | "AuthFailure" | "SignatureDoesNotMatch" => {
                 "the AWS credentials were rejected: check AWS_PROFILE / AWS_ACCESS_KEY_ID and the region"
             }
-            "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => "the AWS session expired: log in again (aws sso login)",
+            "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
+                "the AWS session expired: log in again (aws sso login)"
+            }
             "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
                 "the caller lacks an IAM permission for this call: see the README's permissions section"
             }
@@ -151,6 +223,25 @@ where
     R: fmt::Debug,
 {
     format!("{}", aws_sdk_ec2::error::DisplayErrorContext(err))
+}
+
+pub fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "SlowDown"
+            | "RequestThrottled"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+    )
 }
 
 pub fn is_not_found_code(code: &str) -> bool {
@@ -177,10 +268,9 @@ pub trait AwsResultExt<T> {
     fn aws(self, operation: &str) -> Result<T, AwsError>;
 }
 
-impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
 {
     fn aws(self, operation: &str) -> Result<T, AwsError> {
         self.map_err(|e| AwsError::from_sdk(operation, e))

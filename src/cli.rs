@@ -77,17 +77,13 @@ pub struct StackArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or repair the whole stack, idempotently.
-    #[command(
-        after_help = "Example:\n  tapctl up --suffix qa\n\nCreates what is missing, repairs what drifted \
-(a deleted route, a removed tag), and prints what it created, updated and left unchanged."
-    )]
+    #[command(after_help = "Example:\n  tapctl up --suffix qa\n\nCreates what is missing, repairs what drifted \
+(a deleted route, a removed tag), and prints what it created, updated and left unchanged.")]
     Up(UpArgs),
 
     /// Show what `up` would change, changing nothing.
-    #[command(
-        after_help = "Example:\n  tapctl plan --suffix qa --detailed-exitcode\n\nWith --detailed-exitcode: \
-0 when there is nothing to do, 2 when there are changes, 1 on error."
-    )]
+    #[command(after_help = "Example:\n  tapctl plan --suffix qa --detailed-exitcode\n\nWith --detailed-exitcode: \
+0 when there is nothing to do, 2 when there are changes, 1 on error.")]
     Plan(PlanArgs),
 
     /// Every resource with its id and whether it exists as recorded (ok / missing / drifted).
@@ -95,10 +91,8 @@ pub enum Command {
     Status,
 
     /// Remove everything tapctl made for the suffix, in reverse dependency order.
-    #[command(
-        after_help = "Example:\n  tapctl destroy --suffix qa --yes\n\nAsks for confirmation on a terminal \
-unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op."
-    )]
+    #[command(after_help = "Example:\n  tapctl destroy --suffix qa --yes\n\nAsks for confirmation on a terminal \
+unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.")]
     Destroy(DestroyArgs),
 }
 

@@ -65,24 +65,15 @@ impl RunConfig {
     /// Validates the global options. `env_region` is the region from the environment
     /// (AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION), passed in so tests need no env.
     pub fn from_args(args: &GlobalArgs, env_region: Option<String>) -> Result<Self, Error> {
-        let suffix = args
-            .suffix
-            .clone()
-            .ok_or_else(|| Error::invalid("--suffix", "is required (for example --suffix qa)"))?;
-        let region = args
-            .region
-            .clone()
-            .or(env_region)
-            .unwrap_or_else(|| "us-east-1".to_string());
+        let suffix =
+            args.suffix.clone().ok_or_else(|| Error::invalid("--suffix", "is required (for example --suffix qa)"))?;
+        let region = args.region.clone().or(env_region).unwrap_or_else(|| "us-east-1".to_string());
         validate_region(&region)?;
         validate_suffix(&suffix, &region)?;
         if args.parallelism == 0 || args.parallelism > MAX_PARALLELISM {
             return Err(Error::invalid(
                 "--parallelism",
-                format!(
-                    "must be between 1 and {MAX_PARALLELISM}, got {}",
-                    args.parallelism
-                ),
+                format!("must be between 1 and {MAX_PARALLELISM}, got {}", args.parallelism),
             ));
         }
         validate_state_dir(&args.state_dir)?;
@@ -125,18 +116,12 @@ pub fn validate_stack_args(args: &StackArgs) -> Result<(), Error> {
 
 impl StackConfig {
     /// Command line over what the last `up` recorded, over the defaults.
-    pub fn resolve(
-        run: &RunConfig,
-        args: &StackArgs,
-        recorded: Option<&StackSettings>,
-    ) -> Result<Self, Error> {
+    pub fn resolve(run: &RunConfig, args: &StackArgs, recorded: Option<&StackSettings>) -> Result<Self, Error> {
         let base = recorded.cloned().unwrap_or_default();
         let settings = StackSettings {
             vpc_cidr: args.vpc_cidr.clone().unwrap_or(base.vpc_cidr),
             cost_center: args.cost_center.clone().unwrap_or(base.cost_center),
-            kms_deletion_window_days: args
-                .kms_deletion_window_days
-                .unwrap_or(base.kms_deletion_window_days),
+            kms_deletion_window_days: args.kms_deletion_window_days.unwrap_or(base.kms_deletion_window_days),
         };
         validate_cost_center(&settings.cost_center)?;
         validate_kms_window(settings.kms_deletion_window_days)?;
@@ -169,28 +154,13 @@ pub fn subnet_layout(vpc: Ipv4Net) -> Vec<SubnetPlan> {
     let p = vpc.prefix_len();
     // parse_vpc_cidr keeps p within /16../23, so both splits always succeed.
     let quarters: Vec<Ipv4Net> = vpc.subnets(p + 2).map(|s| s.collect()).unwrap_or_default();
-    let eighths: Vec<Ipv4Net> = quarters
-        .get(3)
-        .and_then(|q| q.subnets(p + 5).ok())
-        .map(|s| s.collect())
-        .unwrap_or_default();
+    let eighths: Vec<Ipv4Net> =
+        quarters.get(3).and_then(|q| q.subnets(p + 5).ok()).map(|s| s.collect()).unwrap_or_default();
     let mut out = Vec::with_capacity(9);
     for az in 0..3 {
-        out.push(SubnetPlan {
-            tier: Tier::Public,
-            az_index: az,
-            cidr: eighths[az],
-        });
-        out.push(SubnetPlan {
-            tier: Tier::Private,
-            az_index: az,
-            cidr: quarters[az],
-        });
-        out.push(SubnetPlan {
-            tier: Tier::Database,
-            az_index: az,
-            cidr: eighths[3 + az],
-        });
+        out.push(SubnetPlan { tier: Tier::Public, az_index: az, cidr: eighths[az] });
+        out.push(SubnetPlan { tier: Tier::Private, az_index: az, cidr: quarters[az] });
+        out.push(SubnetPlan { tier: Tier::Database, az_index: az, cidr: eighths[3 + az] });
     }
     out
 }
@@ -200,32 +170,23 @@ pub fn validate_suffix(suffix: &str, region: &str) -> Result<(), Error> {
     if suffix.is_empty() {
         return Err(rule("is empty; it must be 1 or more characters"));
     }
-    if !suffix
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if !suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         return Err(rule(
             "may contain only lowercase letters a-z, digits and hyphens (S3 and RDS names are lowercase)",
         ));
     }
     if !suffix.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(rule(
-            "must start with a lowercase letter (RDS identifiers must)",
-        ));
+        return Err(rule("must start with a lowercase letter (RDS identifiers must)"));
     }
     if suffix.ends_with('-') {
         return Err(rule("must not end with a hyphen"));
     }
     if suffix.contains("--") {
-        return Err(rule(
-            "must not contain two consecutive hyphens (RDS forbids them)",
-        ));
+        return Err(rule("must not contain two consecutive hyphens (RDS forbids them)"));
     }
     let names = Names::new(suffix, region, None);
     for (name, rule_of) in names.all() {
-        rule_of
-            .check(&name)
-            .map_err(|broken| rule(&format!("cannot be used: {broken}")))?;
+        rule_of.check(&name).map_err(|broken| rule(&format!("cannot be used: {broken}")))?;
     }
     Ok(())
 }
@@ -236,9 +197,7 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
     let ok = parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].len() <= 2
         && !parts[parts.len() - 1].is_empty()
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
@@ -257,26 +216,17 @@ fn validate_state_dir(dir: &std::path::Path) -> Result<(), Error> {
         return Err(Error::invalid("--state-dir", "must not be empty"));
     }
     if dir.exists() && !dir.is_dir() {
-        return Err(Error::invalid(
-            "--state-dir",
-            format!("'{}' exists and is not a directory", dir.display()),
-        ));
+        return Err(Error::invalid("--state-dir", format!("'{}' exists and is not a directory", dir.display())));
     }
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::invalid(
-                "--state-dir",
-                format!("'{}' cannot be created: {e}", dir.display()),
-            )
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::invalid("--state-dir", format!("'{}' cannot be created: {e}", dir.display())))?;
     }
     Ok(())
 }
 
 fn validate_endpoint(url: &str) -> Result<(), Error> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
         _ => Err(Error::invalid(
@@ -288,14 +238,10 @@ fn validate_endpoint(url: &str) -> Result<(), Error> {
 
 pub fn parse_vpc_cidr(s: &str) -> Result<Ipv4Net, Error> {
     let field = "--vpc-cidr";
-    let net: Ipv4Net = s.parse().map_err(|_| {
-        Error::invalid(field, format!("'{s}' is not an IPv4 CIDR like 10.0.0.0/16"))
-    })?;
+    let net: Ipv4Net =
+        s.parse().map_err(|_| Error::invalid(field, format!("'{s}' is not an IPv4 CIDR like 10.0.0.0/16")))?;
     if net.trunc() != net {
-        return Err(Error::invalid(
-            field,
-            format!("'{s}' has host bits set; did you mean {}?", net.trunc()),
-        ));
+        return Err(Error::invalid(field, format!("'{s}' has host bits set; did you mean {}?", net.trunc())));
     }
     if !(16..=23).contains(&net.prefix_len()) {
         return Err(Error::invalid(
@@ -311,9 +257,7 @@ pub fn parse_vpc_cidr(s: &str) -> Result<Ipv4Net, Error> {
     if !private.iter().any(|p| p.contains(&net)) {
         return Err(Error::invalid(
             field,
-            format!(
-                "'{s}' must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
-            ),
+            format!("'{s}' must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"),
         ));
     }
     Ok(net)
@@ -323,9 +267,7 @@ fn validate_cost_center(c: &str) -> Result<(), Error> {
     if c.is_empty() {
         return Err(Error::invalid("--cost-center", "must not be empty"));
     }
-    Rule::TagValue
-        .check(c)
-        .map_err(|e| Error::invalid("--cost-center", e))
+    Rule::TagValue.check(c).map_err(|e| Error::invalid("--cost-center", e))
 }
 
 fn validate_kms_window(d: i32) -> Result<(), Error> {
@@ -351,10 +293,7 @@ mod tests {
         for (i, a) in layout.iter().enumerate() {
             assert!(vpc.contains(&a.cidr));
             for b in &layout[i + 1..] {
-                assert!(
-                    !a.cidr.contains(&b.cidr) && !b.cidr.contains(&a.cidr),
-                    "{a:?} overlaps {b:?}"
-                );
+                assert!(!a.cidr.contains(&b.cidr) && !b.cidr.contains(&a.cidr), "{a:?} overlaps {b:?}");
             }
         }
         assert_eq!(layout[1].cidr.to_string(), "10.0.0.0/18");
@@ -378,34 +317,17 @@ mod tests {
 
     #[test]
     fn regions_are_checked_for_shape() {
-        for ok in [
-            "us-east-1",
-            "ap-southeast-2",
-            "us-gov-west-1",
-            "eu-central-2",
-        ] {
+        for ok in ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"] {
             assert!(validate_region(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "us-east",
-            "US-EAST-1",
-            "useast1",
-            "us-east-1a",
-            "us east 1",
-        ] {
+        for bad in ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "us east 1"] {
             assert!(validate_region(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn a_long_suffix_is_refused_naming_the_bucket_rule() {
-        let err = validate_suffix(&"a".repeat(30), "us-east-1")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--suffix") && err.contains("S3 bucket"),
-            "{err}"
-        );
+        let err = validate_suffix(&"a".repeat(30), "us-east-1").unwrap_err().to_string();
+        assert!(err.contains("--suffix") && err.contains("S3 bucket"), "{err}");
     }
 }

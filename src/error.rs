@@ -19,10 +19,7 @@ pub enum Error {
 
     /// The state file cannot be read, parsed or written.
     #[error("{message}")]
-    State {
-        message: String,
-        hint: Option<String>,
-    },
+    State { message: String, hint: Option<String> },
 
     /// An AWS call made outside the graph walk failed (credentials, account lookup).
     #[error("{0}")]
@@ -35,10 +32,7 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, rule: impl fmt::Display) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            rule: rule.to_string(),
-        }
+        Error::Invalid { field: field.into(), rule: rule.to_string() }
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -51,10 +45,7 @@ impl Error {
     /// The message shown to the user: what happened, and what to do where we know.
     pub fn render(&self) -> String {
         match self {
-            Error::State {
-                message,
-                hint: Some(hint),
-            } => format!("error: {message}\nhint: {hint}"),
+            Error::State { message, hint: Some(hint) } => format!("error: {message}\nhint: {hint}"),
             Error::Aws(e) => {
                 let mut out = format!("error: {e}");
                 if let Some(hint) = e.hint() {

@@ -120,10 +120,7 @@ impl Names {
 
     // --- later layers; named here so that the suffix is checked against them from day one
     pub fn audit_bucket(&self) -> String {
-        format!(
-            "payments-audit-{}-{}-{}",
-            self.account, self.region, self.suffix
-        )
+        format!("payments-audit-{}-{}-{}", self.account, self.region, self.suffix)
     }
     pub fn db_cluster(&self) -> String {
         self.n("payment-db")
@@ -255,14 +252,10 @@ impl Rule {
             Rule::Ec2Tag | Rule::TagValue => ("tag value", 256, 0),
         };
         if len > max {
-            return Err(format!(
-                "{what} '{name}' would be {len} characters long; AWS allows at most {max}"
-            ));
+            return Err(format!("{what} '{name}' would be {len} characters long; AWS allows at most {max}"));
         }
         if len < min {
-            return Err(format!(
-                "{what} '{name}' would be shorter than {min} characters"
-            ));
+            return Err(format!("{what} '{name}' would be shorter than {min} characters"));
         }
         let all = |f: fn(char) -> bool| name.chars().all(f);
         let bad = |rule: &str| Err(format!("{what} '{name}' breaks the rule: {rule}"));
@@ -317,9 +310,7 @@ impl Rule {
                 }
             }
             Rule::KmsAlias => {
-                if !all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c))
-                    || !name.starts_with("alias/")
-                {
+                if !all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c)) || !name.starts_with("alias/") {
                     return bad("'alias/' followed by letters, digits, '/', '_' and '-'");
                 }
                 if name.starts_with("alias/aws/") {
@@ -344,9 +335,7 @@ impl Rule {
                 if !all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)) {
                     return bad("only letters, digits and _.-/");
                 }
-                if name.to_ascii_lowercase().starts_with("/aws")
-                    || name.to_ascii_lowercase().starts_with("/ssm")
-                {
+                if name.to_ascii_lowercase().starts_with("/aws") || name.to_ascii_lowercase().starts_with("/ssm") {
                     return bad("must not begin with aws or ssm");
                 }
             }
@@ -401,10 +390,7 @@ mod tests {
     #[test]
     fn bucket_name_carries_account_region_and_suffix() {
         let names = Names::new("qa", "eu-west-1", Some("123456789012"));
-        assert_eq!(
-            names.audit_bucket(),
-            "payments-audit-123456789012-eu-west-1-qa"
-        );
+        assert_eq!(names.audit_bucket(), "payments-audit-123456789012-eu-west-1-qa");
     }
 
     #[test]
@@ -424,10 +410,7 @@ mod tests {
     #[test]
     fn lengths_are_counted_against_each_service_limit() {
         let long = "x".repeat(64);
-        assert!(Rule::S3Bucket
-            .check(&long)
-            .unwrap_err()
-            .contains("at most 63"));
+        assert!(Rule::S3Bucket.check(&long).unwrap_err().contains("at most 63"));
         assert!(Rule::LambdaFunction.check(&long[..64]).is_ok());
         assert!(Rule::IamRole.check(&"r".repeat(65)).is_err());
     }

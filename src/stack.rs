@@ -38,11 +38,7 @@ impl Stack {
     }
 
     pub fn graph(&self) -> Result<Graph, GraphError> {
-        Graph::new(
-            self.nodes
-                .iter()
-                .map(|n| (n.id(), n.depends_on().iter().copied())),
-        )
+        Graph::new(self.nodes.iter().map(|n| (n.id(), n.depends_on().iter().copied())))
     }
 
     pub fn node(&self, id: &str) -> Option<&Arc<dyn Node>> {
@@ -56,38 +52,14 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("kms_key_alias", kms::ID, "alias"),
     ("vpc_id", network::vpc::ID, "vpc_id"),
     ("vpc_cidr", network::vpc::ID, "vpc_cidr"),
-    (
-        "availability_zones",
-        network::subnets::ID,
-        "availability_zones",
-    ),
-    (
-        "public_subnet_ids",
-        network::subnets::ID,
-        "public_subnet_ids",
-    ),
-    (
-        "private_subnet_ids",
-        network::subnets::ID,
-        "private_subnet_ids",
-    ),
-    (
-        "database_subnet_ids",
-        network::subnets::ID,
-        "database_subnet_ids",
-    ),
+    ("availability_zones", network::subnets::ID, "availability_zones"),
+    ("public_subnet_ids", network::subnets::ID, "public_subnet_ids"),
+    ("private_subnet_ids", network::subnets::ID, "private_subnet_ids"),
+    ("database_subnet_ids", network::subnets::ID, "database_subnet_ids"),
     ("nat_gateway_id", network::nat::ID, "nat_gateway_id"),
     ("nat_public_ip", network::eip::ID, "public_ip"),
-    (
-        "functions_security_group_id",
-        network::security_groups::ID,
-        "functions_sg_id",
-    ),
-    (
-        "database_security_group_id",
-        network::security_groups::ID,
-        "database_sg_id",
-    ),
+    ("functions_security_group_id", network::security_groups::ID, "functions_sg_id"),
+    ("database_security_group_id", network::security_groups::ID, "database_sg_id"),
 ];
 
 #[cfg(test)]
@@ -100,11 +72,7 @@ mod tests {
         let graph = stack.graph().expect("the payment stack must be acyclic");
         assert_eq!(graph.len(), stack.nodes.len());
         for n in &stack.nodes {
-            assert!(
-                n.id().starts_with("kms.") || n.id().starts_with("network."),
-                "{}",
-                n.id()
-            );
+            assert!(n.id().starts_with("kms.") || n.id().starts_with("network."), "{}", n.id());
         }
     }
 
@@ -112,10 +80,7 @@ mod tests {
     fn every_operator_output_comes_from_a_node_of_the_stack() {
         let stack = Stack::payments();
         for (name, node, _) in OPERATOR_OUTPUTS {
-            assert!(
-                stack.node(node).is_some(),
-                "{name} names unknown node {node}"
-            );
+            assert!(stack.node(node).is_some(), "{name} names unknown node {node}");
         }
     }
 }

@@ -83,22 +83,14 @@ impl StateStore {
     }
 
     /// Takes the lock of `suffix`, then loads its state (empty if there is none yet).
-    pub fn open(
-        dir: &Path,
-        suffix: &str,
-        region: &str,
-        command: &str,
-    ) -> Result<(StateStore, State), Error> {
+    pub fn open(dir: &Path, suffix: &str, region: &str, command: &str) -> Result<(StateStore, State), Error> {
         let lock_path = Self::lock_path(dir, suffix);
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::State {
-                message: format!("cannot open the lock file {}: {e}", lock_path.display()),
-                hint: Some("check that --state-dir is writable".into()),
+        let mut lock =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(|e| {
+                Error::State {
+                    message: format!("cannot open the lock file {}: {e}", lock_path.display()),
+                    hint: Some("check that --state-dir is writable".into()),
+                }
             })?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -106,10 +98,7 @@ impl StateStore {
                 let mut text = String::new();
                 let _ = lock.read_to_string(&mut text);
                 let who = match serde_json::from_str::<LockHolder>(&text) {
-                    Ok(h) => format!(
-                        "pid {} on {} (`tapctl {}`) since {}",
-                        h.pid, h.host, h.command, h.since
-                    ),
+                    Ok(h) => format!("pid {} on {} (`tapctl {}`) since {}", h.pid, h.host, h.command, h.since),
                     Err(_) => "another tapctl process".to_string(),
                 };
                 return Err(Error::Locked(format!(
@@ -119,32 +108,16 @@ impl StateStore {
                 )));
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(Error::State {
-                    message: format!("cannot lock {}: {e}", lock_path.display()),
-                    hint: None,
-                })
+                return Err(Error::State { message: format!("cannot lock {}: {e}", lock_path.display()), hint: None })
             }
         }
-        let holder = LockHolder {
-            pid: std::process::id(),
-            host: host_name(),
-            command: command.into(),
-            since: now(),
-        };
+        let holder = LockHolder { pid: std::process::id(), host: host_name(), command: command.into(), since: now() };
         // Best effort: the lock itself is the flock; the text only tells a waiting user who holds it.
         let _ = lock.set_len(0).and_then(|_| lock.seek(SeekFrom::Start(0)));
-        let _ = lock.write_all(
-            serde_json::to_string(&holder)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        let _ = lock.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes());
         let _ = lock.sync_data();
 
-        let store = StateStore {
-            dir: dir.to_path_buf(),
-            suffix: suffix.to_string(),
-            _lock: lock,
-        };
+        let store = StateStore { dir: dir.to_path_buf(), suffix: suffix.to_string(), _lock: lock };
         let state = store.load(region)?;
         Ok((store, state))
     }
@@ -164,10 +137,7 @@ impl StateStore {
             Err(e) => {
                 return Err(Error::State {
                     message: format!("cannot read the state file {}: {e}", path.display()),
-                    hint: Some(
-                        "fix its permissions; tapctl will not overwrite a state it cannot read"
-                            .into(),
-                    ),
+                    hint: Some("fix its permissions; tapctl will not overwrite a state it cannot read".into()),
                 })
             }
         };
@@ -208,35 +178,24 @@ impl StateStore {
     pub fn save(&self, state: &State) -> Result<(), Error> {
         let mut state = state.clone();
         state.updated_at = Some(now());
-        let text = serde_json::to_string_pretty(&state).map_err(|e| Error::State {
-            message: format!("cannot serialise the state: {e}"),
-            hint: None,
-        })?;
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| Error::State { message: format!("cannot serialise the state: {e}"), hint: None })?;
         write_atomic(&Self::state_path(&self.dir, &self.suffix), text.as_bytes())
     }
 
     pub fn save_outputs(&self, outputs: &Outputs) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(outputs).unwrap_or_else(|_| "{}".into());
-        write_atomic(
-            &Self::outputs_path(&self.dir, &self.suffix),
-            text.as_bytes(),
-        )
+        write_atomic(&Self::outputs_path(&self.dir, &self.suffix), text.as_bytes())
     }
 
     /// After a destroy: nothing is left to record.
     pub fn remove_files(&self) -> Result<(), Error> {
-        for p in [
-            Self::state_path(&self.dir, &self.suffix),
-            Self::outputs_path(&self.dir, &self.suffix),
-        ] {
+        for p in [Self::state_path(&self.dir, &self.suffix), Self::outputs_path(&self.dir, &self.suffix)] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Error::State {
-                        message: format!("cannot remove {}: {e}", p.display()),
-                        hint: None,
-                    })
+                    return Err(Error::State { message: format!("cannot remove {}: {e}", p.display()), hint: None })
                 }
             }
         }
@@ -246,13 +205,7 @@ impl StateStore {
 
 impl State {
     pub fn record(&mut self, node: &str, outputs: Outputs) {
-        self.nodes.insert(
-            node.to_string(),
-            NodeState {
-                outputs,
-                updated_at: now(),
-            },
-        );
+        self.nodes.insert(node.to_string(), NodeState { outputs, updated_at: now() });
     }
 }
 
@@ -280,13 +233,8 @@ mod tests {
     fn a_second_opener_is_refused_and_told_who_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let (_held, _) = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap();
-        let err = StateStore::open(dir.path(), "qa", "us-east-1", "destroy")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
+        let err = StateStore::open(dir.path(), "qa", "us-east-1", "destroy").unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(err.contains("`tapctl up`"), "{err}");
     }
 

@@ -4,7 +4,7 @@
 
 use super::{close, diagnostic, print_json, report_failures, state_diagnostic, Session};
 use crate::config::RunConfig;
-use crate::engine::{walk, Diagnostic, Direction, Outcome};
+use crate::engine::{walk, Diagnostic, Direction, Outcome, RetryPolicy};
 use crate::error::Error;
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Write};
@@ -17,16 +17,10 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
             run.suffix
         )));
     }
-    eprint!(
-        "Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ",
-        run.suffix, run.region
-    );
+    eprint!("Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ", run.suffix, run.region);
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
     if answer.trim() == run.suffix {
         Ok(())
     } else {
@@ -35,14 +29,7 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
 }
 
 async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
-    let Some(node) = session.stack.node(&id).cloned() else {
-        return Err(Diagnostic {
-            node: id,
-            code: None,
-            message: "unknown node".into(),
-            hint: None,
-        });
-    };
+    let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), &[], "looking for it");
     let result = async {
         let deleted = node.destroy(&ctx).await.map_err(|e| diagnostic(&id, e))?;
@@ -50,34 +37,18 @@ async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
         Ok(deleted)
     }
     .await;
-    close(ctx.progress, &result, |d| {
-        if *d {
-            "deleted".into()
-        } else {
-            "already absent".into()
-        }
-    });
+    close(ctx.progress, &result, |d| if *d { "deleted".into() } else { "already absent".into() });
     result
 }
 
 pub async fn run(session: &Session) -> Result<u8, Error> {
-    let graph = session.stack.graph().map_err(|e| Error::State {
-        message: e.to_string(),
-        hint: None,
-    })?;
-    let outcomes = walk(&graph, Direction::Reverse, session.run.parallelism, |id| {
-        visit(session, id)
-    })
-    .await;
+    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
+    let outcomes =
+        walk(&graph, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
+            .await;
     let failed = report_failures(&session.progress, &outcomes);
-    let deleted = outcomes
-        .values()
-        .filter(|o| matches!(o, Outcome::Done(true)))
-        .count();
-    let absent = outcomes
-        .values()
-        .filter(|o| matches!(o, Outcome::Done(false)))
-        .count();
+    let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
+    let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();
     if failed == 0 {
         session.store.remove_files()?;
     }

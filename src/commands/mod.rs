@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     let (store, state) = StateStore::open(&run.state_dir, &run.suffix, &run.region, command_name)?;
     let config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
     let sdk = aws::sdk_config(&run.region, run.endpoint_url.as_deref()).await;
-    let clients = Clients::new(&sdk);
+    let clients = Clients::new(&sdk, run.endpoint_url.is_some());
     let account = clients.account_id().await?;
     if let Some(recorded) = &state.account_id {
         if *recorded != account {
@@ -95,9 +95,7 @@ impl Session {
     pub fn ctx(&self, node: &'static str, deps: &[&str], doing: &str) -> Ctx {
         let inputs = {
             let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-            deps.iter()
-                .filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone())))
-                .collect()
+            deps.iter().filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone()))).collect()
         };
         let recorded = self.lock_state().nodes.get(node).map(|n| n.outputs.clone());
         Ctx {
@@ -112,11 +110,18 @@ impl Session {
         }
     }
 
+    pub fn node(&self, id: &str) -> Result<Arc<dyn crate::resources::Node>, Diagnostic> {
+        self.stack.node(id).cloned().ok_or_else(|| Diagnostic {
+            node: id.to_string(),
+            code: Some("UnknownNode".into()),
+            message: "the stack has no such node".into(),
+            hint: None,
+            retryable: false,
+        })
+    }
+
     pub fn publish_outputs(&self, node: &str, outputs: Outputs) {
-        self.outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.to_string(), outputs);
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), outputs);
     }
 
     /// Records a node's outputs and saves the state at once, so a crash loses nothing.
@@ -151,12 +156,7 @@ impl Session {
 
 /// A node failure as the engine reports it.
 pub fn diagnostic(node: &str, e: ResourceError) -> Diagnostic {
-    Diagnostic {
-        node: node.to_string(),
-        code: e.code,
-        message: e.message,
-        hint: e.hint,
-    }
+    Diagnostic { node: node.to_string(), code: e.code, message: e.message, hint: e.hint, retryable: e.transient }
 }
 
 pub fn state_diagnostic(node: &str, e: Error) -> Diagnostic {
@@ -165,25 +165,17 @@ pub fn state_diagnostic(node: &str, e: Error) -> Diagnostic {
         code: Some("StateWriteFailed".into()),
         message: e.to_string(),
         hint: None,
+        retryable: false,
     }
 }
 
 /// Finishes a node's progress line with its outcome.
-pub fn close<T>(
-    progress: NodeProgress,
-    result: &Result<T, Diagnostic>,
-    summary: impl FnOnce(&T) -> String,
-) {
+pub fn close<T>(progress: NodeProgress, result: &Result<T, Diagnostic>, summary: impl FnOnce(&T) -> String) {
     match result {
         Ok(v) => progress.finish(&summary(v)),
-        Err(d) => progress.fail(&format!(
-            "{}{}",
-            d.code
-                .as_deref()
-                .map(|c| format!("[{c}] "))
-                .unwrap_or_default(),
-            d.message
-        )),
+        Err(d) => {
+            progress.fail(&format!("{}{}", d.code.as_deref().map(|c| format!("[{c}] ")).unwrap_or_default(), d.message))
+        }
     }
 }
 
@@ -198,9 +190,7 @@ pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outco
             }
             Outcome::Skipped { because } => {
                 failed += 1;
-                progress.println(&format!(
-                    "skipped: {node}: not attempted because {because} failed"
-                ));
+                progress.println(&format!("skipped: {node}: not attempted because {because} failed"));
             }
             Outcome::Done(_) => {}
         }
@@ -209,8 +199,5 @@ pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outco
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
-    );
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
 }

@@ -2,7 +2,7 @@
 
 use super::{close, diagnostic, print_json, report_failures, Session};
 use crate::cli::PlanArgs;
-use crate::engine::{walk, Diagnostic, Direction, Outcome};
+use crate::engine::{walk, Diagnostic, Direction, Outcome, RetryPolicy};
 use crate::error::Error;
 use crate::resources::Change;
 use serde_json::json;
@@ -11,19 +11,9 @@ use std::collections::BTreeMap;
 /// Observes and diffs one node. When a dependency does not exist yet the node cannot be
 /// observed against it: it is planned as a create.
 pub async fn plan_node(session: &Session, id: String) -> Result<Change, Diagnostic> {
-    let Some(node) = session.stack.node(&id).cloned() else {
-        return Err(Diagnostic {
-            node: id,
-            code: None,
-            message: "unknown node".into(),
-            hint: None,
-        });
-    };
+    let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), node.depends_on(), "observing");
-    let deps_exist = node
-        .depends_on()
-        .iter()
-        .all(|d| ctx.inputs.contains_key(*d));
+    let deps_exist = node.depends_on().iter().all(|d| ctx.inputs.contains_key(*d));
     let result = if deps_exist {
         match node.plan(&ctx).await {
             Ok(planned) => {
@@ -42,27 +32,15 @@ pub async fn plan_node(session: &Session, id: String) -> Result<Change, Diagnost
 }
 
 pub async fn plan_all(session: &Session) -> Result<BTreeMap<String, Outcome<Change>>, Error> {
-    let graph = session.stack.graph().map_err(|e| Error::State {
-        message: e.to_string(),
-        hint: None,
-    })?;
-    Ok(
-        walk(&graph, Direction::Forward, session.run.parallelism, |id| {
-            plan_node(session, id)
-        })
-        .await,
-    )
+    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
+    Ok(walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| plan_node(session, id))
+        .await)
 }
 
 pub async fn run(session: &Session, args: &PlanArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
-    let order = session
-        .stack
-        .graph()
-        .ok()
-        .and_then(|g| g.topological_order().ok())
-        .unwrap_or_default();
+    let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
     let changes: Vec<(&String, &Change)> = order
         .iter()
         .filter_map(|id| match outcomes.get(id) {
@@ -118,9 +96,5 @@ pub async fn run(session: &Session, args: &PlanArgs) -> Result<u8, Error> {
         return Err(Error::NodesFailed { count: failed });
     }
     let has_changes = changes.iter().any(|(_, c)| **c != Change::NoOp);
-    Ok(if args.detailed_exitcode && has_changes {
-        2
-    } else {
-        0
-    })
+    Ok(if args.detailed_exitcode && has_changes { 2 } else { 0 })
 }

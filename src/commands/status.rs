@@ -38,17 +38,8 @@ fn ids(outputs: &Outputs) -> Vec<String> {
 pub async fn run(session: &Session) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
-    let order = session
-        .stack
-        .graph()
-        .ok()
-        .and_then(|g| g.topological_order().ok())
-        .unwrap_or_default();
-    let observed = session
-        .outputs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
+    let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let recorded = session.lock_state().nodes.clone();
     let mut rows = Vec::new();
     for id in &order {
@@ -56,11 +47,7 @@ pub async fn run(session: &Session) -> Result<u8, Error> {
             continue;
         };
         let status = status_of(recorded.contains_key(id), change);
-        let outputs = observed
-            .get(id)
-            .or_else(|| recorded.get(id).map(|n| &n.outputs))
-            .cloned()
-            .unwrap_or_default();
+        let outputs = observed.get(id).or_else(|| recorded.get(id).map(|n| &n.outputs)).cloned().unwrap_or_default();
         let details = match change {
             Change::Update(d) => d.clone(),
             Change::Replace(r) => vec![r.clone()],
@@ -70,10 +57,8 @@ pub async fn run(session: &Session) -> Result<u8, Error> {
     }
     let healthy = rows.iter().all(|(_, s, _, _)| *s == "ok");
     if session.run.json {
-        let resources: Vec<Value> = rows
-            .iter()
-            .map(|(id, s, ids, d)| json!({ "node": id, "status": s, "ids": ids, "drift": d }))
-            .collect();
+        let resources: Vec<Value> =
+            rows.iter().map(|(id, s, ids, d)| json!({ "node": id, "status": s, "ids": ids, "drift": d })).collect();
         print_json(&json!({
             "suffix": session.names.suffix,
             "region": session.config.region,

@@ -2,7 +2,7 @@
 
 use super::{close, diagnostic, print_json, report_failures, state_diagnostic, Session};
 use crate::cli::UpArgs;
-use crate::engine::{walk, Diagnostic, Direction, Outcome};
+use crate::engine::{walk, Diagnostic, Direction, Outcome, RetryPolicy};
 use crate::error::Error;
 use crate::resources::Change;
 use serde_json::json;
@@ -25,14 +25,7 @@ impl Action {
 }
 
 async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
-    let Some(node) = session.stack.node(&id).cloned() else {
-        return Err(Diagnostic {
-            node: id,
-            code: None,
-            message: "unknown node".into(),
-            hint: None,
-        });
-    };
+    let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), node.depends_on(), "observing");
     let result = async {
         let planned = node.plan(&ctx).await.map_err(|e| diagnostic(&id, e))?;
@@ -51,6 +44,7 @@ async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, D
                     code: Some("ReplaceRefused".into()),
                     message: format!("refusing to replace: {reason}"),
                     hint: Some(hint.into()),
+                    retryable: false,
                 });
             }
         };
@@ -77,25 +71,13 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
         state.settings = Some(session.config.settings());
         session.store.save(&state)?;
     }
-    let graph = session.stack.graph().map_err(|e| Error::State {
-        message: e.to_string(),
-        hint: None,
-    })?;
-    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, |id| {
+    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
+    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| {
         visit(session, id, args)
     })
     .await;
-    let count = |a: Action| {
-        outcomes
-            .values()
-            .filter(|o| matches!(o, Outcome::Done(x) if *x == a))
-            .count()
-    };
-    let (created, updated, unchanged) = (
-        count(Action::Created),
-        count(Action::Updated),
-        count(Action::Unchanged),
-    );
+    let count = |a: Action| outcomes.values().filter(|o| matches!(o, Outcome::Done(x) if *x == a)).count();
+    let (created, updated, unchanged) = (count(Action::Created), count(Action::Updated), count(Action::Unchanged));
     let failed = report_failures(&session.progress, &outcomes);
     let outputs = session.operator_outputs();
     session.store.save_outputs(&outputs)?;
@@ -118,17 +100,10 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
             "outputs": outputs,
         }));
     } else {
-        println!(
-            "up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed"
-        );
+        println!("up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed");
         println!("outputs:");
         for (k, v) in &outputs {
-            println!(
-                "  {k} = {}",
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            );
+            println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
         }
     }
     if failed > 0 {

@@ -36,10 +36,7 @@ impl Graph {
         }
         for (node, ds) in &deps {
             if let Some(missing) = ds.iter().find(|d| !deps.contains_key(*d)) {
-                return Err(GraphError::UnknownDependency {
-                    node: node.clone(),
-                    missing: missing.clone(),
-                });
+                return Err(GraphError::UnknownDependency { node: node.clone(), missing: missing.clone() });
             }
         }
         let graph = Graph { deps };
@@ -60,20 +57,13 @@ impl Graph {
     }
 
     pub fn dependencies(&self, node: &str) -> impl Iterator<Item = &str> {
-        self.deps
-            .get(node)
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
+        self.deps.get(node).into_iter().flatten().map(String::as_str)
     }
 
     /// The same nodes with every edge turned round: what a destroy walks.
     pub fn reversed(&self) -> Graph {
-        let mut deps: BTreeMap<String, BTreeSet<String>> = self
-            .deps
-            .keys()
-            .map(|k| (k.clone(), BTreeSet::new()))
-            .collect();
+        let mut deps: BTreeMap<String, BTreeSet<String>> =
+            self.deps.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
         for (node, ds) in &self.deps {
             for d in ds {
                 deps.entry(d.clone()).or_default().insert(node.clone());
@@ -84,18 +74,10 @@ impl Graph {
 
     /// Kahn's algorithm; errors name the nodes left in a cycle.
     pub fn topological_order(&self) -> Result<Vec<String>, GraphError> {
-        let mut remaining: BTreeMap<&str, usize> = self
-            .deps
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.len()))
-            .collect();
+        let mut remaining: BTreeMap<&str, usize> = self.deps.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
         let mut order = Vec::with_capacity(self.deps.len());
         loop {
-            let ready: Vec<&str> = remaining
-                .iter()
-                .filter(|(_, n)| **n == 0)
-                .map(|(k, _)| *k)
-                .collect();
+            let ready: Vec<&str> = remaining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect();
             if ready.is_empty() {
                 break;
             }
@@ -114,9 +96,7 @@ impl Graph {
         if remaining.is_empty() {
             Ok(order)
         } else {
-            Err(GraphError::Cycle(
-                remaining.keys().copied().collect::<Vec<_>>().join(", "),
-            ))
+            Err(GraphError::Cycle(remaining.keys().copied().collect::<Vec<_>>().join(", ")))
         }
     }
 }
@@ -126,12 +106,7 @@ mod tests {
     use super::*;
 
     fn g(edges: &[(&str, &[&str])]) -> Result<Graph, GraphError> {
-        Graph::new(edges.iter().map(|(n, d)| {
-            (
-                n.to_string(),
-                d.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-        }))
+        Graph::new(edges.iter().map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect::<Vec<_>>())))
     }
 
     #[test]
@@ -142,27 +117,19 @@ mod tests {
 
     #[test]
     fn an_unknown_dependency_is_refused() {
-        assert!(matches!(
-            g(&[("a", &["zzz"])]),
-            Err(GraphError::UnknownDependency { .. })
-        ));
+        assert!(matches!(g(&[("a", &["zzz"])]), Err(GraphError::UnknownDependency { .. })));
     }
 
     #[test]
     fn reversing_turns_every_edge_round() {
-        let r = g(&[("vpc", &[]), ("subnets", &["vpc"])])
-            .unwrap()
-            .reversed();
+        let r = g(&[("vpc", &[]), ("subnets", &["vpc"])]).unwrap().reversed();
         assert_eq!(r.dependencies("vpc").collect::<Vec<_>>(), vec!["subnets"]);
         assert_eq!(r.dependencies("subnets").count(), 0);
     }
 
     #[test]
     fn topological_order_puts_dependencies_first() {
-        let order = g(&[("c", &["b"]), ("b", &["a"]), ("a", &[])])
-            .unwrap()
-            .topological_order()
-            .unwrap();
+        let order = g(&[("c", &["b"]), ("b", &["a"]), ("a", &[])]).unwrap().topological_order().unwrap();
         assert_eq!(order, vec!["a", "b", "c"]);
     }
 }

@@ -8,7 +8,7 @@ pub mod walk;
 
 pub use graph::{Graph, GraphError};
 pub use progress::Progress;
-pub use walk::{walk, Direction, Outcome};
+pub use walk::{walk, Direction, Outcome, RetryPolicy};
 
 use std::fmt;
 
@@ -19,6 +19,9 @@ pub struct Diagnostic {
     pub code: Option<String>,
     pub message: String,
     pub hint: Option<String>,
+    /// The walker visits the node again (with backoff) when this is set: throttling, 5xx and
+    /// dropped connections that outlasted the SDK's own retries.
+    pub retryable: bool,
 }
 
 impl fmt::Display for Diagnostic {

@@ -15,10 +15,7 @@ impl Progress {
     /// Live bars when `live` (a terminal, and --no-progress not given), plain lines otherwise.
     pub fn new(live: bool) -> Self {
         let bars = live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress {
-            bars,
-            started: Instant::now(),
-        }
+        Progress { bars, started: Instant::now() }
     }
 
     /// A line of its own, outside any node.
@@ -56,10 +53,7 @@ impl Progress {
     }
 
     fn plain(&self, node: &str, msg: &str) {
-        eprintln!(
-            "[{:>6.1}s] {node}: {msg}",
-            self.started.elapsed().as_secs_f64()
-        );
+        eprintln!("[{:>6.1}s] {node}: {msg}", self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -90,18 +84,11 @@ impl NodeProgress {
     /// "waiting for <reason> (12s, up to 10m)": shown live, or as a plain line when the reason
     /// changes and every 30 s after.
     pub fn waiting(&self, reason: &str, waited: Duration, limit: Duration) {
-        let msg = format!(
-            "waiting for {reason} ({}s, up to {}s)",
-            waited.as_secs(),
-            limit.as_secs()
-        );
+        let msg = format!("waiting for {reason} ({}s, up to {}s)", waited.as_secs(), limit.as_secs());
         match &self.bar {
             Some(b) => b.set_message(msg),
             None => {
-                let mut last = self
-                    .last_wait_line
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut last = self.last_wait_line.lock().unwrap_or_else(|p| p.into_inner());
                 let due = match &*last {
                     Some((r, at)) => r != reason || at.elapsed() >= PLAIN_WAIT_REPEAT,
                     None => true,
@@ -129,12 +116,9 @@ impl NodeProgress {
         match &self.bar {
             Some(b) => {
                 b.finish_and_clear();
-                self.progress
-                    .println(&format!("✗ {}: {summary}", self.node));
+                self.progress.println(&format!("✗ {}: {summary}", self.node));
             }
-            None => self
-                .progress
-                .plain(&self.node, &format!("FAILED: {summary}")),
+            None => self.progress.plain(&self.node, &format!("FAILED: {summary}")),
         }
     }
 }

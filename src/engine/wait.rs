@@ -15,11 +15,7 @@ pub struct WaitPolicy {
 
 impl WaitPolicy {
     pub const fn new(limit: Duration) -> Self {
-        WaitPolicy {
-            limit,
-            first_poll: Duration::from_millis(500),
-            max_poll: Duration::from_secs(15),
-        }
+        WaitPolicy { limit, first_poll: Duration::from_millis(500), max_poll: Duration::from_secs(15) }
     }
 }
 
@@ -44,16 +40,8 @@ pub enum WaitError<E> {
 impl<E: std::fmt::Display> std::fmt::Display for WaitError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WaitError::TimedOut {
-                reason,
-                waited,
-                last,
-            } => {
-                write!(
-                    f,
-                    "gave up waiting for {reason} after {}s (last seen: {last})",
-                    waited.as_secs()
-                )
+            WaitError::TimedOut { reason, waited, last } => {
+                write!(f, "gave up waiting for {reason} after {}s (last seen: {last})", waited.as_secs())
             }
             WaitError::Check(e) => e.fmt(f),
         }
@@ -81,11 +69,7 @@ where
         };
         let waited = started.elapsed();
         if waited >= policy.limit {
-            return Err(WaitError::TimedOut {
-                reason: reason.to_string(),
-                waited,
-                last,
-            });
+            return Err(WaitError::TimedOut { reason: reason.to_string(), waited, last });
         }
         progress.waiting(&format!("{reason}: {last}"), waited, policy.limit);
         tokio::time::sleep(delay.min(policy.limit.saturating_sub(waited))).await;
@@ -110,13 +94,7 @@ mod tests {
         let v: Result<u32, WaitError<()>> = until(&progress, "thing to be ready", policy, || {
             polls += 1;
             let n = polls;
-            async move {
-                Ok(if n < 4 {
-                    Poll::NotYet(format!("pending #{n}"))
-                } else {
-                    Poll::Ready(n)
-                })
-            }
+            async move { Ok(if n < 4 { Poll::NotYet(format!("pending #{n}")) } else { Poll::Ready(n) }) }
         })
         .await;
         assert_eq!(v.unwrap(), 4);
@@ -130,30 +108,21 @@ mod tests {
             first_poll: Duration::from_millis(5),
             max_poll: Duration::from_millis(10),
         };
-        let err = until::<(), &str, _, _>(
-            &progress,
-            "NAT gateway nat-1 to become available",
-            policy,
-            || async { Ok(Poll::NotYet("state pending".into())) },
-        )
+        let err = until::<(), &str, _, _>(&progress, "NAT gateway nat-1 to become available", policy, || async {
+            Ok(Poll::NotYet("state pending".into()))
+        })
         .await
         .unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("NAT gateway nat-1") && text.contains("state pending"),
-            "{text}"
-        );
+        assert!(text.contains("NAT gateway nat-1") && text.contains("state pending"), "{text}");
     }
 
     #[tokio::test]
     async fn a_failing_check_stops_the_wait_at_once() {
         let progress = Progress::new(false).start("test.node", "waiting test");
-        let err = until::<(), &str, _, _>(
-            &progress,
-            "x",
-            WaitPolicy::new(Duration::from_secs(60)),
-            || async { Err("AccessDenied") },
-        )
+        let err = until::<(), &str, _, _>(&progress, "x", WaitPolicy::new(Duration::from_secs(60)), || async {
+            Err("AccessDenied")
+        })
         .await
         .unwrap_err();
         assert!(matches!(err, WaitError::Check("AccessDenied")));

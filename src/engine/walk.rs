@@ -31,10 +31,48 @@ impl<T> Outcome<T> {
     }
 }
 
+/// The error policy: how often a node whose failure is retryable is visited again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, first_delay: std::time::Duration::from_secs(2) }
+    }
+}
+
+impl RetryPolicy {
+    pub const NEVER: RetryPolicy = RetryPolicy { attempts: 1, first_delay: std::time::Duration::ZERO };
+}
+
+/// Visits `node` until it succeeds, fails for good, or runs out of attempts (doubling delays).
+async fn visit_with_retries<T, F, Fut>(visit: &F, node: String, policy: RetryPolicy) -> Result<T, Diagnostic>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, Diagnostic>>,
+{
+    let mut delay = policy.first_delay;
+    let mut attempt = 1;
+    loop {
+        match visit(node.clone()).await {
+            Err(d) if d.retryable && attempt < policy.attempts => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 pub async fn walk<T, F, Fut>(
     graph: &Graph,
     direction: Direction,
     parallelism: usize,
+    retry: RetryPolicy,
     visit: F,
 ) -> BTreeMap<String, Outcome<T>>
 where
@@ -59,11 +97,8 @@ where
         let mut changed = true;
         while changed {
             changed = false;
-            let ready: Vec<String> = waiting
-                .iter()
-                .filter(|n| graph.dependencies(n).all(|d| outcomes.contains_key(d)))
-                .cloned()
-                .collect();
+            let ready: Vec<String> =
+                waiting.iter().filter(|n| graph.dependencies(n).all(|d| outcomes.contains_key(d))).cloned().collect();
             for node in ready {
                 let blocker = graph.dependencies(&node).find_map(|d| match &outcomes[d] {
                     Outcome::Done(_) => None,
@@ -76,8 +111,11 @@ where
                     changed = true;
                 } else if running.len() < parallelism {
                     waiting.remove(&node);
-                    let fut = visit(node.clone());
-                    running.push(async move { (node, fut.await) });
+                    let visit = &visit;
+                    running.push(async move {
+                        let result = visit_with_retries(visit, node.clone(), retry).await;
+                        (node, result)
+                    });
                 }
             }
         }
@@ -102,13 +140,8 @@ mod tests {
     use std::time::Duration;
 
     fn graph(edges: &[(&str, &[&str])]) -> Graph {
-        Graph::new(edges.iter().map(|(n, d)| {
-            (
-                n.to_string(),
-                d.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-        }))
-        .unwrap()
+        Graph::new(edges.iter().map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect::<Vec<_>>())))
+            .unwrap()
     }
 
     #[tokio::test]
@@ -117,7 +150,7 @@ mod tests {
         let g = graph(&[("a", &[]), ("b", &[]), ("c", &["a", "b"])]);
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let order = Arc::new(Mutex::new(Vec::new()));
-        let run = walk(&g, Direction::Forward, 8, |n| {
+        let run = walk(&g, Direction::Forward, 8, RetryPolicy::NEVER, |n| {
             let barrier = barrier.clone();
             let order = order.clone();
             async move {
@@ -128,28 +161,22 @@ mod tests {
                 Ok::<_, Diagnostic>(n)
             }
         });
-        let outcomes = tokio::time::timeout(Duration::from_secs(5), run)
-            .await
-            .expect("a and b never overlapped");
+        let outcomes = tokio::time::timeout(Duration::from_secs(5), run).await.expect("a and b never overlapped");
         assert!(outcomes.values().all(Outcome::is_done));
         assert_eq!(order.lock().unwrap().last().map(String::as_str), Some("c"));
     }
 
     #[tokio::test]
     async fn a_failed_node_skips_only_its_dependants() {
-        let g = graph(&[
-            ("vpc", &[]),
-            ("subnets", &["vpc"]),
-            ("routes", &["subnets"]),
-            ("key", &[]),
-        ]);
-        let outcomes = walk(&g, Direction::Forward, 4, |n| async move {
+        let g = graph(&[("vpc", &[]), ("subnets", &["vpc"]), ("routes", &["subnets"]), ("key", &[])]);
+        let outcomes = walk(&g, Direction::Forward, 4, RetryPolicy::NEVER, |n| async move {
             if n == "vpc" {
                 Err(Diagnostic {
                     node: n,
                     code: Some("Boom".into()),
                     message: "failed".into(),
                     hint: None,
+                    retryable: false,
                 })
             } else {
                 Ok(())
@@ -157,18 +184,8 @@ mod tests {
         })
         .await;
         assert!(matches!(outcomes["vpc"], Outcome::Failed(_)));
-        assert_eq!(
-            outcomes["subnets"],
-            Outcome::Skipped {
-                because: "vpc".into()
-            }
-        );
-        assert_eq!(
-            outcomes["routes"],
-            Outcome::Skipped {
-                because: "vpc".into()
-            }
-        );
+        assert_eq!(outcomes["subnets"], Outcome::Skipped { because: "vpc".into() });
+        assert_eq!(outcomes["routes"], Outcome::Skipped { because: "vpc".into() });
         assert_eq!(outcomes["key"], Outcome::Done(()));
     }
 
@@ -177,7 +194,7 @@ mod tests {
         let g = graph(&[("a", &[]), ("b", &[]), ("c", &[]), ("d", &[]), ("e", &[])]);
         let now = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
-        walk(&g, Direction::Forward, 2, |_| {
+        walk(&g, Direction::Forward, 2, RetryPolicy::NEVER, |_| {
             let (now, peak) = (now.clone(), peak.clone());
             async move {
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -192,10 +209,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retryable_failure_is_visited_again_and_a_permanent_one_is_not() {
+        let g = graph(&[("flaky", &[]), ("broken", &[])]);
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let policy = RetryPolicy { attempts: 3, first_delay: Duration::from_millis(1) };
+        let outcomes = walk(&g, Direction::Forward, 2, policy, |n| {
+            let calls = calls.clone();
+            async move {
+                let seen = {
+                    let mut c = calls.lock().unwrap();
+                    c.push(n.clone());
+                    c.iter().filter(|x| **x == n).count()
+                };
+                let fail =
+                    |retryable| Diagnostic { node: n.clone(), code: None, message: "x".into(), hint: None, retryable };
+                match n.as_str() {
+                    "flaky" if seen < 3 => Err(fail(true)),
+                    "broken" => Err(fail(false)),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(outcomes["flaky"], Outcome::Done(()));
+        assert!(matches!(outcomes["broken"], Outcome::Failed(_)));
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.iter().filter(|c| *c == "flaky").count(), 3);
+        assert_eq!(calls.iter().filter(|c| *c == "broken").count(), 1, "a permanent failure is not retried");
+    }
+
+    #[tokio::test]
     async fn reverse_walk_visits_dependants_before_their_dependencies() {
         let g = graph(&[("vpc", &[]), ("subnets", &["vpc"]), ("nat", &["subnets"])]);
         let order = Arc::new(Mutex::new(Vec::new()));
-        walk(&g, Direction::Reverse, 8, |n| {
+        walk(&g, Direction::Reverse, 8, RetryPolicy::NEVER, |n| {
             let order = order.clone();
             async move {
                 order.lock().unwrap().push(n);

@@ -34,29 +34,17 @@ impl Observed {
 }
 
 fn usable(meta: &KeyMetadata) -> bool {
-    matches!(
-        meta.key_state(),
-        Some(KeyState::Enabled | KeyState::Disabled)
-    )
+    matches!(meta.key_state(), Some(KeyState::Enabled | KeyState::Disabled))
 }
 
 /// The key policy. The account root statement lets IAM policies govern use (the functions'
 /// roles get kms:ViaService-scoped grants); the service statements are the ones AWS requires
 /// in the key policy itself.
 pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
-    let via: Vec<String> = [
-        "logs",
-        "sns",
-        "rds",
-        "dynamodb",
-        "s3",
-        "secretsmanager",
-        "lambda",
-        "ssm",
-    ]
-    .iter()
-    .map(|s| format!("{s}.{region}.amazonaws.com"))
-    .collect();
+    let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm"]
+        .iter()
+        .map(|s| format!("{s}.{region}.amazonaws.com"))
+        .collect();
     json!({
         "Version": "2012-10-17",
         "Id": format!("payments-{suffix}"),
@@ -102,40 +90,21 @@ pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
 }
 
 fn description(ctx: &Ctx) -> String {
-    format!(
-        "tapctl payments stack {}: encrypts every resource of the stack",
-        ctx.names.suffix
-    )
+    format!("tapctl payments stack {}: encrypts every resource of the stack", ctx.names.suffix)
 }
 
 fn kms_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter()
-        .filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok())
-        .collect()
+    tags.iter().filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok()).collect()
 }
 
 async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>> {
-    let out = ctx
-        .clients
-        .kms
-        .describe_key()
-        .key_id(key)
-        .send()
-        .await
-        .aws("kms:DescribeKey")
-        .ok_if_not_found()?;
+    let out = ctx.clients.kms.describe_key().key_id(key).send().await.aws("kms:DescribeKey").ok_if_not_found()?;
     Ok(out.and_then(|o| o.key_metadata().cloned()))
 }
 
 async fn tags_of(ctx: &Ctx, key: &str) -> Result<BTreeMap<String, String>> {
     let mut tags = BTreeMap::new();
-    let mut pages = ctx
-        .clients
-        .kms
-        .list_resource_tags()
-        .key_id(key)
-        .into_paginator()
-        .send();
+    let mut pages = ctx.clients.kms.list_resource_tags().key_id(key).into_paginator().send();
     while let Some(page) = pages.next().await {
         for t in page.aws("kms:ListResourceTags")?.tags() {
             tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
@@ -154,18 +123,10 @@ async fn find_by_tags(ctx: &Ctx) -> Result<Option<KeyMetadata>> {
         let tags = match tags_of(ctx, id).await {
             Ok(t) => t,
             // Keys of other teams may not be readable by this caller: they are not ours anyway.
-            Err(e)
-                if e.code
-                    .as_deref()
-                    .is_some_and(|c| c.starts_with("AccessDenied")) =>
-            {
-                continue
-            }
+            Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("AccessDenied")) => continue,
             Err(e) => return Err(e),
         };
-        if tags.get(tag::SUFFIX) == Some(&ctx.names.suffix)
-            && tags.get(tag::RESOURCE).map(String::as_str) == Some(ID)
-        {
+        if tags.get(tag::SUFFIX) == Some(&ctx.names.suffix) && tags.get(tag::RESOURCE).map(String::as_str) == Some(ID) {
             if let Some(meta) = describe(ctx, id).await?.filter(usable) {
                 found.push(meta);
             }
@@ -210,21 +171,9 @@ impl Resource for Key {
             .await
             .aws("kms:GetKeyRotationStatus")?
             .key_rotation_enabled();
-        let policy = kms
-            .get_key_policy()
-            .key_id(&key)
-            .policy_name("default")
-            .send()
-            .await
-            .aws("kms:GetKeyPolicy")?;
+        let policy = kms.get_key_policy().key_id(&key).policy_name("default").send().await.aws("kms:GetKeyPolicy")?;
         let policy = policy.policy().and_then(|p| serde_json::from_str(p).ok());
-        Ok(Some(Observed {
-            tags: tags_of(ctx, &key).await?,
-            meta,
-            rotation,
-            policy,
-            alias_target,
-        }))
+        Ok(Some(Observed { tags: tags_of(ctx, &key).await?, meta, rotation, policy, alias_target }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -245,37 +194,17 @@ impl Resource for Key {
         if !o.rotation {
             drifts.push(format!("key {}: automatic rotation is off", o.key_id()));
         }
-        if o.policy.as_ref()
-            != Some(&key_policy(
-                &ctx.names.account,
-                &ctx.config.region,
-                &ctx.names.suffix,
-            ))
-        {
-            drifts.push(format!(
-                "key {}: key policy differs from the stack's",
-                o.key_id()
-            ));
+        if o.policy.as_ref() != Some(&key_policy(&ctx.names.account, &ctx.config.region, &ctx.names.suffix)) {
+            drifts.push(format!("key {}: key policy differs from the stack's", o.key_id()));
         }
         if o.alias_target.as_deref() != Some(o.key_id()) {
-            drifts.push(format!(
-                "alias {} does not point at key {}",
-                ctx.names.kms_alias(),
-                o.key_id()
-            ));
+            drifts.push(format!("alias {} does not point at key {}", ctx.names.kms_alias(), o.key_id()));
         }
         let wanted = ctx.tags(None, None);
-        let missing: Vec<&str> = wanted
-            .iter()
-            .filter(|(k, v)| o.tags.get(k) != Some(v))
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let missing: Vec<&str> =
+            wanted.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
         if !missing.is_empty() {
-            drifts.push(format!(
-                "key {}: tags {} missing or changed",
-                o.key_id(),
-                missing.join(", ")
-            ));
+            drifts.push(format!("key {}: tags {} missing or changed", o.key_id(), missing.join(", ")));
         }
         Ok(Change::from_drifts(drifts))
     }
@@ -306,35 +235,26 @@ impl Resource for Key {
                     .send()
                     .await
                     .aws("kms:CreateKey")?;
-                let meta = out.key_metadata().cloned().ok_or_else(|| {
-                    ResourceError::new("EmptyResponse", "CreateKey returned no key")
-                })?;
+                let meta = out
+                    .key_metadata()
+                    .cloned()
+                    .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateKey returned no key"))?;
                 Observed {
                     meta,
                     rotation: false,
                     policy: Some(policy.clone()),
                     tags: tags.iter().cloned().collect(),
-                    alias_target: describe(ctx, &ctx.names.kms_alias())
-                        .await?
-                        .map(|m| m.key_id().to_string()),
+                    alias_target: describe(ctx, &ctx.names.kms_alias()).await?.map(|m| m.key_id().to_string()),
                 }
             }
         };
         let key = o.key_id().to_string();
         if o.meta.key_state() == Some(&KeyState::Disabled) {
-            kms.enable_key()
-                .key_id(&key)
-                .send()
-                .await
-                .aws("kms:EnableKey")?;
+            kms.enable_key().key_id(&key).send().await.aws("kms:EnableKey")?;
         }
         if !o.rotation {
             ctx.progress.step("enabling automatic key rotation");
-            kms.enable_key_rotation()
-                .key_id(&key)
-                .send()
-                .await
-                .aws("kms:EnableKeyRotation")?;
+            kms.enable_key_rotation().key_id(&key).send().await.aws("kms:EnableKeyRotation")?;
         }
         if o.policy.as_ref() != Some(&policy) {
             kms.put_key_policy()
@@ -345,37 +265,18 @@ impl Resource for Key {
                 .await
                 .aws("kms:PutKeyPolicy")?;
         }
-        let missing: Vec<(String, String)> = tags
-            .iter()
-            .filter(|(k, v)| o.tags.get(k) != Some(v))
-            .cloned()
-            .collect();
+        let missing: Vec<(String, String)> = tags.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).cloned().collect();
         if !missing.is_empty() {
-            kms.tag_resource()
-                .key_id(&key)
-                .set_tags(Some(kms_tags(&missing)))
-                .send()
-                .await
-                .aws("kms:TagResource")?;
+            kms.tag_resource().key_id(&key).set_tags(Some(kms_tags(&missing))).send().await.aws("kms:TagResource")?;
         }
         let alias = ctx.names.kms_alias();
         match o.alias_target.as_deref() {
             Some(t) if t == key => {}
             Some(_) => {
-                kms.update_alias()
-                    .alias_name(&alias)
-                    .target_key_id(&key)
-                    .send()
-                    .await
-                    .aws("kms:UpdateAlias")?;
+                kms.update_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:UpdateAlias")?;
             }
             None => {
-                kms.create_alias()
-                    .alias_name(&alias)
-                    .target_key_id(&key)
-                    .send()
-                    .await
-                    .aws("kms:CreateAlias")?;
+                kms.create_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:CreateAlias")?;
             }
         }
         Ok(self.outputs(ctx, &o))

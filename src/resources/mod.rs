@@ -62,15 +62,13 @@ pub struct ResourceError {
     pub code: Option<String>,
     pub message: String,
     pub hint: Option<String>,
+    /// Worth visiting the node again (see `aws::AwsError::transient`).
+    pub transient: bool,
 }
 
 impl ResourceError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ResourceError {
-            code: Some(code.to_string()),
-            message: message.into(),
-            hint: None,
-        }
+        ResourceError { code: Some(code.to_string()), message: message.into(), hint: None, transient: false }
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -84,6 +82,7 @@ impl From<AwsError> for ResourceError {
             hint: e.hint().map(str::to_string),
             code: e.code.clone(),
             message: format!("{}: {}", e.operation, e.message),
+            transient: e.transient,
         }
     }
 }
@@ -92,20 +91,11 @@ impl From<WaitError<ResourceError>> for ResourceError {
     fn from(e: WaitError<ResourceError>) -> Self {
         match e {
             WaitError::Check(inner) => inner,
-            WaitError::TimedOut {
-                reason,
-                waited,
-                last,
-            } => ResourceError::new(
+            WaitError::TimedOut { reason, waited, last } => ResourceError::new(
                 "WaitTimeout",
-                format!(
-                    "gave up waiting for {reason} after {}s (last seen: {last})",
-                    waited.as_secs()
-                ),
+                format!("gave up waiting for {reason} after {}s (last seen: {last})", waited.as_secs()),
             )
-            .with_hint(
-                "AWS is still working on it: re-run the same command; it resumes where it stopped",
-            ),
+            .with_hint("AWS is still working on it: re-run the same command; it resumes where it stopped"),
         }
     }
 }
@@ -150,9 +140,7 @@ impl Ctx {
             .and_then(|o| o.get(key))
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| {
-                ResourceError::new("MissingInput", format!("{node} did not provide '{key}'"))
-            })
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
     }
 
     /// A list output of a dependency.
@@ -161,15 +149,8 @@ impl Ctx {
             .get(node)
             .and_then(|o| o.get(key))
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .ok_or_else(|| {
-                ResourceError::new("MissingInput", format!("{node} did not provide '{key}'"))
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
     }
 
     pub fn recorded_str(&self, key: &str) -> Option<&str> {
@@ -178,13 +159,7 @@ impl Ctx {
 
     /// The standard tags of this node (design.md §5), with a family member and a Name.
     pub fn tags(&self, member: Option<&str>, name: Option<&str>) -> Vec<(String, String)> {
-        standard_tags(
-            &self.names,
-            &self.config.cost_center,
-            self.node,
-            member,
-            name,
-        )
+        standard_tags(&self.names, &self.config.cost_center, self.node, member, name)
     }
 
     pub async fn wait<T, F, Fut>(&self, reason: &str, policy: WaitPolicy, check: F) -> Result<T>
@@ -250,11 +225,7 @@ impl<R: Resource> Node for R {
 
     async fn plan(&self, ctx: &Ctx) -> Result<Planned> {
         match self.observe(ctx).await? {
-            None => Ok(Planned {
-                change: Change::Create,
-                outputs: None,
-                observed: None,
-            }),
+            None => Ok(Planned { change: Change::Create, outputs: None, observed: None }),
             Some(observed) => Ok(Planned {
                 change: self.diff(ctx, &observed)?,
                 outputs: Some(self.outputs(ctx, &observed)),
@@ -267,12 +238,7 @@ impl<R: Resource> Node for R {
         let observed = match planned.observed {
             Some(b) => match b.downcast::<R::Observed>() {
                 Ok(o) => Some(*o),
-                Err(_) => {
-                    return Err(ResourceError::new(
-                        "Internal",
-                        "planned state of another resource type",
-                    ))
-                }
+                Err(_) => return Err(ResourceError::new("Internal", "planned state of another resource type")),
             },
             None => None,
         };

@@ -30,16 +30,8 @@ fn invalid_suffixes_are_refused_with_exit_2_and_no_aws_call() {
                 args.push("--yes");
             }
             let run = acct.run(&args);
-            assert_eq!(
-                run.code, 2,
-                "{command} --suffix {suffix:?} must exit 2: {}",
-                run.stderr
-            );
-            assert!(
-                run.stderr.contains("--suffix"),
-                "the message must name the option: {}",
-                run.stderr
-            );
+            assert_eq!(run.code, 2, "{command} --suffix {suffix:?} must exit 2: {}", run.stderr);
+            assert!(run.stderr.contains("--suffix"), "the message must name the option: {}", run.stderr);
             assert!(
                 run.stderr.contains(rule),
                 "the message for {suffix:?} must state the rule ({rule}): {}",
@@ -47,11 +39,7 @@ fn invalid_suffixes_are_refused_with_exit_2_and_no_aws_call() {
             );
         }
     }
-    assert!(
-        acct.proxy.calls().is_empty(),
-        "AWS was called: {:?}",
-        acct.proxy.calls()
-    );
+    assert!(acct.proxy.calls().is_empty(), "AWS was called: {:?}", acct.proxy.calls());
     assert_eq!(
         std::fs::read_dir(acct.state_dir.path()).unwrap().count(),
         0,
@@ -65,63 +53,25 @@ fn other_bad_options_are_refused_naming_the_option() {
     let file = acct.state_dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["up", "--suffix", "qa", "--region", "moon-base"],
-            "--region",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--region", "US-EAST-1"],
-            "--region",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--parallelism", "0"],
-            "--parallelism",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--parallelism", "1000"],
-            "--parallelism",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--vpc-cidr", "10.0.0.0/8"],
-            "--vpc-cidr",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--vpc-cidr", "8.8.0.0/16"],
-            "--vpc-cidr",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--kms-deletion-window-days", "3"],
-            "--kms-deletion-window-days",
-        ),
-        (
-            vec!["up", "--suffix", "qa", "--cost-center", "a|b"],
-            "--cost-center",
-        ),
+        (vec!["up", "--suffix", "qa", "--region", "moon-base"], "--region"),
+        (vec!["up", "--suffix", "qa", "--region", "US-EAST-1"], "--region"),
+        (vec!["up", "--suffix", "qa", "--parallelism", "0"], "--parallelism"),
+        (vec!["up", "--suffix", "qa", "--parallelism", "1000"], "--parallelism"),
+        (vec!["up", "--suffix", "qa", "--vpc-cidr", "10.0.0.0/8"], "--vpc-cidr"),
+        (vec!["up", "--suffix", "qa", "--vpc-cidr", "8.8.0.0/16"], "--vpc-cidr"),
+        (vec!["up", "--suffix", "qa", "--kms-deletion-window-days", "3"], "--kms-deletion-window-days"),
+        (vec!["up", "--suffix", "qa", "--cost-center", "a|b"], "--cost-center"),
         (vec!["up"], "--suffix"),
     ];
     for (args, option) in cases {
         let run = acct.run(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(option),
-            "{args:?} must name {option}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(option), "{args:?} must name {option}: {}", run.stderr);
     }
-    let run = acct.run(&[
-        "up",
-        "--suffix",
-        "qa",
-        "--state-dir",
-        file.to_str().unwrap(),
-    ]);
+    let run = acct.run(&["up", "--suffix", "qa", "--state-dir", file.to_str().unwrap()]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--state-dir"), "{}", run.stderr);
-    assert!(
-        acct.proxy.calls().is_empty(),
-        "AWS was called: {:?}",
-        acct.proxy.calls()
-    );
+    assert!(acct.proxy.calls().is_empty(), "AWS was called: {:?}", acct.proxy.calls());
 }
 
 #[test]
@@ -137,17 +87,8 @@ fn every_command_explains_itself_with_an_example() {
     for command in ["up", "plan", "status", "destroy"] {
         let run = acct.run(&[command, "--help"]);
         assert_eq!(run.code, 0);
-        assert!(
-            run.stdout.contains("Example"),
-            "{command} --help lacks an example"
-        );
-        assert!(
-            run.stdout.contains(&format!("tapctl {command}")),
-            "{command} --help example must show the command"
-        );
-        assert!(
-            run.stdout.contains("--suffix") && run.stdout.contains("--endpoint-url"),
-            "global options are listed"
-        );
+        assert!(run.stdout.contains("Example"), "{command} --help lacks an example");
+        assert!(run.stdout.contains(&format!("tapctl {command}")), "{command} --help example must show the command");
+        assert!(run.stdout.contains("--suffix") && run.stdout.contains("--endpoint-url"), "global options are listed");
     }
 }

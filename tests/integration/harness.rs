@@ -27,10 +27,7 @@ fn moto_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
 /// A moto server on a free port, stopped when dropped.
@@ -42,11 +39,7 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let bin = moto_binary();
-        assert!(
-            bin.exists(),
-            "moto is not installed at {}: run scripts/setup-tools first",
-            bin.display()
-        );
+        assert!(bin.exists(), "moto is not installed at {}: run scripts/setup-tools first", bin.display());
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -58,10 +51,7 @@ impl Moto {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
+            assert!(Instant::now() < deadline, "moto did not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Moto { child, url }
@@ -116,26 +106,15 @@ fn action_of(target: Option<&str>, body: &[u8]) -> Call {
         return Call(format!("{}:{op}", service.to_ascii_lowercase()));
     }
     let text = String::from_utf8_lossy(body);
-    let action = text
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .unwrap_or("Unknown")
-        .to_string();
-    let service = if action == "GetCallerIdentity" {
-        "sts"
-    } else {
-        "ec2"
-    };
+    let action = text.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("Unknown").to_string();
+    let service = if action == "GetCallerIdentity" { "sts" } else { "ec2" };
     Call(format!("{service}:{action}"))
 }
 
 impl Proxy {
     pub fn start(upstream: &str) -> Proxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("proxy runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("proxy runtime");
         let state = Arc::new(Mutex::new(ProxyState::default()));
         let listener = StdListener::bind("127.0.0.1:0").expect("proxy bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -162,11 +141,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy {
-            url,
-            state,
-            _runtime: runtime,
-        }
+        Proxy { url, state, _runtime: runtime }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -190,10 +165,7 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok());
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let delay = {
         let mut st = state.lock().unwrap();
         st.calls.push(action_of(target, &body));
@@ -202,14 +174,8 @@ async fn forward(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut out = Request::builder()
-        .method(parts.method.clone())
-        .uri(format!("{upstream}{path}"));
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut out = Request::builder().method(parts.method.clone()).uri(format!("{upstream}{path}"));
     for (k, v) in &parts.headers {
         out = out.header(k, v);
     }
@@ -220,10 +186,9 @@ async fn forward(
             let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             Ok(Response::from_parts(p, Full::new(bytes)))
         }
-        Err(e) => Ok(Response::builder()
-            .status(502)
-            .body(Full::new(Bytes::from(format!("proxy: {e}"))))
-            .expect("response")),
+        Err(e) => {
+            Ok(Response::builder().status(502).body(Full::new(Bytes::from(format!("proxy: {e}")))).expect("response"))
+        }
     }
 }
 
@@ -251,17 +216,12 @@ impl Account {
     pub fn new() -> Account {
         let moto = Moto::start();
         let proxy = Proxy::start(&moto.url);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let config = rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .region(Region::new(REGION))
                 .endpoint_url(&moto.url)
-                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
                 .load(),
         );
         Account {
@@ -299,11 +259,7 @@ impl Account {
     /// Runs and insists on exit 0, showing tapctl's output otherwise.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "tapctl {args:?} failed:\n{}\n{}",
-            r.stdout, r.stderr
-        );
+        assert_eq!(r.code, 0, "tapctl {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
         r
     }
 }

@@ -16,67 +16,25 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
 
     acct.block_on(async {
         // KMS: one enabled key, rotation on, alias, tags.
-        let meta = acct
-            .kms
-            .describe_key()
-            .key_id("alias/payments-qa")
-            .send()
-            .await
-            .unwrap();
+        let meta = acct.kms.describe_key().key_id("alias/payments-qa").send().await.unwrap();
         let key = meta.key_metadata().unwrap();
-        assert_eq!(
-            key.key_state(),
-            Some(&aws_sdk_kms::types::KeyState::Enabled)
-        );
-        let rotation = acct
-            .kms
-            .get_key_rotation_status()
-            .key_id(key.key_id())
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(key.key_state(), Some(&aws_sdk_kms::types::KeyState::Enabled));
+        let rotation = acct.kms.get_key_rotation_status().key_id(key.key_id()).send().await.unwrap();
         assert!(rotation.key_rotation_enabled(), "key rotation must be on");
-        let tags = acct
-            .kms
-            .list_resource_tags()
-            .key_id(key.key_id())
-            .send()
-            .await
-            .unwrap();
-        let get = |k: &str| {
-            tags.tags()
-                .iter()
-                .find(|t| t.tag_key() == k)
-                .map(|t| t.tag_value().to_string())
-        };
+        let tags = acct.kms.list_resource_tags().key_id(key.key_id()).send().await.unwrap();
+        let get = |k: &str| tags.tags().iter().find(|t| t.tag_key() == k).map(|t| t.tag_value().to_string());
         assert_eq!(get("EnvironmentSuffix").as_deref(), Some("qa"));
         assert_eq!(get("Stack").as_deref(), Some("TapStackqa"));
         assert_eq!(get("tap:resource").as_deref(), Some("kms.key"));
-        let policy = acct
-            .kms
-            .get_key_policy()
-            .key_id(key.key_id())
-            .policy_name("default")
-            .send()
-            .await
-            .unwrap();
+        let policy = acct.kms.get_key_policy().key_id(key.key_id()).policy_name("default").send().await.unwrap();
         let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
-        let sids: Vec<&str> = policy["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s["Sid"].as_str())
-            .collect();
+        let sids: Vec<&str> =
+            policy["Statement"].as_array().unwrap().iter().filter_map(|s| s["Sid"].as_str()).collect();
         assert!(sids.contains(&"CloudWatchLogsOfThisAccount"), "{sids:?}");
 
         let ec2 = &acct.ec2;
         // VPC with DNS on.
-        let vpcs = ec2
-            .describe_vpcs()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let vpcs = ec2.describe_vpcs().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(vpcs.vpcs().len(), 1);
         let vpc = &vpcs.vpcs()[0];
         let vpc_id = vpc.vpc_id().unwrap();
@@ -90,18 +48,10 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            dns.enable_dns_hostnames().and_then(|b| b.value()),
-            Some(true)
-        );
+        assert_eq!(dns.enable_dns_hostnames().and_then(|b| b.value()), Some(true));
 
         // Nine subnets: three tiers in three distinct AZs each, all tagged, none overlapping.
-        let subnets = ec2
-            .describe_subnets()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let subnets = ec2.describe_subnets().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(subnets.subnets().len(), 9);
         let mut tier_ids = std::collections::BTreeMap::<String, Vec<String>>::new();
         for tier in ["public", "private", "database"] {
@@ -111,18 +61,9 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
                 .filter(|s| tag(s.tags(), "tap:member").is_some_and(|m| m.starts_with(tier)))
                 .collect();
             assert_eq!(of_tier.len(), 3, "{tier}");
-            let azs: std::collections::BTreeSet<_> = of_tier
-                .iter()
-                .map(|s| s.availability_zone().unwrap())
-                .collect();
+            let azs: std::collections::BTreeSet<_> = of_tier.iter().map(|s| s.availability_zone().unwrap()).collect();
             assert_eq!(azs.len(), 3, "{tier} subnets must span three AZs");
-            tier_ids.insert(
-                tier.into(),
-                of_tier
-                    .iter()
-                    .map(|s| s.subnet_id().unwrap().to_string())
-                    .collect(),
-            );
+            tier_ids.insert(tier.into(), of_tier.iter().map(|s| s.subnet_id().unwrap().to_string()).collect());
         }
         for s in subnets.subnets() {
             assert_standard_tags("subnet", s.tags(), "qa");
@@ -130,80 +71,39 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
         }
 
         // Internet gateway attached; one NAT gateway, available, in a public subnet, with the EIP.
-        let igws = ec2
-            .describe_internet_gateways()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let igws = ec2.describe_internet_gateways().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(igws.internet_gateways().len(), 1);
         let igw = &igws.internet_gateways()[0];
         assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc_id));
-        let nats = ec2
-            .describe_nat_gateways()
-            .filter(f("vpc-id", vpc_id))
-            .send()
-            .await
-            .unwrap();
+        let nats = ec2.describe_nat_gateways().filter(f("vpc-id", vpc_id)).send().await.unwrap();
         let nat = &nats.nat_gateways()[0];
         assert_eq!(nats.nat_gateways().len(), 1);
         assert_eq!(nat.state(), Some(&NatGatewayState::Available));
         assert!(tier_ids["public"].contains(&nat.subnet_id().unwrap().to_string()));
         assert_standard_tags("nat", nat.tags(), "qa");
-        let eips = ec2
-            .describe_addresses()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let eips = ec2.describe_addresses().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(eips.addresses().len(), 1);
-        assert_eq!(
-            nat.nat_gateway_addresses()[0].allocation_id(),
-            eips.addresses()[0].allocation_id()
-        );
+        assert_eq!(nat.nat_gateway_addresses()[0].allocation_id(), eips.addresses()[0].allocation_id());
 
         // Route tables: public -> IGW, private -> NAT, database: nothing leaves the VPC.
-        let rts = ec2
-            .describe_route_tables()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let rts = ec2.describe_route_tables().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(rts.route_tables().len(), 3);
         for rt in rts.route_tables() {
             let tier = tag(rt.tags(), "tap:member").unwrap();
-            let default = rt
-                .routes()
-                .iter()
-                .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+            let default = rt.routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
             match tier {
-                "public" => assert_eq!(
-                    default.and_then(|r| r.gateway_id()),
-                    igw.internet_gateway_id()
-                ),
-                "private" => assert_eq!(
-                    default.and_then(|r| r.nat_gateway_id()),
-                    nat.nat_gateway_id()
-                ),
+                "public" => assert_eq!(default.and_then(|r| r.gateway_id()), igw.internet_gateway_id()),
+                "private" => assert_eq!(default.and_then(|r| r.nat_gateway_id()), nat.nat_gateway_id()),
                 "database" => {
-                    assert!(
-                        default.is_none(),
-                        "the database tier must have no route to the internet"
-                    );
+                    assert!(default.is_none(), "the database tier must have no route to the internet");
                     for r in rt.routes() {
-                        assert!(
-                            r.gateway_id() == Some("local"),
-                            "database route table has a non-local route: {r:?}"
-                        );
+                        assert!(r.gateway_id() == Some("local"), "database route table has a non-local route: {r:?}");
                     }
                 }
                 other => panic!("unexpected route table {other}"),
             }
-            let associated: Vec<String> = rt
-                .associations()
-                .iter()
-                .filter_map(|a| a.subnet_id().map(String::from))
-                .collect();
+            let associated: Vec<String> =
+                rt.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
             let mut want = tier_ids[tier].clone();
             want.sort();
             let mut got = associated.clone();
@@ -212,25 +112,13 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
         }
 
         // Network ACLs: the database tier admits 5432 from the private subnets only.
-        let acls = ec2
-            .describe_network_acls()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let acls = ec2.describe_network_acls().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(acls.network_acls().len(), 3);
-        let db = acls
-            .network_acls()
-            .iter()
-            .find(|a| tag(a.tags(), "tap:member") == Some("database"))
-            .unwrap();
+        let db = acls.network_acls().iter().find(|a| tag(a.tags(), "tap:member") == Some("database")).unwrap();
         let allow_in: Vec<_> = db
             .entries()
             .iter()
-            .filter(|e| {
-                e.egress() == Some(false)
-                    && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Allow)
-            })
+            .filter(|e| e.egress() == Some(false) && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Allow))
             .collect();
         assert_eq!(allow_in.len(), 3);
         for e in &allow_in {
@@ -239,92 +127,40 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
             assert_eq!(e.port_range().and_then(|p| p.to()), Some(5432));
             assert_ne!(e.cidr_block(), Some("0.0.0.0/0"));
         }
-        let db_subnets: Vec<String> = db
-            .associations()
-            .iter()
-            .filter_map(|a| a.subnet_id().map(String::from))
-            .collect();
+        let db_subnets: Vec<String> =
+            db.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
         assert_eq!(db_subnets.len(), 3);
 
         // Security groups: database admits 5432 from the functions' group only, opens nothing.
-        let sgs = ec2
-            .describe_security_groups()
-            .filters(by_suffix("qa"))
-            .send()
-            .await
-            .unwrap();
+        let sgs = ec2.describe_security_groups().filters(by_suffix("qa")).send().await.unwrap();
         assert_eq!(sgs.security_groups().len(), 2);
-        let sg = |m: &str| {
-            sgs.security_groups()
-                .iter()
-                .find(|g| tag(g.tags(), "tap:member") == Some(m))
-                .unwrap()
-        };
+        let sg = |m: &str| sgs.security_groups().iter().find(|g| tag(g.tags(), "tap:member") == Some(m)).unwrap();
         let (functions, database) = (sg("functions"), sg("database"));
         assert_eq!(database.ip_permissions().len(), 1);
         let p = &database.ip_permissions()[0];
-        assert_eq!(
-            (p.ip_protocol(), p.from_port(), p.to_port()),
-            (Some("tcp"), Some(5432), Some(5432))
-        );
-        assert!(
-            p.ip_ranges().is_empty(),
-            "the database must not be open to any CIDR"
-        );
+        assert_eq!((p.ip_protocol(), p.from_port(), p.to_port()), (Some("tcp"), Some(5432), Some(5432)));
+        assert!(p.ip_ranges().is_empty(), "the database must not be open to any CIDR");
         assert_eq!(p.user_id_group_pairs()[0].group_id(), functions.group_id());
-        assert!(
-            database.ip_permissions_egress().is_empty(),
-            "the database opens no connections"
-        );
-        assert!(
-            functions.ip_permissions().is_empty(),
-            "nothing connects to the functions"
-        );
+        assert!(database.ip_permissions_egress().is_empty(), "the database opens no connections");
+        assert!(functions.ip_permissions().is_empty(), "nothing connects to the functions");
         assert_standard_tags("sg", database.tags(), "qa");
 
         // Gateway endpoints for S3 and DynamoDB on the private route table.
-        let private_rt = rts
-            .route_tables()
-            .iter()
-            .find(|r| tag(r.tags(), "tap:member") == Some("private"))
-            .unwrap();
-        let eps = ec2
-            .describe_vpc_endpoints()
-            .filters(f("vpc-id", vpc_id))
-            .send()
-            .await
-            .unwrap();
-        let mut services: Vec<&str> = eps
-            .vpc_endpoints()
-            .iter()
-            .filter_map(|e| e.service_name())
-            .collect();
+        let private_rt = rts.route_tables().iter().find(|r| tag(r.tags(), "tap:member") == Some("private")).unwrap();
+        let eps = ec2.describe_vpc_endpoints().filters(f("vpc-id", vpc_id)).send().await.unwrap();
+        let mut services: Vec<&str> = eps.vpc_endpoints().iter().filter_map(|e| e.service_name()).collect();
         services.sort();
-        assert_eq!(
-            services,
-            vec![
-                "com.amazonaws.us-east-1.dynamodb",
-                "com.amazonaws.us-east-1.s3"
-            ]
-        );
+        assert_eq!(services, vec!["com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.s3"]);
         for e in eps.vpc_endpoints() {
-            assert_eq!(
-                e.route_table_ids(),
-                [private_rt.route_table_id().unwrap().to_string()]
-            );
+            assert_eq!(e.route_table_ids(), [private_rt.route_table_id().unwrap().to_string()]);
             assert_standard_tags("endpoint", e.tags(), "qa");
         }
     });
 
     // The operator outputs file names what exists.
-    let outputs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        outputs["vpc_id"].as_str(),
-        inventory(&acct, "qa")["vpc"].first().map(String::as_str)
-    );
+    let outputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap();
+    assert_eq!(outputs["vpc_id"].as_str(), inventory(&acct, "qa")["vpc"].first().map(String::as_str));
 }
 
 #[test]
@@ -335,20 +171,10 @@ fn a_second_up_makes_no_mutating_call_and_keeps_every_id() {
     acct.proxy.clear();
     let run = acct.ok(&["up", "--suffix", "qa"]);
     let calls = acct.proxy.calls();
-    assert!(
-        !calls.is_empty(),
-        "the proxy saw nothing: the test would prove nothing"
-    );
+    assert!(!calls.is_empty(), "the proxy saw nothing: the test would prove nothing");
     let mutating: Vec<_> = calls.iter().filter(|c| c.is_mutating()).collect();
-    assert!(
-        mutating.is_empty(),
-        "a converged up made mutating calls: {mutating:?}"
-    );
-    assert!(
-        run.stdout.contains("0 created, 0 updated, 10 unchanged"),
-        "{}",
-        run.stdout
-    );
+    assert!(mutating.is_empty(), "a converged up made mutating calls: {mutating:?}");
+    assert!(run.stdout.contains("0 created, 0 updated, 10 unchanged"), "{}", run.stdout);
     assert_eq!(inventory(&acct, "qa"), before);
 }
 
@@ -356,11 +182,7 @@ fn a_second_up_makes_no_mutating_call_and_keeps_every_id() {
 fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_both() {
     let acct = Account::new();
     acct.ok(&["up", "--suffix", "qa"]);
-    assert_eq!(
-        acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"])
-            .code,
-        0
-    );
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 
     acct.block_on(async {
         let rts = acct
@@ -372,35 +194,15 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
             .await
             .unwrap();
         let rt = rts.route_tables()[0].route_table_id().unwrap().to_string();
-        acct.ec2
-            .delete_route()
-            .route_table_id(&rt)
-            .destination_cidr_block("0.0.0.0/0")
-            .send()
-            .await
-            .unwrap();
+        acct.ec2.delete_route().route_table_id(&rt).destination_cidr_block("0.0.0.0/0").send().await.unwrap();
         let eps = acct.ec2.describe_vpc_endpoints().send().await.unwrap();
-        let s3 = eps
-            .vpc_endpoints()
-            .iter()
-            .find(|e| e.service_name().unwrap().ends_with(".s3"))
-            .unwrap();
-        acct.ec2
-            .delete_vpc_endpoints()
-            .vpc_endpoint_ids(s3.vpc_endpoint_id().unwrap())
-            .send()
-            .await
-            .unwrap();
+        let s3 = eps.vpc_endpoints().iter().find(|e| e.service_name().unwrap().ends_with(".s3")).unwrap();
+        acct.ec2.delete_vpc_endpoints().vpc_endpoint_ids(s3.vpc_endpoint_id().unwrap()).send().await.unwrap();
     });
     let before = acct.proxy.calls().len();
     let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
     assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
-    assert!(
-        acct.proxy.calls()[before..]
-            .iter()
-            .all(|c| !c.is_mutating()),
-        "plan must change nothing"
-    );
+    assert!(acct.proxy.calls()[before..].iter().all(|c| !c.is_mutating()), "plan must change nothing");
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let changed: Vec<(&str, &str)> = plan["nodes"]
         .as_array()
@@ -409,25 +211,12 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
         .filter(|n| n["action"] != "no-op")
         .map(|n| (n["node"].as_str().unwrap(), n["action"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        changed,
-        vec![
-            ("network.route-tables", "update"),
-            ("network.endpoints", "update")
-        ]
-    );
+    assert_eq!(changed, vec![("network.route-tables", "update"), ("network.endpoints", "update")]);
     let details = plan["nodes"].to_string();
-    assert!(
-        details.contains("route 0.0.0.0/0") && details.contains("s3 gateway endpoint missing"),
-        "{details}"
-    );
+    assert!(details.contains("route 0.0.0.0/0") && details.contains("s3 gateway endpoint missing"), "{details}");
 
     acct.ok(&["up", "--suffix", "qa"]);
-    assert_eq!(
-        acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"])
-            .code,
-        0
-    );
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
     acct.block_on(async {
         let rts = acct
             .ec2
@@ -440,9 +229,7 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
         assert!(rts.route_tables()[0]
             .routes()
             .iter()
-            .any(
-                |r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.nat_gateway_id().is_some()
-            ));
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.nat_gateway_id().is_some()));
     });
     assert_eq!(inventory(&acct, "qa")["vpc-endpoint"].len(), 2);
 }
@@ -463,13 +250,7 @@ fn up_repairs_a_deleted_subnet_and_a_removed_tag() {
             .unwrap();
         let id = subnets.subnets()[0].subnet_id().unwrap();
         // A subnet in use by a route-table association cannot be deleted on AWS: disassociate first.
-        let rts = acct
-            .ec2
-            .describe_route_tables()
-            .filters(f("association.subnet-id", id))
-            .send()
-            .await
-            .unwrap();
+        let rts = acct.ec2.describe_route_tables().filters(f("association.subnet-id", id)).send().await.unwrap();
         for a in rts.route_tables().iter().flat_map(|r| r.associations()) {
             if a.subnet_id() == Some(id) {
                 acct.ec2
@@ -491,15 +272,8 @@ fn up_repairs_a_deleted_subnet_and_a_removed_tag() {
     });
     let status = acct.run(&["status", "--suffix", "qa", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let of = |n: &str| {
-        status["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["node"] == n)
-            .unwrap()["status"]
-            .clone()
-    };
+    let of =
+        |n: &str| status["resources"].as_array().unwrap().iter().find(|r| r["node"] == n).unwrap()["status"].clone();
     assert_eq!(of("network.subnets"), "drifted");
     assert_eq!(of("network.vpc"), "drifted");
     assert_eq!(of("kms.key"), "ok");
@@ -507,11 +281,7 @@ fn up_repairs_a_deleted_subnet_and_a_removed_tag() {
     acct.ok(&["up", "--suffix", "qa"]);
     let inv = inventory(&acct, "qa");
     assert_eq!(inv["subnet"].len(), 9);
-    assert_eq!(
-        inv["vpc"],
-        vec![vpc.clone()],
-        "the VPC is repaired, not replaced"
-    );
+    assert_eq!(inv["vpc"], vec![vpc.clone()], "the VPC is repaired, not replaced");
     acct.block_on(async {
         let v = acct.ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap();
         assert_eq!(tag(v.vpcs()[0].tags(), "CostCenter"), Some("payments"));
@@ -524,24 +294,14 @@ fn up_repairs_a_deleted_subnet_and_a_removed_tag() {
             .await
             .unwrap();
         let id = db2.subnets()[0].subnet_id().unwrap();
-        let rts = acct
-            .ec2
-            .describe_route_tables()
-            .filters(f("association.subnet-id", id))
-            .send()
-            .await
-            .unwrap();
+        let rts = acct.ec2.describe_route_tables().filters(f("association.subnet-id", id)).send().await.unwrap();
         assert_eq!(
             tag(rts.route_tables()[0].tags(), "tap:member"),
             Some("database"),
             "the new subnet joins the database route table"
         );
     });
-    assert_eq!(
-        acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"])
-            .code,
-        0
-    );
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 }
 
 #[test]
@@ -552,44 +312,20 @@ fn destroy_leaves_nothing_of_the_suffix_and_spares_another_suffix() {
     let qb_before = inventory(&acct, "qb");
 
     let refused = acct.run(&["destroy", "--suffix", "qa"]);
-    assert_eq!(
-        refused.code, 2,
-        "destroy without a terminal and without --yes must refuse"
-    );
+    assert_eq!(refused.code, 2, "destroy without a terminal and without --yes must refuse");
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
-    assert_eq!(
-        inventory(&acct, "qa")["vpc"].len(),
-        1,
-        "a refused destroy changes nothing"
-    );
+    assert_eq!(inventory(&acct, "qa")["vpc"].len(), 1, "a refused destroy changes nothing");
 
     acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
     assert!(inventory(&acct, "qa").values().all(Vec::is_empty));
     acct.block_on(async {
-        let alias = acct
-            .kms
-            .describe_key()
-            .key_id("alias/payments-qa")
-            .send()
-            .await;
+        let alias = acct.kms.describe_key().key_id("alias/payments-qa").send().await;
         assert!(alias.is_err(), "the alias must be gone");
     });
-    assert_eq!(
-        inventory(&acct, "qb"),
-        qb_before,
-        "the other suffix is untouched"
-    );
-    assert_eq!(
-        acct.run(&["plan", "--suffix", "qb", "--detailed-exitcode"])
-            .code,
-        0
-    );
+    assert_eq!(inventory(&acct, "qb"), qb_before, "the other suffix is untouched");
+    assert_eq!(acct.run(&["plan", "--suffix", "qb", "--detailed-exitcode"]).code, 0);
 
     let again = acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
-    assert!(
-        again.stdout.contains("0 deleted, 10 already absent"),
-        "{}",
-        again.stdout
-    );
+    assert!(again.stdout.contains("0 deleted, 10 already absent"), "{}", again.stdout);
 }

@@ -6,45 +6,21 @@ use aws_sdk_ec2::types::{Filter, NatGatewayState, Tag};
 use std::collections::BTreeMap;
 
 pub fn by_suffix(suffix: &str) -> Filter {
-    Filter::builder()
-        .name("tag:EnvironmentSuffix")
-        .values(suffix)
-        .build()
+    Filter::builder().name("tag:EnvironmentSuffix").values(suffix).build()
 }
 
 pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
 
 /// The tags design.md §5 puts on every resource.
 pub fn assert_standard_tags(what: &str, tags: &[Tag], suffix: &str) {
-    assert_eq!(
-        tag(tags, "Project"),
-        Some("payments"),
-        "{what}: Project tag"
-    );
-    assert_eq!(
-        tag(tags, "Stack"),
-        Some(format!("TapStack{suffix}").as_str()),
-        "{what}: Stack tag"
-    );
-    assert_eq!(
-        tag(tags, "EnvironmentSuffix"),
-        Some(suffix),
-        "{what}: EnvironmentSuffix tag"
-    );
-    assert_eq!(
-        tag(tags, "ManagedBy"),
-        Some("tapctl"),
-        "{what}: ManagedBy tag"
-    );
+    assert_eq!(tag(tags, "Project"), Some("payments"), "{what}: Project tag");
+    assert_eq!(tag(tags, "Stack"), Some(format!("TapStack{suffix}").as_str()), "{what}: Stack tag");
+    assert_eq!(tag(tags, "EnvironmentSuffix"), Some(suffix), "{what}: EnvironmentSuffix tag");
+    assert_eq!(tag(tags, "ManagedBy"), Some("tapctl"), "{what}: ManagedBy tag");
     assert!(tag(tags, "CostCenter").is_some(), "{what}: CostCenter tag");
-    assert!(
-        tag(tags, "tap:resource").is_some(),
-        "{what}: tap:resource tag"
-    );
+    assert!(tag(tags, "tap:resource").is_some(), "{what}: tap:resource tag");
 }
 
 /// Every live resource of the suffix, by kind, each list sorted: what "exactly one of each"
@@ -55,43 +31,16 @@ pub fn inventory(acct: &Account, suffix: &str) -> BTreeMap<&'static str, Vec<Str
         let mut inv: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         let f = || by_suffix(suffix);
         let vpcs = ec2.describe_vpcs().filters(f()).send().await.unwrap();
-        inv.insert(
-            "vpc",
-            vpcs.vpcs()
-                .iter()
-                .filter_map(|v| v.vpc_id().map(String::from))
-                .collect(),
-        );
+        inv.insert("vpc", vpcs.vpcs().iter().filter_map(|v| v.vpc_id().map(String::from)).collect());
         let subnets = ec2.describe_subnets().filters(f()).send().await.unwrap();
-        inv.insert(
-            "subnet",
-            subnets
-                .subnets()
-                .iter()
-                .filter_map(|v| v.subnet_id().map(String::from))
-                .collect(),
-        );
-        let igws = ec2
-            .describe_internet_gateways()
-            .filters(f())
-            .send()
-            .await
-            .unwrap();
+        inv.insert("subnet", subnets.subnets().iter().filter_map(|v| v.subnet_id().map(String::from)).collect());
+        let igws = ec2.describe_internet_gateways().filters(f()).send().await.unwrap();
         inv.insert(
             "igw",
-            igws.internet_gateways()
-                .iter()
-                .filter_map(|v| v.internet_gateway_id().map(String::from))
-                .collect(),
+            igws.internet_gateways().iter().filter_map(|v| v.internet_gateway_id().map(String::from)).collect(),
         );
         let eips = ec2.describe_addresses().filters(f()).send().await.unwrap();
-        inv.insert(
-            "eip",
-            eips.addresses()
-                .iter()
-                .filter_map(|v| v.allocation_id().map(String::from))
-                .collect(),
-        );
+        inv.insert("eip", eips.addresses().iter().filter_map(|v| v.allocation_id().map(String::from)).collect());
         // NAT gateways: not every endpoint filters them by tag; check tags here. Deleted ones
         // stay visible for an hour on AWS and do not count.
         let nats = ec2.describe_nat_gateways().send().await.unwrap();
@@ -100,53 +49,24 @@ pub fn inventory(acct: &Account, suffix: &str) -> BTreeMap<&'static str, Vec<Str
             nats.nat_gateways()
                 .iter()
                 .filter(|n| tag(n.tags(), "EnvironmentSuffix") == Some(suffix))
-                .filter(|n| {
-                    matches!(
-                        n.state(),
-                        Some(NatGatewayState::Pending | NatGatewayState::Available)
-                    )
-                })
+                .filter(|n| matches!(n.state(), Some(NatGatewayState::Pending | NatGatewayState::Available)))
                 .filter_map(|n| n.nat_gateway_id().map(String::from))
                 .collect(),
         );
-        let rts = ec2
-            .describe_route_tables()
-            .filters(f())
-            .send()
-            .await
-            .unwrap();
+        let rts = ec2.describe_route_tables().filters(f()).send().await.unwrap();
         inv.insert(
             "route-table",
-            rts.route_tables()
-                .iter()
-                .filter_map(|v| v.route_table_id().map(String::from))
-                .collect(),
+            rts.route_tables().iter().filter_map(|v| v.route_table_id().map(String::from)).collect(),
         );
-        let acls = ec2
-            .describe_network_acls()
-            .filters(f())
-            .send()
-            .await
-            .unwrap();
+        let acls = ec2.describe_network_acls().filters(f()).send().await.unwrap();
         inv.insert(
             "network-acl",
-            acls.network_acls()
-                .iter()
-                .filter_map(|v| v.network_acl_id().map(String::from))
-                .collect(),
+            acls.network_acls().iter().filter_map(|v| v.network_acl_id().map(String::from)).collect(),
         );
-        let sgs = ec2
-            .describe_security_groups()
-            .filters(f())
-            .send()
-            .await
-            .unwrap();
+        let sgs = ec2.describe_security_groups().filters(f()).send().await.unwrap();
         inv.insert(
             "security-group",
-            sgs.security_groups()
-                .iter()
-                .filter_map(|v| v.group_id().map(String::from))
-                .collect(),
+            sgs.security_groups().iter().filter_map(|v| v.group_id().map(String::from)).collect(),
         );
         let eps = ec2.describe_vpc_endpoints().send().await.unwrap();
         inv.insert(
@@ -154,9 +74,7 @@ pub fn inventory(acct: &Account, suffix: &str) -> BTreeMap<&'static str, Vec<Str
             eps.vpc_endpoints()
                 .iter()
                 .filter(|e| tag(e.tags(), "EnvironmentSuffix") == Some(suffix))
-                .filter(|e| {
-                    e.state().map(|s| s.as_str().to_ascii_lowercase()) != Some("deleted".into())
-                })
+                .filter(|e| e.state().map(|s| s.as_str().to_ascii_lowercase()) != Some("deleted".into()))
                 .filter_map(|e| e.vpc_endpoint_id().map(String::from))
                 .collect(),
         );
@@ -174,24 +92,12 @@ pub async fn enabled_keys(acct: &Account, suffix: &str) -> Vec<String> {
     let keys = acct.kms.list_keys().send().await.unwrap();
     for k in keys.keys() {
         let id = k.key_id().unwrap();
-        let tags = acct
-            .kms
-            .list_resource_tags()
-            .key_id(id)
-            .send()
-            .await
-            .unwrap();
-        if !tags
-            .tags()
-            .iter()
-            .any(|t| t.tag_key() == "EnvironmentSuffix" && t.tag_value() == suffix)
-        {
+        let tags = acct.kms.list_resource_tags().key_id(id).send().await.unwrap();
+        if !tags.tags().iter().any(|t| t.tag_key() == "EnvironmentSuffix" && t.tag_value() == suffix) {
             continue;
         }
         let meta = acct.kms.describe_key().key_id(id).send().await.unwrap();
-        if meta.key_metadata().and_then(|m| m.key_state())
-            != Some(&aws_sdk_kms::types::KeyState::PendingDeletion)
-        {
+        if meta.key_metadata().and_then(|m| m.key_state()) != Some(&aws_sdk_kms::types::KeyState::PendingDeletion) {
             out.push(id.to_string());
         }
     }
@@ -208,12 +114,7 @@ pub fn leftovers(acct: &Account, suffix: &str) -> Vec<String> {
         let tags = acct
             .ec2
             .describe_tags()
-            .filters(
-                Filter::builder()
-                    .name("key")
-                    .values("EnvironmentSuffix")
-                    .build(),
-            )
+            .filters(Filter::builder().name("key").values("EnvironmentSuffix").build())
             .filters(Filter::builder().name("value").values(suffix).build())
             .send()
             .await
@@ -221,10 +122,7 @@ pub fn leftovers(acct: &Account, suffix: &str) -> Vec<String> {
         let mut left = Vec::new();
         for t in tags.tags() {
             let id = t.resource_id().unwrap_or_default().to_string();
-            let kind = t
-                .resource_type()
-                .map(|r| r.as_str().to_string())
-                .unwrap_or_default();
+            let kind = t.resource_type().map(|r| r.as_str().to_string()).unwrap_or_default();
             let known = [
                 "vpc",
                 "subnet",

@@ -52,32 +52,21 @@ impl Resource for ElasticIp {
                 return Ok(Some(from_ec2(a)));
             }
         }
-        let out = ec2
-            .describe_addresses()
-            .set_filters(Some(owned_filters(ctx)))
-            .send()
-            .await
-            .aws("ec2:DescribeAddresses")?;
-        Ok(single(out.addresses().to_vec(), "Elastic IP", |a| {
-            a.allocation_id().unwrap_or_default().into()
-        })?
-        .map(|a| from_ec2(&a)))
+        let out =
+            ec2.describe_addresses().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeAddresses")?;
+        Ok(single(out.addresses().to_vec(), "Elastic IP", |a| a.allocation_id().unwrap_or_default().into())?
+            .map(|a| from_ec2(&a)))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let missing = missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.nat_eip())));
         Ok(Change::from_drifts(
-            describe_missing_tags(&format!("Elastic IP {}", o.allocation_id), &missing)
-                .into_iter()
-                .collect(),
+            describe_missing_tags(&format!("Elastic IP {}", o.allocation_id), &missing).into_iter().collect(),
         ))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        Outputs::from([
-            ("allocation_id".into(), json!(o.allocation_id)),
-            ("public_ip".into(), json!(o.public_ip)),
-        ])
+        Outputs::from([("allocation_id".into(), json!(o.allocation_id)), ("public_ip".into(), json!(o.public_ip))])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
@@ -109,8 +98,7 @@ impl Resource for ElasticIp {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        ctx.progress
-            .step(&format!("releasing Elastic IP {}", o.public_ip));
+        ctx.progress.step(&format!("releasing Elastic IP {}", o.public_ip));
         ctx.clients
             .ec2
             .release_address()

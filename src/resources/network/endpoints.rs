@@ -29,14 +29,8 @@ pub struct Observed {
 /// An endpoint that still counts. AWS spells the states both "Available" and "available",
 /// so they are compared without case.
 fn live(e: &VpcEndpoint) -> bool {
-    let state = e
-        .state()
-        .map(|s| s.as_str().to_ascii_lowercase())
-        .unwrap_or_default();
-    !matches!(
-        state.as_str(),
-        "deleted" | "deleting" | "failed" | "rejected" | "expired"
-    )
+    let state = e.state().map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_default();
+    !matches!(state.as_str(), "deleted" | "deleting" | "failed" | "rejected" | "expired")
 }
 
 fn from_ec2(e: &VpcEndpoint) -> Endpoint {
@@ -57,11 +51,7 @@ fn wanted_tags(ctx: &Ctx, service: &str) -> Vec<(String, String)> {
 
 enum Fix {
     Create(&'static str),
-    Routes {
-        service: &'static str,
-        add: Vec<String>,
-        remove: Vec<String>,
-    },
+    Routes { service: &'static str, add: Vec<String>, remove: Vec<String> },
     Tags(&'static str, Vec<(String, String)>),
 }
 
@@ -73,22 +63,11 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
             out.push(Fix::Create(service));
             continue;
         };
-        let add: Vec<String> = (!e.route_tables.contains(&private_rt))
-            .then(|| private_rt.clone())
-            .into_iter()
-            .collect();
-        let remove: Vec<String> = e
-            .route_tables
-            .iter()
-            .filter(|r| **r != private_rt)
-            .cloned()
-            .collect();
+        let add: Vec<String> =
+            (!e.route_tables.contains(&private_rt)).then(|| private_rt.clone()).into_iter().collect();
+        let remove: Vec<String> = e.route_tables.iter().filter(|r| **r != private_rt).cloned().collect();
         if !add.is_empty() || !remove.is_empty() {
-            out.push(Fix::Routes {
-                service,
-                add,
-                remove,
-            });
+            out.push(Fix::Routes { service, add, remove });
         }
         let missing = missing_tags(&e.tags, &wanted_tags(ctx, service));
         if !missing.is_empty() {
@@ -102,14 +81,8 @@ impl Fix {
     fn describe(&self) -> String {
         match self {
             Fix::Create(s) => format!("{s} gateway endpoint missing"),
-            Fix::Routes {
-                service,
-                add,
-                remove,
-            } => {
-                format!(
-                    "{service} gateway endpoint: route tables to add {add:?}, to remove {remove:?}"
-                )
+            Fix::Routes { service, add, remove } => {
+                format!("{service} gateway endpoint: route tables to add {add:?}, to remove {remove:?}")
             }
             Fix::Tags(s, missing) => {
                 describe_missing_tags(&format!("{s} gateway endpoint"), missing).unwrap_or_default()
@@ -139,11 +112,7 @@ impl Resource for GatewayEndpoints {
         let mut pages = request.into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.aws("ec2:DescribeVpcEndpoints")?;
-            for e in page
-                .vpc_endpoints()
-                .iter()
-                .filter(|e| live(e) && is_owned(e.tags(), ctx))
-            {
+            for e in page.vpc_endpoints().iter().filter(|e| live(e) && is_owned(e.tags(), ctx)) {
                 if let Some(m) = member_of(e.tags()) {
                     endpoints.insert(m, from_ec2(e));
                 }
@@ -161,11 +130,7 @@ impl Resource for GatewayEndpoints {
                     .await
                     .aws("ec2:DescribeVpcEndpoints")
                     .ok_if_not_found()?;
-                if let Some(e) = out
-                    .as_ref()
-                    .and_then(|o| o.vpc_endpoints().first())
-                    .filter(|e| live(e))
-                {
+                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()).filter(|e| live(e)) {
                     endpoints.insert(service.to_string(), from_ec2(e));
                 }
             }
@@ -174,55 +139,37 @@ impl Resource for GatewayEndpoints {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(
-            fixes(ctx, o)?.iter().map(Fix::describe).collect(),
-        ))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        o.endpoints
-            .iter()
-            .map(|(s, e)| (format!("{s}_endpoint_id"), json!(e.id)))
-            .collect()
+        o.endpoints.iter().map(|(s, e)| (format!("{s}_endpoint_id"), json!(e.id))).collect()
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let ec2 = &ctx.clients.ec2;
-        let mut o = observed.unwrap_or(Observed {
-            endpoints: BTreeMap::new(),
-        });
+        let mut o = observed.unwrap_or(Observed { endpoints: BTreeMap::new() });
         for fix in fixes(ctx, &o)? {
             ctx.progress.step(&fix.describe());
             match fix {
                 Fix::Create(service) => {
-                    let private_rt =
-                        ctx.input(super::route_tables::ID, "private_route_table_id")?;
+                    let private_rt = ctx.input(super::route_tables::ID, "private_route_table_id")?;
                     let out = ec2
                         .create_vpc_endpoint()
                         .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
                         .vpc_endpoint_type(VpcEndpointType::Gateway)
                         .service_name(service_name(ctx, service))
                         .route_table_ids(&private_rt)
-                        .tag_specifications(tag_spec(
-                            ResourceType::VpcEndpoint,
-                            &wanted_tags(ctx, service),
-                        ))
+                        .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &wanted_tags(ctx, service)))
                         .send()
                         .await
                         .aws("ec2:CreateVpcEndpoint")?;
-                    let e = out.vpc_endpoint().ok_or_else(|| {
-                        ResourceError::new(
-                            "EmptyResponse",
-                            "CreateVpcEndpoint returned no endpoint",
-                        )
-                    })?;
+                    let e = out
+                        .vpc_endpoint()
+                        .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateVpcEndpoint returned no endpoint"))?;
                     o.endpoints.insert(service.to_string(), from_ec2(e));
                 }
-                Fix::Routes {
-                    service,
-                    add,
-                    remove,
-                } => {
+                Fix::Routes { service, add, remove } => {
                     ec2.modify_vpc_endpoint()
                         .vpc_endpoint_id(&o.endpoints[service].id)
                         .set_add_route_table_ids(Some(add).filter(|v| !v.is_empty()))
@@ -231,9 +178,7 @@ impl Resource for GatewayEndpoints {
                         .await
                         .aws("ec2:ModifyVpcEndpoint")?;
                 }
-                Fix::Tags(service, missing) => {
-                    ensure_tags(ctx, &o.endpoints[service].id, &missing).await?
-                }
+                Fix::Tags(service, missing) => ensure_tags(ctx, &o.endpoints[service].id, &missing).await?,
             }
         }
         Ok(self.outputs(ctx, &o))
@@ -241,8 +186,7 @@ impl Resource for GatewayEndpoints {
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         let ids: Vec<String> = o.endpoints.values().map(|e| e.id.clone()).collect();
-        ctx.progress
-            .step(&format!("deleting gateway endpoints {}", ids.join(", ")));
+        ctx.progress.step(&format!("deleting gateway endpoints {}", ids.join(", ")));
         ctx.clients
             .ec2
             .delete_vpc_endpoints()

@@ -22,11 +22,7 @@ fn from_ec2(g: &InternetGateway) -> Observed {
     Observed {
         id: g.internet_gateway_id().unwrap_or_default().to_string(),
         tags: g.tags().to_vec(),
-        attached_to: g
-            .attachments()
-            .iter()
-            .filter_map(|a| a.vpc_id().map(str::to_string))
-            .collect(),
+        attached_to: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
     }
 }
 
@@ -61,22 +57,17 @@ impl Resource for InternetGatewayNode {
             .send()
             .await
             .aws("ec2:DescribeInternetGateways")?;
-        Ok(
-            single(out.internet_gateways().to_vec(), "internet gateway", |g| {
-                g.internet_gateway_id().unwrap_or_default().into()
-            })?
-            .map(|g| from_ec2(&g)),
-        )
+        Ok(single(out.internet_gateways().to_vec(), "internet gateway", |g| {
+            g.internet_gateway_id().unwrap_or_default().into()
+        })?
+        .map(|g| from_ec2(&g)))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
         let mut drifts = Vec::new();
         if !o.attached_to.contains(&vpc_id) {
-            drifts.push(format!(
-                "internet gateway {} is not attached to {vpc_id}",
-                o.id
-            ));
+            drifts.push(format!("internet gateway {} is not attached to {vpc_id}", o.id));
         }
         drifts.extend(describe_missing_tags(
             &format!("internet gateway {}", o.id),
@@ -111,8 +102,7 @@ impl Resource for InternetGatewayNode {
             }
         };
         if !o.attached_to.contains(&vpc_id) {
-            ctx.progress
-                .step(&format!("attaching {} to {vpc_id}", o.id));
+            ctx.progress.step(&format!("attaching {} to {vpc_id}", o.id));
             ec2.attach_internet_gateway()
                 .internet_gateway_id(&o.id)
                 .vpc_id(&vpc_id)

@@ -18,10 +18,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use std::collections::BTreeMap;
 
 pub fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.into_iter().map(Into::into).collect()))
-        .build()
+    Filter::builder().name(name).set_values(Some(values.into_iter().map(Into::into).collect())).build()
 }
 
 /// Server-side filters that select this node's resources of this suffix.
@@ -33,27 +30,15 @@ pub fn owned_filters(ctx: &Ctx) -> Vec<Filter> {
 }
 
 pub fn tag_spec(resource_type: ResourceType, tags: &[(String, String)]) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(resource_type)
-        .set_tags(Some(ec2_tags(tags)))
-        .build()
+    TagSpecification::builder().resource_type(resource_type).set_tags(Some(ec2_tags(tags))).build()
 }
 
 pub fn ec2_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
+    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
 }
 
 /// True when the tags say this resource is this node's, for this suffix. Used where the
@@ -71,10 +56,7 @@ pub fn member_of(tags: &[Tag]) -> Option<String> {
 /// The wanted tags that are absent or carry another value.
 pub fn missing_tags(have: &[Tag], want: &[(String, String)]) -> Vec<(String, String)> {
     let have = tag_map(have);
-    want.iter()
-        .filter(|(k, v)| have.get(k) != Some(v))
-        .cloned()
-        .collect()
+    want.iter().filter(|(k, v)| have.get(k) != Some(v)).cloned().collect()
 }
 
 pub fn describe_missing_tags(what: &str, missing: &[(String, String)]) -> Option<String> {
@@ -82,10 +64,7 @@ pub fn describe_missing_tags(what: &str, missing: &[(String, String)]) -> Option
         None
     } else {
         let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
-        Some(format!(
-            "{what}: tags {} missing or changed",
-            keys.join(", ")
-        ))
+        Some(format!("{what}: tags {} missing or changed", keys.join(", ")))
     }
 }
 
@@ -93,14 +72,7 @@ pub async fn ensure_tags(ctx: &Ctx, id: &str, missing: &[(String, String)]) -> R
     if missing.is_empty() {
         return Ok(());
     }
-    ctx.clients
-        .ec2
-        .create_tags()
-        .resources(id)
-        .set_tags(Some(ec2_tags(missing)))
-        .send()
-        .await
-        .aws("ec2:CreateTags")?;
+    ctx.clients.ec2.create_tags().resources(id).set_tags(Some(ec2_tags(missing))).send().await.aws("ec2:CreateTags")?;
     Ok(())
 }
 

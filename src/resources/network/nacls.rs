@@ -2,9 +2,7 @@
 //! groups. The database tier admits only PostgreSQL (5432) from the private subnets and answers
 //! only to them; nothing else reaches it, in or out (PCI DSS 1.3).
 
-use super::{
-    describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec,
-};
+use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
@@ -34,35 +32,16 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn allow(
-        egress: bool,
-        number: i32,
-        protocol: &str,
-        cidr: &str,
-        ports: Option<(i32, i32)>,
-    ) -> Self {
-        Entry {
-            egress,
-            number,
-            protocol: protocol.into(),
-            allow: true,
-            cidr: cidr.into(),
-            ports,
-        }
+    fn allow(egress: bool, number: i32, protocol: &str, cidr: &str, ports: Option<(i32, i32)>) -> Self {
+        Entry { egress, number, protocol: protocol.into(), allow: true, cidr: cidr.into(), ports }
     }
     fn key(&self) -> (bool, i32) {
         (self.egress, self.number)
     }
     fn describe(&self) -> String {
         let dir = if self.egress { "egress" } else { "ingress" };
-        let ports = self
-            .ports
-            .map(|(a, b)| format!(" ports {a}-{b}"))
-            .unwrap_or_default();
-        format!(
-            "{dir} rule {} proto {} {}{ports}",
-            self.number, self.protocol, self.cidr
-        )
+        let ports = self.ports.map(|(a, b)| format!(" ports {a}-{b}")).unwrap_or_default();
+        format!("{dir} rule {} proto {} {}{ports}", self.number, self.protocol, self.cidr)
     }
 }
 
@@ -102,16 +81,11 @@ fn from_ec2(a: &NetworkAcl) -> Acl {
             ports: if e.protocol().map(normalize_protocol).as_deref() == Some(ALL) {
                 None
             } else {
-                e.port_range()
-                    .map(|p| (p.from().unwrap_or_default(), p.to().unwrap_or_default()))
+                e.port_range().map(|p| (p.from().unwrap_or_default(), p.to().unwrap_or_default()))
             },
         })
         .collect();
-    Acl {
-        id: a.network_acl_id().unwrap_or_default().to_string(),
-        tags: a.tags().to_vec(),
-        entries,
-    }
+    Acl { id: a.network_acl_id().unwrap_or_default().to_string(), tags: a.tags().to_vec(), entries }
 }
 
 /// The rules of each tier. Return traffic must be allowed explicitly: ACLs are stateless.
@@ -140,46 +114,21 @@ pub fn wanted_entries(ctx: &Ctx, tier: Tier) -> Result<Vec<Entry>> {
 
 enum Fix {
     CreateAcl(Tier),
-    PutEntry {
-        tier: Tier,
-        entry: Entry,
-        replace: bool,
-    },
-    DeleteEntry {
-        tier: Tier,
-        egress: bool,
-        number: i32,
-    },
-    Associate {
-        tier: Tier,
-        subnet: String,
-        association: String,
-    },
-    Tags {
-        tier: Tier,
-        missing: Vec<(String, String)>,
-    },
+    PutEntry { tier: Tier, entry: Entry, replace: bool },
+    DeleteEntry { tier: Tier, egress: bool, number: i32 },
+    Associate { tier: Tier, subnet: String, association: String },
+    Tags { tier: Tier, missing: Vec<(String, String)> },
 }
 
 impl Fix {
     fn describe(&self) -> String {
         match self {
             Fix::CreateAcl(t) => format!("{t} network ACL missing"),
-            Fix::PutEntry {
-                tier,
-                entry,
-                replace: false,
-            } => format!("{tier} network ACL: {} missing", entry.describe()),
-            Fix::PutEntry {
-                tier,
-                entry,
-                replace: true,
-            } => format!("{tier} network ACL: {} differs", entry.describe()),
-            Fix::DeleteEntry {
-                tier,
-                egress,
-                number,
-            } => {
+            Fix::PutEntry { tier, entry, replace: false } => {
+                format!("{tier} network ACL: {} missing", entry.describe())
+            }
+            Fix::PutEntry { tier, entry, replace: true } => format!("{tier} network ACL: {} differs", entry.describe()),
+            Fix::DeleteEntry { tier, egress, number } => {
                 format!(
                     "{tier} network ACL: unexpected {} rule {number} (to be removed)",
                     if *egress { "egress" } else { "ingress" }
@@ -203,43 +152,21 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
         match acl {
             None => {
                 out.push(Fix::CreateAcl(tier));
-                out.extend(want.iter().cloned().map(|entry| Fix::PutEntry {
-                    tier,
-                    entry,
-                    replace: false,
-                }));
+                out.extend(want.iter().cloned().map(|entry| Fix::PutEntry { tier, entry, replace: false }));
             }
             Some(acl) => {
                 for entry in &want {
                     match acl.entries.iter().find(|e| e.key() == entry.key()) {
-                        None => out.push(Fix::PutEntry {
-                            tier,
-                            entry: entry.clone(),
-                            replace: false,
-                        }),
-                        Some(e) if e != entry => out.push(Fix::PutEntry {
-                            tier,
-                            entry: entry.clone(),
-                            replace: true,
-                        }),
+                        None => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: false }),
+                        Some(e) if e != entry => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: true }),
                         Some(_) => {}
                     }
                 }
-                for e in acl
-                    .entries
-                    .iter()
-                    .filter(|e| !want.iter().any(|w| w.key() == e.key()))
-                {
-                    out.push(Fix::DeleteEntry {
-                        tier,
-                        egress: e.egress,
-                        number: e.number,
-                    });
+                for e in acl.entries.iter().filter(|e| !want.iter().any(|w| w.key() == e.key())) {
+                    out.push(Fix::DeleteEntry { tier, egress: e.egress, number: e.number });
                 }
-                let missing = missing_tags(
-                    &acl.tags,
-                    &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))),
-                );
+                let missing =
+                    missing_tags(&acl.tags, &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))));
                 if !missing.is_empty() {
                     out.push(Fix::Tags { tier, missing });
                 }
@@ -250,11 +177,7 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
                 continue;
             };
             if acl.map(|a| &a.id) != Some(current) {
-                out.push(Fix::Associate {
-                    tier,
-                    subnet,
-                    association: association.clone(),
-                });
+                out.push(Fix::Associate { tier, subnet, association: association.clone() });
             }
         }
     }
@@ -280,8 +203,7 @@ async fn observe_vpc(ctx: &Ctx, o: &mut Observed) -> Result<()> {
         }
         for a in acl.associations() {
             if let (Some(s), Some(assoc)) = (a.subnet_id(), a.network_acl_association_id()) {
-                o.associations
-                    .insert(s.to_string(), (id.clone(), assoc.to_string()));
+                o.associations.insert(s.to_string(), (id.clone(), assoc.to_string()));
             }
         }
     }
@@ -301,11 +223,7 @@ impl Resource for NetworkAcls {
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;
-        let mut o = Observed {
-            acls: BTreeMap::new(),
-            associations: BTreeMap::new(),
-            default_acl: None,
-        };
+        let mut o = Observed { acls: BTreeMap::new(), associations: BTreeMap::new(), default_acl: None };
         let owned = ec2
             .describe_network_acls()
             .set_filters(Some(owned_filters(ctx)))
@@ -342,16 +260,11 @@ impl Resource for NetworkAcls {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(
-            fixes(ctx, o)?.iter().map(Fix::describe).collect(),
-        ))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        o.acls
-            .iter()
-            .map(|(tier, a)| (format!("{tier}_network_acl_id"), json!(a.id)))
-            .collect()
+        o.acls.iter().map(|(tier, a)| (format!("{tier}_network_acl_id"), json!(a.id))).collect()
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
@@ -359,11 +272,7 @@ impl Resource for NetworkAcls {
         let mut o = match observed {
             Some(o) => o,
             None => {
-                let mut o = Observed {
-                    acls: BTreeMap::new(),
-                    associations: BTreeMap::new(),
-                    default_acl: None,
-                };
+                let mut o = Observed { acls: BTreeMap::new(), associations: BTreeMap::new(), default_acl: None };
                 observe_vpc(ctx, &mut o).await?;
                 o
             }
@@ -382,25 +291,15 @@ impl Resource for NetworkAcls {
                         .send()
                         .await
                         .aws("ec2:CreateNetworkAcl")?;
-                    let acl = out.network_acl().ok_or_else(|| {
-                        ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL")
-                    })?;
+                    let acl = out
+                        .network_acl()
+                        .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL"))?;
                     o.acls.insert(tier, from_ec2(acl));
                 }
-                Fix::PutEntry {
-                    tier,
-                    entry,
-                    replace,
-                } => {
+                Fix::PutEntry { tier, entry, replace } => {
                     let acl = &o.acls[&tier].id;
-                    let ports = entry
-                        .ports
-                        .map(|(a, b)| PortRange::builder().from(a).to(b).build());
-                    let action = if entry.allow {
-                        RuleAction::Allow
-                    } else {
-                        RuleAction::Deny
-                    };
+                    let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
+                    let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
                     if replace {
                         ec2.replace_network_acl_entry()
                             .network_acl_id(acl)
@@ -427,11 +326,7 @@ impl Resource for NetworkAcls {
                             .aws("ec2:CreateNetworkAclEntry")?;
                     }
                 }
-                Fix::DeleteEntry {
-                    tier,
-                    egress,
-                    number,
-                } => {
+                Fix::DeleteEntry { tier, egress, number } => {
                     ec2.delete_network_acl_entry()
                         .network_acl_id(&o.acls[&tier].id)
                         .egress(egress)
@@ -441,9 +336,7 @@ impl Resource for NetworkAcls {
                         .aws("ec2:DeleteNetworkAclEntry")
                         .ok_if_not_found()?;
                 }
-                Fix::Associate {
-                    tier, association, ..
-                } => {
+                Fix::Associate { tier, association, .. } => {
                     ec2.replace_network_acl_association()
                         .association_id(&association)
                         .network_acl_id(&o.acls[&tier].id)
@@ -451,9 +344,7 @@ impl Resource for NetworkAcls {
                         .await
                         .aws("ec2:ReplaceNetworkAclAssociation")?;
                 }
-                Fix::Tags { tier, missing } => {
-                    ensure_tags(ctx, &o.acls[&tier].id, &missing).await?
-                }
+                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.acls[&tier].id, &missing).await?,
             }
         }
         Ok(self.outputs(ctx, &o))
@@ -476,8 +367,7 @@ impl Resource for NetworkAcls {
                     }
                 }
             }
-            ctx.progress
-                .step(&format!("deleting {tier} network ACL {}", acl.id));
+            ctx.progress.step(&format!("deleting {tier} network ACL {}", acl.id));
             ec2.delete_network_acl()
                 .network_acl_id(&acl.id)
                 .send()

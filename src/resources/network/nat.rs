@@ -29,21 +29,14 @@ fn from_ec2(g: &NatGateway) -> Observed {
         id: g.nat_gateway_id().unwrap_or_default().to_string(),
         state: g.state().cloned().unwrap_or(NatGatewayState::Pending),
         subnet_id: g.subnet_id().unwrap_or_default().to_string(),
-        allocation_id: g
-            .nat_gateway_addresses()
-            .first()
-            .and_then(|a| a.allocation_id())
-            .map(str::to_string),
+        allocation_id: g.nat_gateway_addresses().first().and_then(|a| a.allocation_id()).map(str::to_string),
         tags: g.tags().to_vec(),
     }
 }
 
 /// NAT gateways that still count: a deleted or failed one stays visible for an hour on AWS.
 fn live(g: &NatGateway) -> bool {
-    matches!(
-        g.state(),
-        Some(NatGatewayState::Pending | NatGatewayState::Available)
-    )
+    matches!(g.state(), Some(NatGatewayState::Pending | NatGatewayState::Available))
 }
 
 async fn describe(ctx: &Ctx, id: &str) -> Result<Option<NatGateway>> {
@@ -60,27 +53,21 @@ async fn describe(ctx: &Ctx, id: &str) -> Result<Option<NatGateway>> {
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
-    ctx.wait(
-        &format!("NAT gateway {id} to become available"),
-        ctx.waits.nat_gateway,
-        || async move {
-            let g = describe(ctx, id).await?;
-            match g.as_ref().and_then(|g| g.state()) {
-                Some(NatGatewayState::Available) => Ok(Poll::Ready(())),
-                Some(NatGatewayState::Failed) => Err(ResourceError::new(
-                    "NatGatewayFailed",
-                    format!(
-                        "NAT gateway {id} failed: {}",
-                        g.as_ref()
-                            .and_then(|g| g.failure_message())
-                            .unwrap_or("no reason given")
-                    ),
-                )),
-                Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
-                None => Ok(Poll::NotYet("not visible yet".into())),
-            }
-        },
-    )
+    ctx.wait(&format!("NAT gateway {id} to become available"), ctx.waits.nat_gateway, || async move {
+        let g = describe(ctx, id).await?;
+        match g.as_ref().and_then(|g| g.state()) {
+            Some(NatGatewayState::Available) => Ok(Poll::Ready(())),
+            Some(NatGatewayState::Failed) => Err(ResourceError::new(
+                "NatGatewayFailed",
+                format!(
+                    "NAT gateway {id} failed: {}",
+                    g.as_ref().and_then(|g| g.failure_message()).unwrap_or("no reason given")
+                ),
+            )),
+            Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
+            None => Ok(Poll::NotYet("not visible yet".into())),
+        }
+    })
     .await
 }
 
@@ -112,24 +99,14 @@ impl Resource for NatGatewayNode {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.aws("ec2:DescribeNatGateways")?;
-            found.extend(
-                page.nat_gateways()
-                    .iter()
-                    .filter(|g| live(g) && is_owned(g.tags(), ctx))
-                    .cloned(),
-            );
+            found.extend(page.nat_gateways().iter().filter(|g| live(g) && is_owned(g.tags(), ctx)).cloned());
         }
-        Ok(super::single(found, "NAT gateway", |g| {
-            g.nat_gateway_id().unwrap_or_default().into()
-        })?
-        .map(|g| from_ec2(&g)))
+        Ok(super::single(found, "NAT gateway", |g| g.nat_gateway_id().unwrap_or_default().into())?
+            .map(|g| from_ec2(&g)))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        let subnet = super::subnets::tier_ids(ctx, Tier::Public)?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let subnet = super::subnets::tier_ids(ctx, Tier::Public)?.into_iter().next().unwrap_or_default();
         let eip = ctx.input(super::eip::ID, "allocation_id")?;
         if o.subnet_id != subnet || o.allocation_id.as_deref() != Some(eip.as_str()) {
             return Ok(Change::Replace(format!(
@@ -163,15 +140,9 @@ impl Resource for NatGatewayNode {
                 let subnet = super::subnets::tier_ids(ctx, Tier::Public)?
                     .into_iter()
                     .next()
-                    .ok_or_else(|| {
-                        ResourceError::new(
-                            "MissingInput",
-                            "no public subnet to put the NAT gateway in",
-                        )
-                    })?;
+                    .ok_or_else(|| ResourceError::new("MissingInput", "no public subnet to put the NAT gateway in"))?;
                 let eip = ctx.input(super::eip::ID, "allocation_id")?;
-                ctx.progress
-                    .step(&format!("creating NAT gateway in {subnet}"));
+                ctx.progress.step(&format!("creating NAT gateway in {subnet}"));
                 // No fixed client token: the SDK sets a fresh one per call and reuses it across its
                 // own retries. A fixed one would make AWS hand back a deleted gateway after an
                 // out-of-band delete. A run killed mid-create is covered by the tags instead.
@@ -185,9 +156,9 @@ impl Resource for NatGatewayNode {
                     .send()
                     .await
                     .aws("ec2:CreateNatGateway")?;
-                out.nat_gateway().map(from_ec2).ok_or_else(|| {
-                    ResourceError::new("EmptyResponse", "CreateNatGateway returned no gateway")
-                })?
+                out.nat_gateway()
+                    .map(from_ec2)
+                    .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNatGateway returned no gateway"))?
             }
         };
         if o.state != NatGatewayState::Available {
@@ -208,18 +179,12 @@ impl Resource for NatGatewayNode {
             .ok_if_not_found()?;
         // The Elastic IP cannot be released until the gateway is fully gone.
         let id = o.id.as_str();
-        ctx.wait(
-            &format!("NAT gateway {id} to be deleted"),
-            ctx.waits.nat_gateway,
-            || async move {
-                match describe(ctx, id).await?.and_then(|g| g.state().cloned()) {
-                    None | Some(NatGatewayState::Deleted) | Some(NatGatewayState::Failed) => {
-                        Ok(Poll::Ready(()))
-                    }
-                    Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
-                }
-            },
-        )
+        ctx.wait(&format!("NAT gateway {id} to be deleted"), ctx.waits.nat_gateway, || async move {
+            match describe(ctx, id).await?.and_then(|g| g.state().cloned()) {
+                None | Some(NatGatewayState::Deleted) | Some(NatGatewayState::Failed) => Ok(Poll::Ready(())),
+                Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
+            }
+        })
         .await
     }
 }

@@ -5,9 +5,7 @@
 //! 1.3: only the paths the design allows), except the local route and the gateway-endpoint
 //! routes, which AWS manages from `network.endpoints`.
 
-use super::{
-    describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec,
-};
+use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::{Change, Ctx, Resource, Result};
@@ -60,23 +58,15 @@ fn from_ec2(t: &RouteTable) -> Table {
             Some((dest, target))
         })
         .collect();
-    Table {
-        id: t.route_table_id().unwrap_or_default().to_string(),
-        tags: t.tags().to_vec(),
-        routes,
-    }
+    Table { id: t.route_table_id().unwrap_or_default().to_string(), tags: t.tags().to_vec(), routes }
 }
 
 fn wanted_routes(ctx: &Ctx, tier: Tier) -> Result<BTreeMap<String, Target>> {
     Ok(match tier {
-        Tier::Public => BTreeMap::from([(
-            ANYWHERE.to_string(),
-            Target::Gateway(ctx.input(super::igw::ID, "igw_id")?),
-        )]),
-        Tier::Private => BTreeMap::from([(
-            ANYWHERE.to_string(),
-            Target::Nat(ctx.input(super::nat::ID, "nat_gateway_id")?),
-        )]),
+        Tier::Public => BTreeMap::from([(ANYWHERE.to_string(), Target::Gateway(ctx.input(super::igw::ID, "igw_id")?))]),
+        Tier::Private => {
+            BTreeMap::from([(ANYWHERE.to_string(), Target::Nat(ctx.input(super::nat::ID, "nat_gateway_id")?))])
+        }
         Tier::Database => BTreeMap::new(),
     })
 }
@@ -88,33 +78,12 @@ fn wanted_tags(ctx: &Ctx, tier: Tier) -> Vec<(String, String)> {
 /// Route, association and tag fixes, in words (for plan) — apply performs the same list.
 enum Fix {
     CreateTable(Tier),
-    CreateRoute {
-        tier: Tier,
-        dest: String,
-        target: Target,
-    },
-    ReplaceRoute {
-        tier: Tier,
-        dest: String,
-        target: Target,
-    },
-    DeleteRoute {
-        tier: Tier,
-        dest: String,
-    },
-    Associate {
-        tier: Tier,
-        subnet: String,
-    },
-    Reassociate {
-        tier: Tier,
-        subnet: String,
-        association: String,
-    },
-    Tags {
-        tier: Tier,
-        missing: Vec<(String, String)>,
-    },
+    CreateRoute { tier: Tier, dest: String, target: Target },
+    ReplaceRoute { tier: Tier, dest: String, target: Target },
+    DeleteRoute { tier: Tier, dest: String },
+    Associate { tier: Tier, subnet: String },
+    Reassociate { tier: Tier, subnet: String, association: String },
+    Tags { tier: Tier, missing: Vec<(String, String)> },
 }
 
 impl Fix {
@@ -133,9 +102,9 @@ impl Fix {
             Fix::Associate { tier, subnet } => {
                 format!("{tier} route table: subnet {subnet} not associated")
             }
-            Fix::Reassociate { tier, subnet, .. } => format!(
-                "subnet {subnet} is associated with another route table, not the {tier} one"
-            ),
+            Fix::Reassociate { tier, subnet, .. } => {
+                format!("subnet {subnet} is associated with another route table, not the {tier} one")
+            }
             Fix::Tags { tier, missing } => {
                 describe_missing_tags(&format!("{tier} route table"), missing).unwrap_or_default()
             }
@@ -153,11 +122,9 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
             }
             for subnet in super::subnets::tier_ids(ctx, tier)? {
                 match o.associations.get(&subnet) {
-                    Some((_, association)) => out.push(Fix::Reassociate {
-                        tier,
-                        subnet,
-                        association: association.clone(),
-                    }),
+                    Some((_, association)) => {
+                        out.push(Fix::Reassociate { tier, subnet, association: association.clone() })
+                    }
                     None => out.push(Fix::Associate { tier, subnet }),
                 }
             }
@@ -166,33 +133,20 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
         let want = wanted_routes(ctx, tier)?;
         for (dest, target) in &want {
             match table.routes.get(dest) {
-                None => out.push(Fix::CreateRoute {
-                    tier,
-                    dest: dest.clone(),
-                    target: target.clone(),
-                }),
-                Some(t) if t != target => out.push(Fix::ReplaceRoute {
-                    tier,
-                    dest: dest.clone(),
-                    target: target.clone(),
-                }),
+                None => out.push(Fix::CreateRoute { tier, dest: dest.clone(), target: target.clone() }),
+                Some(t) if t != target => {
+                    out.push(Fix::ReplaceRoute { tier, dest: dest.clone(), target: target.clone() })
+                }
                 Some(_) => {}
             }
         }
         for dest in table.routes.keys().filter(|d| !want.contains_key(*d)) {
-            out.push(Fix::DeleteRoute {
-                tier,
-                dest: dest.clone(),
-            });
+            out.push(Fix::DeleteRoute { tier, dest: dest.clone() });
         }
         for subnet in super::subnets::tier_ids(ctx, tier)? {
             match o.associations.get(&subnet) {
                 Some((rt, _)) if *rt == table.id => {}
-                Some((_, association)) => out.push(Fix::Reassociate {
-                    tier,
-                    subnet,
-                    association: association.clone(),
-                }),
+                Some((_, association)) => out.push(Fix::Reassociate { tier, subnet, association: association.clone() }),
                 None => out.push(Fix::Associate { tier, subnet }),
             }
         }
@@ -212,12 +166,7 @@ impl Resource for RouteTables {
         ID
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            super::vpc::ID,
-            super::subnets::ID,
-            super::igw::ID,
-            super::nat::ID,
-        ]
+        &[super::vpc::ID, super::subnets::ID, super::igw::ID, super::nat::ID]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
@@ -262,15 +211,10 @@ impl Resource for RouteTables {
                 .aws("ec2:DescribeRouteTables")?;
             for t in all.route_tables() {
                 for a in t.associations() {
-                    if let (Some(subnet), Some(assoc)) =
-                        (a.subnet_id(), a.route_table_association_id())
-                    {
+                    if let (Some(subnet), Some(assoc)) = (a.subnet_id(), a.route_table_association_id()) {
                         associations.insert(
                             subnet.to_string(),
-                            (
-                                t.route_table_id().unwrap_or_default().to_string(),
-                                assoc.to_string(),
-                            ),
+                            (t.route_table_id().unwrap_or_default().to_string(), assoc.to_string()),
                         );
                     }
                 }
@@ -279,31 +223,20 @@ impl Resource for RouteTables {
         if tables.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Observed {
-            tables,
-            associations,
-        }))
+        Ok(Some(Observed { tables, associations }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(
-            fixes(ctx, o)?.iter().map(Fix::describe).collect(),
-        ))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        o.tables
-            .iter()
-            .map(|(tier, t)| (format!("{tier}_route_table_id"), json!(t.id)))
-            .collect()
+        o.tables.iter().map(|(tier, t)| (format!("{tier}_route_table_id"), json!(t.id))).collect()
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let ec2 = &ctx.clients.ec2;
-        let mut o = observed.unwrap_or(Observed {
-            tables: BTreeMap::new(),
-            associations: BTreeMap::new(),
-        });
+        let mut o = observed.unwrap_or(Observed { tables: BTreeMap::new(), associations: BTreeMap::new() });
         if o.associations.is_empty() {
             // Nothing was observed: the subnets may still sit in another table (the main one
             // holds them implicitly, which needs no replacing).
@@ -316,14 +249,10 @@ impl Resource for RouteTables {
                     .aws("ec2:DescribeRouteTables")?;
                 for t in all.route_tables() {
                     for a in t.associations() {
-                        if let (Some(s), Some(id)) = (a.subnet_id(), a.route_table_association_id())
-                        {
+                        if let (Some(s), Some(id)) = (a.subnet_id(), a.route_table_association_id()) {
                             o.associations.insert(
                                 s.to_string(),
-                                (
-                                    t.route_table_id().unwrap_or_default().to_string(),
-                                    id.to_string(),
-                                ),
+                                (t.route_table_id().unwrap_or_default().to_string(), id.to_string()),
                             );
                         }
                     }
@@ -337,10 +266,7 @@ impl Resource for RouteTables {
                     let out = ec2
                         .create_route_table()
                         .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
-                        .tag_specifications(tag_spec(
-                            ResourceType::RouteTable,
-                            &wanted_tags(ctx, tier),
-                        ))
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
                         .send()
                         .await
                         .aws("ec2:CreateRouteTable")?;
@@ -348,25 +274,18 @@ impl Resource for RouteTables {
                         o.tables.insert(tier, from_ec2(t));
                     }
                 }
-                Fix::CreateRoute { tier, dest, target }
-                | Fix::ReplaceRoute { tier, dest, target } => {
+                Fix::CreateRoute { tier, dest, target } | Fix::ReplaceRoute { tier, dest, target } => {
                     let table = o.tables[&tier].id.clone();
                     let replace = o.tables[&tier].routes.contains_key(&dest);
                     if replace {
-                        let mut call = ec2
-                            .replace_route()
-                            .route_table_id(&table)
-                            .destination_cidr_block(&dest);
+                        let mut call = ec2.replace_route().route_table_id(&table).destination_cidr_block(&dest);
                         call = match &target {
                             Target::Nat(n) => call.nat_gateway_id(n),
                             Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
                         };
                         call.send().await.aws("ec2:ReplaceRoute")?;
                     } else {
-                        let mut call = ec2
-                            .create_route()
-                            .route_table_id(&table)
-                            .destination_cidr_block(&dest);
+                        let mut call = ec2.create_route().route_table_id(&table).destination_cidr_block(&dest);
                         call = match &target {
                             Target::Nat(n) => call.nat_gateway_id(n),
                             Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
@@ -391,9 +310,7 @@ impl Resource for RouteTables {
                         .await
                         .aws("ec2:AssociateRouteTable")?;
                 }
-                Fix::Reassociate {
-                    tier, association, ..
-                } => {
+                Fix::Reassociate { tier, association, .. } => {
                     ec2.replace_route_table_association()
                         .association_id(&association)
                         .route_table_id(&o.tables[&tier].id)
@@ -401,9 +318,7 @@ impl Resource for RouteTables {
                         .await
                         .aws("ec2:ReplaceRouteTableAssociation")?;
                 }
-                Fix::Tags { tier, missing } => {
-                    ensure_tags(ctx, &o.tables[&tier].id, &missing).await?
-                }
+                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.tables[&tier].id, &missing).await?,
             }
         }
         Ok(self.outputs(ctx, &o))
@@ -422,8 +337,7 @@ impl Resource for RouteTables {
                         .ok_if_not_found()?;
                 }
             }
-            ctx.progress
-                .step(&format!("deleting {tier} route table {}", table.id));
+            ctx.progress.step(&format!("deleting {tier} route table {}", table.id));
             ec2.delete_route_table()
                 .route_table_id(&table.id)
                 .send()

@@ -8,9 +8,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair,
-};
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -37,32 +35,17 @@ pub struct Rule {
 
 impl Rule {
     fn tcp(egress: bool, port: i32, peer: Peer) -> Rule {
-        Rule {
-            egress,
-            protocol: "tcp".into(),
-            ports: Some((port, port)),
-            peer,
-        }
+        Rule { egress, protocol: "tcp".into(), ports: Some((port, port)), peer }
     }
     fn describe(&self) -> String {
-        let dir = if self.egress {
-            "egress to"
-        } else {
-            "ingress from"
-        };
+        let dir = if self.egress { "egress to" } else { "ingress from" };
         let peer = match &self.peer {
             Peer::Cidr(c) => c.clone(),
             Peer::Group(g) => g.clone(),
         };
         let ports = self
             .ports
-            .map(|(a, b)| {
-                if a == b {
-                    format!(" port {a}")
-                } else {
-                    format!(" ports {a}-{b}")
-                }
-            })
+            .map(|(a, b)| if a == b { format!(" port {a}") } else { format!(" ports {a}-{b}") })
             .unwrap_or_default();
         format!("{dir} {peer} ({}{ports})", self.protocol)
     }
@@ -94,29 +77,15 @@ fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
         let protocol = p.ip_protocol().unwrap_or("-1").to_string();
-        let ports = if protocol == "-1" {
-            None
-        } else {
-            p.from_port().zip(p.to_port())
-        };
+        let ports = if protocol == "-1" { None } else { p.from_port().zip(p.to_port()) };
         for r in p.ip_ranges() {
             if let Some(c) = r.cidr_ip() {
-                out.push(Rule {
-                    egress,
-                    protocol: protocol.clone(),
-                    ports,
-                    peer: Peer::Cidr(c.to_string()),
-                });
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Cidr(c.to_string()) });
             }
         }
         for g in p.user_id_group_pairs() {
             if let Some(id) = g.group_id() {
-                out.push(Rule {
-                    egress,
-                    protocol: protocol.clone(),
-                    ports,
-                    peer: Peer::Group(id.to_string()),
-                });
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Group(id.to_string()) });
             }
         }
     }
@@ -127,11 +96,7 @@ fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
 fn from_ec2(g: &SecurityGroup) -> Group {
     let mut rules = flatten(g.ip_permissions(), false);
     rules.extend(flatten(g.ip_permissions_egress(), true));
-    Group {
-        id: g.group_id().unwrap_or_default().to_string(),
-        tags: g.tags().to_vec(),
-        rules,
-    }
+    Group { id: g.group_id().unwrap_or_default().to_string(), tags: g.tags().to_vec(), rules }
 }
 
 fn name(ctx: &Ctx, member: &str) -> String {
@@ -178,17 +143,8 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Vec<Fix> {
     for m in MEMBERS {
         let g = &o.groups[m];
         let want = wanted_rules(m, &f.id, &d.id);
-        out.extend(
-            want.iter()
-                .filter(|r| !g.rules.contains(r))
-                .map(|r| Fix::Authorize(m, r.clone())),
-        );
-        out.extend(
-            g.rules
-                .iter()
-                .filter(|r| !want.contains(r))
-                .map(|r| Fix::Revoke(m, r.clone())),
-        );
+        out.extend(want.iter().filter(|r| !g.rules.contains(r)).map(|r| Fix::Authorize(m, r.clone())));
+        out.extend(g.rules.iter().filter(|r| !want.contains(r)).map(|r| Fix::Revoke(m, r.clone())));
         let missing = missing_tags(&g.tags, &ctx.tags(Some(m), Some(&name(ctx, m))));
         if !missing.is_empty() {
             out.push(Fix::Tags(m, missing));
@@ -202,13 +158,8 @@ impl Fix {
         match self {
             Fix::Create(m) => format!("{m} security group missing"),
             Fix::Authorize(m, r) => format!("{m} security group: rule {} missing", r.describe()),
-            Fix::Revoke(m, r) => format!(
-                "{m} security group: unexpected rule {} (to be removed)",
-                r.describe()
-            ),
-            Fix::Tags(m, missing) => {
-                describe_missing_tags(&format!("{m} security group"), missing).unwrap_or_default()
-            }
+            Fix::Revoke(m, r) => format!("{m} security group: unexpected rule {} (to be removed)", r.describe()),
+            Fix::Tags(m, missing) => describe_missing_tags(&format!("{m} security group"), missing).unwrap_or_default(),
         }
     }
 }
@@ -259,23 +210,16 @@ impl Resource for SecurityGroups {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(
-            fixes(ctx, o).iter().map(Fix::describe).collect(),
-        ))
+        Ok(Change::from_drifts(fixes(ctx, o).iter().map(Fix::describe).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        o.groups
-            .iter()
-            .map(|(m, g)| (format!("{m}_sg_id"), json!(g.id)))
-            .collect()
+        o.groups.iter().map(|(m, g)| (format!("{m}_sg_id"), json!(g.id))).collect()
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let ec2 = &ctx.clients.ec2;
-        let mut o = observed.unwrap_or(Observed {
-            groups: BTreeMap::new(),
-        });
+        let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
         // Two rounds: the first creates the groups, the second sets the rules that name them.
         for _ in 0..2 {
             for fix in fixes(ctx, &o) {
@@ -299,12 +243,9 @@ impl Resource for SecurityGroups {
                             .send()
                             .await
                             .aws("ec2:CreateSecurityGroup")?;
-                        let id = out.group_id().ok_or_else(|| {
-                            ResourceError::new(
-                                "EmptyResponse",
-                                "CreateSecurityGroup returned no id",
-                            )
-                        })?;
+                        let id = out
+                            .group_id()
+                            .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateSecurityGroup returned no id"))?;
                         // A new group carries AWS's allow-all egress rule: observe it, so it is revoked.
                         let g = ec2
                             .describe_security_groups()
@@ -361,8 +302,7 @@ impl Resource for SecurityGroups {
             }
         }
         for (m, g) in &o.groups {
-            ctx.progress
-                .step(&format!("deleting {m} security group {}", g.id));
+            ctx.progress.step(&format!("deleting {m} security group {}", g.id));
             ctx.clients
                 .ec2
                 .delete_security_group()

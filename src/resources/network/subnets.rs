@@ -52,11 +52,7 @@ pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
     if zones.len() < 3 {
         return Err(ResourceError::new(
             "NotEnoughAvailabilityZones",
-            format!(
-                "region {} has {} available AZs; the stack needs 3",
-                ctx.config.region,
-                zones.len()
-            ),
+            format!("region {} has {} available AZs; the stack needs 3", ctx.config.region, zones.len()),
         )
         .with_hint("choose a region with at least three availability zones"));
     }
@@ -79,10 +75,7 @@ fn from_ec2(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
 
 impl Subnets {
     fn wanted_tags(ctx: &Ctx, plan: &SubnetPlan) -> Vec<(String, String)> {
-        ctx.tags(
-            Some(&member(plan)),
-            Some(&ctx.names.subnet(plan.tier, plan.az_index)),
-        )
+        ctx.tags(Some(&member(plan)), Some(&ctx.names.subnet(plan.tier, plan.az_index)))
     }
 }
 
@@ -99,12 +92,8 @@ impl Resource for Subnets {
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;
-        let out = ec2
-            .describe_subnets()
-            .set_filters(Some(owned_filters(ctx)))
-            .send()
-            .await
-            .aws("ec2:DescribeSubnets")?;
+        let out =
+            ec2.describe_subnets().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeSubnets")?;
         let mut subnets: BTreeMap<String, Subnet> = BTreeMap::new();
         for s in out.subnets() {
             if let Some(m) = member_of(s.tags()) {
@@ -112,8 +101,7 @@ impl Resource for Subnets {
             }
         }
         // A subnet whose tags were removed is still ours if the state recorded its id.
-        if let Some(Value::Object(recorded)) = ctx.recorded.as_ref().and_then(|r| r.get("subnets"))
-        {
+        if let Some(Value::Object(recorded)) = ctx.recorded.as_ref().and_then(|r| r.get("subnets")) {
             for (m, v) in recorded {
                 let Some(id) = v.get("id").and_then(Value::as_str) else {
                     continue;
@@ -121,13 +109,8 @@ impl Resource for Subnets {
                 if subnets.contains_key(m) {
                     continue;
                 }
-                let found = ec2
-                    .describe_subnets()
-                    .subnet_ids(id)
-                    .send()
-                    .await
-                    .aws("ec2:DescribeSubnets")
-                    .ok_if_not_found()?;
+                let found =
+                    ec2.describe_subnets().subnet_ids(id).send().await.aws("ec2:DescribeSubnets").ok_if_not_found()?;
                 if let Some(s) = found.and_then(|o| o.subnets().first().cloned()) {
                     subnets.insert(m.clone(), from_ec2(&s));
                 }
@@ -136,10 +119,7 @@ impl Resource for Subnets {
         if subnets.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Observed {
-            azs: availability_zones(ctx).await?,
-            subnets,
-        }))
+        Ok(Some(Observed { azs: availability_zones(ctx).await?, subnets }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -186,10 +166,7 @@ impl Resource for Subnets {
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let mut o = match observed {
             Some(o) => o,
-            None => Observed {
-                azs: availability_zones(ctx).await?,
-                subnets: BTreeMap::new(),
-            },
+            None => Observed { azs: availability_zones(ctx).await?, subnets: BTreeMap::new() },
         };
         let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
         for plan in ctx.config.subnet_layout() {
@@ -221,16 +198,8 @@ impl Resource for Subnets {
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         for (m, s) in &o.subnets {
-            ctx.progress
-                .step(&format!("deleting subnet {m} ({})", s.id));
-            ctx.clients
-                .ec2
-                .delete_subnet()
-                .subnet_id(&s.id)
-                .send()
-                .await
-                .aws("ec2:DeleteSubnet")
-                .ok_if_not_found()?;
+            ctx.progress.step(&format!("deleting subnet {m} ({})", s.id));
+            ctx.clients.ec2.delete_subnet().subnet_id(&s.id).send().await.aws("ec2:DeleteSubnet").ok_if_not_found()?;
         }
         Ok(())
     }

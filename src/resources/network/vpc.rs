@@ -1,9 +1,7 @@
 //! `network.vpc`: the VPC, with DNS support and DNS host names (needed by the interface and
 //! gateway endpoints and by RDS endpoints resolving inside the VPC).
 
-use super::{
-    describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec,
-};
+use super::{describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
@@ -55,25 +53,12 @@ impl Resource for Vpc {
         let ec2 = &ctx.clients.ec2;
         let mut found = None;
         if let Some(id) = ctx.recorded_str("vpc_id") {
-            let out = ec2
-                .describe_vpcs()
-                .vpc_ids(id)
-                .send()
-                .await
-                .aws("ec2:DescribeVpcs")
-                .ok_if_not_found()?;
+            let out = ec2.describe_vpcs().vpc_ids(id).send().await.aws("ec2:DescribeVpcs").ok_if_not_found()?;
             found = out.and_then(|o| o.vpcs().first().cloned());
         }
         if found.is_none() {
-            let out = ec2
-                .describe_vpcs()
-                .set_filters(Some(owned_filters(ctx)))
-                .send()
-                .await
-                .aws("ec2:DescribeVpcs")?;
-            found = single(out.vpcs().to_vec(), "VPC", |v| {
-                v.vpc_id().unwrap_or_default().to_string()
-            })?;
+            let out = ec2.describe_vpcs().set_filters(Some(owned_filters(ctx))).send().await.aws("ec2:DescribeVpcs")?;
+            found = single(out.vpcs().to_vec(), "VPC", |v| v.vpc_id().unwrap_or_default().to_string())?;
         }
         let Some(vpc) = found else { return Ok(None) };
         let id = vpc.vpc_id().unwrap_or_default().to_string();
@@ -109,10 +94,7 @@ impl Resource for Vpc {
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        Outputs::from([
-            ("vpc_id".into(), json!(o.id)),
-            ("vpc_cidr".into(), json!(o.cidr)),
-        ])
+        Outputs::from([("vpc_id".into(), json!(o.id)), ("vpc_cidr".into(), json!(o.cidr))])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
@@ -163,14 +145,7 @@ impl Resource for Vpc {
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         ctx.progress.step(&format!("deleting VPC {}", o.id));
-        ctx.clients
-            .ec2
-            .delete_vpc()
-            .vpc_id(&o.id)
-            .send()
-            .await
-            .aws("ec2:DeleteVpc")
-            .ok_if_not_found()?;
+        ctx.clients.ec2.delete_vpc().vpc_id(&o.id).send().await.aws("ec2:DeleteVpc").ok_if_not_found()?;
         Ok(())
     }
 }
@@ -184,20 +159,10 @@ pub async fn find_vpc_id(ctx: &Ctx) -> Result<Option<String>> {
         .clients
         .ec2
         .describe_vpcs()
-        .filters(filter(
-            &format!("tag:{}", crate::names::tag::SUFFIX),
-            [ctx.names.suffix.clone()],
-        ))
-        .filters(filter(
-            &format!("tag:{}", crate::names::tag::RESOURCE),
-            [ID],
-        ))
+        .filters(filter(&format!("tag:{}", crate::names::tag::SUFFIX), [ctx.names.suffix.clone()]))
+        .filters(filter(&format!("tag:{}", crate::names::tag::RESOURCE), [ID]))
         .send()
         .await
         .aws("ec2:DescribeVpcs")?;
-    Ok(out
-        .vpcs()
-        .first()
-        .and_then(|v| v.vpc_id())
-        .map(str::to_string))
+    Ok(out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string))
 }
