@@ -52,6 +52,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// Give up any single wait (a NAT gateway becoming available, a resource being deleted)
+    /// after this many seconds; a re-run resumes where it stopped. Default: each wait's own
+    /// limit (15 minutes for a NAT gateway).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub max_wait: Option<u64>,
+
+    /// Keep the state in S3 instead of --state-dir: s3://bucket/prefix. Locked with S3
+    /// conditional writes, so a team can share one state.
+    #[arg(long, global = true, value_name = "S3_URL")]
+    pub state: Option<String>,
+
     #[command(flatten)]
     pub stack: StackArgs,
 }
@@ -92,7 +103,8 @@ pub enum Command {
 
     /// Remove everything tapctl made for the suffix, in reverse dependency order.
     #[command(after_help = "Example:\n  tapctl destroy --suffix qa --yes\n\nAsks for confirmation on a terminal \
-unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.")]
+unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.\n\
+Lost the state file? `tapctl destroy --suffix qa --yes --discover` finds everything by its tags.")]
     Destroy(DestroyArgs),
 }
 
@@ -115,4 +127,9 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// Ignore the state file and find everything by its tags (EnvironmentSuffix and
+    /// tap:resource): for a lost or damaged state.
+    #[arg(long)]
+    pub discover: bool,
 }

@@ -42,6 +42,43 @@ pub struct RunConfig {
     pub parallelism: usize,
     pub json: bool,
     pub no_progress: bool,
+    pub max_wait: Option<std::time::Duration>,
+    pub remote_state: Option<RemoteState>,
+}
+
+/// `--state s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteState {
+    pub bucket: String,
+    /// Without leading or trailing slash; may be empty.
+    pub prefix: String,
+}
+
+impl RemoteState {
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let field = "--state";
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::invalid(field, format!("'{url}' must look like s3://bucket/prefix")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        Rule::S3Bucket.check(bucket).map_err(|e| Error::invalid(field, e))?;
+        let prefix = prefix.trim_matches('/').to_string();
+        if prefix.len() > 900 || prefix.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(Error::invalid(
+                field,
+                "the prefix must be printable, without backslashes, at most 900 characters",
+            ));
+        }
+        Ok(RemoteState { bucket: bucket.to_string(), prefix })
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
 }
 
 /// The whole, validated configuration of one stack.
@@ -80,7 +117,16 @@ impl RunConfig {
         if let Some(url) = &args.endpoint_url {
             validate_endpoint(url)?;
         }
+        let max_wait = match args.max_wait {
+            Some(0) | Some(86_401..) => {
+                return Err(Error::invalid("--max-wait", "must be between 1 and 86400 seconds"));
+            }
+            other => other.map(std::time::Duration::from_secs),
+        };
+        let remote_state = args.state.as_deref().map(RemoteState::parse).transpose()?;
         Ok(RunConfig {
+            max_wait,
+            remote_state,
             suffix,
             region,
             state_dir: args.state_dir.clone(),
@@ -313,6 +359,15 @@ mod tests {
         assert!(parse_vpc_cidr("10.0.0.0/24").is_err());
         assert!(parse_vpc_cidr("8.8.0.0/16").is_err());
         assert!(parse_vpc_cidr("nonsense").is_err());
+    }
+
+    #[test]
+    fn remote_state_urls_are_parsed_and_checked() {
+        let r = RemoteState::parse("s3://team-state/tapctl/").unwrap();
+        assert_eq!((r.bucket.as_str(), r.key("qa.json")), ("team-state", "tapctl/qa.json".to_string()));
+        assert_eq!(RemoteState::parse("s3://team-state").unwrap().key("qa.json"), "qa.json");
+        assert!(RemoteState::parse("https://x/y").is_err());
+        assert!(RemoteState::parse("s3://Bad_Bucket/x").is_err());
     }
 
     #[test]

@@ -50,30 +50,100 @@ pub struct LockHolder {
     pub host: String,
     pub command: String,
     pub since: String,
+    /// Remote locks only: when the lease runs out unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
-/// An open, locked state: dropping it releases the lock.
-#[derive(Debug)]
+/// An open, locked state. Local: an flock on `<suffix>.lock` (dropping the store releases it).
+/// Remote (S3): a lock object with a lease, renewed while the command runs; `release` deletes it.
 pub struct StateStore {
-    dir: PathBuf,
     suffix: String,
-    _lock: File,
+    backend: Backend,
 }
 
-fn now() -> String {
+enum Backend {
+    Local { dir: PathBuf, _lock: File },
+    S3(crate::remote_state::S3Store),
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateStore({})", self.location())
+    }
+}
+
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
+impl LockHolder {
+    pub fn me(command: &str) -> LockHolder {
+        LockHolder { pid: std::process::id(), host: host_name(), command: command.into(), since: now(), expires: None }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("pid {} on {} (`tapctl {}`) since {}", self.pid, self.host, self.command, self.since)
+    }
+}
+
+/// A state that does not exist yet.
+pub fn empty_state(suffix: &str, region: &str) -> State {
+    State { schema_version: SCHEMA_VERSION, suffix: suffix.to_string(), region: region.to_string(), ..State::default() }
+}
+
+/// Parses and checks a state document; `place` names it in errors, `backup` where the last good
+/// copy is kept.
+pub fn parse_state(text: &str, place: &str, backup: &str, suffix: &str, region: &str) -> Result<State, Error> {
+    let state: State = serde_json::from_str(text).map_err(|e| Error::State {
+        message: format!("the state file {place} is corrupt: {e}"),
+        hint: Some(format!(
+            "tapctl never overwrites a state it cannot parse. The last good state is kept at {backup}: \
+             copy it back, or move the damaged file aside and run `tapctl up`, which adopts existing \
+             resources by their tags"
+        )),
+    })?;
+    if state.schema_version > SCHEMA_VERSION {
+        return Err(Error::State {
+            message: format!(
+                "the state file {place} has schema version {}, newer than this tapctl understands ({SCHEMA_VERSION})",
+                state.schema_version
+            ),
+            hint: Some("upgrade tapctl".into()),
+        });
+    }
+    if state.suffix != suffix || state.region != region {
+        return Err(Error::State {
+            message: format!(
+                "the state file {place} belongs to suffix '{}' in {}, not '{suffix}' in {region}",
+                state.suffix, state.region
+            ),
+            hint: Some("pass the matching --region, or use another --state-dir".into()),
+        });
+    }
+    Ok(state)
+}
+
+pub fn render_state(state: &State) -> Result<String, Error> {
+    let mut state = state.clone();
+    state.updated_at = Some(now());
+    serde_json::to_string_pretty(&state)
+        .map_err(|e| Error::State { message: format!("cannot serialise the state: {e}"), hint: None })
+}
+
 impl StateStore {
     pub fn state_path(dir: &Path, suffix: &str) -> PathBuf {
         dir.join(format!("{suffix}.json"))
+    }
+    pub fn backup_path(dir: &Path, suffix: &str) -> PathBuf {
+        dir.join(format!("{suffix}.json.bak"))
     }
     pub fn outputs_path(dir: &Path, suffix: &str) -> PathBuf {
         dir.join(format!("{suffix}.outputs.json"))
@@ -82,7 +152,19 @@ impl StateStore {
         dir.join(format!("{suffix}.lock"))
     }
 
-    /// Takes the lock of `suffix`, then loads its state (empty if there is none yet).
+    /// Where the state lives, for messages.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Local { dir, .. } => Self::state_path(dir, &self.suffix).display().to_string(),
+            Backend::S3(s) => s.location(),
+        }
+    }
+
+    pub fn remote(suffix: &str, store: crate::remote_state::S3Store) -> StateStore {
+        StateStore { suffix: suffix.to_string(), backend: Backend::S3(store) }
+    }
+
+    /// Takes the lock of `suffix` in `dir`, then loads its state (empty if there is none yet).
     pub fn open(dir: &Path, suffix: &str, region: &str, command: &str) -> Result<(StateStore, State), Error> {
         let lock_path = Self::lock_path(dir, suffix);
         let mut lock =
@@ -98,7 +180,7 @@ impl StateStore {
                 let mut text = String::new();
                 let _ = lock.read_to_string(&mut text);
                 let who = match serde_json::from_str::<LockHolder>(&text) {
-                    Ok(h) => format!("pid {} on {} (`tapctl {}`) since {}", h.pid, h.host, h.command, h.since),
+                    Ok(h) => h.describe(),
                     Err(_) => "another tapctl process".to_string(),
                 };
                 return Err(Error::Locked(format!(
@@ -111,29 +193,21 @@ impl StateStore {
                 return Err(Error::State { message: format!("cannot lock {}: {e}", lock_path.display()), hint: None })
             }
         }
-        let holder = LockHolder { pid: std::process::id(), host: host_name(), command: command.into(), since: now() };
         // Best effort: the lock itself is the flock; the text only tells a waiting user who holds it.
         let _ = lock.set_len(0).and_then(|_| lock.seek(SeekFrom::Start(0)));
-        let _ = lock.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes());
+        let _ = lock.write_all(serde_json::to_string(&LockHolder::me(command)).unwrap_or_default().as_bytes());
         let _ = lock.sync_data();
 
-        let store = StateStore { dir: dir.to_path_buf(), suffix: suffix.to_string(), _lock: lock };
-        let state = store.load(region)?;
-        Ok((store, state))
-    }
-
-    fn load(&self, region: &str) -> Result<State, Error> {
-        let path = Self::state_path(&self.dir, &self.suffix);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    schema_version: SCHEMA_VERSION,
-                    suffix: self.suffix.clone(),
-                    region: region.to_string(),
-                    ..State::default()
-                })
-            }
+        let path = Self::state_path(dir, suffix);
+        let state = match fs::read_to_string(&path) {
+            Ok(text) => parse_state(
+                &text,
+                &path.display().to_string(),
+                &Self::backup_path(dir, suffix).display().to_string(),
+                suffix,
+                region,
+            )?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty_state(suffix, region),
             Err(e) => {
                 return Err(Error::State {
                     message: format!("cannot read the state file {}: {e}", path.display()),
@@ -141,65 +215,69 @@ impl StateStore {
                 })
             }
         };
-        let state: State = serde_json::from_str(&text).map_err(|e| Error::State {
-            message: format!("the state file {} is corrupt: {e}", path.display()),
-            hint: Some(
-                "tapctl never overwrites a state it cannot parse. Restore it from a backup, or move it \
-                 aside and run `tapctl up`, which adopts existing resources by their tags"
-                    .into(),
-            ),
-        })?;
-        if state.schema_version > SCHEMA_VERSION {
-            return Err(Error::State {
-                message: format!(
-                    "the state file {} has schema version {}, newer than this tapctl understands ({SCHEMA_VERSION})",
-                    path.display(),
-                    state.schema_version
-                ),
-                hint: Some("upgrade tapctl".into()),
-            });
-        }
-        if state.suffix != self.suffix || state.region != region {
-            return Err(Error::State {
-                message: format!(
-                    "the state file {} belongs to suffix '{}' in {}, not '{}' in {region}",
-                    path.display(),
-                    state.suffix,
-                    state.region,
-                    self.suffix
-                ),
-                hint: Some("pass the matching --region, or use another --state-dir".into()),
-            });
-        }
-        Ok(state)
+        let store =
+            StateStore { suffix: suffix.to_string(), backend: Backend::Local { dir: dir.to_path_buf(), _lock: lock } };
+        Ok((store, state))
     }
 
     /// Saves atomically: a reader (or a crash) sees the old file or the new one, never a mix.
-    pub fn save(&self, state: &State) -> Result<(), Error> {
-        let mut state = state.clone();
-        state.updated_at = Some(now());
-        let text = serde_json::to_string_pretty(&state)
-            .map_err(|e| Error::State { message: format!("cannot serialise the state: {e}"), hint: None })?;
-        write_atomic(&Self::state_path(&self.dir, &self.suffix), text.as_bytes())
+    /// The previous version is kept as `<suffix>.json.bak` (remote: use bucket versioning).
+    pub async fn save(&self, state: &State) -> Result<(), Error> {
+        let text = render_state(state)?;
+        match &self.backend {
+            Backend::Local { dir, .. } => {
+                let path = Self::state_path(dir, &self.suffix);
+                if let Ok(previous) = fs::read(&path) {
+                    if serde_json::from_slice::<State>(&previous).is_ok() {
+                        write_atomic(&Self::backup_path(dir, &self.suffix), &previous)?;
+                    }
+                }
+                write_atomic(&path, text.as_bytes())
+            }
+            Backend::S3(s) => s.save_state(text).await,
+        }
     }
 
-    pub fn save_outputs(&self, outputs: &Outputs) -> Result<(), Error> {
+    pub async fn save_outputs(&self, outputs: &Outputs) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(outputs).unwrap_or_else(|_| "{}".into());
-        write_atomic(&Self::outputs_path(&self.dir, &self.suffix), text.as_bytes())
+        match &self.backend {
+            Backend::Local { dir, .. } => write_atomic(&Self::outputs_path(dir, &self.suffix), text.as_bytes()),
+            Backend::S3(s) => s.save_outputs(text).await,
+        }
     }
 
     /// After a destroy: nothing is left to record.
-    pub fn remove_files(&self) -> Result<(), Error> {
-        for p in [Self::state_path(&self.dir, &self.suffix), Self::outputs_path(&self.dir, &self.suffix)] {
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::State { message: format!("cannot remove {}: {e}", p.display()), hint: None })
+    pub async fn remove_files(&self) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Local { dir, .. } => {
+                for p in [
+                    Self::state_path(dir, &self.suffix),
+                    Self::outputs_path(dir, &self.suffix),
+                    Self::backup_path(dir, &self.suffix),
+                ] {
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(Error::State {
+                                message: format!("cannot remove {}: {e}", p.display()),
+                                hint: None,
+                            })
+                        }
+                    }
                 }
+                Ok(())
             }
+            Backend::S3(s) => s.remove_state().await,
         }
-        Ok(())
+    }
+
+    /// Releases the lock now (a local lock is also released by dropping the store, or by the
+    /// kernel when the process dies; a remote one expires with its lease).
+    pub async fn release(self) {
+        if let Backend::S3(s) = self.backend {
+            s.release().await;
+        }
     }
 }
 
@@ -255,14 +333,18 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "{ not json");
     }
 
-    #[test]
-    fn saved_state_reads_back_identically() {
+    #[tokio::test]
+    async fn saved_state_reads_back_identically_and_the_previous_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut state) = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap();
+        store.save(&state).await.unwrap();
         let mut outputs = Outputs::new();
         outputs.insert("vpc_id".into(), Value::String("vpc-1".into()));
         state.record("network.vpc", outputs.clone());
-        store.save(&state).unwrap();
+        store.save(&state).await.unwrap();
+        let backup: State =
+            serde_json::from_str(&fs::read_to_string(StateStore::backup_path(dir.path(), "qa")).unwrap()).unwrap();
+        assert!(backup.nodes.is_empty(), "the backup is the state before the last save");
         drop(store);
         let (_s, loaded) = StateStore::open(dir.path(), "qa", "us-east-1", "status").unwrap();
         assert_eq!(loaded.nodes["network.vpc"].outputs, outputs);

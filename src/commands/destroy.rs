@@ -28,12 +28,12 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
     }
 }
 
-async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
+async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
     let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), &[], "looking for it");
     let result = async {
         let deleted = node.destroy(&ctx).await.map_err(|e| diagnostic(&id, e))?;
-        session.forget(&id).map_err(|e| state_diagnostic(&id, e))?;
+        session.forget(&id).await.map_err(|e| state_diagnostic(&id, e))?;
         Ok(deleted)
     }
     .await;
@@ -41,7 +41,7 @@ async fn visit(session: &Session, id: String) -> Result<bool, Diagnostic> {
     result
 }
 
-pub async fn run(session: &Session) -> Result<u8, Error> {
+pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
     let outcomes =
         walk(&graph, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
@@ -50,14 +50,14 @@ pub async fn run(session: &Session) -> Result<u8, Error> {
     let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
     let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();
     if failed == 0 {
-        session.store.remove_files()?;
+        session.store.remove_files().await?;
     }
     if session.run.json {
         print_json(
             &json!({ "command": "destroy", "summary": { "deleted": deleted, "already_absent": absent, "failed": failed } }),
         );
     } else {
-        println!("destroy: {deleted} deleted, {absent} already absent, {failed} failed");
+        println!("destroy: {deleted} deleted, {absent} already absent, {failed} failed ({})", session.cost_line());
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });

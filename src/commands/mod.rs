@@ -13,20 +13,28 @@ use crate::engine::progress::NodeProgress;
 use crate::engine::{Diagnostic, Outcome, Progress};
 use crate::error::Error;
 use crate::names::Names;
+use crate::remote_state::S3Store;
 use crate::resources::{Ctx, ResourceError, WaitLimits};
 use crate::stack::{Stack, OPERATOR_OUTPUTS};
 use crate::state::{Outputs, State, StateStore};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Everything one command run holds: validated config, clients, the locked state.
-pub struct Session {
+pub struct Session<'a> {
     pub run: RunConfig,
     pub config: Arc<StackConfig>,
     pub names: Arc<Names>,
     pub clients: Clients,
-    pub store: StateStore,
+    pub store: &'a StateStore,
+    /// Serialises saves, so the last snapshot taken is the last one written.
+    save_lock: tokio::sync::Mutex<()>,
+    /// `destroy --discover`: find everything by tags, as if there were no state.
+    pub ignore_recorded: bool,
+    pub waits: WaitLimits,
+    pub started: Instant,
     pub state: Mutex<State>,
     pub stack: Stack,
     pub progress: Progress,
@@ -49,10 +57,31 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             destroy::confirm(&run)?;
         }
     }
-    let (store, state) = StateStore::open(&run.state_dir, &run.suffix, &run.region, command_name)?;
-    let config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
+    let started = Instant::now();
     let sdk = aws::sdk_config(&run.region, run.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk, run.endpoint_url.is_some());
+    let (store, state) = match &run.remote_state {
+        None => StateStore::open(&run.state_dir, &run.suffix, &run.region, command_name)?,
+        Some(remote) => {
+            let (s3, state) =
+                S3Store::open(clients.s3.clone(), remote.clone(), &run.suffix, &run.region, command_name).await?;
+            (StateStore::remote(&run.suffix, s3), state)
+        }
+    };
+    let result = run_locked(cli, run, clients, &store, state, started).await;
+    store.release().await;
+    result
+}
+
+async fn run_locked(
+    cli: Cli,
+    run: RunConfig,
+    clients: Clients,
+    store: &StateStore,
+    state: State,
+    started: Instant,
+) -> Result<u8, Error> {
+    let config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
     let account = clients.account_id().await?;
     if let Some(recorded) = &state.account_id {
         if *recorded != account {
@@ -66,7 +95,15 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         }
     }
     let live = std::io::stderr().is_terminal() && !run.no_progress;
+    let mut waits = WaitLimits::default();
+    if let Some(max) = run.max_wait {
+        waits.cap(max);
+    }
     let session = Session {
+        ignore_recorded: matches!(&cli.command, Command::Destroy(d) if d.discover),
+        waits,
+        started,
+        save_lock: tokio::sync::Mutex::new(()),
         names: Arc::new(Names::new(&run.suffix, &run.region, Some(&account))),
         config: Arc::new(config),
         clients,
@@ -85,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-impl Session {
+impl Session<'_> {
     pub fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -97,7 +134,8 @@ impl Session {
             let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
             deps.iter().filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone()))).collect()
         };
-        let recorded = self.lock_state().nodes.get(node).map(|n| n.outputs.clone());
+        let recorded =
+            if self.ignore_recorded { None } else { self.lock_state().nodes.get(node).map(|n| n.outputs.clone()) };
         Ctx {
             clients: self.clients.clone(),
             config: self.config.clone(),
@@ -106,7 +144,7 @@ impl Session {
             inputs,
             recorded,
             progress: self.progress.start(node, doing),
-            waits: WaitLimits::default(),
+            waits: self.waits,
         }
     }
 
@@ -125,18 +163,47 @@ impl Session {
     }
 
     /// Records a node's outputs and saves the state at once, so a crash loses nothing.
-    pub fn record(&self, node: &str, outputs: Outputs) -> Result<(), Error> {
-        let mut state = self.lock_state();
-        state.record(node, outputs);
-        self.store.save(&state)
+    pub async fn record(&self, node: &str, outputs: Outputs) -> Result<(), Error> {
+        let _saving = self.save_lock.lock().await;
+        let snapshot = {
+            let mut state = self.lock_state();
+            state.record(node, outputs);
+            state.clone()
+        };
+        self.store.save(&snapshot).await
     }
 
-    pub fn forget(&self, node: &str) -> Result<(), Error> {
-        let mut state = self.lock_state();
-        if state.nodes.remove(node).is_some() {
-            self.store.save(&state)?;
-        }
-        Ok(())
+    pub async fn forget(&self, node: &str) -> Result<(), Error> {
+        let _saving = self.save_lock.lock().await;
+        let snapshot = {
+            let mut state = self.lock_state();
+            if state.nodes.remove(node).is_none() {
+                return Ok(());
+            }
+            state.clone()
+        };
+        self.store.save(&snapshot).await
+    }
+
+    pub async fn save_state(&self) -> Result<(), Error> {
+        let _saving = self.save_lock.lock().await;
+        let snapshot = self.lock_state().clone();
+        self.store.save(&snapshot).await
+    }
+
+    /// "12 AWS calls, 1 retried, 3.4s": the cost of the run, retries included.
+    pub fn cost(&self) -> serde_json::Value {
+        let stats = &self.clients.stats;
+        serde_json::json!({
+            "aws_calls": stats.operations.load(std::sync::atomic::Ordering::Relaxed),
+            "retried_attempts": stats.retries(),
+            "seconds": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        })
+    }
+
+    pub fn cost_line(&self) -> String {
+        let c = self.cost();
+        format!("{} AWS calls, {} retried attempts, {}s", c["aws_calls"], c["retried_attempts"], c["seconds"])
     }
 
     /// The flat, operator-facing outputs from what the state records.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// Observes and diffs one node. When a dependency does not exist yet the node cannot be
 /// observed against it: it is planned as a create.
-pub async fn plan_node(session: &Session, id: String) -> Result<Change, Diagnostic> {
+pub async fn plan_node(session: &Session<'_>, id: String) -> Result<Change, Diagnostic> {
     let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), node.depends_on(), "observing");
     let deps_exist = node.depends_on().iter().all(|d| ctx.inputs.contains_key(*d));
@@ -31,13 +31,13 @@ pub async fn plan_node(session: &Session, id: String) -> Result<Change, Diagnost
     result
 }
 
-pub async fn plan_all(session: &Session) -> Result<BTreeMap<String, Outcome<Change>>, Error> {
+pub async fn plan_all(session: &Session<'_>) -> Result<BTreeMap<String, Outcome<Change>>, Error> {
     let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
     Ok(walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| plan_node(session, id))
         .await)
 }
 
-pub async fn run(session: &Session, args: &PlanArgs) -> Result<u8, Error> {
+pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
     let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
@@ -66,6 +66,7 @@ pub async fn run(session: &Session, args: &PlanArgs) -> Result<u8, Error> {
             "suffix": session.names.suffix,
             "summary": { "create": count("create"), "update": count("update"), "replace": count("replace"), "unchanged": count("no-op"), "failed": failed },
             "nodes": nodes,
+            "cost": session.cost(),
         }));
     } else {
         for (id, c) in &changes {
@@ -85,11 +86,12 @@ pub async fn run(session: &Session, args: &PlanArgs) -> Result<u8, Error> {
             }
         }
         println!(
-            "plan: {} to create, {} to update, {} to replace, {} unchanged",
+            "plan: {} to create, {} to update, {} to replace, {} unchanged ({})",
             count("create"),
             count("update"),
             count("replace"),
-            count("no-op")
+            count("no-op"),
+            session.cost_line()
         );
     }
     if failed > 0 {

@@ -35,7 +35,7 @@ fn ids(outputs: &Outputs) -> Vec<String> {
     v
 }
 
-pub async fn run(session: &Session) -> Result<u8, Error> {
+pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
     let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();

@@ -24,7 +24,7 @@ impl Action {
     }
 }
 
-async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
+async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
     let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), node.depends_on(), "observing");
     let result = async {
@@ -54,7 +54,7 @@ async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, D
         };
         // Saved after every node (and on adoption, when the state did not know the ids yet).
         if action != Action::Unchanged || ctx.recorded.as_ref() != Some(&outputs) {
-            session.record(&id, outputs.clone()).map_err(|e| state_diagnostic(&id, e))?;
+            session.record(&id, outputs.clone()).await.map_err(|e| state_diagnostic(&id, e))?;
         }
         session.publish_outputs(&id, outputs);
         Ok(action)
@@ -64,13 +64,13 @@ async fn visit(session: &Session, id: String, args: &UpArgs) -> Result<Action, D
     result
 }
 
-pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
+pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     {
         let mut state = session.lock_state();
         state.account_id = Some(session.names.account.clone());
         state.settings = Some(session.config.settings());
-        session.store.save(&state)?;
     }
+    session.save_state().await?;
     let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
     let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| {
         visit(session, id, args)
@@ -80,7 +80,7 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
     let (created, updated, unchanged) = (count(Action::Created), count(Action::Updated), count(Action::Unchanged));
     let failed = report_failures(&session.progress, &outcomes);
     let outputs = session.operator_outputs();
-    session.store.save_outputs(&outputs)?;
+    session.store.save_outputs(&outputs).await?;
     if session.run.json {
         let nodes: serde_json::Map<String, serde_json::Value> = outcomes
             .iter()
@@ -98,9 +98,13 @@ pub async fn run(session: &Session, args: &UpArgs) -> Result<u8, Error> {
             "summary": { "created": created, "updated": updated, "unchanged": unchanged, "failed": failed },
             "nodes": nodes,
             "outputs": outputs,
+            "cost": session.cost(),
         }));
     } else {
-        println!("up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed");
+        println!(
+            "up: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed ({})",
+            session.cost_line()
+        );
         println!("outputs:");
         for (k, v) in &outputs {
             println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));

@@ -123,6 +123,15 @@ pub struct WaitLimits {
     pub eventual_consistency: WaitPolicy,
 }
 
+impl WaitLimits {
+    /// `--max-wait`: no wait may take longer than `max`.
+    pub fn cap(&mut self, max: std::time::Duration) {
+        for policy in [&mut self.nat_gateway, &mut self.eventual_consistency] {
+            policy.limit = policy.limit.min(max);
+        }
+    }
+}
+
 impl Default for WaitLimits {
     fn default() -> Self {
         WaitLimits {
