@@ -76,18 +76,50 @@ impl Call {
     /// Reads (Describe*, Get*, List*) change nothing; every other call may.
     pub fn is_mutating(&self) -> bool {
         let a = self.action();
+        if self.0.starts_with("s3:") {
+            return !(a.starts_with("GET") || a.starts_with("HEAD"));
+        }
         !(a.starts_with("Describe") || a.starts_with("Get") || a.starts_with("List"))
     }
+}
+
+/// The faults the proxy can inject, each the way AWS sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 400 with the protocol's throttling code (RequestLimitExceeded, ThrottlingException…).
+    Throttle400,
+    /// HTTP 429 Too Many Requests with a throttling code.
+    Throttle429,
+    /// HTTP 503 SlowDown / ServiceUnavailable.
+    SlowDown503,
+    /// HTTP 500 InternalError.
+    Internal500,
+    /// The connection is closed before any response: the request never reached "AWS".
+    Reset,
+}
+
+const ALL_FAULTS: [Fault; 5] =
+    [Fault::Throttle400, Fault::Throttle429, Fault::SlowDown503, Fault::Internal500, Fault::Reset];
+
+struct FaultPlan {
+    rate: f64,
+    rng: rand::rngs::StdRng,
 }
 
 #[derive(Default)]
 struct ProxyState {
     calls: Vec<Call>,
     delay: Duration,
+    faults: Option<FaultPlan>,
+    injected: Vec<(Call, Fault)>,
+    /// "Still working": how many more responses of an action to rewrite into a pending state.
+    pending: std::collections::HashMap<String, u32>,
 }
 
 /// An HTTP proxy between tapctl and moto that records every AWS action and can slow calls
-/// down. It sees exactly what tapctl sends.
+/// down, fail them as AWS does (throttling, 5xx, dropped connections) and rewrite Describe
+/// answers so resources look as if AWS were still working on them. It sees exactly what
+/// tapctl sends; the emulator sees only what gets through.
 pub struct Proxy {
     pub url: String,
     state: Arc<Mutex<ProxyState>>,
@@ -95,8 +127,13 @@ pub struct Proxy {
 }
 
 /// The action named by an AWS request: the form field `Action=` (EC2, STS and other query
-/// protocols) or the `X-Amz-Target` header (KMS and other JSON protocols).
-fn action_of(target: Option<&str>, body: &[u8]) -> Call {
+/// protocols), the `X-Amz-Target` header (KMS and other JSON protocols), or for S3's REST
+/// protocol the method and path.
+fn action_of(target: Option<&str>, body: &[u8], method: &str, path: &str) -> Call {
+    let text = String::from_utf8_lossy(body);
+    if target.is_none() && !text.starts_with("Action=") {
+        return Call(format!("s3:{method} {path}"));
+    }
     if let Some(t) = target {
         let (service, op) = t.split_once('.').unwrap_or(("?", t));
         let service = match service {
@@ -105,7 +142,6 @@ fn action_of(target: Option<&str>, body: &[u8]) -> Call {
         };
         return Call(format!("{}:{op}", service.to_ascii_lowercase()));
     }
-    let text = String::from_utf8_lossy(body);
     let action = text.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("Unknown").to_string();
     let service = if action == "GetCallerIdentity" { "sts" } else { "ec2" };
     Call(format!("{service}:{action}"))
@@ -155,6 +191,55 @@ impl Proxy {
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }
+
+    /// Fails a `rate` share of requests, each with a fault drawn at random (seeded, so a
+    /// failing run can be replayed); `rate` 0 turns faults off.
+    pub fn set_faults(&self, rate: f64, seed: u64) {
+        use rand::SeedableRng;
+        self.state.lock().unwrap().faults =
+            (rate > 0.0).then(|| FaultPlan { rate, rng: rand::rngs::StdRng::seed_from_u64(seed) });
+    }
+
+    pub fn injected(&self) -> Vec<(Call, Fault)> {
+        self.state.lock().unwrap().injected.clone()
+    }
+
+    /// The next `polls` answers to `action` (e.g. "DescribeNatGateways") report the resource as
+    /// still being created.
+    pub fn set_pending(&self, action: &str, polls: u32) {
+        self.state.lock().unwrap().pending.insert(action.to_string(), polls);
+    }
+}
+
+/// Body of an AWS error in the request's protocol: JSON (X-Amz-Target), the EC2 query dialect,
+/// the generic query dialect (STS), or S3's REST-XML.
+fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>> {
+    let (status, code, message) = match fault {
+        Fault::Throttle400 if json => (400, "ThrottlingException", "Rate exceeded"),
+        Fault::Throttle400 if call.0.starts_with("ec2:") => (400, "RequestLimitExceeded", "Request limit exceeded."),
+        Fault::Throttle400 => (400, "Throttling", "Rate exceeded"),
+        Fault::Throttle429 if json => (429, "TooManyRequestsException", "Too many requests"),
+        Fault::Throttle429 => (429, "Throttling", "Too many requests"),
+        Fault::SlowDown503 if call.0.starts_with("s3:") => (503, "SlowDown", "Please reduce your request rate."),
+        Fault::SlowDown503 => (503, "ServiceUnavailable", "Service is unavailable, try again later"),
+        Fault::Internal500 | Fault::Reset => {
+            (500, "InternalError", "We encountered an internal error. Please try again.")
+        }
+    };
+    let (content_type, body) = if json {
+        ("application/x-amz-json-1.1", format!(r#"{{"__type":"{code}","message":"{message}"}}"#))
+    } else if call.0.starts_with("ec2:") {
+        ("text/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-injected</RequestID></Response>"))
+    } else if call.0.starts_with("s3:") {
+        ("application/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-injected</RequestId></Error>"))
+    } else {
+        ("text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-injected</RequestId></ErrorResponse>"))
+    };
+    let mut resp = Response::builder().status(status).header("content-type", content_type);
+    if json {
+        resp = resp.header("x-amzn-errortype", code);
+    }
+    resp.body(Full::new(Bytes::from(body))).expect("fault response")
 }
 
 async fn forward(
@@ -162,17 +247,32 @@ async fn forward(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: &str,
     state: &Mutex<ProxyState>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    use rand::Rng;
     let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let delay = {
+    let call = action_of(target, &body, parts.method.as_str(), parts.uri.path());
+    let (delay, fault) = {
         let mut st = state.lock().unwrap();
-        st.calls.push(action_of(target, &body));
-        st.delay
+        st.calls.push(call.clone());
+        let fault = st.faults.as_mut().and_then(|f| {
+            (f.rng.random::<f64>() < f.rate).then(|| ALL_FAULTS[f.rng.random_range(0..ALL_FAULTS.len())])
+        });
+        if let Some(fault) = fault {
+            st.injected.push((call.clone(), fault));
+        }
+        (st.delay, fault)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    match fault {
+        Some(Fault::Reset) => {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault injected: connection reset"))
+        }
+        Some(f) => return Ok(fault_response(f, &call, target.is_some())),
+        None => {}
     }
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut out = Request::builder().method(parts.method.clone()).uri(format!("{upstream}{path}"));
@@ -182,8 +282,26 @@ async fn forward(
     let out = out.body(Full::new(body)).expect("request");
     match client.request(out).await {
         Ok(resp) => {
-            let (p, b) = resp.into_parts();
-            let bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let (mut p, b) = resp.into_parts();
+            let mut bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let rewrite = {
+                let mut st = state.lock().unwrap();
+                match st.pending.get_mut(call.action()) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if rewrite {
+                let text = String::from_utf8_lossy(&bytes)
+                    .replace("<state>available</state>", "<state>pending</state>")
+                    .replace("\"Status\": \"available\"", "\"Status\": \"creating\"");
+                bytes = Bytes::from(text);
+            }
+            // The body may have changed length: let hyper set it.
+            p.headers.remove("content-length");
             Ok(Response::from_parts(p, Full::new(bytes)))
         }
         Err(e) => {
@@ -199,6 +317,7 @@ pub struct Account {
     pub state_dir: tempfile::TempDir,
     pub ec2: aws_sdk_ec2::Client,
     pub kms: aws_sdk_kms::Client,
+    pub s3: aws_sdk_s3::Client,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -212,21 +331,33 @@ pub fn aws_env(cmd: &mut Command) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+fn sdk_config(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_config::SdkConfig {
+    rt.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load(),
+    )
+}
+
 impl Account {
+    /// SDK configuration that goes through the proxy (and so meets its faults).
+    pub fn via_proxy(&self) -> aws_config::SdkConfig {
+        sdk_config(&self._rt, &self.proxy.url)
+    }
+
     pub fn new() -> Account {
         let moto = Moto::start();
         let proxy = Proxy::start(&moto.url);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let config = rt.block_on(
-            aws_config::defaults(BehaviorVersion::latest())
-                .region(Region::new(REGION))
-                .endpoint_url(&moto.url)
-                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
-                .load(),
-        );
+        let config = sdk_config(&rt, &moto.url);
         Account {
             ec2: aws_sdk_ec2::Client::new(&config),
             kms: aws_sdk_kms::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+            ),
             _moto: moto,
             proxy,
             state_dir: tempfile::tempdir().expect("tempdir"),

@@ -4,6 +4,7 @@
 
 mod cli;
 mod harness;
+mod harness_tests;
 mod network;
 mod readback;
 mod resilience;

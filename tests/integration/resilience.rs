@@ -1,15 +1,17 @@
-//! Crash safety and locking: a run killed at any moment is finished by running it again, with
-//! exactly one of every resource; two runs on one suffix never interleave.
+//! Crash safety, faults and locking: a run killed at any moment is finished by running it
+//! again, with exactly one of every resource; throttling, 5xx and dropped connections are
+//! absorbed; pending resources are waited for within limits; two runs on one suffix never
+//! interleave, with local or remote state.
 
-use super::harness::Account;
-use super::readback::inventory;
+use super::harness::{Account, Fault};
+use super::readback::{inventory, leftovers};
+use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
     let inv = inventory(acct, suffix);
-    let count = |k: &str| inv[k].len();
     let want = [
         ("vpc", 1),
         ("subnet", 9),
@@ -23,14 +25,14 @@ fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("vpc-endpoint", 2),
     ];
     for (kind, n) in want {
-        assert_eq!(count(kind), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);
+        assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);
     }
 }
 
-/// Starts `up` and SIGKILLs it once it has printed `lines` progress lines.
-fn kill_after_lines(acct: &Account, suffix: &str, lines: usize) -> bool {
-    let mut child =
-        acct.tapctl(&["up", "--suffix", suffix]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+/// Starts `tapctl <args>` and SIGKILLs it once it has printed `lines` progress lines.
+/// Returns whether it was really killed before finishing.
+fn kill_after_lines(acct: &Account, args: &[&str], lines: usize) -> bool {
+    let mut child = acct.tapctl(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut seen = 0;
     for line in BufReader::new(stderr).lines() {
@@ -43,28 +45,113 @@ fn kill_after_lines(acct: &Account, suffix: &str, lines: usize) -> bool {
         }
     }
     child.kill().unwrap(); // SIGKILL: no destructor, no signal handler, no state save runs
-    let status = child.wait().unwrap();
-    !status.success()
+    !child.wait().unwrap().success()
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("TAPCTL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261124);
+    eprintln!("random moments from seed {seed} (TAPCTL_TEST_SEED replays them)");
+    seed
 }
 
 #[test]
-fn sigkill_at_many_moments_of_up_then_up_again_converges_to_exactly_one_of_everything() {
+fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one_of_everything() {
     let acct = Account::new();
-    // Early (key/VPC creation), middle (subnets, NAT) and late (route tables, ACLs, endpoints).
-    let moments = [2, 5, 9, 14, 20, 28, 37, 47, 58, 70];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let mut killed = 0;
-    for (i, lines) in moments.iter().enumerate() {
-        let suffix = format!("kill{i}");
-        if kill_after_lines(&acct, &suffix, *lines) {
+    for i in 0..30 {
+        // Each round starts from an empty account, so the kill lands in a run that creates.
+        // A full up prints about 85 lines: moments spread over the whole run.
+        acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+        if kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=85)) {
             killed += 1;
         }
-        // A second kill of the re-run, at another moment, before the final run.
-        kill_after_lines(&acct, &suffix, lines / 2 + 1);
-        acct.ok(&["up", "--suffix", &suffix]);
-        assert_exactly_one_stack(&acct, &suffix);
-        assert_eq!(acct.run(&["plan", "--suffix", &suffix, "--detailed-exitcode"]).code, 0, "{suffix} not converged");
+        if i % 2 == 1 {
+            // Every other round the re-run is killed too, part-way through its repair.
+            kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=40));
+        }
+        acct.ok(&["up", "--suffix", "qa"]);
+        assert_exactly_one_stack(&acct, "qa");
     }
-    assert!(killed >= moments.len() / 2, "most runs must really have been killed mid-way ({killed})");
+    assert!(killed >= 20, "most runs must really have been killed mid-way ({killed} of 30)");
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_at_thirty_random_moments_of_destroy_then_destroy_again_leaves_nothing() {
+    let acct = Account::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed() + 1);
+    let mut killed = 0;
+    for _ in 0..30 {
+        acct.ok(&["up", "--suffix", "qa"]);
+        let lines = rng.random_range(1..=42);
+        if kill_after_lines(&acct, &["destroy", "--suffix", "qa", "--yes"], lines) {
+            killed += 1;
+        }
+        acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+        assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
+    }
+    assert!(killed >= 20, "most runs must really have been killed mid-way ({killed} of 30)");
+}
+
+#[test]
+fn with_ten_percent_of_calls_failing_up_plan_and_destroy_converge_with_bounded_retries() {
+    let acct = Account::new();
+    // The same work without faults, for the extra time (after a first run that warms moto up).
+    acct.ok(&["up", "--suffix", "warm"]);
+    let clean_started = Instant::now();
+    acct.ok(&["up", "--suffix", "clean"]);
+    let clean = clean_started.elapsed();
+
+    acct.proxy.set_faults(0.10, seed());
+    let started = Instant::now();
+    let up = acct.ok(&["up", "--suffix", "qa", "--json"]);
+    let faulty = started.elapsed();
+    let report: serde_json::Value = serde_json::from_str(&up.stdout).unwrap();
+    let injected = acct.proxy.injected();
+    assert!(injected.len() >= 5, "too few faults injected to prove anything: {}", injected.len());
+    let retried = report["cost"]["retried_attempts"].as_u64().unwrap();
+    // Every fault costs exactly one retried attempt: nothing is given up, nothing is retried
+    // without cause.
+    assert_eq!(retried, injected.len() as u64, "faults {injected:?}");
+    eprintln!(
+        "up with 10 % faults: {} faults ({} resets), {retried} retried attempts, {:.1}s vs {:.1}s clean (+{:.1}s)",
+        injected.len(),
+        injected.iter().filter(|(_, f)| *f == Fault::Reset).count(),
+        faulty.as_secs_f64(),
+        clean.as_secs_f64(),
+        faulty.as_secs_f64() - clean.as_secs_f64()
+    );
+    assert_exactly_one_stack(&acct, "qa");
+
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    acct.proxy.set_faults(0.0, 0);
+    assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
+    assert_exactly_one_stack(&acct, "clean");
+}
+
+#[test]
+fn a_pending_nat_gateway_is_waited_for_visibly_the_wait_gives_up_at_its_limit_and_the_next_up_resumes() {
+    let acct = Account::new();
+    acct.proxy.set_pending("DescribeNatGateways", 10_000);
+    let started = Instant::now();
+    let run = acct.run(&["up", "--suffix", "qa", "--max-wait", "3"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(run.stderr.contains("waiting for NAT gateway") && run.stderr.contains("state pending"), "{}", run.stderr);
+    assert!(run.stderr.contains("[WaitTimeout]") && run.stderr.contains("re-run"), "{}", run.stderr);
+    assert!(run.stderr.contains("skipped: network.route-tables"), "dependants are skipped: {}", run.stderr);
+    let nat = inventory(&acct, "qa")["nat"].clone();
+    assert_eq!(nat.len(), 1);
+
+    acct.proxy.set_pending("DescribeNatGateways", 3);
+    let resumed = acct.ok(&["up", "--suffix", "qa"]);
+    assert!(resumed.stderr.contains("waiting for NAT gateway"), "{}", resumed.stderr);
+    assert_eq!(inventory(&acct, "qa")["nat"], nat, "the same NAT gateway, not a second one");
+    assert_exactly_one_stack(&acct, "qa");
 }
 
 #[test]
@@ -79,7 +166,6 @@ fn a_second_command_on_a_locked_suffix_is_refused_naming_the_holder() {
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(second.stderr.contains(&format!("pid {}", first.id())), "{}", second.stderr);
     assert!(second.stderr.contains("`tapctl up`") && second.stderr.contains("since"), "{}", second.stderr);
-    // Another suffix is not blocked.
     acct.proxy.set_delay(Duration::ZERO);
     for _ in lines.by_ref() {}
     assert!(first.wait().unwrap().success());
@@ -90,26 +176,119 @@ fn a_second_command_on_a_locked_suffix_is_refused_naming_the_holder() {
     assert_exactly_one_stack(&acct, "qa");
 }
 
-#[test]
-fn a_corrupt_state_file_is_refused_and_never_overwritten() {
-    let acct = Account::new();
-    let path = acct.state_dir.path().join("qa.json");
-    std::fs::write(&path, "{\"schema_version\": 1, \"nodes\": ").unwrap();
-    let run = acct.run(&["up", "--suffix", "qa"]);
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("corrupt") && run.stderr.contains("qa.json"), "{}", run.stderr);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"schema_version\": 1, \"nodes\": ");
-    assert!(acct.proxy.calls().iter().all(|c| !c.is_mutating()), "nothing may be created");
+fn make_bucket(acct: &Account, bucket: &str) {
+    acct.block_on(async { acct.s3.create_bucket().bucket(bucket).send().await.unwrap() });
+}
+
+fn s3_text(acct: &Account, bucket: &str, key: &str) -> Option<String> {
+    acct.block_on(async {
+        let out = acct.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+        Some(String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap())
+    })
 }
 
 #[test]
-fn up_without_a_state_file_adopts_what_exists() {
+fn remote_state_in_s3_is_shared_locked_and_left_clean() {
+    let acct = Account::new();
+    make_bucket(&acct, "team-state");
+    fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [args, &["--state", "s3://team-state/tapctl"][..]].concat()
+    }
+
+    acct.ok(&with(&["up", "--suffix", "qa"]));
+    let state: serde_json::Value =
+        serde_json::from_str(&s3_text(&acct, "team-state", "tapctl/qa.json").unwrap()).unwrap();
+    assert_eq!(state["nodes"].as_object().unwrap().len(), 10);
+    assert!(s3_text(&acct, "team-state", "tapctl/qa.outputs.json").unwrap().contains("vpc_id"));
+    assert!(s3_text(&acct, "team-state", "tapctl/qa.lock").is_none(), "the lock is released at the end");
+    assert!(!acct.state_dir.path().join("qa.json").exists(), "nothing is written locally");
+
+    // Another run, with no local state at all, sees the converged stack through S3.
+    let run = acct.run(&with(&["plan", "--suffix", "qa", "--detailed-exitcode"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!acct.state_dir.path().join("qa.json").exists());
+
+    // Two commands at once: the second is refused, naming the first.
+    acct.proxy.set_delay(Duration::from_millis(100));
+    let mut first =
+        acct.tapctl(&with(&["up", "--suffix", "qa"])).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    let _ = lines.next();
+    let second = acct.run(&with(&["status", "--suffix", "qa"]));
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("pid {}", first.id())) && second.stderr.contains("lease"),
+        "{}",
+        second.stderr
+    );
+    acct.proxy.set_delay(Duration::ZERO);
+    for _ in lines.by_ref() {}
+    assert!(first.wait().unwrap().success());
+    let state: serde_json::Value =
+        serde_json::from_str(&s3_text(&acct, "team-state", "tapctl/qa.json").unwrap()).unwrap();
+    assert_eq!(state["nodes"].as_object().unwrap().len(), 10, "state intact");
+
+    acct.ok(&with(&["destroy", "--suffix", "qa", "--yes"]));
+    assert!(s3_text(&acct, "team-state", "tapctl/qa.json").is_none());
+    assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
+}
+
+#[test]
+fn a_remote_lock_left_by_a_killed_run_expires_with_its_lease() {
+    let acct = Account::new();
+    make_bucket(&acct, "team-state");
+    acct.proxy.set_delay(Duration::from_millis(100));
+    let mut cmd = acct.tapctl(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
+    cmd.env("TAPCTL_REMOTE_LOCK_LEASE_SECONDS", "2");
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = BufReader::new(child.stderr.take().unwrap()).lines().next();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    acct.proxy.set_delay(Duration::ZERO);
+    assert!(s3_text(&acct, "team-state", "qa.lock").is_some(), "the killed run's lock is still there");
+    let blocked = acct.run(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
+    assert_eq!(blocked.code, 1, "a live lease blocks: {}", blocked.stderr);
+    std::thread::sleep(Duration::from_secs(3));
+    acct.ok(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
+    assert_exactly_one_stack(&acct, "qa");
+}
+
+#[test]
+fn a_corrupt_state_file_is_refused_never_overwritten_and_the_last_good_one_is_kept() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    acct.ok(&["up", "--suffix", "qa"]);
+    let path = acct.state_dir.path().join("qa.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, "{\"schema_version\": 1, \"nodes\": ").unwrap();
+    acct.proxy.clear();
+    let run = acct.run(&["up", "--suffix", "qa"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("corrupt") && run.stderr.contains("qa.json.bak"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"schema_version\": 1, \"nodes\": ");
+    assert!(acct.proxy.calls().iter().all(|c| !c.is_mutating()), "nothing may be changed");
+    let backup: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.json.bak")).unwrap()).unwrap();
+    let good: serde_json::Value = serde_json::from_str(&good).unwrap();
+    assert_eq!(backup["nodes"], good["nodes"], "the last good state is kept beside it");
+}
+
+#[test]
+fn after_losing_the_state_up_adopts_everything_and_destroy_discover_removes_everything() {
     let acct = Account::new();
     acct.ok(&["up", "--suffix", "qa"]);
     let before = inventory(&acct, "qa");
-    std::fs::remove_file(acct.state_dir.path().join("qa.json")).unwrap();
+    for f in ["qa.json", "qa.json.bak", "qa.outputs.json"] {
+        let _ = std::fs::remove_file(acct.state_dir.path().join(f));
+    }
     acct.proxy.clear();
     acct.ok(&["up", "--suffix", "qa"]);
     assert_eq!(inventory(&acct, "qa"), before, "no new resource ids");
     assert!(acct.proxy.calls().iter().all(|c| !c.is_mutating()), "adoption creates nothing: {:?}", acct.proxy.calls());
+
+    for f in ["qa.json", "qa.json.bak", "qa.outputs.json"] {
+        let _ = std::fs::remove_file(acct.state_dir.path().join(f));
+    }
+    acct.ok(&["destroy", "--suffix", "qa", "--yes", "--discover"]);
+    assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
 }

@@ -156,9 +156,13 @@ impl Resource for NatGatewayNode {
                     .send()
                     .await
                     .aws("ec2:CreateNatGateway")?;
-                out.nat_gateway()
+                let created = out
+                    .nat_gateway()
                     .map(from_ec2)
-                    .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNatGateway returned no gateway"))?
+                    .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNatGateway returned no gateway"))?;
+                // A new gateway is never usable at once, whatever the create response says:
+                // the route tables need it available.
+                Observed { state: NatGatewayState::Pending, ..created }
             }
         };
         if o.state != NatGatewayState::Available {
