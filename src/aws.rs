@@ -95,6 +95,12 @@ impl Intercept for CountCalls {
 /// The clients of one run, all built from the same SdkConfig.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub ssm: aws_sdk_ssm::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub kms: aws_sdk_kms::Client,
     pub s3: aws_sdk_s3::Client,
@@ -109,6 +115,24 @@ impl Clients {
         let stats = Arc::new(CallStats::default());
         let count = CountCalls(stats.clone());
         Clients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            rds: aws_sdk_rds::Client::from_conf(
+                aws_sdk_rds::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(config).interceptor(count.clone()).build(),
             ),
@@ -177,6 +201,13 @@ impl AwsError {
                     } else {
                         format!("the request could not be sent: {}", aws_smithy_error_context(&err))
                     }
+                }
+                // Never the raw response: a body can carry anything, secrets included.
+                SdkError::ServiceError(e) => {
+                    format!("the response (HTTP {}) could not be understood", e.raw().status().as_u16())
+                }
+                SdkError::ResponseError(e) => {
+                    format!("the response (HTTP {}) could not be read", e.raw().status().as_u16())
                 }
                 _ => aws_smithy_error_context(&err),
             },

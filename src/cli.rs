@@ -83,6 +83,20 @@ pub struct StackArgs {
     /// Days a destroyed KMS key waits before AWS deletes it (7-30). Default 30.
     #[arg(long, global = true)]
     pub kms_deletion_window_days: Option<i32>,
+
+    /// Days audit events are kept (365-3650; PCI DSS 10.5.1 asks for at least 12 months). Default 365.
+    #[arg(long, global = true)]
+    pub audit_retention_days: Option<i32>,
+
+    /// Days CloudWatch keeps the functions' and the API's logs (a value CloudWatch accepts:
+    /// 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    /// 2922, 3288, 3653). Default 365.
+    #[arg(long, global = true)]
+    pub log_retention_days: Option<i32>,
+
+    /// E-mail address subscribed to the alerts topic (optional; AWS asks it to confirm).
+    #[arg(long, global = true)]
+    pub alert_email: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

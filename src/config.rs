@@ -20,7 +20,26 @@ pub struct StackSettings {
     pub vpc_cidr: String,
     pub cost_center: String,
     pub kms_deletion_window_days: i32,
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: i32,
+    #[serde(default = "default_log_retention")]
+    pub log_retention_days: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_email: Option<String>,
 }
+
+fn default_audit_retention() -> i32 {
+    DEFAULT_AUDIT_RETENTION_DAYS
+}
+fn default_log_retention() -> i32 {
+    DEFAULT_LOG_RETENTION_DAYS
+}
+
+pub const DEFAULT_AUDIT_RETENTION_DAYS: i32 = 365;
+pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 365;
+/// The retention values CloudWatch Logs accepts (PutRetentionPolicy).
+pub const LOG_RETENTION_VALUES: [i32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 impl Default for StackSettings {
     fn default() -> Self {
@@ -28,6 +47,9 @@ impl Default for StackSettings {
             vpc_cidr: DEFAULT_VPC_CIDR.to_string(),
             cost_center: DEFAULT_COST_CENTER.to_string(),
             kms_deletion_window_days: DEFAULT_KMS_DELETION_WINDOW_DAYS,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+            alert_email: None,
         }
     }
 }
@@ -89,6 +111,9 @@ pub struct StackConfig {
     pub vpc_cidr: Ipv4Net,
     pub cost_center: String,
     pub kms_deletion_window_days: i32,
+    pub audit_retention_days: i32,
+    pub log_retention_days: i32,
+    pub alert_email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +182,56 @@ pub fn validate_stack_args(args: &StackArgs) -> Result<(), Error> {
     if let Some(d) = args.kms_deletion_window_days {
         validate_kms_window(d)?;
     }
+    if let Some(d) = args.audit_retention_days {
+        validate_audit_retention(d)?;
+    }
+    if let Some(d) = args.log_retention_days {
+        validate_log_retention(d)?;
+    }
+    if let Some(e) = &args.alert_email {
+        validate_email(e)?;
+    }
     Ok(())
+}
+
+fn validate_audit_retention(d: i32) -> Result<(), Error> {
+    if (365..=3650).contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--audit-retention-days",
+            format!("must be between 365 and 3650, got {d} (PCI DSS 10.5.1 keeps audit trails at least 12 months)"),
+        ))
+    }
+}
+
+fn validate_log_retention(d: i32) -> Result<(), Error> {
+    if LOG_RETENTION_VALUES.contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--log-retention-days",
+            format!("{d} is not a retention CloudWatch Logs accepts; use one of {LOG_RETENTION_VALUES:?}"),
+        ))
+    }
+}
+
+/// The shape SNS accepts for an e-mail endpoint: one '@', a dotted domain, no spaces.
+fn validate_email(e: &str) -> Result<(), Error> {
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.starts_with('.')
+                && domain.contains('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("--alert-email", format!("'{e}' is not an e-mail address like ops@example.com")))
+    }
 }
 
 impl StackConfig {
@@ -168,15 +242,26 @@ impl StackConfig {
             vpc_cidr: args.vpc_cidr.clone().unwrap_or(base.vpc_cidr),
             cost_center: args.cost_center.clone().unwrap_or(base.cost_center),
             kms_deletion_window_days: args.kms_deletion_window_days.unwrap_or(base.kms_deletion_window_days),
+            audit_retention_days: args.audit_retention_days.unwrap_or(base.audit_retention_days),
+            log_retention_days: args.log_retention_days.unwrap_or(base.log_retention_days),
+            alert_email: args.alert_email.clone().or(base.alert_email),
         };
         validate_cost_center(&settings.cost_center)?;
         validate_kms_window(settings.kms_deletion_window_days)?;
+        validate_audit_retention(settings.audit_retention_days)?;
+        validate_log_retention(settings.log_retention_days)?;
+        if let Some(e) = &settings.alert_email {
+            validate_email(e)?;
+        }
         Ok(StackConfig {
             suffix: run.suffix.clone(),
             region: run.region.clone(),
             vpc_cidr: parse_vpc_cidr(&settings.vpc_cidr)?,
             cost_center: settings.cost_center,
             kms_deletion_window_days: settings.kms_deletion_window_days,
+            audit_retention_days: settings.audit_retention_days,
+            log_retention_days: settings.log_retention_days,
+            alert_email: settings.alert_email,
         })
     }
 
@@ -185,6 +270,9 @@ impl StackConfig {
             vpc_cidr: self.vpc_cidr.to_string(),
             cost_center: self.cost_center.clone(),
             kms_deletion_window_days: self.kms_deletion_window_days,
+            audit_retention_days: self.audit_retention_days,
+            log_retention_days: self.log_retention_days,
+            alert_email: self.alert_email.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 pub enum Action {
     Created,
     Updated,
+    Replaced,
     Unchanged,
 }
 
@@ -19,6 +20,7 @@ impl Action {
         match self {
             Action::Created => "created",
             Action::Updated => "updated",
+            Action::Replaced => "replaced",
             Action::Unchanged => "unchanged",
         }
     }
@@ -33,11 +35,12 @@ async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Actio
             Change::NoOp => Action::Unchanged,
             Change::Create => Action::Created,
             Change::Update(_) => Action::Updated,
+            Change::Replace(_) if args.allow_replace && node.replaceable() => Action::Replaced,
             Change::Replace(reason) => {
                 let hint = if args.allow_replace {
-                    "tapctl does not replace this kind of resource in place: destroy the stack and run up again"
+                    "tapctl cannot replace this kind of resource: destroy the stack and run up again"
                 } else {
-                    "run `tapctl plan` to see why; replacing destroys the resource (and its data, if it holds any)"
+                    "run `tapctl plan` to see why; `up --allow-replace` replaces it, destroying what it holds"
                 };
                 return Err(Diagnostic {
                     node: id.clone(),
@@ -77,7 +80,8 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     })
     .await;
     let count = |a: Action| outcomes.values().filter(|o| matches!(o, Outcome::Done(x) if *x == a)).count();
-    let (created, updated, unchanged) = (count(Action::Created), count(Action::Updated), count(Action::Unchanged));
+    let (created, updated, unchanged) =
+        (count(Action::Created), count(Action::Updated) + count(Action::Replaced), count(Action::Unchanged));
     let failed = report_failures(&session.progress, &outcomes);
     let outputs = session.operator_outputs();
     session.store.save_outputs(&outputs).await?;

@@ -200,11 +200,8 @@ impl Resource for Key {
         if o.alias_target.as_deref() != Some(o.key_id()) {
             drifts.push(format!("alias {} does not point at key {}", ctx.names.kms_alias(), o.key_id()));
         }
-        let wanted = ctx.tags(None, None);
-        let missing: Vec<&str> =
-            wanted.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
-        if !missing.is_empty() {
-            drifts.push(format!("key {}: tags {} missing or changed", o.key_id(), missing.join(", ")));
+        if let Some(tags) = ctx.tag_drift(&o.tags) {
+            drifts.push(format!("key {}: {tags}", o.key_id()));
         }
         Ok(Change::from_drifts(drifts))
     }

@@ -10,8 +10,14 @@
 //! - `apply` makes it so, idempotently, waits until it is usable, and returns its outputs.
 //! - `delete` removes it and waits until it is gone; already absent is success.
 
+pub mod alerts;
 pub mod kms;
+pub mod logs;
 pub mod network;
+pub mod params;
+pub mod secrets;
+pub mod storage;
+pub mod tables;
 
 use crate::aws::{AwsError, Clients};
 use crate::config::StackConfig;
@@ -171,6 +177,14 @@ impl Ctx {
         standard_tags(&self.names, &self.config.cost_center, self.node, member, name)
     }
 
+    /// "tags A, B missing or changed" when `have` lacks any of this node's standard tags.
+    pub fn tag_drift(&self, have: &BTreeMap<String, String>) -> Option<String> {
+        let wanted = self.tags(None, None);
+        let missing: Vec<&str> =
+            wanted.iter().filter(|(k, v)| have.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
+        (!missing.is_empty()).then(|| format!("tags {} missing or changed", missing.join(", ")))
+    }
+
     pub async fn wait<T, F, Fut>(&self, reason: &str, policy: WaitPolicy, check: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -192,6 +206,11 @@ pub trait Resource: Send + Sync {
 
     fn id(&self) -> &'static str;
     fn depends_on(&self) -> &'static [&'static str];
+    /// Whether `apply` can replace the resource when `diff` says Replace (and the user passed
+    /// `--allow-replace`). Resources that cannot are only ever refused.
+    fn replaceable(&self) -> bool {
+        false
+    }
     /// The resource as it exists, or None when it does not.
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Self::Observed>>;
     /// How an existing resource differs from what is wanted.
@@ -216,6 +235,7 @@ pub struct Planned {
 pub trait Node: Send + Sync {
     fn id(&self) -> &'static str;
     fn depends_on(&self) -> &'static [&'static str];
+    fn replaceable(&self) -> bool;
     async fn plan(&self, ctx: &Ctx) -> Result<Planned>;
     async fn apply(&self, ctx: &Ctx, planned: Planned) -> Result<Outputs>;
     /// Deletes the resource if it exists; true when there was something to delete.
@@ -230,6 +250,10 @@ impl<R: Resource> Node for R {
 
     fn depends_on(&self) -> &'static [&'static str] {
         Resource::depends_on(self)
+    }
+
+    fn replaceable(&self) -> bool {
+        Resource::replaceable(self)
     }
 
     async fn plan(&self, ctx: &Ctx) -> Result<Planned> {

@@ -18,12 +18,20 @@ use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
 
-/// Where the project's setup script installs moto (`scripts/setup-tools`).
-fn moto_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("TAPCTL_MOTO_SERVER") {
+/// Nodes in the stack (src/stack.rs).
+pub const NODES: usize = 17;
+
+/// The Python of the virtualenv where `scripts/setup-tools` installs moto.
+fn moto_python() -> PathBuf {
+    if let Ok(p) = std::env::var("TAPCTL_MOTO_PYTHON") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python")
+}
+
+/// moto's server with the harness's documented extensions (tests/moto/server.py).
+fn moto_launcher() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/moto/server.py")
 }
 
 fn free_port() -> u16 {
@@ -38,10 +46,11 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let bin = moto_binary();
-        assert!(bin.exists(), "moto is not installed at {}: run scripts/setup-tools first", bin.display());
+        let python = moto_python();
+        assert!(python.exists(), "moto is not installed at {}: run scripts/setup-tools first", python.display());
         let port = free_port();
-        let child = Command::new(&bin)
+        let child = Command::new(&python)
+            .arg(moto_launcher())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
@@ -126,25 +135,29 @@ pub struct Proxy {
     _runtime: tokio::runtime::Runtime,
 }
 
-/// The action named by an AWS request: the form field `Action=` (EC2, STS and other query
-/// protocols), the `X-Amz-Target` header (KMS and other JSON protocols), or for S3's REST
+/// The service a request is signed for: the credential scope of its SigV4 Authorization header
+/// (`Credential=AKID/20261124/us-east-1/sns/aws4_request`).
+fn service_of(authorization: Option<&str>) -> String {
+    authorization
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The action named by an AWS request: the form field `Action=` (EC2, STS, SNS, RDS: query
+/// protocols), the `X-Amz-Target` header (KMS, DynamoDB, SSM…: JSON protocols), or for S3's REST
 /// protocol the method and path.
-fn action_of(target: Option<&str>, body: &[u8], method: &str, path: &str) -> Call {
-    let text = String::from_utf8_lossy(body);
-    if target.is_none() && !text.starts_with("Action=") {
-        return Call(format!("s3:{method} {path}"));
-    }
+fn action_of(service: &str, target: Option<&str>, body: &[u8], method: &str, path: &str) -> Call {
     if let Some(t) = target {
-        let (service, op) = t.split_once('.').unwrap_or(("?", t));
-        let service = match service {
-            "TrentService" => "kms",
-            other => other,
-        };
-        return Call(format!("{}:{op}", service.to_ascii_lowercase()));
+        let op = t.split_once('.').map(|(_, op)| op).unwrap_or(t);
+        return Call(format!("{service}:{op}"));
     }
-    let action = text.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("Unknown").to_string();
-    let service = if action == "GetCallerIdentity" { "sts" } else { "ec2" };
-    Call(format!("{service}:{action}"))
+    let text = String::from_utf8_lossy(body);
+    match text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        Some(action) => Call(format!("{service}:{action}")),
+        None => Call(format!("{service}:{method} {path}")),
+    }
 }
 
 impl Proxy {
@@ -252,7 +265,8 @@ async fn forward(
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let call = action_of(target, &body, parts.method.as_str(), parts.uri.path());
+    let service = service_of(parts.headers.get("authorization").and_then(|v| v.to_str().ok()));
+    let call = action_of(&service, target, &body, parts.method.as_str(), parts.uri.path());
     let (delay, fault) = {
         let mut st = state.lock().unwrap();
         st.calls.push(call.clone());
@@ -318,6 +332,11 @@ pub struct Account {
     pub ec2: aws_sdk_ec2::Client,
     pub kms: aws_sdk_kms::Client,
     pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub ssm: aws_sdk_ssm::Client,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -358,6 +377,11 @@ impl Account {
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
             ),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
             _moto: moto,
             proxy,
             state_dir: tempfile::tempdir().expect("tempdir"),

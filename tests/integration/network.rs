@@ -1,6 +1,6 @@
 //! The key and network layer: up, plan, status, destroy, read back from the emulator.
 
-use super::harness::Account;
+use super::harness::{Account, NODES};
 use super::readback::{assert_standard_tags, by_suffix, inventory, leftovers, tag};
 use aws_sdk_ec2::types::{Filter, NatGatewayState};
 
@@ -12,7 +12,7 @@ fn f(name: &str, value: &str) -> Filter {
 fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
     let acct = Account::new();
     let run = acct.ok(&["up", "--suffix", "qa"]);
-    assert!(run.stdout.contains("10 created"), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("{NODES} created")), "{}", run.stdout);
 
     acct.block_on(async {
         // KMS: one enabled key, rotation on, alias, tags.
@@ -174,7 +174,7 @@ fn a_second_up_makes_no_mutating_call_and_keeps_every_id() {
     assert!(!calls.is_empty(), "the proxy saw nothing: the test would prove nothing");
     let mutating: Vec<_> = calls.iter().filter(|c| c.is_mutating()).collect();
     assert!(mutating.is_empty(), "a converged up made mutating calls: {mutating:?}");
-    assert!(run.stdout.contains("0 created, 0 updated, 10 unchanged"), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("0 created, 0 updated, {NODES} unchanged")), "{}", run.stdout);
     assert_eq!(inventory(&acct, "qa"), before);
 }
 
@@ -327,5 +327,5 @@ fn destroy_leaves_nothing_of_the_suffix_and_spares_another_suffix() {
     assert_eq!(acct.run(&["plan", "--suffix", "qb", "--detailed-exitcode"]).code, 0);
 
     let again = acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
-    assert!(again.stdout.contains("0 deleted, 10 already absent"), "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("0 deleted, {NODES} already absent")), "{}", again.stdout);
 }

@@ -79,11 +79,81 @@ pub fn inventory(acct: &Account, suffix: &str) -> BTreeMap<&'static str, Vec<Str
                 .collect(),
         );
         inv.insert("kms-key", enabled_keys(acct, suffix).await);
+        for (kind, names) in data_layer(acct, suffix).await {
+            inv.insert(kind, names);
+        }
         for v in inv.values_mut() {
             v.sort();
         }
         inv
     })
+}
+
+/// The data layer's resources of the suffix, found by their names (each service's list call).
+pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<String>)> {
+    let tail = format!("-{suffix}");
+    let tables = acct.dynamodb.list_tables().send().await.unwrap();
+    let tables = tables.table_names().iter().filter(|t| **t == format!("transactions-{suffix}")).cloned().collect();
+    let buckets = acct.s3.list_buckets().send().await.unwrap();
+    let buckets = buckets
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with("payments-audit-") && n.ends_with(&tail))
+        .map(String::from)
+        .collect();
+    let topics = acct.sns.list_topics().send().await.unwrap();
+    let topics = topics
+        .topics()
+        .iter()
+        .filter_map(|t| t.topic_arn())
+        .filter(|a| a.ends_with(&format!(":payment-alerts-{suffix}")))
+        .map(String::from)
+        .collect();
+    let groups = acct.logs.describe_log_groups().send().await.unwrap();
+    let groups = groups
+        .log_groups()
+        .iter()
+        .filter_map(|g| g.log_group_name())
+        .filter(|n| {
+            (n.starts_with("/aws/lambda/payment-") || n.starts_with("/aws/apigateway/payment-")) && n.ends_with(&tail)
+        })
+        .map(String::from)
+        .collect();
+    let secrets = acct.secrets.list_secrets().send().await.unwrap();
+    let secrets = secrets
+        .secret_list()
+        .iter()
+        .filter_map(|s| s.name())
+        .filter(|n| n.starts_with(&format!("payments/{suffix}/")))
+        .map(String::from)
+        .collect();
+    let mut params = Vec::new();
+    let mut token = None;
+    loop {
+        let out = acct
+            .ssm
+            .get_parameters_by_path()
+            .path(format!("/payments/{suffix}/"))
+            .recursive(true)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        params.extend(out.parameters().iter().filter_map(|p| p.name().map(String::from)));
+        token = out.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    vec![
+        ("table", tables),
+        ("bucket", buckets),
+        ("topic", topics),
+        ("log-group", groups),
+        ("secret", secrets),
+        ("parameter", params),
+    ]
 }
 
 /// KMS keys of the suffix that are not pending deletion.
@@ -146,6 +216,9 @@ pub fn leftovers(acct: &Account, suffix: &str) -> Vec<String> {
         }
         for k in enabled_keys(acct, suffix).await {
             left.push(format!("kms-key {k}"));
+        }
+        for (kind, names) in data_layer(acct, suffix).await {
+            left.extend(names.into_iter().map(|n| format!("{kind} {n}")));
         }
         left.sort();
         left.dedup();

@@ -3,7 +3,7 @@
 //! absorbed; pending resources are waited for within limits; two runs on one suffix never
 //! interleave, with local or remote state.
 
-use super::harness::{Account, Fault};
+use super::harness::{Account, Fault, NODES};
 use super::readback::{inventory, leftovers};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader};
@@ -23,6 +23,12 @@ fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("network-acl", 3),
         ("security-group", 2),
         ("vpc-endpoint", 2),
+        ("table", 1),
+        ("bucket", 1),
+        ("topic", 1),
+        ("log-group", 5),
+        ("secret", 2),
+        ("parameter", 15),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);
@@ -102,8 +108,10 @@ fn with_ten_percent_of_calls_failing_up_plan_and_destroy_converge_with_bounded_r
     // The same work without faults, for the extra time (after a first run that warms moto up).
     acct.ok(&["up", "--suffix", "warm"]);
     let clean_started = Instant::now();
-    acct.ok(&["up", "--suffix", "clean"]);
+    let clean_run = acct.ok(&["up", "--suffix", "clean", "--json"]);
     let clean = clean_started.elapsed();
+    let clean_report: serde_json::Value = serde_json::from_str(&clean_run.stdout).unwrap();
+    let clean_calls = clean_report["cost"]["aws_calls"].as_u64().unwrap();
 
     acct.proxy.set_faults(0.10, seed());
     let started = Instant::now();
@@ -113,11 +121,16 @@ fn with_ten_percent_of_calls_failing_up_plan_and_destroy_converge_with_bounded_r
     let injected = acct.proxy.injected();
     assert!(injected.len() >= 5, "too few faults injected to prove anything: {}", injected.len());
     let retried = report["cost"]["retried_attempts"].as_u64().unwrap();
-    // Every fault costs exactly one retried attempt: nothing is given up, nothing is retried
-    // without cause.
-    assert_eq!(retried, injected.len() as u64, "faults {injected:?}");
+    let calls = report["cost"]["aws_calls"].as_u64().unwrap();
+    let faults = injected.len() as u64;
+    // Bounded: no attempt is retried without a fault behind it, and the faults cost at most a
+    // node's re-observation each (a fault the SDK cannot classify — a 429 on a HEAD has no body —
+    // is retried by the walker, which observes the node again).
+    assert!(retried <= faults, "{retried} retried attempts for {faults} faults: {injected:?}");
+    assert!(retried >= faults / 2, "most faults are absorbed by the SDK's own retries: {retried} of {faults}");
+    assert!(calls + retried <= clean_calls + 10 * faults, "{calls} calls + {retried} retries vs {clean_calls} clean");
     eprintln!(
-        "up with 10 % faults: {} faults ({} resets), {retried} retried attempts, {:.1}s vs {:.1}s clean (+{:.1}s)",
+        "up with 10 % faults: {} faults ({} resets), {retried} retried attempts, {calls} calls vs {clean_calls} clean, {:.1}s vs {:.1}s clean (+{:.1}s)",
         injected.len(),
         injected.iter().filter(|(_, f)| *f == Fault::Reset).count(),
         faulty.as_secs_f64(),
@@ -172,7 +185,7 @@ fn a_second_command_on_a_locked_suffix_is_refused_naming_the_holder() {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.json")).unwrap())
             .expect("state intact");
-    assert_eq!(state["nodes"].as_object().unwrap().len(), 10);
+    assert_eq!(state["nodes"].as_object().unwrap().len(), NODES);
     assert_exactly_one_stack(&acct, "qa");
 }
 
@@ -198,7 +211,7 @@ fn remote_state_in_s3_is_shared_locked_and_left_clean() {
     acct.ok(&with(&["up", "--suffix", "qa"]));
     let state: serde_json::Value =
         serde_json::from_str(&s3_text(&acct, "team-state", "tapctl/qa.json").unwrap()).unwrap();
-    assert_eq!(state["nodes"].as_object().unwrap().len(), 10);
+    assert_eq!(state["nodes"].as_object().unwrap().len(), NODES);
     assert!(s3_text(&acct, "team-state", "tapctl/qa.outputs.json").unwrap().contains("vpc_id"));
     assert!(s3_text(&acct, "team-state", "tapctl/qa.lock").is_none(), "the lock is released at the end");
     assert!(!acct.state_dir.path().join("qa.json").exists(), "nothing is written locally");
@@ -226,7 +239,7 @@ fn remote_state_in_s3_is_shared_locked_and_left_clean() {
     assert!(first.wait().unwrap().success());
     let state: serde_json::Value =
         serde_json::from_str(&s3_text(&acct, "team-state", "tapctl/qa.json").unwrap()).unwrap();
-    assert_eq!(state["nodes"].as_object().unwrap().len(), 10, "state intact");
+    assert_eq!(state["nodes"].as_object().unwrap().len(), NODES, "state intact");
 
     acct.ok(&with(&["destroy", "--suffix", "qa", "--yes"]));
     assert!(s3_text(&acct, "team-state", "tapctl/qa.json").is_none());

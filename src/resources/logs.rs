@@ -1,0 +1,190 @@
+//! `logs.groups`: the log groups the functions and the API write to — one per function and one
+//! for API access logs — created before anything writes, so retention and encryption with the
+//! stack's key hold from the first line (Lambda would otherwise create them unencrypted and
+//! kept forever).
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::names::FUNCTIONS;
+use crate::resources::{list, Change, Ctx, Resource, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct LogGroups;
+
+pub const ID: &str = "logs.groups";
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub arn: String,
+    pub retention: Option<i32>,
+    pub kms_key: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub struct Observed {
+    /// By log group name.
+    pub groups: BTreeMap<String, Group>,
+}
+
+pub fn group_names(ctx: &Ctx) -> Vec<String> {
+    let mut v: Vec<String> = FUNCTIONS.iter().map(|f| ctx.names.function_log_group(f)).collect();
+    v.push(ctx.names.api_log_group());
+    v
+}
+
+#[async_trait]
+impl Resource for LogGroups {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::kms::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let logs = &ctx.clients.logs;
+        let mut groups = BTreeMap::new();
+        for name in group_names(ctx) {
+            let out =
+                logs.describe_log_groups().log_group_name_prefix(&name).send().await.aws("logs:DescribeLogGroups")?;
+            let Some(g) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str())) else { continue };
+            let arn = g.arn().unwrap_or_default().trim_end_matches(":*").to_string();
+            let tags = logs.list_tags_for_resource().resource_arn(&arn).send().await.aws("logs:ListTagsForResource")?;
+            groups.insert(
+                name,
+                Group {
+                    arn,
+                    retention: g.retention_in_days(),
+                    kms_key: g.kms_key_id().map(str::to_string),
+                    tags: tags
+                        .tags()
+                        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                },
+            );
+        }
+        Ok((!groups.is_empty()).then_some(Observed { groups }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let key = ctx.input(super::kms::ID, "key_arn")?;
+        let mut d = Vec::new();
+        for name in group_names(ctx) {
+            let Some(g) = o.groups.get(&name) else {
+                d.push(format!("log group {name} missing"));
+                continue;
+            };
+            if g.retention != Some(ctx.config.log_retention_days) {
+                d.push(format!(
+                    "log group {name}: retention {:?} days, wanted {}",
+                    g.retention, ctx.config.log_retention_days
+                ));
+            }
+            if g.kms_key.as_deref() != Some(key.as_str()) {
+                d.push(format!("log group {name}: encrypted with {:?}, not the stack's key", g.kms_key));
+            }
+            if let Some(t) = ctx.tag_drift(&g.tags) {
+                d.push(format!("log group {name}: {t}"));
+            }
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let arns: serde_json::Map<String, serde_json::Value> =
+            o.groups.iter().map(|(n, g)| (n.clone(), json!(g.arn))).collect();
+        Outputs::from([
+            ("log_groups".into(), list(o.groups.keys().cloned())),
+            ("log_group_arns".into(), serde_json::Value::Object(arns)),
+        ])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let logs = &ctx.clients.logs;
+        let key = ctx.input(super::kms::ID, "key_arn")?;
+        let tags: std::collections::HashMap<String, String> = ctx.tags(None, None).into_iter().collect();
+        let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
+        for name in group_names(ctx) {
+            let g = match o.groups.get(&name) {
+                Some(g) => g.clone(),
+                None => {
+                    ctx.progress.step(&format!("creating log group {name}"));
+                    match logs
+                        .create_log_group()
+                        .log_group_name(&name)
+                        .kms_key_id(&key)
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                        .await
+                        .aws("logs:CreateLogGroup")
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.code_is("ResourceAlreadyExistsException") => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let out = logs
+                        .describe_log_groups()
+                        .log_group_name_prefix(&name)
+                        .send()
+                        .await
+                        .aws("logs:DescribeLogGroups")?;
+                    let found = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str()));
+                    Group {
+                        arn: found.and_then(|g| g.arn()).unwrap_or_default().trim_end_matches(":*").to_string(),
+                        retention: found.and_then(|g| g.retention_in_days()),
+                        kms_key: found.and_then(|g| g.kms_key_id()).map(str::to_string),
+                        tags: tags.clone().into_iter().collect(),
+                    }
+                }
+            };
+            if g.retention != Some(ctx.config.log_retention_days) {
+                logs.put_retention_policy()
+                    .log_group_name(&name)
+                    .retention_in_days(ctx.config.log_retention_days)
+                    .send()
+                    .await
+                    .aws("logs:PutRetentionPolicy")?;
+            }
+            if g.kms_key.as_deref() != Some(key.as_str()) {
+                logs.associate_kms_key()
+                    .log_group_name(&name)
+                    .kms_key_id(&key)
+                    .send()
+                    .await
+                    .aws("logs:AssociateKmsKey")?;
+            }
+            if ctx.tag_drift(&g.tags).is_some() {
+                logs.tag_resource()
+                    .resource_arn(&g.arn)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .aws("logs:TagResource")?;
+            }
+            o.groups.insert(
+                name,
+                Group { retention: Some(ctx.config.log_retention_days), kms_key: Some(key.clone()), ..g },
+            );
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        for name in o.groups.keys() {
+            ctx.progress.step(&format!("deleting log group {name}"));
+            ctx.clients
+                .logs
+                .delete_log_group()
+                .log_group_name(name)
+                .send()
+                .await
+                .aws("logs:DeleteLogGroup")
+                .ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! `tables.transactions`: the DynamoDB table of transaction records.
+//!
+//! Key design (single table, for the functions' access patterns):
+//! - `pk` / `sk` (both S): `TXN#<transaction id>` / `TXN` for a transaction; `IDEM#<merchant>#<key>`
+//!   / `IDEM` for the idempotency record `process` writes first with a conditional put.
+//! - GSIs, each with `created_at` (ISO-8601 S) as sort key:
+//!   `by-card` (`card_fingerprint`: velocity per card), `by-merchant` (`merchant_id`),
+//!   `by-status` (`status`: failed or review queues).
+//!
+//! On-demand, SSE with the customer key, point-in-time recovery, deletion protection off (the
+//! stack must be destroyable). A change of key schema means a new table: refused unless
+//! `up --allow-replace`, which deletes the table and its data.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::engine::wait::Poll;
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
+    Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseType, TableDescription, TableStatus, Tag,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct TransactionsTable;
+
+pub const ID: &str = "tables.transactions";
+
+/// GSI name -> partition key attribute. Every GSI sorts by `created_at`.
+pub const INDEXES: [(&str, &str); 3] =
+    [("by-card", "card_fingerprint"), ("by-merchant", "merchant_id"), ("by-status", "status")];
+pub const KEY: [(&str, KeyType); 2] = [("pk", KeyType::Hash), ("sk", KeyType::Range)];
+
+pub struct Observed {
+    pub table: TableDescription,
+    pub pitr: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn key_schema(pk: &str, sk: &str) -> Vec<KeySchemaElement> {
+    vec![
+        KeySchemaElement::builder().attribute_name(pk).key_type(KeyType::Hash).build().expect("static key"),
+        KeySchemaElement::builder().attribute_name(sk).key_type(KeyType::Range).build().expect("static key"),
+    ]
+}
+
+fn attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("static attr")
+}
+
+fn gsi(name: &str, pk: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .set_key_schema(Some(key_schema(pk, "created_at")))
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .expect("static gsi")
+}
+
+fn observed_key(t: &TableDescription) -> Vec<(String, KeyType)> {
+    t.key_schema().iter().map(|k| (k.attribute_name().to_string(), k.key_type().clone())).collect()
+}
+
+fn wanted_key() -> Vec<(String, KeyType)> {
+    KEY.iter().map(|(n, k)| (n.to_string(), k.clone())).collect()
+}
+
+fn kms_key_of(t: &TableDescription) -> Option<&str> {
+    t.sse_description().and_then(|s| s.kms_master_key_arn())
+}
+
+async fn describe(ctx: &Ctx) -> Result<Option<TableDescription>> {
+    let out =
+        ctx.clients.dynamodb.describe_table().table_name(ctx.names.table()).send().await.aws("dynamodb:DescribeTable");
+    Ok(out.ok_if_not_found()?.and_then(|o| o.table().cloned()))
+}
+
+async fn wait_active(ctx: &Ctx) -> Result<TableDescription> {
+    let name = ctx.names.table();
+    ctx.wait(&format!("table {name} and its indexes to become active"), ctx.waits.eventual_consistency, || async {
+        match describe(ctx).await? {
+            Some(t) => {
+                let table_active = t.table_status() == Some(&TableStatus::Active);
+                let indexes_active = t
+                    .global_secondary_indexes()
+                    .iter()
+                    .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
+                if table_active && indexes_active {
+                    Ok(Poll::Ready(t))
+                } else {
+                    Ok(Poll::NotYet(format!("status {:?}", t.table_status())))
+                }
+            }
+            None => Ok(Poll::NotYet("not visible yet".into())),
+        }
+    })
+    .await
+}
+
+#[async_trait]
+impl Resource for TransactionsTable {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::kms::ID]
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let Some(table) = describe(ctx).await? else { return Ok(None) };
+        if table.table_status() == Some(&TableStatus::Deleting) {
+            return Ok(None);
+        }
+        let ddb = &ctx.clients.dynamodb;
+        let backups = ddb
+            .describe_continuous_backups()
+            .table_name(ctx.names.table())
+            .send()
+            .await
+            .aws("dynamodb:DescribeContinuousBackups")?;
+        let pitr = backups
+            .continuous_backups_description()
+            .and_then(|d| d.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            == Some(&PointInTimeRecoveryStatus::Enabled);
+        let arn = table.table_arn().unwrap_or_default().to_string();
+        let mut tags = BTreeMap::new();
+        let out = ddb.list_tags_of_resource().resource_arn(&arn).send().await.aws("dynamodb:ListTagsOfResource")?;
+        for t in out.tags() {
+            tags.insert(t.key().to_string(), t.value().to_string());
+        }
+        Ok(Some(Observed { table, pitr, tags }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        if observed_key(&o.table) != wanted_key() {
+            return Ok(Change::Replace(format!(
+                "table {} has key schema {:?}, the stack needs pk (HASH) + sk (RANGE); a table's key cannot change, \
+                 and replacing it deletes every transaction record in it",
+                ctx.names.table(),
+                observed_key(&o.table)
+            )));
+        }
+        let mut drifts = Vec::new();
+        let present: Vec<&str> = o.table.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
+        for (name, _) in INDEXES {
+            if !present.contains(&name) {
+                drifts.push(format!("GSI {name} missing"));
+            }
+        }
+        if !o.pitr {
+            drifts.push("point-in-time recovery is off".into());
+        }
+        let billing = o.table.billing_mode_summary().and_then(|b| b.billing_mode());
+        if billing != Some(&BillingMode::PayPerRequest) {
+            drifts.push(format!("billing mode is {billing:?}, not on-demand"));
+        }
+        let key_arn = ctx.input(super::kms::ID, "key_arn")?;
+        if kms_key_of(&o.table) != Some(key_arn.as_str()) {
+            drifts.push(format!("encrypted with {:?}, not the stack's key {key_arn}", kms_key_of(&o.table)));
+        }
+        if o.table.deletion_protection_enabled() == Some(true) {
+            drifts.push("deletion protection is on (the stack must be destroyable)".into());
+        }
+        drifts.extend(ctx.tag_drift(&o.tags));
+        Ok(Change::from_drifts(drifts))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let mut out = Outputs::from([
+            ("table_name".into(), json!(o.table.table_name().unwrap_or_default())),
+            ("table_arn".into(), json!(o.table.table_arn().unwrap_or_default())),
+        ]);
+        let indexes: Vec<String> =
+            INDEXES.iter().map(|(n, _)| format!("{}/index/{n}", o.table.table_arn().unwrap_or_default())).collect();
+        out.insert("index_arns".into(), json!(indexes));
+        out
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let ddb = &ctx.clients.dynamodb;
+        let name = ctx.names.table();
+        let key_arn = ctx.input(super::kms::ID, "key_arn")?;
+        let tags: Vec<Tag> =
+            ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
+        let sse = SseSpecification::builder().enabled(true).sse_type(SseType::Kms).kms_master_key_id(&key_arn).build();
+        let observed = match observed {
+            Some(o) if observed_key(&o.table) != wanted_key() => {
+                // Only reached with --allow-replace: the user accepted losing the records.
+                ctx.progress.step(&format!("deleting table {name} to replace it (key schema changed)"));
+                self.delete(ctx, o).await?;
+                None
+            }
+            other => other,
+        };
+        let o = match observed {
+            Some(o) => o,
+            None => {
+                ctx.progress.step(&format!("creating table {name}"));
+                let mut attrs = vec![attr("pk"), attr("sk"), attr("created_at")];
+                attrs.extend(INDEXES.iter().map(|(_, pk)| attr(pk)));
+                ddb.create_table()
+                    .table_name(&name)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .set_attribute_definitions(Some(attrs))
+                    .set_key_schema(Some(key_schema("pk", "sk")))
+                    .set_global_secondary_indexes(Some(INDEXES.iter().map(|(n, pk)| gsi(n, pk)).collect()))
+                    .sse_specification(sse.clone())
+                    .deletion_protection_enabled(false)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .aws("dynamodb:CreateTable")?;
+                let table = wait_active(ctx).await?;
+                Observed { table, pitr: false, tags: ctx.tags(None, None).into_iter().collect() }
+            }
+        };
+        // AWS adds one GSI per UpdateTable, and only once the previous one is active.
+        let present: Vec<String> =
+            o.table.global_secondary_indexes().iter().filter_map(|i| i.index_name().map(str::to_string)).collect();
+        for (index, pk) in INDEXES.iter().filter(|(n, _)| !present.iter().any(|p| p == n)) {
+            ctx.progress.step(&format!("adding GSI {index}"));
+            ddb.update_table()
+                .table_name(&name)
+                .set_attribute_definitions(Some(vec![attr(pk), attr("created_at")]))
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder()
+                        .create(
+                            CreateGlobalSecondaryIndexAction::builder()
+                                .index_name(*index)
+                                .set_key_schema(Some(key_schema(pk, "created_at")))
+                                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                                .build()
+                                .map_err(|e| ResourceError::new("Internal", e.to_string()))?,
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .aws("dynamodb:UpdateTable")?;
+            wait_active(ctx).await?;
+        }
+        let billing = o.table.billing_mode_summary().and_then(|b| b.billing_mode());
+        if billing != Some(&BillingMode::PayPerRequest) || o.table.deletion_protection_enabled() == Some(true) {
+            ddb.update_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .deletion_protection_enabled(false)
+                .send()
+                .await
+                .aws("dynamodb:UpdateTable")?;
+            wait_active(ctx).await?;
+        }
+        if kms_key_of(&o.table) != Some(key_arn.as_str()) && o.table.sse_description().is_some() {
+            ddb.update_table().table_name(&name).sse_specification(sse).send().await.aws("dynamodb:UpdateTable")?;
+        }
+        if !o.pitr {
+            ctx.progress.step("enabling point-in-time recovery");
+            ddb.update_continuous_backups()
+                .table_name(&name)
+                .point_in_time_recovery_specification(
+                    PointInTimeRecoverySpecification::builder()
+                        .point_in_time_recovery_enabled(true)
+                        .build()
+                        .map_err(|e| ResourceError::new("Internal", e.to_string()))?,
+                )
+                .send()
+                .await
+                .aws("dynamodb:UpdateContinuousBackups")?;
+        }
+        let missing: Vec<Tag> =
+            tags.into_iter().filter(|t| o.tags.get(t.key()) != Some(&t.value().to_string())).collect();
+        if !missing.is_empty() {
+            ddb.tag_resource()
+                .resource_arn(o.table.table_arn().unwrap_or_default())
+                .set_tags(Some(missing))
+                .send()
+                .await
+                .aws("dynamodb:TagResource")?;
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+        let name = ctx.names.table();
+        ctx.progress.step(&format!("deleting table {name}"));
+        ctx.clients
+            .dynamodb
+            .delete_table()
+            .table_name(&name)
+            .send()
+            .await
+            .aws("dynamodb:DeleteTable")
+            .ok_if_not_found()?;
+        ctx.wait(&format!("table {name} to be deleted"), ctx.waits.eventual_consistency, || async {
+            Ok(if describe(ctx).await?.is_none() { Poll::Ready(()) } else { Poll::NotYet("still deleting".into()) })
+        })
+        .await
+    }
+}

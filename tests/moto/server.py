@@ -1,0 +1,86 @@
+"""The AWS emulator as tapctl's test harness runs it: moto's server, with small documented
+extensions that close gaps between moto and AWS which tapctl's tests must see through.
+Nothing here changes what tapctl does; it makes the emulator answer more like AWS.
+
+Extensions (each tested in tests/integration/harness_tests.rs):
+
+1. S3 bucket policies see the request context of an SDK talking to AWS. moto evaluates a bucket
+   policy without any request context, ignores the Bool and Numeric* operators, and treats a
+   statement whose Condition does not hold as a Deny, whatever its Effect. A TLS-only policy
+   (Deny when aws:SecureTransport is false) then blocks every upload, which AWS allows over HTTPS.
+   Here policies are evaluated with the context of an HTTPS request (aws:SecureTransport = true,
+   s3:TlsVersion = 1.3: the SDK negotiates TLS 1.2 or newer), Bool and NumericLessThan are
+   implemented, and a statement whose Condition does not hold does not apply (AWS's rule).
+
+2. GetBucketVersioning answers with the root element AWS sends, <VersioningConfiguration>.
+   moto 5.2.5 names it <GetBucketVersioningResponse>; boto3 does not mind, the Rust SDK (rightly)
+   refuses the document.
+
+Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
+"""
+
+import sys
+
+from moto.iam import policy_conditions
+from moto.iam import access_control
+from moto.iam.access_control import IAMPolicy, PermissionResult
+from moto.s3 import models as s3_models
+
+# What an SDK request to AWS looks like to a bucket policy.
+HTTPS_REQUEST_CONTEXT = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
+
+
+def _bool_equals(expected, actual):
+    values = expected if isinstance(expected, list) else [expected]
+    return any(str(v).lower() == str(actual).lower() for v in values)
+
+
+def _numeric_less_than(expected, actual):
+    values = expected if isinstance(expected, list) else [expected]
+    return any(float(actual) < float(v) for v in values)
+
+
+policy_conditions.CONDITION_OPERATIONS.setdefault("Bool", _bool_equals)
+policy_conditions.CONDITION_OPERATIONS.setdefault("NumericLessThan", _numeric_less_than)
+
+
+def _get_permission(self, action, resource):
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    policy = IAMPolicy(self.policy.decode())
+    return policy.is_action_permitted(action, resource, incoming_condition_values=HTTPS_REQUEST_CONTEXT)
+
+
+s3_models.FakeBucket.get_permission = _get_permission
+
+_statement_is_action_permitted = access_control.IAMPolicyStatement.is_action_permitted
+
+
+def _statement_applies(self, action, resource="*", principal=None, incoming_condition_values=None):
+    # AWS: a statement whose Condition does not hold does not apply (neither allows nor denies).
+    if self._statement.get("Condition") and not self._check_conditions(incoming_condition_values):
+        return PermissionResult.NEUTRAL
+    return _statement_is_action_permitted(self, action, resource, principal, incoming_condition_values)
+
+
+access_control.IAMPolicyStatement.is_action_permitted = _statement_applies
+
+from moto.s3 import responses as s3_responses
+
+
+def _get_bucket_versioning(self):
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    inner = f"<Status>{status}</Status>" if status else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</VersioningConfiguration>'
+    )
+    return 200, {"Content-Type": "application/xml"}, body
+
+
+s3_responses.S3Response.get_bucket_versioning = _get_bucket_versioning
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    sys.exit(main(sys.argv[1:]))
