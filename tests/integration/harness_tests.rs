@@ -73,3 +73,66 @@ fn the_proxy_reports_a_nat_gateway_pending_for_exactly_the_polls_asked() {
         assert_eq!(states, vec![NatGatewayState::Pending, NatGatewayState::Pending, NatGatewayState::Available]);
     });
 }
+
+#[test]
+fn the_emulator_evaluates_bucket_policies_as_aws_does_for_an_https_request() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let acct = Account::new();
+    let put = |key: &'static str| {
+        acct.block_on(async {
+            acct.s3
+                .put_object()
+                .bucket("policy-check")
+                .key(key)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+    acct.block_on(async {
+        acct.s3.create_bucket().bucket("policy-check").send().await.unwrap();
+        let tls_only = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                { "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::policy-check/*",
+                  "Condition": { "Bool": { "aws:SecureTransport": "false" } } },
+                { "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::policy-check/*",
+                  "Condition": { "NumericLessThan": { "s3:TlsVersion": "1.2" } } }
+            ]
+        });
+        acct.s3.put_bucket_policy().bucket("policy-check").policy(tls_only.to_string()).send().await.unwrap();
+    });
+    assert!(put("allowed"), "an HTTPS (TLS 1.3) request passes a TLS-only policy, as on AWS");
+    acct.block_on(async {
+        let deny_all = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::policy-check/*" }]
+        });
+        acct.s3.put_bucket_policy().bucket("policy-check").policy(deny_all.to_string()).send().await.unwrap();
+    });
+    assert!(!put("denied"), "an unconditional Deny still denies: policies are still enforced");
+}
+
+#[test]
+fn the_emulator_answers_get_bucket_versioning_in_a_shape_the_rust_sdk_reads() {
+    let acct = Account::new();
+    acct.block_on(async {
+        acct.s3.create_bucket().bucket("versioning-check").send().await.unwrap();
+        let before = acct.s3.get_bucket_versioning().bucket("versioning-check").send().await.unwrap();
+        assert_eq!(before.status(), None);
+        acct.s3
+            .put_bucket_versioning()
+            .bucket("versioning-check")
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let after = acct.s3.get_bucket_versioning().bucket("versioning-check").send().await.unwrap();
+        assert_eq!(after.status(), Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled));
+    });
+}

@@ -3,6 +3,7 @@
 //! the whole AWS SDK.
 
 mod cli;
+mod data;
 mod harness;
 mod harness_tests;
 mod network;

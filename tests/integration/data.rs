@@ -1,0 +1,361 @@
+//! The data layer: table, audit bucket, alerts topic, log groups, secrets and parameters, read
+//! back from the emulator; secrets never leak; drift is detected and repaired; a data-holding
+//! resource is never replaced unless the user says so.
+
+use super::harness::Account;
+use super::readback::{inventory, leftovers};
+use aws_sdk_dynamodb::types::{BillingMode, KeyType, PointInTimeRecoveryStatus};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, ObjectOwnership, ServerSideEncryption, TransitionStorageClass};
+use aws_sdk_ssm::types::ParameterType;
+
+const BUCKET: &str = "payments-audit-123456789012-us-east-1-qa";
+
+fn key_arn(acct: &Account) -> String {
+    acct.block_on(async {
+        let k = acct.kms.describe_key().key_id("alias/payments-qa").send().await.unwrap();
+        k.key_metadata().unwrap().arn().unwrap().to_string()
+    })
+}
+
+#[test]
+fn up_builds_the_data_layer_with_every_property_read_back() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let key = key_arn(&acct);
+    acct.block_on(async {
+        // DynamoDB: on-demand, pk/sk, three GSIs by time, SSE with the CMK, PITR, no deletion protection.
+        let t = acct.dynamodb.describe_table().table_name("transactions-qa").send().await.unwrap();
+        let t = t.table().unwrap();
+        assert_eq!(t.billing_mode_summary().and_then(|b| b.billing_mode()), Some(&BillingMode::PayPerRequest));
+        let keys: Vec<(&str, &KeyType)> = t.key_schema().iter().map(|k| (k.attribute_name(), k.key_type())).collect();
+        assert_eq!(keys, vec![("pk", &KeyType::Hash), ("sk", &KeyType::Range)]);
+        let mut gsis: Vec<(String, String, String)> = t
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                let k = g.key_schema();
+                (
+                    g.index_name().unwrap().to_string(),
+                    k[0].attribute_name().to_string(),
+                    k[1].attribute_name().to_string(),
+                )
+            })
+            .collect();
+        gsis.sort();
+        assert_eq!(
+            gsis,
+            vec![
+                ("by-card".into(), "card_fingerprint".into(), "created_at".into()),
+                ("by-merchant".into(), "merchant_id".into(), "created_at".into()),
+                ("by-status".into(), "status".into(), "created_at".into()),
+            ]
+        );
+        assert_eq!(t.sse_description().and_then(|s| s.kms_master_key_arn()), Some(key.as_str()));
+        assert_ne!(t.deletion_protection_enabled(), Some(true));
+        let b = acct.dynamodb.describe_continuous_backups().table_name("transactions-qa").send().await.unwrap();
+        let pitr = b.continuous_backups_description().and_then(|d| d.point_in_time_recovery_description());
+        assert_eq!(pitr.and_then(|p| p.point_in_time_recovery_status()), Some(&PointInTimeRecoveryStatus::Enabled));
+
+        // S3 audit bucket.
+        let s3 = &acct.s3;
+        let v = s3.get_bucket_versioning().bucket(BUCKET).send().await.unwrap();
+        assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+        let enc = s3.get_bucket_encryption().bucket(BUCKET).send().await.unwrap();
+        let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+        let by_default = rule.apply_server_side_encryption_by_default().unwrap();
+        assert_eq!(by_default.sse_algorithm(), &ServerSideEncryption::AwsKms);
+        assert_eq!(by_default.kms_master_key_id(), Some(key.as_str()));
+        assert_eq!(rule.bucket_key_enabled(), Some(true));
+        let pab = s3.get_public_access_block().bucket(BUCKET).send().await.unwrap();
+        let pab = pab.public_access_block_configuration().unwrap();
+        assert!(pab.block_public_acls() == Some(true) && pab.ignore_public_acls() == Some(true));
+        assert!(pab.block_public_policy() == Some(true) && pab.restrict_public_buckets() == Some(true));
+        let own = s3.get_bucket_ownership_controls().bucket(BUCKET).send().await.unwrap();
+        assert_eq!(
+            own.ownership_controls().unwrap().rules()[0].object_ownership(),
+            &ObjectOwnership::BucketOwnerEnforced
+        );
+        let policy = s3.get_bucket_policy().bucket(BUCKET).send().await.unwrap();
+        let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+        let stmts = policy["Statement"].as_array().unwrap();
+        assert!(stmts
+            .iter()
+            .any(|s| s["Effect"] == "Deny" && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"));
+        assert!(stmts
+            .iter()
+            .any(|s| s["Effect"] == "Deny" && s["Condition"]["NumericLessThan"]["s3:TlsVersion"] == "1.2"));
+        let lc = s3.get_bucket_lifecycle_configuration().bucket(BUCKET).send().await.unwrap();
+        let r = &lc.rules()[0];
+        assert_eq!(r.transitions()[0].days(), Some(90));
+        assert_eq!(r.transitions()[0].storage_class(), Some(&TransitionStorageClass::Glacier));
+        assert_eq!(r.expiration().and_then(|e| e.days()), Some(365));
+        assert_eq!(r.noncurrent_version_transitions()[0].noncurrent_days(), Some(90));
+        assert_eq!(r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()), Some(365));
+        assert_eq!(r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()), Some(7));
+        let tags = s3.get_bucket_tagging().bucket(BUCKET).send().await.unwrap();
+        assert!(tags.tag_set().iter().any(|t| t.key() == "EnvironmentSuffix" && t.value() == "qa"));
+
+        // SNS topic with the CMK.
+        let topic = "arn:aws:sns:us-east-1:123456789012:payment-alerts-qa";
+        let attrs = acct.sns.get_topic_attributes().topic_arn(topic).send().await.unwrap();
+        assert_eq!(attrs.attributes().unwrap().get("KmsMasterKeyId"), Some(&key));
+
+        // Log groups: one per function and the API's, 365 days, the CMK.
+        let groups = acct.logs.describe_log_groups().send().await.unwrap();
+        let ours: Vec<_> =
+            groups.log_groups().iter().filter(|g| g.log_group_name().unwrap().ends_with("-qa")).collect();
+        assert_eq!(ours.len(), 5);
+        for g in ours {
+            assert_eq!(g.retention_in_days(), Some(365), "{:?}", g.log_group_name());
+            assert_eq!(g.kms_key_id(), Some(key.as_str()), "{:?}", g.log_group_name());
+        }
+
+        // Secrets: generated values, encrypted with the CMK.
+        for name in ["payments/qa/db-master", "payments/qa/card-fingerprint-key"] {
+            let d = acct.secrets.describe_secret().secret_id(name).send().await.unwrap();
+            assert_eq!(d.kms_key_id(), Some(key.as_str()), "{name}");
+        }
+        let db = acct.secrets.get_secret_value().secret_id("payments/qa/db-master").send().await.unwrap();
+        let db: serde_json::Value = serde_json::from_str(db.secret_string().unwrap()).unwrap();
+        assert_eq!(db["username"], "payments_admin");
+        assert_eq!(db["password"].as_str().unwrap().len(), 32);
+        let hmac = acct.secrets.get_secret_value().secret_id("payments/qa/card-fingerprint-key").send().await.unwrap();
+        assert_eq!(hmac.secret_string().unwrap().len(), 64);
+
+        // Parameter Store: every value the functions read; fraud thresholds as SecureStrings.
+        let mut params = Vec::new();
+        let mut pages = acct
+            .ssm
+            .get_parameters_by_path()
+            .path("/payments/qa/")
+            .recursive(true)
+            .with_decryption(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            params.extend(page.unwrap().parameters().to_vec());
+        }
+        assert_eq!(params.len(), 15);
+        let get = |n: &str| params.iter().find(|p| p.name() == Some(&format!("/payments/qa/{n}"))).unwrap().clone();
+        assert_eq!(get("resources/table-name").value(), Some("transactions-qa"));
+        assert_eq!(get("resources/audit-bucket").value(), Some(BUCKET));
+        assert_eq!(get("resources/alerts-topic-arn").value(), Some(topic));
+        assert!(get("resources/db-secret-arn").value().unwrap().contains("payments/qa/db-master"));
+        assert_eq!(get("fraud/review-amount-minor").r#type(), Some(&ParameterType::SecureString));
+        assert_eq!(get("fraud/review-amount-minor").value(), Some("100000"));
+        assert_eq!(get("payments/allowed-currencies").r#type(), Some(&ParameterType::String));
+    });
+    let outputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap();
+    assert_eq!(outputs["transactions_table"], "transactions-qa");
+    assert_eq!(outputs["audit_bucket"], BUCKET);
+    assert_eq!(outputs["parameter_prefix"], "/payments/qa");
+    assert!(outputs["db_secret_arn"].as_str().unwrap().starts_with("arn:aws:secretsmanager:"));
+}
+
+#[test]
+fn no_secret_value_reaches_the_state_files_or_anything_tapctl_prints() {
+    let acct = Account::new();
+    let mut printed = String::new();
+    for args in [
+        vec!["up", "--suffix", "qa"],
+        vec!["up", "--suffix", "qa", "--json"],
+        vec!["plan", "--suffix", "qa", "--json"],
+        vec!["status", "--suffix", "qa", "--json"],
+        vec!["status", "--suffix", "qa"],
+    ] {
+        let r = acct.ok(&args);
+        printed.push_str(&r.stdout);
+        printed.push_str(&r.stderr);
+    }
+    let (password, hmac) = acct.block_on(async {
+        let db = acct.secrets.get_secret_value().secret_id("payments/qa/db-master").send().await.unwrap();
+        let db: serde_json::Value = serde_json::from_str(db.secret_string().unwrap()).unwrap();
+        let hmac = acct.secrets.get_secret_value().secret_id("payments/qa/card-fingerprint-key").send().await.unwrap();
+        (db["password"].as_str().unwrap().to_string(), hmac.secret_string().unwrap().to_string())
+    });
+    assert!(password.len() >= 32 && hmac.len() >= 64, "the search must look for real secrets");
+    let mut files = String::new();
+    for entry in std::fs::read_dir(acct.state_dir.path()).unwrap() {
+        files.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+    }
+    assert!(files.contains("payments/qa/db-master"), "the state names the secret (its ARN)");
+    for (what, haystack) in [("the state dir", &files), ("tapctl's output", &printed)] {
+        assert!(!haystack.contains(&password), "the database password leaked into {what}");
+        assert!(!haystack.contains(&hmac), "the fingerprint key leaked into {what}");
+        assert!(!haystack.contains(&password[..16]), "part of the database password leaked into {what}");
+    }
+}
+
+#[test]
+fn plan_detects_and_up_repairs_data_drift_without_replacing_the_table() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let (table_arn, created) = acct.block_on(async {
+        let t = acct.dynamodb.describe_table().table_name("transactions-qa").send().await.unwrap();
+        let t = t.table().unwrap();
+        (t.table_arn().unwrap().to_string(), t.creation_date_time().cloned())
+    });
+    acct.block_on(async {
+        acct.dynamodb
+            .update_continuous_backups()
+            .table_name("transactions-qa")
+            .point_in_time_recovery_specification(
+                aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(false)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        acct.s3
+            .put_bucket_versioning()
+            .bucket(BUCKET)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        acct.s3.delete_bucket_lifecycle().bucket(BUCKET).send().await.unwrap();
+        acct.ssm
+            .put_parameter()
+            .name("/payments/qa/payments/max-amount-minor")
+            .value("999999999")
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let node = |id: &str| plan["nodes"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
+    assert_eq!(node("tables.transactions")["action"], "update", "a PITR change is an update, never a replace");
+    assert!(node("tables.transactions")["details"].to_string().contains("point-in-time recovery is off"));
+    let bucket = node("storage.audit-bucket")["details"].to_string();
+    assert!(bucket.contains("versioning") && bucket.contains("lifecycle"), "{bucket}");
+    assert!(node("params.config")["details"].to_string().contains("max-amount-minor has another value"));
+    assert!(!plan.to_string().contains("999999999"), "plan does not show parameter values");
+
+    acct.ok(&["up", "--suffix", "qa"]);
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+    acct.block_on(async {
+        let t = acct.dynamodb.describe_table().table_name("transactions-qa").send().await.unwrap();
+        let t = t.table().unwrap();
+        assert_eq!(
+            (t.table_arn().unwrap().to_string(), t.creation_date_time().cloned()),
+            (table_arn, created),
+            "not replaced"
+        );
+        let v = acct.s3.get_bucket_versioning().bucket(BUCKET).send().await.unwrap();
+        assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+        let p = acct.ssm.get_parameter().name("/payments/qa/payments/max-amount-minor").send().await.unwrap();
+        assert_eq!(p.parameter().unwrap().value(), Some("10000000"));
+        assert!(acct.s3.get_bucket_lifecycle_configuration().bucket(BUCKET).send().await.is_ok());
+    });
+}
+
+#[test]
+fn a_changed_table_key_schema_is_refused_unless_replacement_is_allowed() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    // Someone re-created the table with another key, and it holds a record.
+    acct.block_on(async {
+        use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, ScalarAttributeType};
+        acct.dynamodb.delete_table().table_name("transactions-qa").send().await.unwrap();
+        acct.dynamodb
+            .create_table()
+            .table_name("transactions-qa")
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        acct.dynamodb
+            .put_item()
+            .table_name("transactions-qa")
+            .item("id", AttributeValue::S("t-1".into()))
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2);
+    assert!(plan.stdout.contains("! tables.transactions") && plan.stdout.contains("key schema"), "{}", plan.stdout);
+
+    let up = acct.run(&["up", "--suffix", "qa"]);
+    assert_eq!(up.code, 1);
+    assert!(up.stderr.contains("[ReplaceRefused]") && up.stderr.contains("--allow-replace"), "{}", up.stderr);
+    let items =
+        acct.block_on(async { acct.dynamodb.scan().table_name("transactions-qa").send().await.unwrap().count() });
+    assert_eq!(items, 1, "the record survives a refused replace");
+
+    acct.ok(&["up", "--suffix", "qa", "--allow-replace"]);
+    acct.block_on(async {
+        let t = acct.dynamodb.describe_table().table_name("transactions-qa").send().await.unwrap();
+        let keys: Vec<&str> = t.table().unwrap().key_schema().iter().map(|k| k.attribute_name()).collect();
+        assert_eq!(keys, vec!["pk", "sk"]);
+    });
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn destroy_empties_a_bucket_of_many_versions_and_delete_markers_and_leaves_nothing() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let versions = acct.block_on(async {
+        let mut n = 0;
+        for i in 0..420 {
+            for v in 0..3 {
+                let key = format!("events/2026/11/24/{i:04}.json");
+                acct.s3
+                    .put_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .body(ByteStream::from(format!("{{\"v\":{v}}}").into_bytes()))
+                    .send()
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            if i % 4 == 0 {
+                // A delete marker on top of the versions.
+                acct.s3
+                    .delete_objects()
+                    .bucket(BUCKET)
+                    .delete(
+                        aws_sdk_s3::types::Delete::builder()
+                            .objects(
+                                aws_sdk_s3::types::ObjectIdentifier::builder()
+                                    .key(format!("events/2026/11/24/{i:04}.json"))
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build()
+                            .unwrap(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+        }
+        n
+    });
+    assert!(versions > 1000, "more than one DeleteObjects batch: {versions}");
+    let destroy = acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert!(destroy.stderr.contains(&format!("{versions} versions removed")), "{}", destroy.stderr);
+    assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
+    assert!(inventory(&acct, "qa").values().all(Vec::is_empty));
+}
