@@ -276,8 +276,8 @@ pub fn is_throttling_code(code: &str) -> bool {
 }
 
 pub fn is_not_found_code(code: &str) -> bool {
-    code.ends_with(".NotFound")
-        || code.ends_with("NotFound")
+    // EC2: InvalidVpcID.NotFound; RDS: DBClusterNotFoundFault, DBInstanceNotFound; S3: NoSuchKey.
+    code.contains("NotFound")
         || code == "NotFoundException"
         || code == "NoSuchEntity"
         || code == "ResourceNotFoundException"

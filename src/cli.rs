@@ -94,6 +94,22 @@ pub struct StackArgs {
     #[arg(long, global = true)]
     pub log_retention_days: Option<i32>,
 
+    /// Aurora Serverless v2 minimum capacity in ACUs (0-256, steps of 0.5). Default 0.5.
+    #[arg(long, global = true)]
+    pub db_min_acu: Option<f64>,
+
+    /// Aurora Serverless v2 maximum capacity in ACUs (1-256, steps of 0.5, at least the minimum). Default 4.
+    #[arg(long, global = true)]
+    pub db_max_acu: Option<f64>,
+
+    /// Aurora readers besides the writer (0-15), spread over the other AZs. Default 1.
+    #[arg(long, global = true)]
+    pub db_readers: Option<usize>,
+
+    /// Aurora PostgreSQL engine version (major.minor, major 13-17). Default 16.6.
+    #[arg(long, global = true)]
+    pub db_engine_version: Option<String>,
+
     /// E-mail address subscribed to the alerts topic (optional; AWS asks it to confirm).
     #[arg(long, global = true)]
     pub alert_email: Option<String>,

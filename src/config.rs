@@ -15,7 +15,7 @@ pub const MAX_PARALLELISM: usize = 64;
 
 /// The options that shape the stack. Recorded in the state file by `up`, so that `plan`,
 /// `status` and the next `up` compare against what was built unless told otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StackSettings {
     pub vpc_cidr: String,
     pub cost_center: String,
@@ -26,7 +26,30 @@ pub struct StackSettings {
     pub log_retention_days: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_email: Option<String>,
+    #[serde(default = "default_db_min_acu")]
+    pub db_min_acu: f64,
+    #[serde(default = "default_db_max_acu")]
+    pub db_max_acu: f64,
+    #[serde(default = "default_db_readers")]
+    pub db_readers: usize,
+    #[serde(default = "default_db_engine_version")]
+    pub db_engine_version: String,
 }
+
+fn default_db_min_acu() -> f64 {
+    0.5
+}
+fn default_db_max_acu() -> f64 {
+    4.0
+}
+fn default_db_readers() -> usize {
+    1
+}
+fn default_db_engine_version() -> String {
+    DEFAULT_DB_ENGINE_VERSION.to_string()
+}
+
+pub const DEFAULT_DB_ENGINE_VERSION: &str = "16.6";
 
 fn default_audit_retention() -> i32 {
     DEFAULT_AUDIT_RETENTION_DAYS
@@ -50,6 +73,10 @@ impl Default for StackSettings {
             audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             alert_email: None,
+            db_min_acu: default_db_min_acu(),
+            db_max_acu: default_db_max_acu(),
+            db_readers: default_db_readers(),
+            db_engine_version: default_db_engine_version(),
         }
     }
 }
@@ -114,6 +141,10 @@ pub struct StackConfig {
     pub audit_retention_days: i32,
     pub log_retention_days: i32,
     pub alert_email: Option<String>,
+    pub db_min_acu: f64,
+    pub db_max_acu: f64,
+    pub db_readers: usize,
+    pub db_engine_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +222,56 @@ pub fn validate_stack_args(args: &StackArgs) -> Result<(), Error> {
     if let Some(e) = &args.alert_email {
         validate_email(e)?;
     }
+    if let Some(v) = &args.db_engine_version {
+        validate_engine_version(v)?;
+    }
+    if let Some(r) = args.db_readers {
+        validate_readers(r)?;
+    }
+    validate_capacity(
+        args.db_min_acu.unwrap_or(0.5),
+        args.db_max_acu.unwrap_or(args.db_min_acu.unwrap_or(0.5).max(4.0)),
+    )?;
+    Ok(())
+}
+
+/// Aurora PostgreSQL versions are major.minor; tapctl knows the families of majors 13-17.
+fn validate_engine_version(v: &str) -> Result<(), Error> {
+    let ok = v.split_once('.').is_some_and(|(major, minor)| {
+        matches!(major, "13" | "14" | "15" | "16" | "17")
+            && !minor.is_empty()
+            && minor.chars().all(|c| c.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--db-engine-version",
+            format!("'{v}' must be an Aurora PostgreSQL version like 16.6 (major 13 to 17)"),
+        ))
+    }
+}
+
+fn validate_readers(r: usize) -> Result<(), Error> {
+    if r <= 15 {
+        Ok(())
+    } else {
+        Err(Error::invalid("--db-readers", format!("an Aurora cluster has at most 15 readers, got {r}")))
+    }
+}
+
+/// Serverless v2: 0 to 256 ACUs in steps of 0.5, maximum at least 1 and not below the minimum.
+fn validate_capacity(min: f64, max: f64) -> Result<(), Error> {
+    let step = |x: f64| (x * 2.0).fract() == 0.0;
+    if !(0.0..=256.0).contains(&min) || !step(min) {
+        return Err(Error::invalid("--db-min-acu", format!("must be 0 to 256 in steps of 0.5, got {min}")));
+    }
+    if !(1.0..=256.0).contains(&max) || !step(max) {
+        return Err(Error::invalid("--db-max-acu", format!("must be 1 to 256 in steps of 0.5, got {max}")));
+    }
+    if max < min {
+        return Err(Error::invalid("--db-max-acu", format!("{max} is below --db-min-acu {min}")));
+    }
     Ok(())
 }
 
@@ -245,7 +326,14 @@ impl StackConfig {
             audit_retention_days: args.audit_retention_days.unwrap_or(base.audit_retention_days),
             log_retention_days: args.log_retention_days.unwrap_or(base.log_retention_days),
             alert_email: args.alert_email.clone().or(base.alert_email),
+            db_min_acu: args.db_min_acu.unwrap_or(base.db_min_acu),
+            db_max_acu: args.db_max_acu.unwrap_or(base.db_max_acu),
+            db_readers: args.db_readers.unwrap_or(base.db_readers),
+            db_engine_version: args.db_engine_version.clone().unwrap_or(base.db_engine_version),
         };
+        validate_capacity(settings.db_min_acu, settings.db_max_acu)?;
+        validate_readers(settings.db_readers)?;
+        validate_engine_version(&settings.db_engine_version)?;
         validate_cost_center(&settings.cost_center)?;
         validate_kms_window(settings.kms_deletion_window_days)?;
         validate_audit_retention(settings.audit_retention_days)?;
@@ -262,6 +350,10 @@ impl StackConfig {
             audit_retention_days: settings.audit_retention_days,
             log_retention_days: settings.log_retention_days,
             alert_email: settings.alert_email,
+            db_min_acu: settings.db_min_acu,
+            db_max_acu: settings.db_max_acu,
+            db_readers: settings.db_readers,
+            db_engine_version: settings.db_engine_version,
         })
     }
 
@@ -273,7 +365,17 @@ impl StackConfig {
             audit_retention_days: self.audit_retention_days,
             log_retention_days: self.log_retention_days,
             alert_email: self.alert_email.clone(),
+            db_min_acu: self.db_min_acu,
+            db_max_acu: self.db_max_acu,
+            db_readers: self.db_readers,
+            db_engine_version: self.db_engine_version.clone(),
         }
+    }
+
+    /// The cluster parameter group family of the engine version: aurora-postgresql16 for 16.x.
+    pub fn db_parameter_family(&self) -> String {
+        let major = self.db_engine_version.split('.').next().unwrap_or("16");
+        format!("aurora-postgresql{major}")
     }
 
     /// Nine subnets carved from the VPC: the first three quarters are the private subnets

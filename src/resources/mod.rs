@@ -11,6 +11,7 @@
 //! - `delete` removes it and waits until it is gone; already absent is success.
 
 pub mod alerts;
+pub mod database;
 pub mod kms;
 pub mod logs;
 pub mod network;
@@ -126,13 +127,15 @@ pub struct Ctx {
 #[derive(Debug, Clone, Copy)]
 pub struct WaitLimits {
     pub nat_gateway: WaitPolicy,
+    /// Aurora clusters and instances: about ten minutes each on AWS.
+    pub database: WaitPolicy,
     pub eventual_consistency: WaitPolicy,
 }
 
 impl WaitLimits {
     /// `--max-wait`: no wait may take longer than `max`.
     pub fn cap(&mut self, max: std::time::Duration) {
-        for policy in [&mut self.nat_gateway, &mut self.eventual_consistency] {
+        for policy in [&mut self.nat_gateway, &mut self.database, &mut self.eventual_consistency] {
             policy.limit = policy.limit.min(max);
         }
     }
@@ -142,6 +145,7 @@ impl Default for WaitLimits {
     fn default() -> Self {
         WaitLimits {
             nat_gateway: WaitPolicy::new(std::time::Duration::from_secs(15 * 60)),
+            database: WaitPolicy::new(std::time::Duration::from_secs(40 * 60)),
             eventual_consistency: WaitPolicy::new(std::time::Duration::from_secs(120)),
         }
     }

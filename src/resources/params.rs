@@ -37,6 +37,9 @@ pub const FROM_OUTPUTS: &[(&str, &str, &str)] = &[
     ("resources/alerts-topic-arn", super::alerts::ID, "topic_arn"),
     ("resources/db-secret-arn", super::secrets::DB_MASTER, "secret_arn"),
     ("resources/card-fingerprint-secret-arn", super::secrets::CARD_FINGERPRINT_KEY, "secret_arn"),
+    ("db/writer-endpoint", super::database::cluster::ID, "writer_endpoint"),
+    ("db/reader-endpoint", super::database::cluster::ID, "reader_endpoint"),
+    ("db/port", super::database::cluster::ID, "port"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +85,7 @@ impl Resource for Parameters {
             super::alerts::ID,
             super::secrets::DB_MASTER,
             super::secrets::CARD_FINGERPRINT_KEY,
+            super::database::cluster::ID,
         ]
     }
 

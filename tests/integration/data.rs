@@ -136,7 +136,7 @@ fn up_builds_the_data_layer_with_every_property_read_back() {
         while let Some(page) = pages.next().await {
             params.extend(page.unwrap().parameters().to_vec());
         }
-        assert_eq!(params.len(), 15);
+        assert_eq!(params.len(), 18);
         let get = |n: &str| params.iter().find(|p| p.name() == Some(&format!("/payments/qa/{n}"))).unwrap().clone();
         assert_eq!(get("resources/table-name").value(), Some("transactions-qa"));
         assert_eq!(get("resources/audit-bucket").value(), Some(BUCKET));
@@ -145,12 +145,88 @@ fn up_builds_the_data_layer_with_every_property_read_back() {
         assert_eq!(get("fraud/review-amount-minor").r#type(), Some(&ParameterType::SecureString));
         assert_eq!(get("fraud/review-amount-minor").value(), Some("100000"));
         assert_eq!(get("payments/allowed-currencies").r#type(), Some(&ParameterType::String));
+
+        // Aurora PostgreSQL Serverless v2.
+        let c = acct.rds.describe_db_clusters().db_cluster_identifier("payment-db-qa").send().await.unwrap();
+        let c = &c.db_clusters()[0];
+        assert_eq!(c.engine(), Some("aurora-postgresql"));
+        assert_eq!(c.engine_version(), Some("16.6"));
+        let scaling = c.serverless_v2_scaling_configuration().unwrap();
+        assert_eq!((scaling.min_capacity(), scaling.max_capacity()), (Some(0.5), Some(4.0)));
+        assert_eq!(c.storage_encrypted(), Some(true));
+        assert_eq!(c.kms_key_id(), Some(key.as_str()));
+        assert_eq!(c.backup_retention_period(), Some(1));
+        assert_eq!(c.deletion_protection(), Some(false));
+        assert_eq!(c.iam_database_authentication_enabled(), Some(true));
+        assert_eq!(c.enabled_cloudwatch_logs_exports(), ["postgresql".to_string()]);
+        assert_eq!(c.copy_tags_to_snapshot(), Some(true));
+        assert_eq!(c.db_subnet_group(), Some("payment-db-subnets-qa"));
+        assert_eq!(c.db_cluster_parameter_group(), Some("payment-db-params-qa"));
+        assert_eq!(get("db/writer-endpoint").value(), c.endpoint());
+        assert_eq!(get("db/reader-endpoint").value(), c.reader_endpoint());
+        let sgs = acct
+            .ec2
+            .describe_security_groups()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:tap:member").values("database").build())
+            .send()
+            .await
+            .unwrap();
+        let db_sg = sgs.security_groups()[0].group_id().unwrap();
+        let groups: Vec<&str> = c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
+        assert_eq!(groups, vec![db_sg]);
+
+        let instances = acct.rds.describe_db_instances().send().await.unwrap();
+        let mut instances: Vec<_> =
+            instances.db_instances().iter().filter(|i| i.db_cluster_identifier() == Some("payment-db-qa")).collect();
+        instances.sort_by_key(|i| i.promotion_tier());
+        assert_eq!(instances.len(), 2, "a writer and one reader");
+        assert_eq!(instances[0].db_instance_identifier(), Some("payment-db-writer-qa"));
+        assert_eq!((instances[0].promotion_tier(), instances[1].promotion_tier()), (Some(0), Some(1)));
+        assert!(instances.iter().all(|i| i.db_instance_class() == Some("db.serverless")));
+        assert_ne!(instances[0].availability_zone(), instances[1].availability_zone(), "the reader is in another AZ");
+        assert!(instances.iter().all(|i| i.publicly_accessible() != Some(true)));
+
+        let pg = acct
+            .rds
+            .describe_db_cluster_parameters()
+            .db_cluster_parameter_group_name("payment-db-params-qa")
+            .send()
+            .await
+            .unwrap();
+        let force_ssl = pg.parameters().iter().find(|p| p.parameter_name() == Some("rds.force_ssl"));
+        assert_eq!(force_ssl.and_then(|p| p.parameter_value()), Some("1"));
+        let sg =
+            acct.rds.describe_db_subnet_groups().db_subnet_group_name("payment-db-subnets-qa").send().await.unwrap();
+        let mut sg_subnets: Vec<String> =
+            sg.db_subnet_groups()[0].subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect();
+        sg_subnets.sort();
+        let subnets = acct
+            .ec2
+            .describe_subnets()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:EnvironmentSuffix").values("qa").build())
+            .send()
+            .await
+            .unwrap();
+        let mut db_subnets: Vec<String> = subnets
+            .subnets()
+            .iter()
+            .filter(|s| {
+                s.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("tap:member") && t.value().is_some_and(|v| v.starts_with("database")))
+            })
+            .filter_map(|s| s.subnet_id().map(String::from))
+            .collect();
+        db_subnets.sort();
+        assert_eq!(sg_subnets, db_subnets, "the cluster lives in the database subnets only");
     });
     let outputs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap();
     assert_eq!(outputs["transactions_table"], "transactions-qa");
     assert_eq!(outputs["audit_bucket"], BUCKET);
     assert_eq!(outputs["parameter_prefix"], "/payments/qa");
+    assert!(outputs["db_writer_endpoint"].as_str().unwrap().contains("payment-db-qa"));
+    assert!(outputs["db_reader_endpoint"].as_str().unwrap().contains("payment-db-qa"));
     assert!(outputs["db_secret_arn"].as_str().unwrap().starts_with("arn:aws:secretsmanager:"));
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 17;
+pub const NODES: usize = 21;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {
@@ -311,7 +311,11 @@ async fn forward(
             if rewrite {
                 let text = String::from_utf8_lossy(&bytes)
                     .replace("<state>available</state>", "<state>pending</state>")
-                    .replace("\"Status\": \"available\"", "\"Status\": \"creating\"");
+                    .replace("<Status>available</Status>", "<Status>creating</Status>")
+                    .replace(
+                        "<DBInstanceStatus>available</DBInstanceStatus>",
+                        "<DBInstanceStatus>creating</DBInstanceStatus>",
+                    );
                 bytes = Bytes::from(text);
             }
             // The body may have changed length: let hyper set it.
@@ -337,6 +341,7 @@ pub struct Account {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub rds: aws_sdk_rds::Client,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -382,6 +387,7 @@ impl Account {
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
             _moto: moto,
             proxy,
             state_dir: tempfile::tempdir().expect("tempdir"),

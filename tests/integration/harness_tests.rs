@@ -136,3 +136,78 @@ fn the_emulator_answers_get_bucket_versioning_in_a_shape_the_rust_sdk_reads() {
         assert_eq!(after.status(), Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled));
     });
 }
+
+#[test]
+fn the_emulator_keeps_an_rds_subnet_group_whose_subnets_change() {
+    let acct = Account::new();
+    acct.block_on(async {
+        let vpc = acct.ec2.create_vpc().cidr_block("10.2.0.0/16").send().await.unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
+        let mut subnets = Vec::new();
+        for (i, az) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
+            let s = acct
+                .ec2
+                .create_subnet()
+                .vpc_id(vpc_id)
+                .cidr_block(format!("10.2.{i}.0/24"))
+                .availability_zone(*az)
+                .send()
+                .await
+                .unwrap();
+            subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+        }
+        acct.rds
+            .create_db_subnet_group()
+            .db_subnet_group_name("group-check")
+            .db_subnet_group_description("x")
+            .subnet_ids(&subnets[0])
+            .subnet_ids(&subnets[1])
+            .send()
+            .await
+            .unwrap();
+        acct.rds
+            .modify_db_subnet_group()
+            .db_subnet_group_name("group-check")
+            .subnet_ids(&subnets[1])
+            .subnet_ids(&subnets[2])
+            .send()
+            .await
+            .unwrap();
+        let g = acct.rds.describe_db_subnet_groups().db_subnet_group_name("group-check").send().await.unwrap();
+        let mut now: Vec<&str> =
+            g.db_subnet_groups()[0].subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
+        now.sort();
+        let mut want = vec![subnets[1].as_str(), subnets[2].as_str()];
+        want.sort();
+        assert_eq!(now, want);
+    });
+}
+
+#[test]
+fn the_emulator_drops_a_deleted_clusters_automated_backups_as_aws_does_by_default() {
+    let acct = Account::new();
+    acct.block_on(async {
+        let create = || {
+            acct.rds
+                .create_db_cluster()
+                .db_cluster_identifier("backup-check")
+                .engine("aurora-postgresql")
+                .engine_version("16.6")
+                .master_username("u")
+                .master_user_password("password-check-1")
+                .backup_retention_period(1)
+                .send()
+        };
+        create().await.unwrap();
+        acct.rds
+            .delete_db_cluster()
+            .db_cluster_identifier("backup-check")
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .unwrap();
+        let snapshots = acct.rds.describe_db_cluster_snapshots().send().await.unwrap();
+        assert!(snapshots.db_cluster_snapshots().is_empty(), "{:?}", snapshots.db_cluster_snapshots());
+        create().await.expect("the same cluster can be created again at once");
+    });
+}

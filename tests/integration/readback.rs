@@ -146,6 +146,37 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
             break;
         }
     }
+    let clusters = acct.rds.describe_db_clusters().send().await.unwrap();
+    let clusters = clusters
+        .db_clusters()
+        .iter()
+        .filter_map(|c| c.db_cluster_identifier())
+        .filter(|id| *id == format!("payment-db-{suffix}"))
+        .map(String::from)
+        .collect();
+    let instances = acct.rds.describe_db_instances().send().await.unwrap();
+    let instances = instances
+        .db_instances()
+        .iter()
+        .filter(|i| i.db_cluster_identifier() == Some(format!("payment-db-{suffix}").as_str()))
+        .filter_map(|i| i.db_instance_identifier().map(String::from))
+        .collect();
+    let subnet_groups = acct.rds.describe_db_subnet_groups().send().await.unwrap();
+    let subnet_groups = subnet_groups
+        .db_subnet_groups()
+        .iter()
+        .filter_map(|g| g.db_subnet_group_name())
+        .filter(|n| *n == format!("payment-db-subnets-{suffix}"))
+        .map(String::from)
+        .collect();
+    let parameter_groups = acct.rds.describe_db_cluster_parameter_groups().send().await.unwrap();
+    let parameter_groups = parameter_groups
+        .db_cluster_parameter_groups()
+        .iter()
+        .filter_map(|g| g.db_cluster_parameter_group_name())
+        .filter(|n| *n == format!("payment-db-params-{suffix}"))
+        .map(String::from)
+        .collect();
     vec![
         ("table", tables),
         ("bucket", buckets),
@@ -153,6 +184,10 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         ("log-group", groups),
         ("secret", secrets),
         ("parameter", params),
+        ("db-cluster", clusters),
+        ("db-instance", instances),
+        ("db-subnet-group", subnet_groups),
+        ("db-parameter-group", parameter_groups),
     ]
 }
 

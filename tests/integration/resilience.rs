@@ -28,7 +28,11 @@ fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("topic", 1),
         ("log-group", 5),
         ("secret", 2),
-        ("parameter", 15),
+        ("parameter", 18),
+        ("db-cluster", 1),
+        ("db-instance", 2),
+        ("db-subnet-group", 1),
+        ("db-parameter-group", 1),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);
@@ -164,6 +168,21 @@ fn a_pending_nat_gateway_is_waited_for_visibly_the_wait_gives_up_at_its_limit_an
     let resumed = acct.ok(&["up", "--suffix", "qa"]);
     assert!(resumed.stderr.contains("waiting for NAT gateway"), "{}", resumed.stderr);
     assert_eq!(inventory(&acct, "qa")["nat"], nat, "the same NAT gateway, not a second one");
+    assert_exactly_one_stack(&acct, "qa");
+}
+
+#[test]
+fn a_creating_aurora_cluster_and_its_instances_are_waited_for_visibly() {
+    let acct = Account::new();
+    acct.proxy.set_pending("DescribeDBClusters", 3);
+    acct.proxy.set_pending("DescribeDBInstances", 3);
+    let run = acct.ok(&["up", "--suffix", "qa"]);
+    assert!(
+        run.stderr.contains("waiting for Aurora cluster payment-db-qa to become available: status creating"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("waiting for Aurora instances"), "{}", run.stderr);
     assert_exactly_one_stack(&acct, "qa");
 }
 

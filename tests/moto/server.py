@@ -16,6 +16,13 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    moto 5.2.5 names it <GetBucketVersioningResponse>; boto3 does not mind, the Rust SDK (rightly)
    refuses the document.
 
+3. Deleting an Aurora cluster removes its automated backups unless DeleteAutomatedBackups is
+   false — AWS's default. moto keeps an automated snapshot named after the minute, so creating
+   the same cluster again (a destroy, then an up) fails with DBClusterSnapshotAlreadyExistsFault.
+
+4. ModifyDBSubnetGroup keeps the group. moto 5.2.5 removes it from its registry while modifying
+   it and never puts it back, so the group vanishes after any change of its subnets.
+
 Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
 """
 
@@ -79,6 +86,38 @@ def _get_bucket_versioning(self):
 
 
 s3_responses.S3Response.get_bucket_versioning = _get_bucket_versioning
+
+from moto.rds import responses as rds_responses
+
+_delete_db_cluster = rds_responses.RDSResponse.delete_db_cluster
+
+
+def _delete_db_cluster_and_its_automated_backups(self):
+    cluster_id = self.params.get("DBClusterIdentifier")
+    keep = str(self.params.get("DeleteAutomatedBackups", "true")).lower() == "false"
+    result = _delete_db_cluster(self)
+    if not keep:
+        snapshots = self.backend.cluster_snapshots
+        for snapshot_id, snapshot in list(snapshots.items()):
+            if snapshot.snapshot_type == "automated" and snapshot.cluster.db_cluster_identifier == cluster_id:
+                del snapshots[snapshot_id]
+    return result
+
+
+rds_responses.RDSResponse.delete_db_cluster = _delete_db_cluster_and_its_automated_backups
+
+from moto.rds import models as rds_models
+
+_modify_db_subnet_group = rds_models.RDSBackend.modify_db_subnet_group
+
+
+def _modify_db_subnet_group_and_keep_it(self, subnet_name, description, subnets):
+    group = _modify_db_subnet_group(self, subnet_name, description, subnets)
+    self.subnet_groups[subnet_name] = group
+    return group
+
+
+rds_models.RDSBackend.modify_db_subnet_group = _modify_db_subnet_group_and_keep_it
 
 if __name__ == "__main__":
     from moto.server import main

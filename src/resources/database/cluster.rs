@@ -1,0 +1,268 @@
+//! `database.cluster`: the Aurora PostgreSQL Serverless v2 cluster — storage encrypted with the
+//! stack's key, backups kept one day, no deletion protection and no final snapshot (the stack
+//! must be destroyable), IAM database authentication, PostgreSQL logs exported to CloudWatch,
+//! tags copied to snapshots. The master password comes from `secrets.db-master` and goes
+//! straight into CreateDBCluster: never into state, logs or output.
+//!
+//! Changing the engine or the encryption means a new cluster and the loss of its data: refused,
+//! always (`plan` says why); destroy the stack to start over.
+
+use super::{ensure_tags, rds_tags, tags_of, ENGINE};
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::engine::wait::Poll;
+use crate::resources::{kms, network, secrets, Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbCluster, ServerlessV2ScalingConfiguration};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct AuroraCluster;
+
+pub const ID: &str = "database.cluster";
+pub const LOG_EXPORTS: [&str; 1] = ["postgresql"];
+pub const BACKUP_RETENTION_DAYS: i32 = 1;
+
+pub struct Observed {
+    pub cluster: DbCluster,
+    pub tags: BTreeMap<String, String>,
+}
+
+async fn describe(ctx: &Ctx) -> Result<Option<DbCluster>> {
+    let out = ctx
+        .clients
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(ctx.names.db_cluster())
+        .send()
+        .await
+        .aws("rds:DescribeDBClusters")
+        .ok_if_not_found()?;
+    Ok(out.and_then(|o| o.db_clusters().first().cloned()))
+}
+
+async fn wait_available(ctx: &Ctx) -> Result<DbCluster> {
+    let id = ctx.names.db_cluster();
+    ctx.wait(&format!("Aurora cluster {id} to become available"), ctx.waits.database, || async {
+        match describe(ctx).await? {
+            Some(c) if c.status() == Some("available") => Ok(Poll::Ready(c)),
+            Some(c) => Ok(Poll::NotYet(format!("status {}", c.status().unwrap_or("unknown")))),
+            None => Ok(Poll::NotYet("not visible yet".into())),
+        }
+    })
+    .await
+}
+
+/// The drifts that ModifyDBCluster can fix, in words.
+fn drifts(ctx: &Ctx, c: &DbCluster) -> Result<Vec<String>> {
+    let mut d = Vec::new();
+    let scaling = c.serverless_v2_scaling_configuration();
+    let (min, max) = (scaling.and_then(|s| s.min_capacity()), scaling.and_then(|s| s.max_capacity()));
+    if min != Some(ctx.config.db_min_acu) || max != Some(ctx.config.db_max_acu) {
+        d.push(format!("capacity is {min:?}-{max:?} ACU, wanted {}-{}", ctx.config.db_min_acu, ctx.config.db_max_acu));
+    }
+    if c.backup_retention_period() != Some(BACKUP_RETENTION_DAYS) {
+        d.push(format!("backup retention is {:?} days, wanted {BACKUP_RETENTION_DAYS}", c.backup_retention_period()));
+    }
+    if c.deletion_protection() == Some(true) {
+        d.push("deletion protection is on (the stack must be destroyable)".into());
+    }
+    if c.iam_database_authentication_enabled() != Some(true) {
+        d.push("IAM database authentication is off".into());
+    }
+    for log in LOG_EXPORTS {
+        if !c.enabled_cloudwatch_logs_exports().iter().any(|e| e == log) {
+            d.push(format!("{log} log export is off"));
+        }
+    }
+    if c.copy_tags_to_snapshot() != Some(true) {
+        d.push("tags are not copied to snapshots".into());
+    }
+    if c.db_cluster_parameter_group() != Some(ctx.names.db_parameter_group().as_str()) {
+        d.push(format!("parameter group is {:?}", c.db_cluster_parameter_group()));
+    }
+    let sg = ctx.input(network::security_groups::ID, "database_sg_id")?;
+    let groups: Vec<&str> = c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
+    if groups != [sg.as_str()] {
+        d.push(format!("security groups are {groups:?}, wanted [{sg}]"));
+    }
+    Ok(d)
+}
+
+#[async_trait]
+impl Resource for AuroraCluster {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[
+            kms::ID,
+            network::security_groups::ID,
+            super::subnet_group::ID,
+            super::parameter_group::ID,
+            secrets::DB_MASTER,
+        ]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let Some(cluster) = describe(ctx).await? else { return Ok(None) };
+        if cluster.status() == Some("deleting") {
+            return Ok(None);
+        }
+        let tags = tags_of(ctx, cluster.db_cluster_arn().unwrap_or_default()).await?;
+        Ok(Some(Observed { cluster, tags }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let c = &o.cluster;
+        let key = ctx.input(kms::ID, "key_arn")?;
+        if c.engine() != Some(ENGINE) {
+            return Ok(Change::Replace(format!(
+                "cluster engine is {:?}, the stack needs {ENGINE}; an engine cannot change, and a new cluster \
+                 starts without the customers, merchants and ledger",
+                c.engine()
+            )));
+        }
+        if c.storage_encrypted() != Some(true) || c.kms_key_id() != Some(key.as_str()) {
+            return Ok(Change::Replace(format!(
+                "cluster storage is encrypted {:?} with {:?}, the stack needs its key {key}; encryption cannot change in place",
+                c.storage_encrypted(),
+                c.kms_key_id()
+            )));
+        }
+        let mut d = drifts(ctx, c)?;
+        if c.status() != Some("available") {
+            d.push(format!("cluster is {}", c.status().unwrap_or("in an unknown state")));
+        }
+        d.extend(ctx.tag_drift(&o.tags));
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let c = &o.cluster;
+        Outputs::from([
+            ("cluster_id".into(), json!(c.db_cluster_identifier().unwrap_or_default())),
+            ("cluster_arn".into(), json!(c.db_cluster_arn().unwrap_or_default())),
+            ("cluster_resource_id".into(), json!(c.db_cluster_resource_id().unwrap_or_default())),
+            ("writer_endpoint".into(), json!(c.endpoint().unwrap_or_default())),
+            ("reader_endpoint".into(), json!(c.reader_endpoint().unwrap_or_default())),
+            ("port".into(), json!(c.port().unwrap_or(5432).to_string())),
+        ])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let rds = &ctx.clients.rds;
+        let id = ctx.names.db_cluster();
+        let sg = ctx.input(network::security_groups::ID, "database_sg_id")?;
+        let scaling = ServerlessV2ScalingConfiguration::builder()
+            .min_capacity(ctx.config.db_min_acu)
+            .max_capacity(ctx.config.db_max_acu)
+            .build();
+        let o = match observed {
+            Some(o) => o,
+            None => {
+                let secret_arn = ctx.input(secrets::DB_MASTER, "secret_arn")?;
+                let value = ctx
+                    .clients
+                    .secrets
+                    .get_secret_value()
+                    .secret_id(&secret_arn)
+                    .send()
+                    .await
+                    .aws("secretsmanager:GetSecretValue")?;
+                let credentials: serde_json::Value =
+                    value.secret_string().and_then(|s| serde_json::from_str(s).ok()).ok_or_else(|| {
+                        ResourceError::new(
+                            "BadSecret",
+                            format!("{secret_arn} does not hold the master credentials as JSON"),
+                        )
+                    })?;
+                let (Some(user), Some(password)) = (credentials["username"].as_str(), credentials["password"].as_str())
+                else {
+                    return Err(ResourceError::new("BadSecret", format!("{secret_arn} lacks username or password")));
+                };
+                ctx.progress.step(&format!("creating Aurora cluster {id} (about ten minutes on AWS)"));
+                rds.create_db_cluster()
+                    .db_cluster_identifier(&id)
+                    .engine(ENGINE)
+                    .engine_version(&ctx.config.db_engine_version)
+                    .master_username(user)
+                    .master_user_password(password)
+                    .serverless_v2_scaling_configuration(scaling.clone())
+                    .storage_encrypted(true)
+                    .kms_key_id(ctx.input(kms::ID, "key_arn")?)
+                    .backup_retention_period(BACKUP_RETENTION_DAYS)
+                    .deletion_protection(false)
+                    .enable_iam_database_authentication(true)
+                    .set_enable_cloudwatch_logs_exports(Some(LOG_EXPORTS.iter().map(|s| s.to_string()).collect()))
+                    .copy_tags_to_snapshot(true)
+                    .db_subnet_group_name(ctx.names.db_subnet_group())
+                    .db_cluster_parameter_group_name(ctx.names.db_parameter_group())
+                    .vpc_security_group_ids(&sg)
+                    .set_tags(Some(rds_tags(ctx)))
+                    .send()
+                    .await
+                    .aws("rds:CreateDBCluster")?;
+                let cluster = wait_available(ctx).await?;
+                Observed { tags: ctx.tags(None, None).into_iter().collect(), cluster }
+            }
+        };
+        let o = if o.cluster.status() != Some("available") {
+            Observed { cluster: wait_available(ctx).await?, ..o }
+        } else {
+            o
+        };
+        if !drifts(ctx, &o.cluster)?.is_empty() {
+            ctx.progress.step(&format!("modifying Aurora cluster {id}"));
+            let missing_logs: Vec<String> = LOG_EXPORTS
+                .iter()
+                .filter(|l| !o.cluster.enabled_cloudwatch_logs_exports().iter().any(|e| e == *l))
+                .map(|s| s.to_string())
+                .collect();
+            let mut modify = rds
+                .modify_db_cluster()
+                .db_cluster_identifier(&id)
+                .apply_immediately(true)
+                .serverless_v2_scaling_configuration(scaling)
+                .backup_retention_period(BACKUP_RETENTION_DAYS)
+                .deletion_protection(false)
+                .enable_iam_database_authentication(true)
+                .copy_tags_to_snapshot(true)
+                .db_cluster_parameter_group_name(ctx.names.db_parameter_group())
+                .vpc_security_group_ids(&sg);
+            if !missing_logs.is_empty() {
+                modify = modify.cloudwatch_logs_export_configuration(
+                    CloudwatchLogsExportConfiguration::builder().set_enable_log_types(Some(missing_logs)).build(),
+                );
+            }
+            modify.send().await.aws("rds:ModifyDBCluster")?;
+        }
+        ensure_tags(ctx, o.cluster.db_cluster_arn().unwrap_or_default(), &o.tags).await?;
+        let cluster = describe(ctx).await?.unwrap_or(o.cluster);
+        Ok(self.outputs(ctx, &Observed { cluster, tags: BTreeMap::new() }))
+    }
+
+    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+        let id = ctx.names.db_cluster();
+        ctx.progress.step(&format!("deleting Aurora cluster {id} (no final snapshot)"));
+        ctx.clients
+            .rds
+            .delete_db_cluster()
+            .db_cluster_identifier(&id)
+            .skip_final_snapshot(true)
+            .delete_automated_backups(true)
+            .send()
+            .await
+            .aws("rds:DeleteDBCluster")
+            .ok_if_not_found()?;
+        ctx.wait(&format!("Aurora cluster {id} to be deleted"), ctx.waits.database, || async {
+            Ok(match describe(ctx).await? {
+                None => Poll::Ready(()),
+                Some(c) => Poll::NotYet(format!("status {}", c.status().unwrap_or("unknown"))),
+            })
+        })
+        .await
+    }
+}
