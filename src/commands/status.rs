@@ -76,6 +76,11 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
                 println!("{:width$}  {:9}  - {d}", "", "");
             }
         }
+        println!();
+        println!("outputs:");
+        for (k, v) in session.operator_outputs() {
+            println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });

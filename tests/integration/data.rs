@@ -275,6 +275,22 @@ fn plan_detects_and_up_repairs_data_drift_without_replacing_the_table() {
     });
     acct.block_on(async {
         acct.dynamodb
+            .update_table()
+            .table_name("transactions-qa")
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .delete(
+                        aws_sdk_dynamodb::types::DeleteGlobalSecondaryIndexAction::builder()
+                            .index_name("by-status")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        acct.dynamodb
             .update_continuous_backups()
             .table_name("transactions-qa")
             .point_in_time_recovery_specification(
@@ -311,7 +327,8 @@ fn plan_detects_and_up_repairs_data_drift_without_replacing_the_table() {
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let node = |id: &str| plan["nodes"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
     assert_eq!(node("tables.transactions")["action"], "update", "a PITR change is an update, never a replace");
-    assert!(node("tables.transactions")["details"].to_string().contains("point-in-time recovery is off"));
+    let table = node("tables.transactions")["details"].to_string();
+    assert!(table.contains("point-in-time recovery is off") && table.contains("GSI by-status missing"), "{table}");
     let bucket = node("storage.audit-bucket")["details"].to_string();
     assert!(bucket.contains("versioning") && bucket.contains("lifecycle"), "{bucket}");
     assert!(node("params.config")["details"].to_string().contains("max-amount-minor has another value"));

@@ -123,6 +123,8 @@ struct ProxyState {
     injected: Vec<(Call, Fault)>,
     /// "Still working": how many more responses of an action to rewrite into a pending state.
     pending: std::collections::HashMap<String, u32>,
+    /// Requests forwarded to the emulator and not yet answered.
+    in_flight: usize,
 }
 
 /// An HTTP proxy between tapctl and moto that records every AWS action and can slow calls
@@ -213,6 +215,16 @@ impl Proxy {
             (rate > 0.0).then(|| FaultPlan { rate, rng: rand::rngs::StdRng::seed_from_u64(seed) });
     }
 
+    /// Waits until every request already sent has been answered by the emulator. A killed
+    /// client's last request still reaches AWS and is carried out; a re-run starts after that
+    /// (seconds later, not microseconds), which is what a test of "kill, then run again" models.
+    pub fn wait_idle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.state.lock().unwrap().in_flight > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn injected(&self) -> Vec<(Call, Fault)> {
         self.state.lock().unwrap().injected.clone()
     }
@@ -259,7 +271,7 @@ async fn forward(
     req: Request<Incoming>,
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: &str,
-    state: &Mutex<ProxyState>,
+    state: &Arc<Mutex<ProxyState>>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     use rand::Rng;
     let (parts, body) = req.into_parts();
@@ -288,6 +300,26 @@ async fn forward(
         Some(f) => return Ok(fault_response(f, &call, target.is_some())),
         None => {}
     }
+    // Sent on its own task: like a request that reached AWS, it is carried out even if the
+    // client is killed while waiting for the answer.
+    state.lock().unwrap().in_flight += 1;
+    let (client, upstream, shared) = (client.clone(), upstream.to_string(), state.clone());
+    let task = tokio::spawn(async move {
+        let result = send_upstream(parts, body, call, &client, &upstream, &shared).await;
+        shared.lock().unwrap().in_flight -= 1;
+        result
+    });
+    task.await.map_err(std::io::Error::other)?
+}
+
+async fn send_upstream(
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    call: Call,
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: &str,
+    state: &Mutex<ProxyState>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut out = Request::builder().method(parts.method.clone()).uri(format!("{upstream}{path}"));
     for (k, v) in &parts.headers {

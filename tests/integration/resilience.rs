@@ -55,7 +55,9 @@ fn kill_after_lines(acct: &Account, args: &[&str], lines: usize) -> bool {
         }
     }
     child.kill().unwrap(); // SIGKILL: no destructor, no signal handler, no state save runs
-    !child.wait().unwrap().success()
+    let killed = !child.wait().unwrap().success();
+    acct.proxy.wait_idle();
+    killed
 }
 
 fn seed() -> u64 {
