@@ -452,3 +452,45 @@ fn destroy_empties_a_bucket_of_many_versions_and_delete_markers_and_leaves_nothi
     assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
     assert!(inventory(&acct, "qa").values().all(Vec::is_empty));
 }
+
+#[test]
+fn an_aurora_cluster_of_another_engine_is_never_replaced_and_plan_says_why() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    // Someone replaced the cluster by one of another engine, under the same name.
+    acct.block_on(async {
+        for id in ["payment-db-writer-qa", "payment-db-reader-1-qa"] {
+            acct.rds.delete_db_instance().db_instance_identifier(id).send().await.unwrap();
+        }
+        acct.rds
+            .delete_db_cluster()
+            .db_cluster_identifier("payment-db-qa")
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .unwrap();
+        acct.rds
+            .create_db_cluster()
+            .db_cluster_identifier("payment-db-qa")
+            .engine("aurora-mysql")
+            .engine_version("8.0.mysql_aurora.3.08.0")
+            .master_username("admin")
+            .master_user_password("another-password-1")
+            .send()
+            .await
+            .unwrap();
+    });
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2);
+    assert!(plan.stdout.contains("! database.cluster") && plan.stdout.contains("engine"), "{}", plan.stdout);
+    for args in [vec!["up", "--suffix", "qa"], vec!["up", "--suffix", "qa", "--allow-replace"]] {
+        let up = acct.run(&args);
+        assert_eq!(up.code, 1, "{args:?}");
+        assert!(up.stderr.contains("[ReplaceRefused]"), "{}", up.stderr);
+    }
+    let engine = acct.block_on(async {
+        let c = acct.rds.describe_db_clusters().db_cluster_identifier("payment-db-qa").send().await.unwrap();
+        c.db_clusters()[0].engine().map(String::from)
+    });
+    assert_eq!(engine.as_deref(), Some("aurora-mysql"), "the cluster is left as it is");
+}

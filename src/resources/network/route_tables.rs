@@ -158,6 +158,31 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
     Ok(out)
 }
 
+/// Every explicit subnet association in the stack's VPC: subnet -> (route table, association).
+async fn subnet_associations(ctx: &Ctx) -> Result<BTreeMap<String, (String, String)>> {
+    let mut associations = BTreeMap::new();
+    let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? else { return Ok(associations) };
+    let all = ctx
+        .clients
+        .ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", [vpc_id]))
+        .send()
+        .await
+        .aws("ec2:DescribeRouteTables")?;
+    for t in all.route_tables() {
+        for a in t.associations() {
+            if let (Some(subnet), Some(assoc)) = (a.subnet_id(), a.route_table_association_id()) {
+                associations.insert(
+                    subnet.to_string(),
+                    (t.route_table_id().unwrap_or_default().to_string(), assoc.to_string()),
+                );
+            }
+        }
+    }
+    Ok(associations)
+}
+
 #[async_trait]
 impl Resource for RouteTables {
     type Observed = Observed;
@@ -172,7 +197,6 @@ impl Resource for RouteTables {
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;
         let mut tables = BTreeMap::new();
-        let mut associations = BTreeMap::new();
         let owned = ec2
             .describe_route_tables()
             .set_filters(Some(owned_filters(ctx)))
@@ -202,28 +226,10 @@ impl Resource for RouteTables {
                 }
             }
         }
-        if let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? {
-            let all = ec2
-                .describe_route_tables()
-                .filters(filter("vpc-id", [vpc_id]))
-                .send()
-                .await
-                .aws("ec2:DescribeRouteTables")?;
-            for t in all.route_tables() {
-                for a in t.associations() {
-                    if let (Some(subnet), Some(assoc)) = (a.subnet_id(), a.route_table_association_id()) {
-                        associations.insert(
-                            subnet.to_string(),
-                            (t.route_table_id().unwrap_or_default().to_string(), assoc.to_string()),
-                        );
-                    }
-                }
-            }
-        }
         if tables.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Observed { tables, associations }))
+        Ok(Some(Observed { tables, associations: subnet_associations(ctx).await? }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -240,24 +246,7 @@ impl Resource for RouteTables {
         if o.associations.is_empty() {
             // Nothing was observed: the subnets may still sit in another table (the main one
             // holds them implicitly, which needs no replacing).
-            if let Some(vpc_id) = super::vpc::find_vpc_id(ctx).await? {
-                let all = ec2
-                    .describe_route_tables()
-                    .filters(filter("vpc-id", [vpc_id]))
-                    .send()
-                    .await
-                    .aws("ec2:DescribeRouteTables")?;
-                for t in all.route_tables() {
-                    for a in t.associations() {
-                        if let (Some(s), Some(id)) = (a.subnet_id(), a.route_table_association_id()) {
-                            o.associations.insert(
-                                s.to_string(),
-                                (t.route_table_id().unwrap_or_default().to_string(), id.to_string()),
-                            );
-                        }
-                    }
-                }
-            }
+            o.associations = subnet_associations(ctx).await?;
         }
         for fix in fixes(ctx, &o)? {
             ctx.progress.step(&fix.describe());
