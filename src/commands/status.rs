@@ -19,11 +19,11 @@ fn status_of(recorded: bool, change: &Change) -> &'static str {
     }
 }
 
-/// The ids among a node's outputs, for the table.
+/// The ids, ARNs and names among a node's outputs, for the table.
 fn ids(outputs: &Outputs) -> Vec<String> {
     let mut v = Vec::new();
     for (k, val) in outputs {
-        if !(k.ends_with("_id") || k.ends_with("_ids") || k.ends_with("_arn")) {
+        if !(k.ends_with("_id") || k.ends_with("_ids") || k.ends_with("_arn") || k.ends_with("_name")) {
             continue;
         }
         match val {
