@@ -4,9 +4,12 @@
 //! and every output (mask, last4, fingerprint) is built so it cannot contain it.
 
 pub mod card;
+pub mod fraud;
 pub mod money;
+pub mod schemas;
 pub mod validate;
 
 pub use card::{Brand, CardNumber};
+pub use fraud::{assess, Assessment, Decision, Thresholds};
 pub use money::Currency;
 pub use validate::{validate, FieldError, PaymentRequest, Validation};
