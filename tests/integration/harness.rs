@@ -240,12 +240,15 @@ impl Proxy {
 /// the generic query dialect (STS), or S3's REST-XML.
 fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>> {
     let (status, code, message) = match fault {
+        // S3 throttles with 503 SlowDown only (and a HEAD answer has no body to carry a code).
+        Fault::Throttle400 | Fault::Throttle429 | Fault::SlowDown503 if call.0.starts_with("s3:") => {
+            (503, "SlowDown", "Please reduce your request rate.")
+        }
         Fault::Throttle400 if json => (400, "ThrottlingException", "Rate exceeded"),
         Fault::Throttle400 if call.0.starts_with("ec2:") => (400, "RequestLimitExceeded", "Request limit exceeded."),
         Fault::Throttle400 => (400, "Throttling", "Rate exceeded"),
         Fault::Throttle429 if json => (429, "TooManyRequestsException", "Too many requests"),
         Fault::Throttle429 => (429, "Throttling", "Too many requests"),
-        Fault::SlowDown503 if call.0.starts_with("s3:") => (503, "SlowDown", "Please reduce your request rate."),
         Fault::SlowDown503 => (503, "ServiceUnavailable", "Service is unavailable, try again later"),
         Fault::Internal500 | Fault::Reset => {
             (500, "InternalError", "We encountered an internal error. Please try again.")
