@@ -42,10 +42,10 @@ async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
 }
 
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
-    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
-    let outcomes =
-        walk(&graph, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
-            .await;
+    let outcomes = walk(&session.graph, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| {
+        visit(session, id)
+    })
+    .await;
     let failed = report_failures(&session.progress, &outcomes);
     let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
     let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();

@@ -37,6 +37,8 @@ pub struct Session<'a> {
     pub started: Instant,
     pub state: Mutex<State>,
     pub stack: Stack,
+    /// The stack's dependency graph, built (and checked for cycles) once per run.
+    pub graph: crate::engine::Graph,
     pub progress: Progress,
     /// Outputs of the nodes visited so far in this run, for their dependants.
     pub outputs: Mutex<BTreeMap<String, Outputs>>,
@@ -99,6 +101,7 @@ async fn run_locked(
     if let Some(max) = run.max_wait {
         waits.cap(max);
     }
+    let stack = Stack::payments();
     let session = Session {
         ignore_recorded: matches!(&cli.command, Command::Destroy(d) if d.discover),
         waits,
@@ -109,7 +112,10 @@ async fn run_locked(
         clients,
         store,
         state: Mutex::new(state),
-        stack: Stack::payments(),
+        graph: stack
+            .graph()
+            .map_err(|e| Error::State { message: format!("the stack is not a valid graph: {e}"), hint: None })?,
+        stack,
         progress: Progress::new(live),
         outputs: Mutex::new(BTreeMap::new()),
         run,

@@ -32,15 +32,16 @@ pub async fn plan_node(session: &Session<'_>, id: String) -> Result<Change, Diag
 }
 
 pub async fn plan_all(session: &Session<'_>) -> Result<BTreeMap<String, Outcome<Change>>, Error> {
-    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
-    Ok(walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| plan_node(session, id))
-        .await)
+    Ok(walk(&session.graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| {
+        plan_node(session, id)
+    })
+    .await)
 }
 
 pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
-    let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
+    let order = session.graph.topological_order().unwrap_or_default();
     let changes: Vec<(&String, &Change)> = order
         .iter()
         .filter_map(|id| match outcomes.get(id) {

@@ -38,7 +38,7 @@ fn ids(outputs: &Outputs) -> Vec<String> {
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
-    let order = session.stack.graph().ok().and_then(|g| g.topological_order().ok()).unwrap_or_default();
+    let order = session.graph.topological_order().unwrap_or_default();
     let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let recorded = session.lock_state().nodes.clone();
     let mut rows = Vec::new();

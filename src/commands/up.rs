@@ -74,8 +74,7 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
         state.settings = Some(session.config.settings());
     }
     session.save_state().await?;
-    let graph = session.stack.graph().map_err(|e| Error::State { message: e.to_string(), hint: None })?;
-    let outcomes = walk(&graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| {
+    let outcomes = walk(&session.graph, Direction::Forward, session.run.parallelism, RetryPolicy::default(), |id| {
         visit(session, id, args)
     })
     .await;

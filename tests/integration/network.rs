@@ -178,6 +178,19 @@ fn a_second_up_makes_no_mutating_call_and_keeps_every_id() {
     assert_eq!(inventory(&acct, "qa"), before);
 }
 
+/// The suffix qa's private route table, as the emulator holds it.
+async fn private_route_table(
+    acct: &Account,
+) -> aws_sdk_ec2::operation::describe_route_tables::DescribeRouteTablesOutput {
+    acct.ec2
+        .describe_route_tables()
+        .filters(by_suffix("qa"))
+        .filters(f("tag:tap:member", "private"))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[test]
 fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_both() {
     let acct = Account::new();
@@ -185,14 +198,7 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 
     acct.block_on(async {
-        let rts = acct
-            .ec2
-            .describe_route_tables()
-            .filters(by_suffix("qa"))
-            .filters(f("tag:tap:member", "private"))
-            .send()
-            .await
-            .unwrap();
+        let rts = private_route_table(&acct).await;
         let rt = rts.route_tables()[0].route_table_id().unwrap().to_string();
         acct.ec2.delete_route().route_table_id(&rt).destination_cidr_block("0.0.0.0/0").send().await.unwrap();
         let eps = acct.ec2.describe_vpc_endpoints().send().await.unwrap();
@@ -218,14 +224,7 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
     acct.ok(&["up", "--suffix", "qa"]);
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
     acct.block_on(async {
-        let rts = acct
-            .ec2
-            .describe_route_tables()
-            .filters(by_suffix("qa"))
-            .filters(f("tag:tap:member", "private"))
-            .send()
-            .await
-            .unwrap();
+        let rts = private_route_table(&acct).await;
         assert!(rts.route_tables()[0]
             .routes()
             .iter()

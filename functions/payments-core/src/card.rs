@@ -144,11 +144,6 @@ impl CardNumber {
         mac.update(self.0.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
-
-    /// The digits, for the one place that needs them (the card network call, not in this stack).
-    pub fn expose_digits(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Debug for CardNumber {
