@@ -126,6 +126,12 @@ impl CardNumber {
         luhn_valid(&self.0)
     }
 
+    /// The issuer identification number (first six digits), which PCI DSS allows to be used and
+    /// shown: the fraud rules look up blocked BINs and the issuing country with it.
+    pub fn bin(&self) -> &str {
+        &self.0[..self.0.len().min(6)]
+    }
+
     pub fn last4(&self) -> String {
         self.0[self.0.len().saturating_sub(4)..].to_string()
     }

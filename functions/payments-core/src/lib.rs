@@ -5,7 +5,9 @@
 
 pub mod card;
 pub mod fraud;
+pub mod migrations;
 pub mod money;
+pub mod process;
 pub mod schemas;
 pub mod validate;
 
