@@ -136,6 +136,35 @@ pub enum Command {
 unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.\n\
 Lost the state file? `tapctl destroy --suffix qa --yes --discover` finds everything by its tags.")]
     Destroy(DestroyArgs),
+
+    /// Build the functions as Lambda packages: `bootstrap` for provided.al2023, zipped reproducibly.
+    #[command(after_help = "Examples:\n  tapctl build\n  tapctl build --arch arm64 --json\n\nCross-compiles with \
+cargo-zigbuild (scripts/setup-tools installs it) against glibc 2.34 and writes target/lambda/<arch>/<function>.zip \
+and manifest.json. The same source gives byte-identical zips (the same CodeSha256). Needs no AWS credentials.")]
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// Intel/AMD (the default).
+    #[value(name = "x86_64")]
+    X86_64,
+    /// Graviton: cheaper per millisecond; needs the aarch64-unknown-linux-gnu standard library.
+    #[value(name = "arm64")]
+    Arm64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Lambda architecture.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: Arch,
+    /// The tapctl workspace holding functions/.
+    #[arg(long, default_value = ".")]
+    pub source: PathBuf,
+    /// Where the zips and manifest.json go. Default: <source>/target/lambda/<arch>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

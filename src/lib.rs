@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod package;
 pub mod remote_state;
 pub mod resources;
 pub mod stack;

@@ -1,6 +1,7 @@
 //! The verbs. Each is thin: validate, open the state, build the stack, hand it to the engine,
 //! report. Everything they share — the session and the per-node context — is here.
 
+pub mod build;
 pub mod destroy;
 pub mod plan;
 pub mod status;
@@ -46,6 +47,10 @@ pub struct Session<'a> {
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
     // Everything the user typed is checked before the state is touched or AWS is called.
+    // Building needs neither AWS nor a suffix.
+    if let Command::Build(args) = &cli.command {
+        return build::run(args, cli.global.json);
+    }
     let run = RunConfig::from_args(&cli.global, config::region_from_env())?;
     config::validate_stack_args(&cli.global.stack)?;
     let command_name = match &cli.command {
@@ -53,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Plan(_) => "plan",
         Command::Status => "status",
         Command::Destroy(_) => "destroy",
+        Command::Build(_) => "build",
     };
     if let Command::Destroy(args) = &cli.command {
         if !args.yes {
@@ -125,6 +131,7 @@ async fn run_locked(
         Command::Plan(args) => plan::run(&session, &args).await,
         Command::Status => status::run(&session).await,
         Command::Destroy(_) => destroy::run(&session).await,
+        Command::Build(args) => build::run(&args, session.run.json),
     }
 }
 

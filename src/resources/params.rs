@@ -26,8 +26,14 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("fraud/card-testing-small-amount-minor", "200"),
     ("fraud/card-testing-burst-count", "5"),
     ("fraud/blocked-bins", "[]"),
+    // BIN prefix -> issuing country (ISO 3166-1 alpha-2), loaded by the operator from their BIN data.
+    ("fraud/bin-countries", "{}"),
     ("payments/allowed-currencies", "USD,EUR,GBP,JPY,KWD,CAD,AUD,CHF"),
     ("payments/max-amount-minor", "10000000"),
+    ("db/name", "payments"),
+    // The RDS CA bundle the functions verify the database's certificate with, shipped next to
+    // each function's bootstrap by `tapctl build` (relative paths are from the bootstrap's folder).
+    ("db/ca-bundle-path", "rds-global-bundle.pem"),
 ];
 
 /// name (under the prefix) -> the node and output that provide its value.

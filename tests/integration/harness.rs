@@ -401,6 +401,12 @@ fn sdk_config(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_config::SdkCo
 }
 
 impl Account {
+    /// The emulator itself, not through the proxy.
+    #[allow(dead_code)] // used by the benchmark (benches/functions.rs)
+    pub fn emulator_url(&self) -> &str {
+        &self._moto.url
+    }
+
     /// SDK configuration that goes through the proxy (and so meets its faults).
     pub fn via_proxy(&self) -> aws_config::SdkConfig {
         sdk_config(&self._rt, &self.proxy.url)

@@ -4,8 +4,12 @@
 
 mod cli;
 mod data;
+mod functions;
 mod harness;
 mod harness_tests;
+mod lambda;
 mod network;
+mod postgres;
 mod readback;
 mod resilience;
+mod rotation;

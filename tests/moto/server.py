@@ -23,6 +23,10 @@ Extensions (each tested in tests/integration/harness_tests.rs):
 4. ModifyDBSubnetGroup keeps the group. moto 5.2.5 removes it from its registry while modifying
    it and never puts it back, so the group vanishes after any change of its subnets.
 
+5. GetSecretValue without VersionId or VersionStage returns the AWSCURRENT version, as AWS does.
+   moto returns its "default version", which UpdateSecretVersionStage never moves: after a
+   rotation's finishSecret step moto kept answering with the old password.
+
 Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
 """
 
@@ -118,6 +122,20 @@ def _modify_db_subnet_group_and_keep_it(self, subnet_name, description, subnets)
 
 
 rds_models.RDSBackend.modify_db_subnet_group = _modify_db_subnet_group_and_keep_it
+
+from moto.secretsmanager import models as secretsmanager_models
+
+_get_secret_value = secretsmanager_models.SecretsManagerBackend.get_secret_value
+
+
+def _get_secret_value_current_by_default(self, secret_id, version_id, version_stage):
+    if not version_id and not version_stage:
+        version_stage = "AWSCURRENT"
+    return _get_secret_value(self, secret_id, version_id, version_stage)
+
+
+secretsmanager_models.SecretsManagerBackend.get_secret_value = _get_secret_value_current_by_default
+
 
 if __name__ == "__main__":
     from moto.server import main

@@ -45,7 +45,8 @@ mod tests {
     #[test]
     fn every_file_in_the_migrations_folder_is_listed() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let files = std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some()).count();
+        let files =
+            std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some()).count();
         assert_eq!(files, MIGRATIONS.len());
     }
 }

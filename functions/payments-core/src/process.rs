@@ -130,7 +130,11 @@ pub fn audit_key(created_at: DateTime<Utc>, transaction_id: &str) -> String {
 /// The issuing country of a BIN from the operator's BIN table (`fraud/bin-countries`, prefix →
 /// ISO 3166-1 alpha-2): the longest matching prefix wins; unknown BINs have no country.
 pub fn issuing_country<'a>(bin: &str, table: &'a BTreeMap<String, String>) -> Option<&'a str> {
-    table.iter().filter(|(prefix, _)| bin.starts_with(prefix.as_str())).max_by_key(|(p, _)| p.len()).map(|(_, c)| c.as_str())
+    table
+        .iter()
+        .filter(|(prefix, _)| bin.starts_with(prefix.as_str()))
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, c)| c.as_str())
 }
 
 fn pattern_ok(value: &str, len: std::ops::RangeInclusive<usize>, allowed: fn(char) -> bool) -> bool {
@@ -219,8 +223,10 @@ mod tests {
 
     #[test]
     fn the_longest_bin_prefix_names_the_issuing_country() {
-        let table: BTreeMap<String, String> =
-            [("4", "US"), ("4000", "GB"), ("400012", "FR")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let table: BTreeMap<String, String> = [("4", "US"), ("4000", "GB"), ("400012", "FR")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(issuing_country("400012", &table), Some("FR"));
         assert_eq!(issuing_country("400099", &table), Some("GB"));
         assert_eq!(issuing_country("424242", &table), Some("US"));
@@ -241,7 +247,16 @@ mod tests {
         let fields: Vec<_> = schema_problems(&req).iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["merchant_id", "customer_id", "currency", "ip_country", "description", "card.number", "card.cvv", "amount"]
+            [
+                "merchant_id",
+                "customer_id",
+                "currency",
+                "ip_country",
+                "description",
+                "card.number",
+                "card.cvv",
+                "amount"
+            ]
         );
     }
 }

@@ -113,14 +113,8 @@ impl Config {
     async fn load_params(&self) -> Result<Params, FnError> {
         let base = format!("{}/", self.prefix);
         let mut out = BTreeMap::new();
-        let mut pages = self
-            .ssm
-            .get_parameters_by_path()
-            .path(&base)
-            .recursive(true)
-            .with_decryption(true)
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.ssm.get_parameters_by_path().path(&base).recursive(true).with_decryption(true).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| FnError::aws("ssm:GetParametersByPath", e))?;
             for p in page.parameters() {

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn missing_and_unknown_fields_are_named() {
         let missing = parse_payment(br#"{"amount":5,"currency":"USD","card":{"number":"4242424242424242","exp_month":1,"exp_year":2030,"cvv":"123"}}"#).unwrap_err();
-        assert_eq!((missing[0]["field"].as_str(), missing[0]["problem"].as_str()), (Some("merchant_id"), Some("missing_field")));
+        assert_eq!(
+            (missing[0]["field"].as_str(), missing[0]["problem"].as_str()),
+            (Some("merchant_id"), Some("missing_field"))
+        );
         let unknown = parse_payment(br#"{"merchant_id":"m","amount":5,"currency":"USD","4111111111111111":1,"card":{"number":"4242424242424242","exp_month":1,"exp_year":2030,"cvv":"123"}}"#).unwrap_err();
         assert_eq!(unknown[0]["problem"], "unknown_field");
         assert!(!unknown[0].to_string().contains("4111111111111111"));

@@ -17,8 +17,8 @@ mod record;
 use chrono::Utc;
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 use payments_core::process::{
-    audit_key, check_idempotency_key, request_digest, transaction_id, AuditEvent, CardSummary, ProcessResponse,
-    Status, IDEMPOTENCY_HEADER,
+    audit_key, check_idempotency_key, request_digest, transaction_id, AuditEvent, CardSummary, ProcessResponse, Status,
+    IDEMPOTENCY_HEADER,
 };
 use payments_core::{CardNumber, Decision, PaymentRequest};
 use payments_runtime::db::{self, Connection, Credentials, Settings};
@@ -70,9 +70,18 @@ enum Role {
 }
 
 impl State {
-    /// A connection to the reader or writer; fresh credentials once if the server refused the
-    /// cached ones (a rotation happened since they were read).
+    /// A connection to the reader or writer. The container's first use of the database applies
+    /// any missing migrations on the writer first (under an advisory lock: containers may race).
     async fn db(&self, role: Role) -> Result<Arc<Client>, FnError> {
+        self.migrated
+            .get_or_try_init(|| async { db::migrate(&*self.connect(Role::Writer).await?).await.map(|_| ()) })
+            .await?;
+        self.connect(role).await
+    }
+
+    /// Fresh credentials once if the server refused the cached ones (a rotation happened since
+    /// they were read).
+    async fn connect(&self, role: Role) -> Result<Arc<Client>, FnError> {
         let params = self.config.params().await?;
         let settings = Settings::from_params(&params)?;
         let tls = self.tls.get_or_try_init(|| async { db::tls(&settings.ca_bundle) }).await?;
@@ -89,9 +98,6 @@ impl State {
             }
             other => other?,
         };
-        if matches!(role, Role::Writer) {
-            self.migrated.get_or_try_init(|| async { db::migrate(&client).await.map(|_| ()) }).await?;
-        }
         Ok(client)
     }
 
@@ -168,7 +174,8 @@ async fn check_parties(state: &State, req: &PaymentRequest) -> Result<Option<Ref
 /// commit together (and the ledger's deferred trigger checks they balance); a transaction id
 /// already in the ledger inserts nothing.
 async fn record_in_ledger(state: &State, txn: &str, req: &PaymentRequest) -> Result<u64, FnError> {
-    let (txn, merchant, amount, currency) = (txn.to_string(), req.merchant_id.clone(), req.amount, req.currency.clone());
+    let (txn, merchant, amount, currency) =
+        (txn.to_string(), req.merchant_id.clone(), req.amount, req.currency.clone());
     state
         .query(Role::Writer, "ledger insert", |c| {
             let (txn, merchant, currency) = (txn.clone(), merchant.clone(), currency.clone());
@@ -215,8 +222,8 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
         let validation =
             payments_core::validate(req, Utc::now().date_naive(), key.expose().as_bytes(), &rules::limits(&params)?);
         let (decision, score, reasons) = if validation.valid {
-            let a = rules::assess(&ctx.clients.dynamodb, &params, req, &ctx.card, &ctx.fingerprint, Some(&ctx.txn))
-                .await?;
+            let a =
+                rules::assess(&ctx.clients.dynamodb, &params, req, &ctx.card, &ctx.fingerprint, Some(&ctx.txn)).await?;
             (a.decision, a.score, a.reasons)
         } else {
             (Decision::Decline, 100, validation.errors.iter().map(|e| e.code.to_string()).collect())
@@ -269,7 +276,8 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
         .send()
         .await
         .map_err(|e| FnError::aws("s3:PutObject", e))?;
-    let decision_str = serde_json::to_value(decision).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let decision_str =
+        serde_json::to_value(decision).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     record::finish(
         &ctx.clients.dynamodb,
         &ctx.table,
@@ -302,7 +310,7 @@ async fn handle(request: Request) -> Result<Response<Body>, Error> {
     let rid = request_id(&request);
     let idempotency_key = match check_idempotency_key(header(&request, IDEMPOTENCY_HEADER)) {
         Ok(k) => k.to_string(),
-        Err(e) => return Ok(invalid_request(&e.message, field_errors(&[e.clone()]), &rid)),
+        Err(e) => return Ok(invalid_request(&e.message, field_errors(std::slice::from_ref(&e)), &rid)),
     };
     let (body, req) = match parse_payment(request.body()) {
         Ok(p) => p,

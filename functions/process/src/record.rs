@@ -178,7 +178,13 @@ pub struct Outcome<'a> {
 }
 
 /// Records the outcome and the response replays will get, if this attempt still owns the record.
-pub async fn finish(ddb: &Client, table: &str, transaction_id: &str, attempt: i64, o: &Outcome<'_>) -> Result<(), FnError> {
+pub async fn finish(
+    ddb: &Client,
+    table: &str,
+    transaction_id: &str,
+    attempt: i64,
+    o: &Outcome<'_>,
+) -> Result<(), FnError> {
     let reasons = if o.reasons.is_empty() {
         AttributeValue::L(vec![])
     } else {

@@ -64,7 +64,12 @@ async fn value(secrets: &Secrets, id: &str, stage: &str, version: Option<&str>) 
 
 /// The version holding `stage`, from the secret's metadata.
 async fn version_with(secrets: &Secrets, id: &str, stage: &str) -> Result<Option<String>, FnError> {
-    let d = secrets.describe_secret().secret_id(id).send().await.map_err(|e| FnError::aws("secretsmanager:DescribeSecret", e))?;
+    let d = secrets
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| FnError::aws("secretsmanager:DescribeSecret", e))?;
     Ok(d.version_ids_to_stages()
         .into_iter()
         .flatten()
@@ -107,7 +112,8 @@ async fn create_secret(secrets: &Secrets, e: &RotationEvent) -> Result<(), FnErr
 async fn set_secret(secrets: &Secrets, config: &Config, e: &RotationEvent) -> Result<(), FnError> {
     let settings = Settings::from_params(&*config.params().await?)?;
     let tls = db::tls(&settings.ca_bundle)?;
-    let pending = Credentials::from_secret(&value(secrets, &e.secret_id, PENDING, Some(&e.client_request_token)).await?)?;
+    let pending =
+        Credentials::from_secret(&value(secrets, &e.secret_id, PENDING, Some(&e.client_request_token)).await?)?;
     if db::connect(&settings.writer, &pending, &tls).await.is_ok() {
         tracing::info!("setSecret: the pending password works already");
         return Ok(());
@@ -119,10 +125,12 @@ async fn set_secret(secrets: &Secrets, config: &Config, e: &RotationEvent) -> Re
     // After an interrupted earlier rotation the database may still know only the previous password.
     let client = match db::connect(&settings.writer, &current, &tls).await {
         Ok(c) => c,
-        Err(first) => match value(secrets, &e.secret_id, PREVIOUS, None).await.and_then(|p| Credentials::from_secret(&p)) {
-            Ok(previous) => db::connect(&settings.writer, &previous, &tls).await.map_err(|_| first)?,
-            Err(_) => return Err(first),
-        },
+        Err(first) => {
+            match value(secrets, &e.secret_id, PREVIOUS, None).await.and_then(|p| Credentials::from_secret(&p)) {
+                Ok(previous) => db::connect(&settings.writer, &previous, &tls).await.map_err(|_| first)?,
+                Err(_) => return Err(first),
+            }
+        }
     };
     let verifier = postgres_protocol::password::scram_sha_256(pending.password.as_bytes());
     let role = pending.username.replace('"', "\"\"");
@@ -137,7 +145,8 @@ async fn set_secret(secrets: &Secrets, config: &Config, e: &RotationEvent) -> Re
 async fn test_secret(secrets: &Secrets, config: &Config, e: &RotationEvent) -> Result<(), FnError> {
     let settings = Settings::from_params(&*config.params().await?)?;
     let tls = db::tls(&settings.ca_bundle)?;
-    let pending = Credentials::from_secret(&value(secrets, &e.secret_id, PENDING, Some(&e.client_request_token)).await?)?;
+    let pending =
+        Credentials::from_secret(&value(secrets, &e.secret_id, PENDING, Some(&e.client_request_token)).await?)?;
     let client = db::connect(&settings.writer, &pending, &tls).await?;
     client.query_one("SELECT 1", &[]).await.map_err(|err| FnError::db("test query", &err))?;
     tracing::info!("testSecret: the pending credentials log in");

@@ -189,6 +189,7 @@ impl Resource for AuroraCluster {
                     .engine(ENGINE)
                     .engine_version(&ctx.config.db_engine_version)
                     .master_username(user)
+                    .database_name("payments")
                     .master_user_password(password)
                     .serverless_v2_scaling_configuration(scaling.clone())
                     .storage_encrypted(true)

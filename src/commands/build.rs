@@ -1,0 +1,189 @@
+//! `tapctl build`: each function as a `bootstrap` for Lambda's provided.al2023 runtime, zipped
+//! reproducibly (package.rs). Cross-compiled with cargo-zigbuild against glibc 2.34 (the
+//! runtime's), x86_64 by default or arm64 (Graviton) on request; the CA bundle the database
+//! functions verify Aurora with is shipped next to their bootstrap.
+
+use crate::cli::{Arch, BuildArgs};
+use crate::error::Error;
+use crate::names::FUNCTIONS;
+use crate::package::{self, Entry};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The functions that talk to PostgreSQL and so ship the RDS CA bundle.
+const WITH_CA_BUNDLE: [&str; 2] = ["process", "rotate-secret"];
+/// Where operators put AWS's RDS bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem).
+pub const CA_BUNDLE: &str = "functions/certs/rds-global-bundle.pem";
+/// provided.al2023's glibc.
+const GLIBC: (u32, u32) = (2, 34);
+
+impl Arch {
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+    /// Lambda's name for it.
+    pub fn lambda(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// A built package.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub function: &'static str,
+    pub zip: PathBuf,
+    pub size: usize,
+    pub code_sha256: String,
+}
+
+fn tool_error(message: String, hint: &str) -> Error {
+    Error::State { message, hint: Some(hint.to_string()) }
+}
+
+/// cargo-zigbuild from PATH, or from the project's tool folder (scripts/setup-tools).
+fn find_zigbuild(source: &Path) -> Option<PathBuf> {
+    let local = source.join(".tools/venv/bin/cargo-zigbuild");
+    if local.exists() {
+        return Some(local);
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("cargo-zigbuild")).find(|c| c.exists()))
+}
+
+fn target_installed(triple: &str) -> bool {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
+    match sysroot {
+        Ok(o) if o.status.success() => {
+            let root = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            Path::new(&root).join("lib/rustlib").join(triple).join("lib").exists()
+        }
+        _ => false,
+    }
+}
+
+pub fn check_source(source: &Path) -> Result<(), Error> {
+    for f in FUNCTIONS {
+        if !source.join("functions").join(f).join("Cargo.toml").exists() {
+            return Err(Error::invalid(
+                "--source",
+                format!("must be the tapctl workspace holding functions/{f} ({} does not)", source.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds and packages every function; returns the packages.
+pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
+    let source = std::fs::canonicalize(&args.source)
+        .map_err(|_| Error::invalid("--source", format!("{} does not exist", args.source.display())))?;
+    check_source(&source)?;
+    let out = args.out.clone().unwrap_or_else(|| source.join("target/lambda").join(args.arch.lambda()));
+    let zigbuild = find_zigbuild(&source).ok_or_else(|| {
+        tool_error(
+            "cargo-zigbuild is not installed: it cross-compiles the functions for Lambda's glibc".into(),
+            "run scripts/setup-tools (pip install ziglang cargo-zigbuild)",
+        )
+    })?;
+    let triple = args.arch.triple();
+    if !target_installed(triple) {
+        return Err(tool_error(
+            format!(
+                "the Rust standard library for {triple} is not installed, so {} cannot be built",
+                args.arch.lambda()
+            ),
+            &format!(
+                "run `rustup target add {triple}` where the rustup server is reachable, or build x86_64 (the default)"
+            ),
+        ));
+    }
+    // cargo-zigbuild runs zig through the Python that has ziglang: the tool folder's, first.
+    let mut path = vec![zigbuild.parent().map(Path::to_path_buf).unwrap_or_default()];
+    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&source)
+        .env("PATH", std::env::join_paths(path).unwrap_or_default())
+        // Paths of this machine do not end up in the binaries: the same source builds the same bytes.
+        .env("RUSTFLAGS", format!("--remap-path-prefix={}=/src", source.display()))
+        .args(["zigbuild", "--release", "--locked", "--target"])
+        .arg(format!("{triple}.{}.{}", GLIBC.0, GLIBC.1));
+    for f in FUNCTIONS {
+        cmd.args(["-p", f]);
+    }
+    eprintln!("building {} for {} (glibc {}.{}) …", FUNCTIONS.join(", "), args.arch.lambda(), GLIBC.0, GLIBC.1);
+    let status = cmd.status().map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
+    if !status.success() {
+        return Err(tool_error(
+            "cargo zigbuild failed (its output is above)".into(),
+            "fix the build error and run again",
+        ));
+    }
+    let bundle = source.join(CA_BUNDLE);
+    let bundle_bytes = std::fs::read(&bundle).ok();
+    if bundle_bytes.is_none() {
+        eprintln!(
+            "warning: no RDS CA bundle at {CA_BUNDLE}: process and rotate-secret will not reach Aurora. Download \
+             https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem to that path and build again."
+        );
+    }
+    std::fs::create_dir_all(&out).map_err(|e| tool_error(format!("cannot create {}: {e}", out.display()), ""))?;
+    let mut built = Vec::new();
+    for f in FUNCTIONS {
+        let binary = source.join("target").join(triple).join("release").join(f);
+        let bytes = std::fs::read(&binary)
+            .map_err(|e| tool_error(format!("cannot read {}: {e}", binary.display()), "build again"))?;
+        if let Some(newest) = package::newest_glibc(&bytes) {
+            if newest > GLIBC {
+                return Err(tool_error(
+                    format!(
+                        "{f} needs glibc {}.{}, newer than provided.al2023's {}.{}",
+                        newest.0, newest.1, GLIBC.0, GLIBC.1
+                    ),
+                    "build with cargo zigbuild and the .2.34 target suffix (tapctl build does)",
+                ));
+            }
+        }
+        let mut entries = vec![Entry { name: "bootstrap".into(), bytes, executable: true }];
+        if let (true, Some(b)) = (WITH_CA_BUNDLE.contains(&f), &bundle_bytes) {
+            entries.push(Entry { name: "rds-global-bundle.pem".into(), bytes: b.clone(), executable: false });
+        }
+        let zip = package::zip(entries).map_err(|e| tool_error(format!("cannot zip {f}: {e}"), ""))?;
+        let path = out.join(format!("{f}.zip"));
+        std::fs::write(&path, &zip).map_err(|e| tool_error(format!("cannot write {}: {e}", path.display()), ""))?;
+        built.push(Built { function: f, size: zip.len(), code_sha256: package::code_sha256(&zip), zip: path });
+    }
+    let manifest = json!({
+        "architecture": args.arch.lambda(),
+        "functions": built.iter().map(|b| (b.function.to_string(), json!({
+            "zip": b.zip, "size": b.size, "code_sha256": b.code_sha256
+        }))).collect::<serde_json::Map<_, _>>()
+    });
+    let manifest_path = out.join("manifest.json");
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap_or_default())
+        .map_err(|e| tool_error(format!("cannot write {}: {e}", manifest_path.display()), ""))?;
+    Ok(built)
+}
+
+pub fn run(args: &BuildArgs, json_output: bool) -> Result<u8, Error> {
+    let built = build(args)?;
+    if json_output {
+        let v: Vec<_> = built
+            .iter()
+            .map(|b| json!({ "function": b.function, "zip": b.zip, "size": b.size, "code_sha256": b.code_sha256 }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("{:<14} {:>10}  {:<46} zip", "function", "bytes", "CodeSha256");
+        for b in &built {
+            println!("{:<14} {:>10}  {:<46} {}", b.function, b.size, b.code_sha256, b.zip.display());
+        }
+    }
+    Ok(0)
+}

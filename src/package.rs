@@ -1,0 +1,101 @@
+//! Lambda deployment packages: a `bootstrap` (and the files it ships with) in a zip that is
+//! byte-for-byte the same whenever the inputs are — fixed entry order, timestamps (1980-01-01,
+//! the zip epoch) and permissions — so the same source gives the same CodeSha256 and `up`
+//! publishes a new version only when the code really changed.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::io::{Cursor, Write};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+/// An entry of a package: its name inside the zip, its bytes, whether it is executable.
+pub struct Entry {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub executable: bool,
+}
+
+/// The zip of the entries, sorted by name.
+pub fn zip(mut entries: Vec<Entry>) -> std::io::Result<Vec<u8>> {
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    for e in &entries {
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(9))
+            .last_modified_time(DateTime::default())
+            .unix_permissions(if e.executable { 0o755 } else { 0o644 });
+        w.start_file(e.name.as_str(), options).map_err(std::io::Error::other)?;
+        w.write_all(&e.bytes)?;
+    }
+    Ok(w.finish().map_err(std::io::Error::other)?.into_inner())
+}
+
+/// Base64 of the SHA-256 of the zip: what Lambda reports as CodeSha256.
+pub fn code_sha256(zip: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip))
+}
+
+/// The newest GLIBC symbol version an ELF binary asks for ("2.34"), read from its version
+/// strings: provided.al2023 has glibc 2.34, so nothing newer may be needed.
+pub fn newest_glibc(binary: &[u8]) -> Option<(u32, u32)> {
+    let needle = b"GLIBC_2.";
+    let mut newest = None;
+    let mut i = 0;
+    while let Some(pos) = binary[i..].windows(needle.len()).position(|w| w == needle) {
+        let start = i + pos + needle.len();
+        let minor: String = binary[start..].iter().take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
+        if let Ok(minor) = minor.parse::<u32>() {
+            newest = newest.max(Some((2, minor)));
+        }
+        i = start;
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<Entry> {
+        vec![
+            Entry {
+                name: "rds-global-bundle.pem".into(),
+                bytes: b"-----BEGIN CERTIFICATE-----".to_vec(),
+                executable: false,
+            },
+            Entry { name: "bootstrap".into(), bytes: vec![0x7f, b'E', b'L', b'F', 1, 2, 3], executable: true },
+        ]
+    }
+
+    #[test]
+    fn the_same_inputs_make_byte_identical_zips_whenever_they_are_made() {
+        let a = zip(entries()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let b = zip(entries().into_iter().rev().collect()).unwrap();
+        assert_eq!(a, b, "time and entry order do not change the zip");
+        assert_eq!(code_sha256(&a), code_sha256(&b));
+        let mut other = entries();
+        other[1].bytes.push(4);
+        assert_ne!(code_sha256(&zip(other).unwrap()), code_sha256(&a));
+    }
+
+    #[test]
+    fn the_bootstrap_is_executable_and_first_by_name() {
+        let z = zip(entries()).unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(z)).unwrap();
+        let boot = archive.by_index(0).unwrap();
+        assert_eq!((boot.name().unwrap().to_string(), boot.unix_mode().map(|m| m & 0o777)), ("bootstrap".to_string(), Some(0o755)));
+        drop(boot);
+        assert_eq!(archive.by_index(1).unwrap().unix_mode().map(|m| m & 0o777), Some(0o644));
+    }
+
+    #[test]
+    fn the_newest_glibc_version_is_read_from_the_binary() {
+        let bin = b"\0GLIBC_2.2.5\0GLIBC_2.34\0GLIBC_2.17\0GLIBC_PRIVATE\0";
+        assert_eq!(newest_glibc(bin), Some((2, 34)));
+        assert_eq!(newest_glibc(b"\0GLIBC_2.39\0"), Some((2, 39)));
+        assert_eq!(newest_glibc(b"static"), None);
+    }
+}

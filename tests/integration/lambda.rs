@@ -1,0 +1,266 @@
+//! A Lambda Runtime API server for the tests (the emulator cannot run functions: testing.md).
+//! The functions' real binaries are started as "containers" polling it, exactly as on Lambda:
+//! `GET /2018-06-01/runtime/invocation/next` long-polls for an event, the response or error is
+//! POSTed back under the request id. Several containers may poll one server (concurrency).
+//! Accepted sockets set TCP_NODELAY: without it some invocations stall ~40 ms (Nagle + delayed ACK).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What an invocation ended with: the function's response, or its error document.
+pub type Outcome = Result<Value, Value>;
+
+struct Pending {
+    id: String,
+    event: Vec<u8>,
+    reply: mpsc::Sender<Outcome>,
+}
+
+#[derive(Default)]
+struct Shared {
+    waiting: HashMap<String, mpsc::Sender<Outcome>>,
+    /// When each container's first `next` arrived (cold init ends there).
+    first_polls: Vec<Instant>,
+    init_errors: Vec<String>,
+    /// When each invocation was handed to a container (by request id), and how long each took
+    /// from then to its response: the function's own time plus a loopback round trip.
+    handed_out: HashMap<String, Instant>,
+    durations: Vec<Duration>,
+}
+
+pub struct RuntimeApi {
+    pub address: String,
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+    shared: Arc<Mutex<Shared>>,
+    counter: AtomicU64,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl RuntimeApi {
+    pub fn start() -> RuntimeApi {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let address = listener.local_addr().expect("addr").to_string();
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let st = shared.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let (rx, st) = (rx.clone(), st.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (rx, st) = (rx.clone(), st.clone());
+                        async move { serve(req, rx, st).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        RuntimeApi { address, queue, shared, counter: AtomicU64::new(0), _runtime: runtime }
+    }
+
+    /// Sends an event to whichever container polls next and waits for its outcome.
+    pub fn invoke(&self, event: &Value) -> Outcome {
+        let id = format!("req-{:06}", self.counter.fetch_add(1, Ordering::SeqCst));
+        let (reply, outcome) = mpsc::channel();
+        self.queue.send(Pending { id, event: event.to_string().into_bytes(), reply }).expect("runtime api is down");
+        outcome.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let errors = self.shared.lock().unwrap().init_errors.clone();
+            panic!("no outcome within 60 s (init errors: {errors:?})")
+        })
+    }
+
+    #[allow(dead_code)] // used by the benchmark (benches/functions.rs)
+    pub fn first_polls(&self) -> Vec<Instant> {
+        self.shared.lock().unwrap().first_polls.clone()
+    }
+
+    #[allow(dead_code)] // used by the benchmark
+    pub fn take_durations(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.shared.lock().unwrap().durations)
+    }
+}
+
+fn reply(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder().status(status).body(Full::new(Bytes::from(body))).expect("response")
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Pending>>>,
+    st: Arc<Mutex<Shared>>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes().to_vec();
+    let parts: Vec<&str> = path.trim_start_matches("/2018-06-01/runtime/").split('/').collect();
+    Ok(match parts.as_slice() {
+        ["invocation", "next"] => {
+            st.lock().unwrap().first_polls.push(Instant::now());
+            let Some(p) = rx.lock().await.recv().await else { return Ok(reply(500, vec![])) };
+            {
+                let mut shared = st.lock().unwrap();
+                shared.waiting.insert(p.id.clone(), p.reply);
+                shared.handed_out.insert(p.id.clone(), Instant::now());
+            }
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() + 30_000)
+                .unwrap_or_default();
+            Response::builder()
+                .status(200)
+                .header("Lambda-Runtime-Aws-Request-Id", &p.id)
+                .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
+                .header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:test")
+                .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0")
+                .body(Full::new(Bytes::from(p.event)))
+                .expect("response")
+        }
+        ["invocation", id, kind @ ("response" | "error")] => {
+            let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+            let mut shared = st.lock().unwrap();
+            if let Some(at) = shared.handed_out.remove(*id) {
+                shared.durations.push(at.elapsed());
+            }
+            if let Some(tx) = shared.waiting.remove(*id) {
+                let _ = tx.send(if *kind == "response" { Ok(value) } else { Err(value) });
+            }
+            reply(202, br#"{"status":"OK"}"#.to_vec())
+        }
+        ["init", "error"] => {
+            st.lock().unwrap().init_errors.push(String::from_utf8_lossy(&body).into_owned());
+            reply(202, br#"{"status":"OK"}"#.to_vec())
+        }
+        _ => reply(404, vec![]),
+    })
+}
+
+/// A function binary built by `cargo build --workspace` (scripts/test builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Running containers of one function, all polling one Runtime API; their output (stdout and
+/// stderr: the log lines) goes to a file the tests read.
+pub struct Function {
+    pub api: RuntimeApi,
+    children: Vec<Child>,
+    pub log: tempfile::NamedTempFile,
+    #[allow(dead_code)] // used by the benchmark: cold init = first poll - started
+    pub started: Instant,
+}
+
+impl Function {
+    pub fn start(name: &str, containers: usize, env: &[(&str, &str)]) -> Function {
+        Function::start_binary(&binary(name), name, containers, env)
+    }
+
+    pub fn start_binary(path: &std::path::Path, name: &str, containers: usize, env: &[(&str, &str)]) -> Function {
+        let api = RuntimeApi::start();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let started = Instant::now();
+        let children = (0..containers)
+            .map(|_| {
+                let mut cmd = Command::new(path);
+                super::harness::aws_env(&mut cmd);
+                cmd.env("AWS_LAMBDA_RUNTIME_API", &api.address)
+                    .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+                    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                    .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+                    .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+                    .envs(env.iter().copied())
+                    .stdin(Stdio::null())
+                    .stdout(log.reopen().expect("log"))
+                    .stderr(log.reopen().expect("log"));
+                cmd.spawn().expect("cannot start the function")
+            })
+            .collect();
+        Function { api, children, log, started }
+    }
+
+    pub fn invoke(&self, event: &Value) -> Outcome {
+        self.api.invoke(event)
+    }
+
+    /// An API Gateway REST (v1) proxy event for `POST /<resource>` on stage `live`.
+    pub fn rest_event(resource: &str, body: &str, headers: &[(&str, &str)]) -> Value {
+        let mut h = serde_json::Map::new();
+        let mut mh = serde_json::Map::new();
+        h.insert("Content-Type".into(), json!("application/json"));
+        mh.insert("Content-Type".into(), json!(["application/json"]));
+        for (k, v) in headers {
+            h.insert(k.to_string(), json!(v));
+            mh.insert(k.to_string(), json!([v]));
+        }
+        json!({
+            "resource": format!("/{resource}"),
+            "path": format!("/{resource}"),
+            "httpMethod": "POST",
+            "headers": h,
+            "multiValueHeaders": mh,
+            "queryStringParameters": null,
+            "multiValueQueryStringParameters": null,
+            "pathParameters": null,
+            "stageVariables": { "lambdaAlias": "blue" },
+            "requestContext": {
+                "accountId": "123456789012", "resourceId": "abc123", "stage": "live",
+                "requestId": "api-req-1", "resourcePath": format!("/{resource}"), "httpMethod": "POST",
+                "apiId": "api123", "path": format!("/live/{resource}"), "protocol": "HTTP/1.1",
+                "requestTimeEpoch": 1764028800000u64,
+                "identity": { "sourceIp": "203.0.113.9", "userAgent": "tests", "userArn": "arn:aws:iam::123456789012:user/ci" }
+            },
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+
+    /// Invokes with a REST event and returns (status code, parsed JSON body).
+    pub fn post(&self, resource: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let out =
+            self.invoke(&Self::rest_event(resource, body, headers)).unwrap_or_else(|e| panic!("function error: {e}"));
+        let code = out["statusCode"].as_u64().expect("statusCode") as u16;
+        let body: Value = serde_json::from_str(out["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        (code, body)
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
