@@ -86,7 +86,10 @@ mod tests {
         let z = zip(entries()).unwrap();
         let mut archive = zip::ZipArchive::new(Cursor::new(z)).unwrap();
         let boot = archive.by_index(0).unwrap();
-        assert_eq!((boot.name().unwrap().to_string(), boot.unix_mode().map(|m| m & 0o777)), ("bootstrap".to_string(), Some(0o755)));
+        assert_eq!(
+            (boot.name().unwrap().to_string(), boot.unix_mode().map(|m| m & 0o777)),
+            ("bootstrap".to_string(), Some(0o755))
+        );
         drop(boot);
         assert_eq!(archive.by_index(1).unwrap().unix_mode().map(|m| m & 0o777), Some(0o644));
     }

@@ -211,3 +211,34 @@ fn the_emulator_drops_a_deleted_clusters_automated_backups_as_aws_does_by_defaul
         create().await.expect("the same cluster can be created again at once");
     });
 }
+
+#[test]
+fn the_emulator_answers_get_secret_value_with_awscurrent_after_a_stage_moves() {
+    let acct = Account::new();
+    acct.block_on(async {
+        let s = &acct.secrets;
+        let created = s.create_secret().name("stage-check").secret_string("one").send().await.unwrap();
+        let first = created.version_id().unwrap().to_string();
+        let token = "5f0c9a1e-2b3d-4c5e-8f70-112233445566";
+        s.put_secret_value()
+            .secret_id("stage-check")
+            .client_request_token(token)
+            .secret_string("two")
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .unwrap();
+        let value = || async { s.get_secret_value().secret_id("stage-check").send().await.unwrap() };
+        assert_eq!(value().await.secret_string(), Some("one"), "a pending version is not current");
+        s.update_secret_version_stage()
+            .secret_id("stage-check")
+            .version_stage("AWSCURRENT")
+            .move_to_version_id(token)
+            .remove_from_version_id(&first)
+            .send()
+            .await
+            .unwrap();
+        let now = value().await;
+        assert_eq!((now.secret_string(), now.version_id()), (Some("two"), Some(token)));
+    });
+}

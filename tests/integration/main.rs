@@ -9,6 +9,7 @@ mod harness;
 mod harness_tests;
 mod lambda;
 mod network;
+mod packaging;
 mod postgres;
 mod readback;
 mod resilience;

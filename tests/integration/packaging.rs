@@ -1,0 +1,90 @@
+//! `tapctl build`: the real cross-build (cargo-zigbuild, glibc 2.34) and the packages it writes.
+//! scripts/test runs `tapctl build` before the tests, so here cargo finds the binaries fresh and
+//! the test sees the packaging of an up-to-date build.
+
+use super::harness::aws_env;
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+fn tapctl_build(args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapctl"));
+    cmd.arg("build").args(args);
+    aws_env(&mut cmd);
+    // No AWS is needed: an unreachable endpoint proves it.
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let out = cmd.output().expect("tapctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn build_packages_each_function_as_a_bootstrap_for_glibc_2_34_in_byte_identical_zips() {
+    let source = env!("CARGO_MANIFEST_DIR");
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    for out in [&first, &second] {
+        let (code, _, stderr) = tapctl_build(&["--source", source, "--out", out.path().to_str().unwrap(), "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (a, b) = (manifest(first.path()), manifest(second.path()));
+    assert_eq!(a["architecture"], "x86_64");
+    for f in ["validate", "fraud-check", "process", "rotate-secret"] {
+        let zip_a = std::fs::read(first.path().join(format!("{f}.zip"))).unwrap();
+        let zip_b = std::fs::read(second.path().join(format!("{f}.zip"))).unwrap();
+        assert_eq!(zip_a, zip_b, "{f}: two builds of one source differ");
+        assert_eq!(a["functions"][f]["code_sha256"], b["functions"][f]["code_sha256"]);
+
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_a)).unwrap();
+        let mut boot = archive.by_name("bootstrap").expect("bootstrap at the zip's root");
+        assert_eq!(boot.unix_mode().map(|m| m & 0o777), Some(0o755));
+        let mut bytes = Vec::new();
+        boot.read_to_end(&mut bytes).unwrap();
+        assert_eq!(&bytes[..4], b"\x7fELF");
+        // What the binary needs from glibc, as the dynamic linker sees it (objdump -T).
+        let bin = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bin.path(), &bytes).unwrap();
+        let dump = Command::new("objdump").arg("-T").arg(bin.path()).output().expect("objdump");
+        let text = String::from_utf8_lossy(&dump.stdout);
+        let newest = text
+            .split("GLIBC_2.")
+            .skip(1)
+            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+            .max()
+            .expect("a dynamically linked bootstrap");
+        assert!(newest <= 34, "{f} needs GLIBC_2.{newest}; provided.al2023 has 2.34");
+    }
+}
+
+#[test]
+fn build_refuses_a_folder_that_is_not_the_workspace_and_explains_a_missing_arm64_target() {
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = tapctl_build(&["--source", empty.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--source") && stderr.contains("functions/validate"), "{stderr}");
+
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let root = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    if Path::new(&root).join("lib/rustlib/aarch64-unknown-linux-gnu/lib").exists() {
+        return; // this machine can build arm64: nothing to explain
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = tapctl_build(&[
+        "--arch",
+        "arm64",
+        "--source",
+        env!("CARGO_MANIFEST_DIR"),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("rustup target add aarch64-unknown-linux-gnu"), "{stderr}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing was written");
+}
