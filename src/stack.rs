@@ -24,10 +24,13 @@
 //!   database.cluster                Aurora PostgreSQL Serverless v2, CMK, IAM auth, log export
 //!   database.instances              db.serverless writer + readers in other AZs
 //!   params.config (all of the above)  /payments/<suffix>/…: every value the functions read
+//!
+//!   Compute:
+//!   iam.roles (kms, table, bucket, topic, secrets)  one least-privilege execution role per function
 
 use crate::engine::{Graph, GraphError};
 use crate::resources::secrets::{Kind, Secret};
-use crate::resources::{alerts, database, kms, logs, network, params, secrets, storage, tables, Node};
+use crate::resources::{alerts, database, iam, kms, logs, network, params, secrets, storage, tables, Node};
 use std::sync::Arc;
 
 pub struct Stack {
@@ -58,6 +61,7 @@ impl Stack {
             Arc::new(database::cluster::AuroraCluster),
             Arc::new(database::instances::AuroraInstances),
             Arc::new(params::Parameters),
+            Arc::new(iam::Roles),
         ];
         Stack { nodes }
     }

@@ -110,9 +110,10 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(&source)
         .env("PATH", std::env::join_paths(path).unwrap_or_default())
-        // Paths of this machine do not end up in the binaries: the same source builds the same bytes.
-        .env("RUSTFLAGS", format!("--remap-path-prefix={}=/src", source.display()))
-        .args(["zigbuild", "--release", "--locked", "--target"])
+        // No path-dependent flags (such as --remap-path-prefix=<this clone>): they would change
+        // the compiler's arguments per clone and defeat the build cache. Workspace crates are
+        // compiled with relative paths, dependencies from ~/.cargo, and debug info is stripped.
+        .args(["zigbuild", "--profile", "lambda", "--locked", "--target"])
         .arg(format!("{triple}.{}.{}", GLIBC.0, GLIBC.1));
     for f in FUNCTIONS {
         cmd.args(["-p", f]);
@@ -136,7 +137,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     std::fs::create_dir_all(&out).map_err(|e| tool_error(format!("cannot create {}: {e}", out.display()), ""))?;
     let mut built = Vec::new();
     for f in FUNCTIONS {
-        let binary = source.join("target").join(triple).join("release").join(f);
+        let binary = source.join("target").join(triple).join("lambda").join(f);
         let bytes = std::fs::read(&binary)
             .map_err(|e| tool_error(format!("cannot read {}: {e}", binary.display()), "build again"))?;
         if let Some(newest) = package::newest_glibc(&bytes) {

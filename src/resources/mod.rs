@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod database;
+pub mod iam;
 pub mod kms;
 pub mod logs;
 pub mod network;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 21;
+pub const NODES: usize = 22;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {
@@ -373,6 +373,7 @@ pub struct Account {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
+    pub iam: aws_sdk_iam::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub ssm: aws_sdk_ssm::Client,
@@ -425,6 +426,7 @@ impl Account {
             ),
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),

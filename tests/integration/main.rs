@@ -3,6 +3,7 @@
 //! the whole AWS SDK.
 
 mod cli;
+mod compute;
 mod data;
 mod functions;
 mod harness;

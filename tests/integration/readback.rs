@@ -177,7 +177,15 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .filter(|n| *n == format!("payment-db-params-{suffix}"))
         .map(String::from)
         .collect();
+    let roles = acct.iam.list_roles().send().await.unwrap();
+    let roles = roles
+        .roles()
+        .iter()
+        .map(|r| r.role_name().to_string())
+        .filter(|n| n.starts_with("payment-") && n.ends_with(&format!("-role{tail}")))
+        .collect();
     vec![
+        ("iam-role", roles),
         ("table", tables),
         ("bucket", buckets),
         ("topic", topics),

@@ -1,0 +1,339 @@
+//! `iam.roles`: one execution role per function, least privilege. Each role trusts only
+//! `lambda.amazonaws.com`, and only on behalf of this account (`aws:SourceAccount`); its one
+//! inline policy names exact ARNs — the table and the index it queries, the audit bucket's
+//! `audit/` prefix, the topic, the parameter path, each secret, the key (only through the
+//! services that use it, `kms:ViaService`). `*` appears only where AWS offers no resource-level
+//! permission, each justified beside it.
+//!
+//! No AWS managed policy is attached: AWSLambdaVPCAccessExecutionRole grants `logs:*` writes on
+//! every log group of the account, wider than the function's own group.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::names::FUNCTIONS;
+use crate::resources::{Change, Ctx, Resource, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Roles;
+
+pub const ID: &str = "iam.roles";
+/// The name of each role's inline policy.
+pub const POLICY: &str = "payments-least-privilege";
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub arn: String,
+    pub trust: Value,
+    pub policy: Option<Value>,
+    pub attached: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub struct Observed {
+    /// By function.
+    pub roles: BTreeMap<&'static str, Role>,
+}
+
+/// IAM returns policy documents URL-encoded.
+fn decode(doc: &str) -> Value {
+    let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+pub fn trust_policy(ctx: &Ctx) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "lambda.amazonaws.com" },
+            "Action": "sts:AssumeRole",
+            // Confused-deputy guard: Lambda may assume the role only for this account's functions.
+            "Condition": { "StringEquals": { "aws:SourceAccount": ctx.names.account } }
+        }]
+    })
+}
+
+fn via(ctx: &Ctx, services: &[&str]) -> Value {
+    json!(services.iter().map(|s| format!("{s}.{}.amazonaws.com", ctx.names.region)).collect::<Vec<_>>())
+}
+
+/// The inline policy of a function's role.
+pub fn policy(ctx: &Ctx, function: &str) -> Result<Value> {
+    let (region, account) = (&ctx.names.region, &ctx.names.account);
+    let key = ctx.input(super::kms::ID, "key_arn")?;
+    let log_group = format!("arn:aws:logs:{region}:{account}:log-group:{}", ctx.names.function_log_group(function));
+    let prefix = ctx.names.parameter_prefix();
+    let parameters = [
+        format!("arn:aws:ssm:{region}:{account}:parameter{prefix}"),
+        format!("arn:aws:ssm:{region}:{account}:parameter{prefix}/*"),
+    ];
+    let table = ctx.input(super::tables::ID, "table_arn")?;
+    let bucket = ctx.input(super::storage::ID, "bucket_arn")?;
+    let topic = ctx.input(super::alerts::ID, "topic_arn")?;
+    let db_secret = ctx.input(super::secrets::DB_MASTER, "secret_arn")?;
+    let fingerprint = ctx.input(super::secrets::CARD_FINGERPRINT_KEY, "secret_arn")?;
+
+    let mut s = vec![
+        json!({ "Sid": "WriteOwnLogs", "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [format!("{log_group}:log-stream:*")] }),
+        // "*" by necessity: Lambda creates and removes the function's network interfaces in the
+        // VPC, and these EC2 actions support no resource-level permissions for that use
+        // (Describe* never does; Create/Delete act on interfaces that do not exist yet or whose
+        // ids Lambda chooses).
+        json!({ "Sid": "VpcNetworkInterfaces", "Effect": "Allow",
+                "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
+                           "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                "Resource": "*" }),
+        // "*" by necessity: X-Ray's PutTraceSegments and PutTelemetryRecords have no resource types.
+        json!({ "Sid": "Tracing", "Effect": "Allow",
+                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*" }),
+        json!({ "Sid": "ReadConfiguration", "Effect": "Allow",
+                "Action": ["ssm:GetParametersByPath", "ssm:GetParameters", "ssm:GetParameter"],
+                "Resource": parameters }),
+    ];
+    let mut key_use: Vec<&str> = vec!["ssm", "secretsmanager", "lambda"];
+    let mut key_actions = vec!["kms:Decrypt"];
+    match function {
+        "validate" => {}
+        "fraud-check" => {
+            s.push(json!({ "Sid": "CardVelocity", "Effect": "Allow", "Action": ["dynamodb:Query"],
+                           "Resource": [format!("{table}/index/by-card")] }));
+            key_use.push("dynamodb");
+        }
+        "process" => {
+            s.push(json!({ "Sid": "TransactionRecords", "Effect": "Allow",
+                           "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+                           "Resource": [table.clone()] }));
+            s.push(json!({ "Sid": "CardVelocity", "Effect": "Allow", "Action": ["dynamodb:Query"],
+                           "Resource": [format!("{table}/index/by-card")] }));
+            s.push(json!({ "Sid": "AuditEvents", "Effect": "Allow", "Action": ["s3:PutObject"],
+                           "Resource": [format!("{bucket}/audit/*")] }));
+            s.push(json!({ "Sid": "Alerts", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": [topic] }));
+            s.push(json!({ "Sid": "DatabaseCredentials", "Effect": "Allow",
+                           "Action": ["secretsmanager:GetSecretValue"], "Resource": [db_secret.clone()] }));
+            key_use.extend(["dynamodb", "s3", "sns"]);
+            key_actions.push("kms:GenerateDataKey");
+        }
+        "rotate-secret" => {
+            s.push(json!({ "Sid": "RotateDatabaseCredentials", "Effect": "Allow",
+                           "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                                      "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+                           "Resource": [db_secret.clone()] }));
+            // "*" by necessity: GetRandomPassword acts on no resource.
+            s.push(json!({ "Sid": "GeneratePasswords", "Effect": "Allow",
+                           "Action": ["secretsmanager:GetRandomPassword"], "Resource": "*" }));
+            key_actions.push("kms:GenerateDataKey");
+        }
+        other => {
+            return Err(crate::resources::ResourceError::new("UnknownFunction", format!("no policy for {other}")));
+        }
+    }
+    if function != "rotate-secret" {
+        s.push(json!({ "Sid": "FingerprintKey", "Effect": "Allow",
+                       "Action": ["secretsmanager:GetSecretValue"], "Resource": [fingerprint] }));
+    }
+    s.push(json!({ "Sid": "StackKeyThroughItsServices", "Effect": "Allow", "Action": key_actions,
+                   "Resource": [key], "Condition": { "StringEquals": { "kms:ViaService": via(ctx, &key_use) } } }));
+    Ok(json!({ "Version": "2012-10-17", "Statement": s }))
+}
+
+async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
+    let iam = &ctx.clients.iam;
+    let Some(out) = iam.get_role().role_name(name).send().await.aws("iam:GetRole").ok_if_not_found()? else {
+        return Ok(None);
+    };
+    let Some(r) = out.role() else { return Ok(None) };
+    let policy = iam
+        .get_role_policy()
+        .role_name(name)
+        .policy_name(POLICY)
+        .send()
+        .await
+        .aws("iam:GetRolePolicy")
+        .ok_if_not_found()?
+        .map(|p| decode(p.policy_document()));
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .aws("iam:ListAttachedRolePolicies")?
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    let tags = iam.list_role_tags().role_name(name).send().await.aws("iam:ListRoleTags")?;
+    Ok(Some(Role {
+        arn: r.arn().to_string(),
+        trust: r.assume_role_policy_document().map(decode).unwrap_or(Value::Null),
+        policy,
+        attached,
+        tags: tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+    }))
+}
+
+#[async_trait]
+impl Resource for Roles {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[
+            super::kms::ID,
+            super::tables::ID,
+            super::storage::ID,
+            super::alerts::ID,
+            super::secrets::DB_MASTER,
+            super::secrets::CARD_FINGERPRINT_KEY,
+        ]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let mut roles = BTreeMap::new();
+        for f in FUNCTIONS {
+            if let Some(r) = observe_role(ctx, &ctx.names.role(f)).await? {
+                roles.insert(f, r);
+            }
+        }
+        Ok((!roles.is_empty()).then_some(Observed { roles }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let mut d = Vec::new();
+        for f in FUNCTIONS {
+            let name = ctx.names.role(f);
+            let Some(r) = o.roles.get(f) else {
+                d.push(format!("role {name} missing"));
+                continue;
+            };
+            if r.trust != trust_policy(ctx) {
+                d.push(format!("role {name}: trust policy differs"));
+            }
+            match &r.policy {
+                None => d.push(format!("role {name}: policy {POLICY} missing")),
+                Some(p) if *p != policy(ctx, f)? => d.push(format!("role {name}: policy {POLICY} differs")),
+                Some(_) => {}
+            }
+            for extra in &r.attached {
+                d.push(format!("role {name}: managed policy {extra} attached out of band"));
+            }
+            if let Some(t) = ctx.tag_drift(&r.tags) {
+                d.push(format!("role {name}: {t}"));
+            }
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let arns: serde_json::Map<String, Value> = o.roles.iter().map(|(f, r)| (f.to_string(), json!(r.arn))).collect();
+        Outputs::from([("role_arns".into(), Value::Object(arns))])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let iam = &ctx.clients.iam;
+        let tags: Vec<Tag> =
+            ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
+        let mut o = observed.unwrap_or(Observed { roles: BTreeMap::new() });
+        let trust = trust_policy(ctx);
+        for f in FUNCTIONS {
+            let name = ctx.names.role(f);
+            let wanted = policy(ctx, f)?;
+            let existing = o.roles.get(f).cloned();
+            let mut role = match existing {
+                Some(r) => r,
+                None => {
+                    ctx.progress.step(&format!("creating role {name}"));
+                    let created = iam
+                        .create_role()
+                        .role_name(&name)
+                        .description(format!("Execution role of payment-{f} (least privilege)"))
+                        .assume_role_policy_document(trust.to_string())
+                        .max_session_duration(3600)
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                        .await
+                        .aws("iam:CreateRole");
+                    match created {
+                        Ok(_) => {}
+                        Err(e) if e.code_is("EntityAlreadyExists") => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    observe_role(ctx, &name).await?.ok_or_else(|| {
+                        crate::resources::ResourceError::new("NotFound", format!("role {name} vanished after creation"))
+                    })?
+                }
+            };
+            if role.trust != trust {
+                ctx.progress.step(&format!("restoring the trust policy of {name}"));
+                iam.update_assume_role_policy()
+                    .role_name(&name)
+                    .policy_document(trust.to_string())
+                    .send()
+                    .await
+                    .aws("iam:UpdateAssumeRolePolicy")?;
+            }
+            if role.policy.as_ref() != Some(&wanted) {
+                ctx.progress.step(&format!("putting policy {POLICY} on {name}"));
+                iam.put_role_policy()
+                    .role_name(&name)
+                    .policy_name(POLICY)
+                    .policy_document(wanted.to_string())
+                    .send()
+                    .await
+                    .aws("iam:PutRolePolicy")?;
+            }
+            for extra in std::mem::take(&mut role.attached) {
+                ctx.progress.step(&format!("detaching {extra} from {name}"));
+                iam.detach_role_policy()
+                    .role_name(&name)
+                    .policy_arn(&extra)
+                    .send()
+                    .await
+                    .aws("iam:DetachRolePolicy")
+                    .ok_if_not_found()?;
+            }
+            if ctx.tag_drift(&role.tags).is_some() {
+                iam.tag_role().role_name(&name).set_tags(Some(tags.clone())).send().await.aws("iam:TagRole")?;
+            }
+            o.roles.insert(f, Role { trust: trust.clone(), policy: Some(wanted), ..role });
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let iam = &ctx.clients.iam;
+        for f in o.roles.keys() {
+            let name = ctx.names.role(f);
+            ctx.progress.step(&format!("deleting role {name}"));
+            // A role must have no policies left before it can go.
+            let inline =
+                iam.list_role_policies().role_name(&name).send().await.aws("iam:ListRolePolicies").ok_if_not_found()?;
+            for p in inline.iter().flat_map(|l| l.policy_names()) {
+                iam.delete_role_policy()
+                    .role_name(&name)
+                    .policy_name(p)
+                    .send()
+                    .await
+                    .aws("iam:DeleteRolePolicy")
+                    .ok_if_not_found()?;
+            }
+            for arn in &o.roles[f].attached {
+                iam.detach_role_policy()
+                    .role_name(&name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .aws("iam:DetachRolePolicy")
+                    .ok_if_not_found()?;
+            }
+            iam.delete_role().role_name(&name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}
