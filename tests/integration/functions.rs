@@ -53,6 +53,9 @@ impl Payments {
             p.acct.block_on(async {
                 let client = db::connect(&p.endpoint(), &creds, &db::tls(&p.pg.ca).unwrap()).await.unwrap();
                 db::migrate(&client).await.unwrap();
+                // Let the connection's task run to its end, so the server sees it closed.
+                drop(client);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             });
             p.pg.psql(
                 "payments",
@@ -573,4 +576,59 @@ fn string_values(key: &str, v: &Value, out: &mut Vec<(String, String)>) {
         Value::Object(m) => m.iter().for_each(|(k, x)| string_values(k, x, out)),
         _ => {}
     }
+}
+
+#[test]
+fn a_warm_container_reads_its_configuration_once_and_opens_no_database_connection_before_it_needs_one() {
+    let p = Payments::new(true);
+    let count = |action: &str| p.acct.proxy.calls().iter().filter(|c| c.0.ends_with(action)).count();
+    let connections =
+        || p.pg.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'payments'");
+
+    p.acct.proxy.clear();
+    let validate = p.start("validate", 1);
+    let fraud = p.start("fraud-check", 1);
+    let process = p.start("process", 1);
+    let mut after_first = (0, 0);
+    for i in 0..5 {
+        let body = payment("m-1", 1000 + i, card("4242424242424242", "123"));
+        assert_eq!(validate.post("validate", &body, &[]).0, 200);
+        assert_eq!(fraud.post("fraud-check", &body, &[]).0, 200);
+        if i == 0 {
+            after_first = (count(":GetParametersByPath"), count(":GetSecretValue"));
+        }
+    }
+    // Each container read its configuration on its first invocation (one paginated read of the
+    // parameters, one secret) and not again.
+    assert!(after_first.0 >= 2 && after_first.1 == 2, "{after_first:?}");
+    assert_eq!((count(":GetParametersByPath"), count(":GetSecretValue")), after_first, "{:?}", p.acct.proxy.calls());
+    assert_eq!(connections(), "0", "validate and fraud-check never touch the database");
+    let (code, _) = process.post("process", "{", &[("Idempotency-Key", "k-0")]);
+    assert_eq!((code, connections().as_str()), (400, "0"), "a refused request opens no connection");
+
+    assert_eq!(process_post(&process, "k-1", &payment("m-1", 2500, card("4242424242424242", "123"))).0, 201);
+    assert_eq!(process_post(&process, "k-2", &payment("m-1", 2600, card("4242424242424242", "123"))).0, 201);
+    assert_eq!(connections(), "2", "one reader and one writer connection, kept warm");
+}
+
+#[test]
+fn every_function_refuses_what_it_cannot_take_with_a_clear_error() {
+    let p = Payments::new(false);
+    let fraud = p.start("fraud-check", 1);
+    let (code, r) = fraud.post("fraud-check", r#"{"merchant_id":"m-1"}"#, &[]);
+    assert_eq!((code, r["error"]["code"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r["error"]["details"][0]["field"].as_str(), r["error"]["details"][0]["problem"].as_str()),
+        (Some("amount"), Some("missing_field"))
+    );
+    let rotate = p.start("rotate-secret", 1);
+    let err = rotate
+        .invoke(&json!({ "SecretId": "payments/qa/db-master", "ClientRequestToken": "t", "Step": "dropTables" }))
+        .expect_err("an unknown step fails");
+    assert!(err.to_string().contains("unknown rotation step"), "{err}");
+    // Without its one variable a function fails its invocations with a clear configuration error.
+    let bare = Function::start("validate", 1, &[("AWS_ENDPOINT_URL", &p.acct.proxy.url)]);
+    let (code, r) = bare.post("validate", &payment("m-1", 100, card("4242424242424242", "123")), &[]);
+    assert_eq!((code, r["error"]["code"].as_str()), (503, Some("service_unavailable")));
+    assert!(bare.output().contains("PAYMENTS_CONFIG_PREFIX is not set"), "{}", bare.output());
 }
