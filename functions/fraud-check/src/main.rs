@@ -7,21 +7,9 @@ use payments_runtime::http::{invalid_request, json_response, parse_payment, requ
 use payments_runtime::rules::{assess, FINGERPRINT_SECRET};
 use payments_runtime::{Clients, Config, FnError, PaymentRequest};
 use serde_json::json;
-use tokio::sync::OnceCell;
-
-static CONFIG: OnceCell<Config> = OnceCell::const_new();
-
-async fn config() -> Result<&'static Config, FnError> {
-    CONFIG
-        .get_or_try_init(|| async {
-            let c = Clients::get().await;
-            Config::from_env(c.ssm.clone(), c.secrets.clone())
-        })
-        .await
-}
 
 async fn check(req: &PaymentRequest, card: &CardNumber) -> Result<serde_json::Value, FnError> {
-    let config = config().await?;
+    let config = Config::shared().await?;
     let params = config.params().await?;
     let key = config.secret(FINGERPRINT_SECRET).await?;
     let fingerprint = card.fingerprint(key.expose().as_bytes());

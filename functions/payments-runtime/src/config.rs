@@ -69,7 +69,19 @@ pub struct Config {
     secret_values: RwLock<HashMap<String, (Instant, Arc<SecretValue>)>>,
 }
 
+static SHARED: tokio::sync::OnceCell<Config> = tokio::sync::OnceCell::const_new();
+
 impl Config {
+    /// The container's configuration, made from the environment on first use.
+    pub async fn shared() -> Result<&'static Config, FnError> {
+        SHARED
+            .get_or_try_init(|| async {
+                let c = crate::Clients::get().await;
+                Config::from_env(c.ssm.clone(), c.secrets.clone())
+            })
+            .await
+    }
+
     /// From the environment: `PAYMENTS_CONFIG_PREFIX` must be an absolute Parameter Store path.
     pub fn from_env(ssm: aws_sdk_ssm::Client, secrets: aws_sdk_secretsmanager::Client) -> Result<Config, FnError> {
         let prefix = std::env::var(PREFIX_VARIABLE)

@@ -22,7 +22,6 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use payments_runtime::db::{self, Credentials, Settings};
 use payments_runtime::{Clients, Config, FnError, SecretValue};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 #[derive(Debug, Deserialize)]
@@ -36,17 +35,6 @@ struct RotationEvent {
 const CURRENT: &str = "AWSCURRENT";
 const PENDING: &str = "AWSPENDING";
 const PREVIOUS: &str = "AWSPREVIOUS";
-
-static CONFIG: OnceCell<Config> = OnceCell::const_new();
-
-async fn config() -> Result<&'static Config, FnError> {
-    CONFIG
-        .get_or_try_init(|| async {
-            let c = Clients::get().await;
-            Config::from_env(c.ssm.clone(), c.secrets.clone())
-        })
-        .await
-}
 
 async fn value(secrets: &Secrets, id: &str, stage: &str, version: Option<&str>) -> Result<SecretValue, FnError> {
     let out = secrets
@@ -175,7 +163,7 @@ async fn finish_secret(secrets: &Secrets, e: &RotationEvent) -> Result<(), FnErr
 async fn handle(event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
     let e = event.payload;
     let clients = Clients::get().await;
-    let config = config().await?;
+    let config = Config::shared().await?;
     let span = tracing::info_span!("rotation", step = %e.step, token = %e.client_request_token);
     let result = async {
         match e.step.as_str() {

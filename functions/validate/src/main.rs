@@ -4,22 +4,10 @@
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 use payments_runtime::http::{invalid_request, json_response, parse_payment, request_id, unavailable};
 use payments_runtime::rules::{limits, FINGERPRINT_SECRET};
-use payments_runtime::{Clients, Config, FnError, PaymentRequest};
-use tokio::sync::OnceCell;
-
-static CONFIG: OnceCell<Config> = OnceCell::const_new();
-
-async fn config() -> Result<&'static Config, FnError> {
-    CONFIG
-        .get_or_try_init(|| async {
-            let c = Clients::get().await;
-            Config::from_env(c.ssm.clone(), c.secrets.clone())
-        })
-        .await
-}
+use payments_runtime::{Config, FnError, PaymentRequest};
 
 async fn validate(req: &PaymentRequest) -> Result<serde_json::Value, FnError> {
-    let config = config().await?;
+    let config = Config::shared().await?;
     let params = config.params().await?;
     let key = config.secret(FINGERPRINT_SECRET).await?;
     let v = payments_core::validate(req, chrono::Utc::now().date_naive(), key.expose().as_bytes(), &limits(&params)?);
