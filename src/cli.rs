@@ -63,6 +63,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "S3_URL")]
     pub state: Option<String>,
 
+    /// The Lambda packages `up` deploys: the directory `tapctl build` writes (manifest.json and
+    /// one zip per function).
+    #[arg(long, global = true, env = "TAPCTL_PACKAGES", default_value = "target/lambda/x86_64")]
+    pub packages: PathBuf,
+
     #[command(flatten)]
     pub stack: StackArgs,
 }
@@ -137,6 +142,16 @@ unless --yes; refuses without a terminal and without --yes. A second destroy is 
 Lost the state file? `tapctl destroy --suffix qa --yes --discover` finds everything by its tags.")]
     Destroy(DestroyArgs),
 
+    /// Move live traffic between the blue and green aliases (API Gateway canary on the stage).
+    #[command(after_help = "Examples:\n  tapctl shift --suffix qa --to green --weight 10 --watch 10m\n  \
+tapctl shift --suffix qa --to green --steps 10,50,100 --interval 5m\n  tapctl shift --suffix qa --to green --weight 0\n\n\
+--weight 1-99 sends that share of requests to the colour through a canary on the stage; 100 promotes it \
+(the stage variable lambdaAlias becomes the colour, the canary is removed); 0 removes the canary (rollback).\n\
+While baking (--watch, or between --steps), an alarm of the target colour or of the API in ALARM rolls the \
+canary back and exits 1. Refused with exit 2, changing nothing: a weight outside 0-100, an unknown colour, \
+a colour whose aliases are missing, a shift towards a colour while a canary towards the other is live.")]
+    Shift(ShiftArgs),
+
     /// Build the functions as Lambda packages: `bootstrap` for provided.al2023, zipped reproducibly.
     #[command(after_help = "Examples:\n  tapctl build\n  tapctl build --arch arm64 --json\n\nCross-compiles with \
 cargo-zigbuild (scripts/setup-tools installs it) against glibc 2.34 and writes target/lambda/<arch>/<function>.zip \
@@ -172,6 +187,37 @@ pub struct UpArgs {
     /// Allow replacing a resource whose immutable settings changed (refused otherwise).
     #[arg(long)]
     pub allow_replace: bool,
+}
+
+pub use crate::traffic::Color;
+
+#[derive(Debug, Args)]
+pub struct ShiftArgs {
+    /// The colour to send traffic to.
+    #[arg(long, value_enum)]
+    pub to: Color,
+
+    /// Percent of requests for that colour: 0 (remove the canary) to 100 (promote).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), required_unless_present = "steps",
+          conflicts_with = "steps")]
+    pub weight: Option<u8>,
+
+    /// A progression of weights, each 1-100 and increasing, e.g. 10,50,100; baked for --interval
+    /// between steps.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=100), requires = "interval")]
+    pub steps: Option<Vec<u8>>,
+
+    /// Bake time between --steps (e.g. 5m, 90s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+
+    /// After setting --weight, watch the alarms this long (e.g. 10m) and roll back if one fires.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "steps")]
+    pub watch: Option<std::time::Duration>,
+
+    /// How often the alarms are read while baking.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub poll: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -133,6 +133,9 @@ impl RemoteState {
 /// The whole, validated configuration of one stack.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
+    /// The function packages `up` deploys; None when none were given (plan and status then
+    /// leave the code out of the comparison, destroy never needs them).
+    pub packages: Option<std::sync::Arc<crate::package::Packages>>,
     pub suffix: String,
     pub region: String,
     pub vpc_cidr: Ipv4Net,
@@ -342,6 +345,7 @@ impl StackConfig {
             validate_email(e)?;
         }
         Ok(StackConfig {
+            packages: None,
             suffix: run.suffix.clone(),
             region: run.region.clone(),
             vpc_cidr: parse_vpc_cidr(&settings.vpc_cidr)?,

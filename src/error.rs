@@ -25,6 +25,10 @@ pub enum Error {
     #[error("{0}")]
     Aws(crate::aws::AwsError),
 
+    /// `shift` saw an alarm while baking and put the traffic back as it was.
+    #[error("{0}")]
+    RolledBack(String),
+
     /// One or more nodes failed; each diagnostic was already printed.
     #[error("{count} resource(s) failed")]
     NodesFailed { count: usize },

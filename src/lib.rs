@@ -14,3 +14,4 @@ pub mod remote_state;
 pub mod resources;
 pub mod stack;
 pub mod state;
+pub mod traffic;

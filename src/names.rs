@@ -156,6 +156,13 @@ impl Names {
     pub fn api(&self) -> String {
         self.n("payment-api")
     }
+    /// API Gateway's account-wide CloudWatch role, when tapctl has to create one.
+    pub fn api_logging_role(&self) -> String {
+        self.n("payment-apigw-logs-role")
+    }
+    pub fn alarm(&self, what: &str) -> String {
+        self.n(&format!("payments-{what}"))
+    }
     pub fn api_log_group(&self) -> String {
         format!("/aws/apigateway/{}", self.api())
     }
@@ -187,6 +194,7 @@ impl Names {
             (self.topic(), Rule::SnsTopic),
             (self.api(), Rule::ApiGatewayName),
             (self.api_log_group(), Rule::LogGroup),
+            (self.api_logging_role(), Rule::IamRole),
             (self.db_secret(), Rule::Secret),
             (self.fingerprint_secret(), Rule::Secret),
             (self.parameter_prefix(), Rule::Parameter),

@@ -54,6 +54,56 @@ pub fn newest_glibc(binary: &[u8]) -> Option<(u32, u32)> {
     newest
 }
 
+/// The packages `up` deploys: `manifest.json` and one zip per function, as `tapctl build` wrote
+/// them. Loaded (and every zip's hash checked against the manifest) before the first AWS call,
+/// so a stale or hand-edited directory is refused instead of half-deployed.
+#[derive(Debug, Clone)]
+pub struct Packages {
+    pub dir: std::path::PathBuf,
+    pub architecture: String,
+    /// CodeSha256 by function name.
+    pub code_sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl Packages {
+    /// Reads `<dir>/manifest.json`; each of `functions` must have its zip, whose hash must match.
+    pub fn load(dir: &std::path::Path, functions: &[&str]) -> Result<Packages, String> {
+        let manifest_path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", manifest_path.display()))?;
+        let architecture = manifest["architecture"].as_str().unwrap_or_default().to_string();
+        if architecture != "x86_64" && architecture != "arm64" {
+            return Err(format!(
+                "{} names architecture '{architecture}'; expected x86_64 or arm64",
+                manifest_path.display()
+            ));
+        }
+        let mut hashes = std::collections::BTreeMap::new();
+        for f in functions {
+            let recorded = manifest["functions"][*f]["code_sha256"]
+                .as_str()
+                .ok_or_else(|| format!("{} has no package for function {f}", manifest_path.display()))?;
+            let zip = dir.join(format!("{f}.zip"));
+            let bytes = std::fs::read(&zip).map_err(|e| format!("cannot read {}: {e}", zip.display()))?;
+            let actual = code_sha256(&bytes);
+            if actual != recorded {
+                return Err(format!(
+                    "{} does not match manifest.json (CodeSha256 {actual}, manifest says {recorded})",
+                    zip.display()
+                ));
+            }
+            hashes.insert(f.to_string(), actual);
+        }
+        Ok(Packages { dir: dir.to_path_buf(), architecture, code_sha256: hashes })
+    }
+
+    pub fn zip(&self, function: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.dir.join(format!("{function}.zip")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,10 +27,23 @@
 //!
 //!   Compute:
 //!   iam.roles (kms, table, bucket, topic, secrets)  one least-privilege execution role per function
+//!   functions.lambdas (roles, network, logs, params) validate, fraud-check, process, rotate-secret;
+//!                                   blue and green aliases; `up` moves only the idle colour
+//!   rotation.db-master (functions, db secret, cluster) the master secret rotates every 30 days
+//!   api.account-logging             API Gateway's account-wide CloudWatch role, only if absent
+//!   api.rest (functions, logs, api.account-logging)  payment-api-<suffix>: IAM-authorised POST
+//!                                   /validate /fraud-check /process → ${stageVariables.lambdaAlias}
+//!
+//!   Monitoring:
+//!   monitoring.alarms (api, functions, cluster, topic)  p99 latency, 5XX, errors per colour, CPU
+//!   monitoring.dashboard (api, functions, table, cluster)  one dashboard of the payment path
 
 use crate::engine::{Graph, GraphError};
 use crate::resources::secrets::{Kind, Secret};
-use crate::resources::{alerts, database, iam, kms, logs, network, params, secrets, storage, tables, Node};
+use crate::resources::{
+    alerts, api, database, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
+    Node,
+};
 use std::sync::Arc;
 
 pub struct Stack {
@@ -62,6 +75,12 @@ impl Stack {
             Arc::new(database::instances::AuroraInstances),
             Arc::new(params::Parameters),
             Arc::new(iam::Roles),
+            Arc::new(functions::Lambdas),
+            Arc::new(rotation::DbMasterRotation),
+            Arc::new(api::account_logging::AccountLogging),
+            Arc::new(api::rest::RestApi),
+            Arc::new(monitoring::alarms::Alarms),
+            Arc::new(monitoring::dashboard::Dashboard),
         ];
         Stack { nodes }
     }
@@ -98,6 +117,9 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("db_cluster_id", database::cluster::ID, "cluster_id"),
     ("db_writer_endpoint", database::cluster::ID, "writer_endpoint"),
     ("db_reader_endpoint", database::cluster::ID, "reader_endpoint"),
+    ("api_url", api::rest::ID, "url"),
+    ("api_id", api::rest::ID, "api_id"),
+    ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
 ];
 
 #[cfg(test)]

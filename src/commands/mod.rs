@@ -4,6 +4,7 @@
 pub mod build;
 pub mod destroy;
 pub mod plan;
+pub mod shift;
 pub mod status;
 pub mod up;
 
@@ -14,6 +15,7 @@ use crate::engine::progress::NodeProgress;
 use crate::engine::{Diagnostic, Outcome, Progress};
 use crate::error::Error;
 use crate::names::Names;
+use crate::package::Packages;
 use crate::remote_state::S3Store;
 use crate::resources::{Ctx, ResourceError, WaitLimits};
 use crate::stack::{Stack, OPERATOR_OUTPUTS};
@@ -57,9 +59,11 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Up(_) => "up",
         Command::Plan(_) => "plan",
         Command::Status => "status",
+        Command::Shift(_) => "shift",
         Command::Destroy(_) => "destroy",
         Command::Build(_) => "build",
     };
+    let packages = load_packages(&cli)?;
     if let Command::Destroy(args) = &cli.command {
         if !args.yes {
             destroy::confirm(&run)?;
@@ -76,7 +80,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             (StateStore::remote(&run.suffix, s3), state)
         }
     };
-    let result = run_locked(cli, run, clients, &store, state, started).await;
+    let result = run_locked(cli, run, clients, &store, state, started, packages).await;
     store.release().await;
     result
 }
@@ -88,8 +92,10 @@ async fn run_locked(
     store: &StateStore,
     state: State,
     started: Instant,
+    packages: Option<Arc<Packages>>,
 ) -> Result<u8, Error> {
-    let config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
+    let mut config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
+    config.packages = packages;
     let account = clients.account_id().await?;
     if let Some(recorded) = &state.account_id {
         if *recorded != account {
@@ -130,9 +136,30 @@ async fn run_locked(
         Command::Up(args) => up::run(&session, &args).await,
         Command::Plan(args) => plan::run(&session, &args).await,
         Command::Status => status::run(&session).await,
+        Command::Shift(args) => shift::run(&session, &args).await,
         Command::Destroy(_) => destroy::run(&session).await,
         Command::Build(args) => build::run(&args, session.run.json),
     }
+}
+
+/// The function packages: required by `up`, compared by `plan` and `status` when present, never
+/// needed to shift or destroy. Read and checked here, before the first AWS call.
+fn load_packages(cli: &Cli) -> Result<Option<Arc<Packages>>, Error> {
+    let dir = &cli.global.packages;
+    let wanted = match &cli.command {
+        Command::Up(_) => true,
+        Command::Plan(_) | Command::Status => dir.join("manifest.json").exists(),
+        _ => false,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    Packages::load(dir, &crate::names::FUNCTIONS).map(|p| Some(Arc::new(p))).map_err(|e| {
+        Error::invalid(
+            "--packages",
+            format!("{e}; run `tapctl build` first, or point --packages (TAPCTL_PACKAGES) at its output"),
+        )
+    })
 }
 
 impl Session<'_> {

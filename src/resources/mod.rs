@@ -11,12 +11,16 @@
 //! - `delete` removes it and waits until it is gone; already absent is success.
 
 pub mod alerts;
+pub mod api;
 pub mod database;
+pub mod functions;
 pub mod iam;
 pub mod kms;
 pub mod logs;
+pub mod monitoring;
 pub mod network;
 pub mod params;
+pub mod rotation;
 pub mod secrets;
 pub mod storage;
 pub mod tables;

@@ -27,6 +27,20 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    moto returns its "default version", which UpdateSecretVersionStage never moves: after a
    rotation's finishSecret step moto kept answering with the old password.
 
+6. API Gateway stages keep canarySettings, as AWS does. moto 5.2.5 drops every
+   /canarySettings/... patch of UpdateStage and never returns canarySettings from GetStage, so a
+   canary (`tapctl shift`) could not be observed at all. Here UpdateStage applies
+   replace /canarySettings/percentTraffic (0.0-100.0, else BadRequestException, as AWS),
+   replace /canarySettings/deploymentId, replace /canarySettings/useStageCache,
+   replace|remove /canarySettings/stageVariableOverrides/<name> and remove /canarySettings, and
+   GetStage returns them. (CreateDeployment's canarySettings are still dropped; tapctl does not
+   use them.)
+
+7. Lambda keeps a function's LoggingConfig (LogFormat, LogGroup, log levels), as AWS does.
+   moto 5.2.5 ignores it in CreateFunction and UpdateFunctionConfiguration and never returns it,
+   so JSON logs to the function's own log group could not be read back. Without one, AWS's
+   default is returned: Text format to /aws/lambda/<function name>.
+
 Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
 """
 
@@ -135,6 +149,91 @@ def _get_secret_value_current_by_default(self, secret_id, version_id, version_st
 
 
 secretsmanager_models.SecretsManagerBackend.get_secret_value = _get_secret_value_current_by_default
+
+from moto.apigateway import models as apigateway_models
+from moto.apigateway.exceptions import BadRequestException
+
+_stage_apply_operations = apigateway_models.Stage.apply_operations
+_stage_to_json = apigateway_models.Stage.to_json
+
+
+def _apply_canary_operation(stage, op):
+    path, kind = op["path"], op["op"]
+    if path == "/canarySettings" and kind == "remove":
+        stage.canary_settings = None
+        return
+    canary = getattr(stage, "canary_settings", None) or {}
+    field = path[len("/canarySettings/"):]
+    if field.startswith("stageVariableOverrides/"):
+        name = field[len("stageVariableOverrides/"):]
+        overrides = canary.setdefault("stageVariableOverrides", {})
+        if kind == "remove":
+            overrides.pop(name, None)
+        else:
+            overrides[name] = op["value"]
+    elif field == "percentTraffic" and kind == "replace":
+        percent = float(op["value"])
+        if not 0.0 <= percent <= 100.0:
+            raise BadRequestException("Canary percentTraffic must be between 0.0 and 100.0")
+        canary["percentTraffic"] = percent
+    elif field == "deploymentId" and kind == "replace":
+        canary["deploymentId"] = op["value"]
+    elif field == "useStageCache" and kind == "replace":
+        canary["useStageCache"] = str(op["value"]).lower() == "true"
+    else:
+        raise BadRequestException(f"Invalid patch path {path}")
+    stage.canary_settings = canary
+
+
+def _stage_apply_operations_with_canary(self, patch_operations):
+    rest = []
+    for op in patch_operations:
+        if op["path"].startswith("/canarySettings"):
+            _apply_canary_operation(self, op)
+        else:
+            rest.append(op)
+    return _stage_apply_operations(self, rest)
+
+
+def _stage_to_json_with_canary(self):
+    out = _stage_to_json(self)
+    canary = getattr(self, "canary_settings", None)
+    if canary is not None:
+        out["canarySettings"] = {"percentTraffic": 0.0, "useStageCache": False, **canary}
+    return out
+
+
+apigateway_models.Stage.apply_operations = _stage_apply_operations_with_canary
+apigateway_models.Stage.to_json = _stage_to_json_with_canary
+
+from moto.awslambda import models as lambda_models
+
+_lambda_init = lambda_models.LambdaFunction.__init__
+_lambda_get_configuration = lambda_models.LambdaFunction.get_configuration
+_lambda_update_configuration = lambda_models.LambdaFunction.update_configuration
+
+
+def _lambda_init_with_logging(self, account_id, spec, region, version=1):
+    _lambda_init(self, account_id, spec, region, version)
+    self.logging_config = spec.get("LoggingConfig")
+
+
+def _lambda_get_configuration_with_logging(self, on_create=False):
+    config = _lambda_get_configuration(self, on_create)
+    default = {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.function_name}"}
+    config["LoggingConfig"] = {**default, **(getattr(self, "logging_config", None) or {})}
+    return config
+
+
+def _lambda_update_configuration_with_logging(self, config_updates):
+    if "LoggingConfig" in config_updates:
+        self.logging_config = config_updates["LoggingConfig"]
+    return _lambda_update_configuration(self, config_updates)
+
+
+lambda_models.LambdaFunction.__init__ = _lambda_init_with_logging
+lambda_models.LambdaFunction.get_configuration = _lambda_get_configuration_with_logging
+lambda_models.LambdaFunction.update_configuration = _lambda_update_configuration_with_logging
 
 
 if __name__ == "__main__":

@@ -1,0 +1,266 @@
+//! `tapctl shift`: moves payment traffic between the blue and green aliases (design.md §7).
+//!
+//! Every change is one UpdateStage call, so the stage is never half-shifted: 1-99 sets the
+//! canary (its `stageVariableOverrides` name the target colour), 100 promotes (the stage
+//! variable becomes the target colour and the canary goes, in the same call), 0 removes the
+//! canary. Everything that could refuse is checked before the first change. While baking, the
+//! alarms of the API and of the target colour are read every `--poll`; one in ALARM restores
+//! the traffic as it was before the command (the live colour takes every request again) and
+//! the command fails.
+
+use super::{print_json, Session};
+use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use crate::cli::ShiftArgs;
+use crate::error::Error;
+use crate::resources::api::rest::ROUTES;
+use crate::resources::monitoring::alarms;
+use crate::traffic::{self, Color, Traffic, ALIAS_VARIABLE, STAGE};
+use aws_sdk_apigateway::types::{Op, PatchOperation};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn replace(path: &str, value: impl Into<String>) -> PatchOperation {
+    PatchOperation::builder().op(Op::Replace).path(path).value(value).build()
+}
+
+fn remove_canary() -> PatchOperation {
+    PatchOperation::builder().op(Op::Remove).path("/canarySettings").build()
+}
+
+/// The weights this run walks through, checked: each 0-100, a progression only increasing.
+fn weights(args: &ShiftArgs) -> Result<Vec<u8>, Error> {
+    match (&args.steps, args.weight) {
+        (Some(steps), _) => {
+            if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(Error::invalid("--steps", "must be increasing weights of 1-100, e.g. 10,50,100"));
+            }
+            Ok(steps.clone())
+        }
+        (None, Some(w)) if w <= 100 => Ok(vec![w]),
+        (None, Some(_)) => Err(Error::invalid("--weight", "must be 0-100")),
+        (None, None) => Err(Error::invalid("--weight", "is required (or --steps)")),
+    }
+}
+
+/// The patch that gives the stage `weight` % towards `to`, from `now`.
+fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec<PatchOperation> {
+    let has_canary = now.canary.is_some();
+    match weight {
+        0 => has_canary.then(remove_canary).into_iter().collect(),
+        100 => {
+            let mut v = vec![replace(&format!("/variables/{ALIAS_VARIABLE}"), to.as_str())];
+            if has_canary {
+                v.push(remove_canary());
+            }
+            v
+        }
+        w => {
+            let mut v = Vec::new();
+            if !has_canary {
+                // The canary runs the stage's own deployment: only the alias differs.
+                v.push(replace("/canarySettings/deploymentId", deployment_id));
+                v.push(replace("/canarySettings/useStageCache", "false"));
+            }
+            v.push(replace("/canarySettings/percentTraffic", format!("{w}.0")));
+            v.push(replace(&format!("/canarySettings/stageVariableOverrides/{ALIAS_VARIABLE}"), to.as_str()));
+            v
+        }
+    }
+}
+
+/// The patch that puts `before` back.
+fn restore(now: &Traffic, before: &Traffic) -> Vec<PatchOperation> {
+    let mut v = Vec::new();
+    if now.live != before.live {
+        v.push(replace(&format!("/variables/{ALIAS_VARIABLE}"), before.live.as_str()));
+    }
+    if now.canary.is_some() {
+        v.push(remove_canary());
+    }
+    v
+}
+
+async fn update(apigw: &aws_sdk_apigateway::Client, api: &str, ops: Vec<PatchOperation>) -> Result<(), AwsError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    apigw
+        .update_stage()
+        .rest_api_id(api)
+        .stage_name(STAGE)
+        .set_patch_operations(Some(ops))
+        .send()
+        .await
+        .aws("apigateway:UpdateStage")?;
+    Ok(())
+}
+
+async fn read(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<Traffic, Error> {
+    traffic::read(apigw, api)
+        .await?
+        .ok_or_else(|| Error::Refused(format!("the API has no stage '{STAGE}': run `tapctl up` first")))
+}
+
+fn describe(t: &Traffic) -> String {
+    match &t.canary {
+        None => format!("{} takes 100 %", t.live),
+        Some(c) => format!("{} takes {} %, {} takes {} %", t.live, 100.0 - c.weight, c.color, c.weight),
+    }
+}
+
+/// Reads the alarms every `poll` for `bake`; the names of those in ALARM as soon as any is.
+async fn bake(session: &Session<'_>, names: &[String], bake: Duration, poll: Duration) -> Result<Vec<String>, Error> {
+    let started = Instant::now();
+    loop {
+        let states = alarms::states(&session.clients.cloudwatch, names).await?;
+        let firing: Vec<String> = states.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.clone()).collect();
+        if !firing.is_empty() {
+            return Ok(firing);
+        }
+        let waited = started.elapsed();
+        if waited >= bake {
+            return Ok(vec![]);
+        }
+        session.progress.println(&format!(
+            "baking: {}s of {}s, {} alarms OK",
+            waited.as_secs(),
+            bake.as_secs(),
+            states.values().filter(|s| *s == "OK").count()
+        ));
+        tokio::time::sleep(poll.min(bake - waited)).await;
+    }
+}
+
+pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
+    let plan = weights(args)?;
+    let apigw = &session.clients.apigateway;
+    let names = &session.names;
+    let to = args.to;
+
+    // Everything that can refuse, before the first change.
+    let api = traffic::find_api(apigw, &names.api())
+        .await?
+        .ok_or_else(|| Error::Refused(format!("there is no API {}: run `tapctl up` first", names.api())))?;
+    let before = read(apigw, &api).await?;
+    for f in ROUTES {
+        let function = names.function(f);
+        let alias = session
+            .clients
+            .lambda
+            .get_alias()
+            .function_name(&function)
+            .name(to.as_str())
+            .send()
+            .await
+            .aws("lambda:GetAlias")
+            .ok_if_not_found()?;
+        if alias.is_none() {
+            return Err(Error::Refused(format!(
+                "alias {to} of {function} is missing, so the {to} colour cannot take traffic; run `tapctl up` to create it"
+            )));
+        }
+    }
+    if let Some(c) = before.canary.as_ref().filter(|c| c.color != to) {
+        return Err(Error::Refused(format!(
+            "a canary sends {} % to {}; promote it (--to {} --weight 100) or roll it back (--to {} --weight 0) first",
+            c.weight, c.color, c.color, c.color
+        )));
+    }
+    if before.live == to && plan != [100] {
+        return Err(Error::Refused(format!(
+            "{to} is already live and takes every request not sent to a canary; to move traffic away from it, shift --to {}",
+            to.other()
+        )));
+    }
+    let watched = alarms::watched(names, to);
+    let bakes = args.watch.is_some() || plan.len() > 1;
+    if bakes && alarms::states(&session.clients.cloudwatch, &watched).await?.is_empty() {
+        return Err(Error::Refused(format!(
+            "none of the alarms to watch exist ({}…): run `tapctl up` to create them",
+            watched[0]
+        )));
+    }
+    let stage = apigw.get_stage().rest_api_id(&api).stage_name(STAGE).send().await.aws("apigateway:GetStage")?;
+    let deployment_id = stage.deployment_id().unwrap_or_default().to_string();
+
+    let mut now = before.clone();
+    for (i, &weight) in plan.iter().enumerate() {
+        update(apigw, &api, patches(&now, to, weight, &deployment_id)).await?;
+        now = read(apigw, &api).await?;
+        session.progress.println(&format!("shift: {}", describe(&now)));
+        let last = i + 1 == plan.len();
+        let bake_for = if last { args.watch } else { args.interval };
+        let Some(bake_for) = bake_for.filter(|_| weight > 0) else { continue };
+        let firing = bake(session, &watched, bake_for, args.poll).await?;
+        if !firing.is_empty() {
+            update(apigw, &api, restore(&now, &before)).await?;
+            let after = read(apigw, &api).await?;
+            if session.run.json {
+                print_json(&json!({ "command": "shift", "rolled_back": true, "alarms": firing, "traffic": after }));
+            }
+            return Err(Error::RolledBack(format!(
+                "alarm {} fired while {to} took {weight} %; rolled back: {}",
+                firing.join(", "),
+                describe(&after)
+            )));
+        }
+    }
+    if session.run.json {
+        print_json(&json!({ "command": "shift", "rolled_back": false, "traffic": now, "api_id": api }));
+    } else {
+        println!("shift: {} ({})", describe(&now), session.cost_line());
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::Canary;
+
+    fn paths(ops: &[PatchOperation]) -> Vec<String> {
+        ops.iter()
+            .map(|o| {
+                format!(
+                    "{} {} {}",
+                    o.op().map(|x| x.as_str()).unwrap_or(""),
+                    o.path().unwrap_or(""),
+                    o.value().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_canary_names_the_stage_deployment_the_weight_and_the_colour() {
+        let now = Traffic { live: Color::Blue, canary: None };
+        assert_eq!(
+            paths(&patches(&now, Color::Green, 10, "d1")),
+            [
+                "replace /canarySettings/deploymentId d1",
+                "replace /canarySettings/useStageCache false",
+                "replace /canarySettings/percentTraffic 10.0",
+                "replace /canarySettings/stageVariableOverrides/lambdaAlias green"
+            ]
+        );
+    }
+
+    #[test]
+    fn promoting_sets_the_variable_and_removes_the_canary_in_one_call() {
+        let now = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 50.0 }) };
+        assert_eq!(
+            paths(&patches(&now, Color::Green, 100, "d1")),
+            ["replace /variables/lambdaAlias green", "remove /canarySettings "]
+        );
+        assert_eq!(paths(&patches(&now, Color::Green, 0, "d1")), ["remove /canarySettings "]);
+    }
+
+    #[test]
+    fn restoring_puts_back_the_live_colour_without_a_canary() {
+        let before = Traffic { live: Color::Blue, canary: None };
+        let now = Traffic { live: Color::Green, canary: None };
+        assert_eq!(paths(&restore(&now, &before)), ["replace /variables/lambdaAlias blue"]);
+        let canary = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 10.0 }) };
+        assert_eq!(paths(&restore(&canary, &before)), ["remove /canarySettings "]);
+    }
+}

@@ -1,0 +1,186 @@
+//! `api.account-logging`: API Gateway writes a stage's access and execution logs with one
+//! role per account and region (`cloudwatchRoleArn` of the account settings). Every API in the
+//! account shares it, so tapctl:
+//! - leaves an existing setting alone, whoever made it (and reports it as not ours);
+//! - only when the account has none, creates `payment-apigw-logs-role-<suffix>` (trusting
+//!   apigateway.amazonaws.com, with AWS's AmazonAPIGatewayPushToCloudWatchLogs policy) and sets it;
+//! - on destroy, clears the setting and deletes the role only when the setting is still ours
+//!   and no other REST API is left in the region that could be logging through it.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::engine::wait::Poll;
+use crate::resources::{Change, Ctx, Resource, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_apigateway::types::{Op, PatchOperation};
+use aws_sdk_iam::types::Tag;
+use serde_json::json;
+
+pub struct AccountLogging;
+
+pub const ID: &str = "api.account-logging";
+pub const PUSH_TO_LOGS: &str = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs";
+
+pub struct Observed {
+    /// What the account settings name, if anything.
+    pub account_role: Option<String>,
+    /// Our role, if it exists.
+    pub our_role: Option<String>,
+}
+
+impl Observed {
+    fn ours_in_use(&self) -> bool {
+        self.our_role.is_some() && self.account_role == self.our_role
+    }
+}
+
+async fn account_role(ctx: &Ctx) -> Result<Option<String>> {
+    let account = ctx.clients.apigateway.get_account().send().await.aws("apigateway:GetAccount")?;
+    Ok(account.cloudwatch_role_arn().filter(|a| !a.is_empty()).map(str::to_string))
+}
+
+async fn our_role(ctx: &Ctx) -> Result<Option<String>> {
+    let role = ctx
+        .clients
+        .iam
+        .get_role()
+        .role_name(ctx.names.api_logging_role())
+        .send()
+        .await
+        .aws("iam:GetRole")
+        .ok_if_not_found()?;
+    Ok(role.and_then(|r| r.role().map(|r| r.arn().to_string())))
+}
+
+fn set_account_role(value: &str) -> PatchOperation {
+    PatchOperation::builder().op(Op::Replace).path("/cloudwatchRoleArn").value(value).build()
+}
+
+#[async_trait]
+impl Resource for AccountLogging {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let o = Observed { account_role: account_role(ctx).await?, our_role: our_role(ctx).await? };
+        Ok((o.account_role.is_some() || o.our_role.is_some()).then_some(o))
+    }
+
+    fn diff(&self, _ctx: &Ctx, o: &Observed) -> Result<Change> {
+        Ok(match &o.account_role {
+            None => Change::Update(vec!["the account has no CloudWatch role for API Gateway".into()]),
+            Some(_) => Change::NoOp,
+        })
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        Outputs::from([
+            ("cloudwatch_role_arn".into(), json!(o.account_role)),
+            ("created_by_tapctl".into(), json!(o.ours_in_use())),
+        ])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let mut o = observed.unwrap_or(Observed { account_role: None, our_role: None });
+        if o.account_role.is_some() {
+            return Ok(self.outputs(ctx, &o));
+        }
+        let iam = &ctx.clients.iam;
+        let name = ctx.names.api_logging_role();
+        let arn = match o.our_role.clone() {
+            Some(arn) => arn,
+            None => {
+                ctx.progress.step(&format!("creating role {name} for API Gateway's logs"));
+                let trust = json!({
+                    "Version": "2012-10-17",
+                    "Statement": [{ "Effect": "Allow", "Principal": { "Service": "apigateway.amazonaws.com" },
+                                    "Action": "sts:AssumeRole",
+                                    "Condition": { "StringEquals": { "aws:SourceAccount": ctx.names.account } } }]
+                });
+                let tags: Vec<Tag> = ctx
+                    .tags(None, None)
+                    .iter()
+                    .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+                    .collect();
+                match iam
+                    .create_role()
+                    .role_name(&name)
+                    .description("API Gateway writes access and execution logs to CloudWatch (account-wide setting)")
+                    .assume_role_policy_document(trust.to_string())
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .aws("iam:CreateRole")
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code_is("EntityAlreadyExists") => {}
+                    Err(e) => return Err(e.into()),
+                }
+                our_role(ctx).await?.unwrap_or_default()
+            }
+        };
+        iam.attach_role_policy().role_name(&name).policy_arn(PUSH_TO_LOGS).send().await.aws("iam:AttachRolePolicy")?;
+        // API Gateway checks that it can assume the role; a new role takes a few seconds to be.
+        let apigw = &ctx.clients.apigateway;
+        ctx.wait(&format!("role {name} to become assumable by API Gateway"), ctx.waits.eventual_consistency, || {
+            let arn = arn.clone();
+            async move {
+                match apigw
+                    .update_account()
+                    .patch_operations(set_account_role(&arn))
+                    .send()
+                    .await
+                    .aws("apigateway:UpdateAccount")
+                {
+                    Ok(_) => Ok(Poll::Ready(())),
+                    Err(e) if e.code_is("BadRequestException") && e.message.contains("role") => {
+                        Ok(Poll::NotYet(e.message))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .await?;
+        o.account_role = Some(arn.clone());
+        o.our_role = Some(arn);
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        if o.our_role.is_none() {
+            return Ok(());
+        }
+        if o.ours_in_use() {
+            let others = ctx.clients.apigateway.get_rest_apis().limit(1).send().await.aws("apigateway:GetRestApis")?;
+            if !others.items().is_empty() {
+                ctx.progress.step("keeping the account's API Gateway logging role: other REST APIs may log through it");
+                return Ok(());
+            }
+            ctx.progress.step("clearing the account's API Gateway logging role (tapctl set it)");
+            ctx.clients
+                .apigateway
+                .update_account()
+                .patch_operations(set_account_role(""))
+                .send()
+                .await
+                .aws("apigateway:UpdateAccount")?;
+        }
+        let iam = &ctx.clients.iam;
+        let name = ctx.names.api_logging_role();
+        iam.detach_role_policy()
+            .role_name(&name)
+            .policy_arn(PUSH_TO_LOGS)
+            .send()
+            .await
+            .aws("iam:DetachRolePolicy")
+            .ok_if_not_found()?;
+        iam.delete_role().role_name(&name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
+        Ok(())
+    }
+}

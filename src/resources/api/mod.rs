@@ -1,0 +1,5 @@
+//! The payment API: the REST API itself (`api.rest`) and the account-wide CloudWatch role API
+//! Gateway needs to write access and execution logs (`api.account-logging`).
+
+pub mod account_logging;
+pub mod rest;

@@ -1,0 +1,683 @@
+//! `api.rest`: the regional REST API `payment-api-<suffix>`, the only way in to the functions.
+//!
+//! - POST /validate, /fraud-check, /process; IAM authorization (SigV4) on every method: there is
+//!   no anonymous access.
+//! - The body is checked against the `PaymentRequest` model — payments-core's JSON Schema, the
+//!   same one the functions deserialise — and /process requires the Idempotency-Key header;
+//!   API Gateway rejects a bad request before any function runs.
+//! - AWS_PROXY integrations whose URI ends in `:${stageVariables.lambdaAlias}/invocations`: the
+//!   stage variable picks the colour (design.md §7); each alias of each function lets this API,
+//!   and only its methods, invoke it.
+//! - Stage `live`: created with `lambdaAlias=blue` and then never touched by `up` (that is
+//!   `shift`'s), JSON access logs to the CMK-encrypted group, execution logging at ERROR without
+//!   data tracing (a request body holds a card number), X-Ray, throttling, detailed metrics.
+//! - The API definition's hash is the deployment's description: a changed definition gets a new
+//!   deployment, an unchanged one never does.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::rotation::permission;
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
+use async_trait::async_trait;
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+pub struct RestApi;
+
+pub const ID: &str = "api.rest";
+pub const MODEL: &str = "PaymentRequest";
+pub const VALIDATOR: &str = "body-and-headers";
+pub const IDEMPOTENCY_HEADER: &str = "method.request.header.Idempotency-Key";
+/// The functions behind the API (rotate-secret is Secrets Manager's alone).
+pub const ROUTES: [&str; 3] = ["validate", "fraud-check", "process"];
+/// Steady-state requests per second and burst for every method of the stage.
+pub const RATE_LIMIT: f64 = 500.0;
+pub const BURST_LIMIT: i32 = 1000;
+
+/// One access-log line per request: who, what, how it went, which colour served it. Never a
+/// header or a body.
+pub fn access_log_format() -> String {
+    json!({
+        "requestId": "$context.requestId",
+        "extendedRequestId": "$context.extendedRequestId",
+        "ip": "$context.identity.sourceIp",
+        "caller": "$context.identity.caller",
+        "userArn": "$context.identity.userArn",
+        "requestTime": "$context.requestTimeEpoch",
+        "httpMethod": "$context.httpMethod",
+        "resourcePath": "$context.resourcePath",
+        "status": "$context.status",
+        "responseLength": "$context.responseLength",
+        "latency": "$context.responseLatency",
+        "integrationLatency": "$context.integrationLatency",
+        "integrationError": "$context.integration.error",
+        "lambdaAlias": "$stageVariables.lambdaAlias",
+        "canary": "$context.isCanaryRequest"
+    })
+    .to_string()
+}
+
+/// The settings of the stage `up` owns (the variable `lambdaAlias` it does not, once set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSettings {
+    pub tracing: bool,
+    pub access_log_destination: String,
+    pub access_log_format: String,
+    pub metrics: bool,
+    pub logging_level: String,
+    pub data_trace: bool,
+    pub rate_limit: f64,
+    pub burst_limit: i32,
+}
+
+impl StageSettings {
+    fn wanted(ctx: &Ctx) -> StageSettings {
+        StageSettings {
+            tracing: true,
+            access_log_destination: format!(
+                "arn:aws:logs:{}:{}:log-group:{}",
+                ctx.names.region,
+                ctx.names.account,
+                ctx.names.api_log_group()
+            ),
+            access_log_format: access_log_format(),
+            metrics: true,
+            logging_level: "ERROR".into(),
+            data_trace: false,
+            rate_limit: RATE_LIMIT,
+            burst_limit: BURST_LIMIT,
+        }
+    }
+
+    fn patches(&self) -> Vec<PatchOperation> {
+        let op = |path: &str, value: String| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
+        vec![
+            op("/tracingEnabled", self.tracing.to_string()),
+            op("/accessLogSettings/destinationArn", self.access_log_destination.clone()),
+            op("/accessLogSettings/format", self.access_log_format.clone()),
+            op("/*/*/metrics/enabled", self.metrics.to_string()),
+            op("/*/*/logging/loglevel", self.logging_level.clone()),
+            op("/*/*/logging/dataTrace", self.data_trace.to_string()),
+            op("/*/*/throttling/rateLimit", self.rate_limit.to_string()),
+            op("/*/*/throttling/burstLimit", self.burst_limit.to_string()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Method {
+    pub authorization: String,
+    pub validator_id: Option<String>,
+    pub model: Option<String>,
+    pub required_headers: Vec<String>,
+    pub integration_type: Option<String>,
+    pub integration_uri: Option<String>,
+}
+
+pub struct Stage {
+    pub deployment_description: Option<String>,
+    pub variables: HashMap<String, String>,
+    pub settings: StageSettings,
+}
+
+pub struct Observed {
+    pub api_id: String,
+    pub regional: bool,
+    pub tags: BTreeMap<String, String>,
+    pub model: Option<Value>,
+    pub validator: Option<(String, bool, bool)>,
+    /// By route ("validate"): resource id and its POST method, if any.
+    pub routes: BTreeMap<&'static str, (String, Option<Method>)>,
+    pub root_id: String,
+    pub stage: Option<Stage>,
+    /// By (function, colour): whether this API may invoke it.
+    pub permissions: BTreeMap<(&'static str, Color), bool>,
+}
+
+fn integration_uri(ctx: &Ctx, function: &str) -> String {
+    let n = &ctx.names;
+    format!(
+        "arn:aws:apigateway:{}:lambda:path/2015-03-31/functions/arn:aws:lambda:{}:{}:function:{}:${{stageVariables.{ALIAS_VARIABLE}}}/invocations",
+        n.region,
+        n.region,
+        n.account,
+        n.function(function)
+    )
+}
+
+fn wanted_method(ctx: &Ctx, route: &str, validator_id: Option<&str>) -> Method {
+    Method {
+        authorization: "AWS_IAM".into(),
+        validator_id: validator_id.map(str::to_string),
+        model: Some(MODEL.into()),
+        required_headers: if route == "process" { vec![IDEMPOTENCY_HEADER.into()] } else { vec![] },
+        integration_type: Some("AWS_PROXY".into()),
+        integration_uri: Some(integration_uri(ctx, route)),
+    }
+}
+
+/// The model's schema as API Gateway stores it (a string of JSON).
+fn model_schema() -> Value {
+    payments_core::schemas::payment_request()
+}
+
+/// A hash of everything a deployment snapshots; the deployment's description carries it.
+fn definition_hash(ctx: &Ctx) -> String {
+    let routes: Vec<Value> = ROUTES
+        .iter()
+        .map(|r| {
+            let m = wanted_method(ctx, r, Some(VALIDATOR));
+            json!([r, m.authorization, m.model, m.required_headers, m.integration_type, m.integration_uri])
+        })
+        .collect();
+    let definition = json!({ "model": model_schema(), "validator": [VALIDATOR, true, true], "routes": routes });
+    let digest = Sha256::digest(definition.to_string().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn deployment_description(ctx: &Ctx) -> String {
+    format!("tapctl definition {}", definition_hash(ctx))
+}
+
+fn source_arn(ctx: &Ctx, api_id: &str, route: &str) -> String {
+    format!("arn:aws:execute-api:{}:{}:{api_id}/*/POST/{route}", ctx.names.region, ctx.names.account)
+}
+
+fn permission_id(c: Color) -> String {
+    format!("payment-api-invokes-{c}")
+}
+
+pub fn url(ctx: &Ctx, api_id: &str) -> String {
+    format!("https://{api_id}.execute-api.{}.amazonaws.com/{STAGE}", ctx.names.region)
+}
+
+async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
+    let apigw = &ctx.clients.apigateway;
+    let api = apigw.get_rest_api().rest_api_id(api_id).send().await.aws("apigateway:GetRestApi")?;
+    let regional = api.endpoint_configuration().map(|e| e.types() == [EndpointType::Regional]).unwrap_or(false);
+    let tags = api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let model = apigw
+        .get_model()
+        .rest_api_id(api_id)
+        .model_name(MODEL)
+        .send()
+        .await
+        .aws("apigateway:GetModel")
+        .ok_if_not_found()?
+        .and_then(|m| m.schema().and_then(|s| serde_json::from_str(s).ok()));
+    let validators =
+        apigw.get_request_validators().rest_api_id(api_id).send().await.aws("apigateway:GetRequestValidators")?;
+    let validator =
+        validators.items().iter().find(|v| v.name() == Some(VALIDATOR)).map(|v| {
+            (v.id().unwrap_or_default().to_string(), v.validate_request_body(), v.validate_request_parameters())
+        });
+    let mut root_id = String::new();
+    let mut routes = BTreeMap::new();
+    let mut pages = apigw.get_resources().rest_api_id(api_id).limit(500).into_paginator().items().send();
+    while let Some(r) = pages.next().await {
+        let r = r.aws("apigateway:GetResources")?;
+        let path = r.path().unwrap_or_default();
+        if path == "/" {
+            root_id = r.id().unwrap_or_default().to_string();
+        }
+        let Some(route) = ROUTES.iter().find(|x| path == format!("/{x}")) else { continue };
+        let id = r.id().unwrap_or_default().to_string();
+        let method = apigw
+            .get_method()
+            .rest_api_id(api_id)
+            .resource_id(&id)
+            .http_method("POST")
+            .send()
+            .await
+            .aws("apigateway:GetMethod")
+            .ok_if_not_found()?
+            .map(|m| {
+                let mut required_headers: Vec<String> = m
+                    .request_parameters()
+                    .map(|p| p.iter().filter(|(_, req)| **req).map(|(k, _)| k.clone()).collect())
+                    .unwrap_or_default();
+                required_headers.sort();
+                Method {
+                    authorization: m.authorization_type().unwrap_or_default().to_string(),
+                    validator_id: m.request_validator_id().map(str::to_string),
+                    model: m.request_models().and_then(|rm| rm.get("application/json")).cloned(),
+                    required_headers,
+                    integration_type: m.method_integration().and_then(|i| i.r#type()).map(|t| t.as_str().to_string()),
+                    integration_uri: m.method_integration().and_then(|i| i.uri()).map(str::to_string),
+                }
+            });
+        routes.insert(*route, (id, method));
+    }
+    let stage = match apigw
+        .get_stage()
+        .rest_api_id(api_id)
+        .stage_name(STAGE)
+        .send()
+        .await
+        .aws("apigateway:GetStage")
+        .ok_if_not_found()?
+    {
+        None => None,
+        Some(s) => {
+            let deployment_description = match s.deployment_id() {
+                Some(d) => apigw
+                    .get_deployment()
+                    .rest_api_id(api_id)
+                    .deployment_id(d)
+                    .send()
+                    .await
+                    .aws("apigateway:GetDeployment")
+                    .ok_if_not_found()?
+                    .and_then(|d| d.description().map(str::to_string)),
+                None => None,
+            };
+            let all = s.method_settings().and_then(|m| m.get("*/*"));
+            Some(Stage {
+                deployment_description,
+                variables: s.variables().cloned().unwrap_or_default(),
+                settings: StageSettings {
+                    tracing: s.tracing_enabled(),
+                    access_log_destination: s
+                        .access_log_settings()
+                        .and_then(|a| a.destination_arn())
+                        .unwrap_or_default()
+                        .to_string(),
+                    access_log_format: s.access_log_settings().and_then(|a| a.format()).unwrap_or_default().to_string(),
+                    metrics: all.is_some_and(|m| m.metrics_enabled()),
+                    logging_level: all.and_then(|m| m.logging_level()).unwrap_or("OFF").to_string(),
+                    data_trace: all.is_some_and(|m| m.data_trace_enabled()),
+                    rate_limit: all.map(|m| m.throttling_rate_limit()).unwrap_or_default(),
+                    burst_limit: all.map(|m| m.throttling_burst_limit()).unwrap_or_default(),
+                },
+            })
+        }
+    };
+    let mut permissions = BTreeMap::new();
+    for route in ROUTES {
+        for c in Color::BOTH {
+            let found = permission(ctx, &ctx.names.function(route), Some(c.as_str()), &permission_id(c)).await?;
+            let ok = found.is_some_and(|st| {
+                st.to_string().contains(&source_arn(ctx, api_id, route))
+                    && st["Principal"].to_string().contains("apigateway")
+            });
+            permissions.insert((route, c), ok);
+        }
+    }
+    Ok(Observed { api_id: api_id.to_string(), regional, tags, model, validator, routes, root_id, stage, permissions })
+}
+
+#[async_trait]
+impl Resource for RestApi {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::super::functions::ID, super::super::logs::ID, super::account_logging::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let recorded = ctx.recorded_str("api_id").map(str::to_string);
+        let id = match recorded {
+            Some(id)
+                if ctx
+                    .clients
+                    .apigateway
+                    .get_rest_api()
+                    .rest_api_id(&id)
+                    .send()
+                    .await
+                    .aws("apigateway:GetRestApi")
+                    .ok_if_not_found()?
+                    .is_some_and(|a| a.name() == Some(ctx.names.api().as_str())) =>
+            {
+                Some(id)
+            }
+            _ => crate::traffic::find_api(&ctx.clients.apigateway, &ctx.names.api()).await?,
+        };
+        match id {
+            None => Ok(None),
+            Some(id) => Ok(Some(observe_api(ctx, &id).await?)),
+        }
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let mut d = Vec::new();
+        if !o.regional {
+            d.push("endpoint type is not REGIONAL".to_string());
+        }
+        if let Some(t) = ctx.tag_drift(&o.tags) {
+            d.push(t);
+        }
+        if o.model.as_ref() != Some(&model_schema()) {
+            d.push(format!("model {MODEL} missing or differs from payments-core's schema"));
+        }
+        if !matches!(&o.validator, Some((_, true, true))) {
+            d.push(format!("request validator {VALIDATOR} missing or not validating body and headers"));
+        }
+        let validator_id = o.validator.as_ref().map(|v| v.0.as_str());
+        for route in ROUTES {
+            match o.routes.get(route) {
+                None => d.push(format!("resource /{route} missing")),
+                Some((_, None)) => d.push(format!("POST /{route} missing")),
+                Some((_, Some(m))) if *m != wanted_method(ctx, route, validator_id) => {
+                    d.push(format!("POST /{route} differs (authorization, validation or integration)"))
+                }
+                Some(_) => {}
+            }
+            for c in Color::BOTH {
+                if !o.permissions.get(&(route, c)).copied().unwrap_or(false) {
+                    d.push(format!("{}:{c} does not let POST /{route} invoke it", ctx.names.function(route)));
+                }
+            }
+        }
+        match &o.stage {
+            None => d.push(format!("stage {STAGE} missing")),
+            Some(s) => {
+                if s.deployment_description.as_deref() != Some(deployment_description(ctx).as_str()) {
+                    d.push(format!("stage {STAGE} serves an older deployment of the API"));
+                }
+                if s.settings != StageSettings::wanted(ctx) {
+                    d.push(format!("stage {STAGE}: logging, tracing, metrics or throttling differ"));
+                }
+                if !s.variables.get(ALIAS_VARIABLE).is_some_and(|v| Color::parse(v).is_some()) {
+                    d.push(format!("stage {STAGE}: variable {ALIAS_VARIABLE} names no colour"));
+                }
+            }
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, ctx: &Ctx, o: &Observed) -> Outputs {
+        Outputs::from([
+            ("api_id".into(), json!(o.api_id)),
+            ("api_name".into(), json!(ctx.names.api())),
+            ("url".into(), json!(url(ctx, &o.api_id))),
+            ("stage".into(), json!(STAGE)),
+        ])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let apigw = &ctx.clients.apigateway;
+        let name = ctx.names.api();
+        let o = match observed {
+            Some(o) => o,
+            None => {
+                ctx.progress.step(&format!("creating REST API {name}"));
+                let created = apigw
+                    .create_rest_api()
+                    .name(&name)
+                    .description("Card payments: validate, fraud-check, process (IAM-authorised)")
+                    .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
+                    .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                    .send()
+                    .await
+                    .aws("apigateway:CreateRestApi")?;
+                let id = created.id().unwrap_or_default().to_string();
+                observe_api(ctx, &id).await?
+            }
+        };
+        let api_id = o.api_id.clone();
+        if !o.regional {
+            return Err(ResourceError::new("ReplaceRefused", format!("{name} is not a REGIONAL API"))
+                .with_hint("delete it (or run `tapctl destroy`) and run up again"));
+        }
+        if ctx.tag_drift(&o.tags).is_some() {
+            let arn = format!("arn:aws:apigateway:{}::/restapis/{api_id}", ctx.names.region);
+            apigw
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                .send()
+                .await
+                .aws("apigateway:TagResource")?;
+        }
+        let schema = model_schema();
+        if o.model.as_ref() != Some(&schema) {
+            ctx.progress.step(&format!("putting model {MODEL}"));
+            if o.model.is_some() {
+                apigw
+                    .update_model()
+                    .rest_api_id(&api_id)
+                    .model_name(MODEL)
+                    .patch_operations(
+                        PatchOperation::builder().op(Op::Replace).path("/schema").value(schema.to_string()).build(),
+                    )
+                    .send()
+                    .await
+                    .aws("apigateway:UpdateModel")?;
+            } else {
+                apigw
+                    .create_model()
+                    .rest_api_id(&api_id)
+                    .name(MODEL)
+                    .content_type("application/json")
+                    .description("payments-core's PaymentRequest schema")
+                    .schema(schema.to_string())
+                    .send()
+                    .await
+                    .aws("apigateway:CreateModel")?;
+            }
+        }
+        let validator_id = match &o.validator {
+            Some((id, true, true)) => id.clone(),
+            Some((id, _, _)) => {
+                let op = |p: &str| PatchOperation::builder().op(Op::Replace).path(p).value("true").build();
+                apigw
+                    .update_request_validator()
+                    .rest_api_id(&api_id)
+                    .request_validator_id(id)
+                    .patch_operations(op("/validateRequestBody"))
+                    .patch_operations(op("/validateRequestParameters"))
+                    .send()
+                    .await
+                    .aws("apigateway:UpdateRequestValidator")?;
+                id.clone()
+            }
+            None => apigw
+                .create_request_validator()
+                .rest_api_id(&api_id)
+                .name(VALIDATOR)
+                .validate_request_body(true)
+                .validate_request_parameters(true)
+                .send()
+                .await
+                .aws("apigateway:CreateRequestValidator")?
+                .id()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        for route in ROUTES {
+            let wanted = wanted_method(ctx, route, Some(&validator_id));
+            let (resource_id, method) = match o.routes.get(route) {
+                Some((id, m)) => (id.clone(), m.clone()),
+                None => {
+                    ctx.progress.step(&format!("creating /{route}"));
+                    let r = apigw
+                        .create_resource()
+                        .rest_api_id(&api_id)
+                        .parent_id(&o.root_id)
+                        .path_part(route)
+                        .send()
+                        .await
+                        .aws("apigateway:CreateResource")?;
+                    (r.id().unwrap_or_default().to_string(), None)
+                }
+            };
+            if method.as_ref() != Some(&wanted) {
+                ctx.progress.step(&format!("putting POST /{route} (IAM auth, validated, → {route})"));
+                if method.is_some() {
+                    apigw
+                        .delete_method()
+                        .rest_api_id(&api_id)
+                        .resource_id(&resource_id)
+                        .http_method("POST")
+                        .send()
+                        .await
+                        .aws("apigateway:DeleteMethod")
+                        .ok_if_not_found()?;
+                }
+                apigw
+                    .put_method()
+                    .rest_api_id(&api_id)
+                    .resource_id(&resource_id)
+                    .http_method("POST")
+                    .authorization_type("AWS_IAM")
+                    .request_validator_id(&validator_id)
+                    .request_models("application/json", MODEL)
+                    .set_request_parameters(
+                        (!wanted.required_headers.is_empty())
+                            .then(|| wanted.required_headers.iter().map(|h| (h.clone(), true)).collect()),
+                    )
+                    .send()
+                    .await
+                    .aws("apigateway:PutMethod")?;
+                apigw
+                    .put_integration()
+                    .rest_api_id(&api_id)
+                    .resource_id(&resource_id)
+                    .http_method("POST")
+                    .r#type(IntegrationType::AwsProxy)
+                    .integration_http_method("POST")
+                    .uri(integration_uri(ctx, route))
+                    .send()
+                    .await
+                    .aws("apigateway:PutIntegration")?;
+            }
+            for c in Color::BOTH {
+                if o.permissions.get(&(route, c)).copied().unwrap_or(false) {
+                    continue;
+                }
+                let function = ctx.names.function(route);
+                // A stale statement with our id (another API's source ARN) goes first.
+                ctx.clients
+                    .lambda
+                    .remove_permission()
+                    .function_name(&function)
+                    .qualifier(c.as_str())
+                    .statement_id(permission_id(c))
+                    .send()
+                    .await
+                    .aws("lambda:RemovePermission")
+                    .ok_if_not_found()?;
+                ctx.clients
+                    .lambda
+                    .add_permission()
+                    .function_name(&function)
+                    .qualifier(c.as_str())
+                    .statement_id(permission_id(c))
+                    .action("lambda:InvokeFunction")
+                    .principal("apigateway.amazonaws.com")
+                    .source_arn(source_arn(ctx, &api_id, route))
+                    .source_account(&ctx.names.account)
+                    .send()
+                    .await
+                    .aws("lambda:AddPermission")?;
+            }
+        }
+        let description = deployment_description(ctx);
+        let current = o.stage.as_ref().and_then(|s| s.deployment_description.as_deref());
+        if current != Some(description.as_str()) {
+            ctx.progress.step("deploying the API definition");
+            // No stageName: creating a deployment into a stage would reset the stage's
+            // settings and variables; the stage is pointed at it below instead.
+            let deployment = apigw
+                .create_deployment()
+                .rest_api_id(&api_id)
+                .description(&description)
+                .send()
+                .await
+                .aws("apigateway:CreateDeployment")?;
+            let deployment_id = deployment.id().unwrap_or_default().to_string();
+            if o.stage.is_some() {
+                apigw
+                    .update_stage()
+                    .rest_api_id(&api_id)
+                    .stage_name(STAGE)
+                    .patch_operations(
+                        PatchOperation::builder().op(Op::Replace).path("/deploymentId").value(&deployment_id).build(),
+                    )
+                    .send()
+                    .await
+                    .aws("apigateway:UpdateStage")?;
+            } else {
+                ctx.progress.step(&format!("creating stage {STAGE} with {ALIAS_VARIABLE}=blue"));
+                apigw
+                    .create_stage()
+                    .rest_api_id(&api_id)
+                    .stage_name(STAGE)
+                    .deployment_id(&deployment_id)
+                    .variables(ALIAS_VARIABLE, Color::Blue.as_str())
+                    .tracing_enabled(true)
+                    .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                    .send()
+                    .await
+                    .aws("apigateway:CreateStage")?;
+            }
+        }
+        let wanted = StageSettings::wanted(ctx);
+        if o.stage.as_ref().map(|s| &s.settings) != Some(&wanted) {
+            ctx.progress.step(&format!("setting logging, tracing, metrics and throttling of stage {STAGE}"));
+            apigw
+                .update_stage()
+                .rest_api_id(&api_id)
+                .stage_name(STAGE)
+                .set_patch_operations(Some(wanted.patches()))
+                .send()
+                .await
+                .aws("apigateway:UpdateStage")?;
+        }
+        if let Some(s) = &o.stage {
+            if !s.variables.get(ALIAS_VARIABLE).is_some_and(|v| Color::parse(v).is_some()) {
+                // Without the variable every request fails; blue is where a new stack starts.
+                ctx.progress.step(&format!("restoring stage variable {ALIAS_VARIABLE}=blue"));
+                apigw
+                    .update_stage()
+                    .rest_api_id(&api_id)
+                    .stage_name(STAGE)
+                    .patch_operations(
+                        PatchOperation::builder()
+                            .op(Op::Replace)
+                            .path(format!("/variables/{ALIAS_VARIABLE}"))
+                            .value(Color::Blue.as_str())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .aws("apigateway:UpdateStage")?;
+            }
+        }
+        Ok(self.outputs(ctx, &o))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        for route in ROUTES {
+            for c in Color::BOTH {
+                ctx.clients
+                    .lambda
+                    .remove_permission()
+                    .function_name(ctx.names.function(route))
+                    .qualifier(c.as_str())
+                    .statement_id(permission_id(c))
+                    .send()
+                    .await
+                    .aws("lambda:RemovePermission")
+                    .ok_if_not_found()?;
+            }
+        }
+        ctx.progress.step(&format!("deleting REST API {} (stage, deployments, models with it)", ctx.names.api()));
+        ctx.clients
+            .apigateway
+            .delete_rest_api()
+            .rest_api_id(&o.api_id)
+            .send()
+            .await
+            .aws("apigateway:DeleteRestApi")
+            .ok_if_not_found()?;
+        Ok(())
+    }
+}

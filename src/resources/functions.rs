@@ -1,0 +1,568 @@
+//! `functions.lambdas`: validate, fraud-check, process and rotate-secret on `provided.al2023`,
+//! from the packages of `tapctl build`, each with aliases `blue` and `green`.
+//!
+//! Guarantees:
+//! - The environment holds only `PAYMENTS_CONFIG_PREFIX`, encrypted with the stack's key; every
+//!   other value is read from Parameter Store at run time.
+//! - A version is published only when the package's CodeSha256 is not yet published (or when
+//!   this run repaired the configuration, so that the aliases can reach the repair).
+//! - `up` moves only the idle colour's alias — the one neither the stage variable nor a canary
+//!   sends requests to. Live traffic never changes under `up`; while a canary is live, new code
+//!   waits (the drift says so) until `shift` finishes or rolls back.
+//! - A role created seconds ago may not yet be assumable by Lambda: creation is retried, with
+//!   the wait shown, until IAM has propagated it.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::engine::wait::Poll;
+use crate::names::FUNCTIONS;
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use crate::traffic::{self, Color, Traffic};
+use async_trait::async_trait;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, LastUpdateStatus, LogFormat, LoggingConfig, Runtime, State, TracingConfig, TracingMode,
+    VpcConfig,
+};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Lambdas;
+
+pub const ID: &str = "functions.lambdas";
+/// The only environment variable: where the function's configuration lives.
+pub const CONFIG_PREFIX_VARIABLE: &str = "PAYMENTS_CONFIG_PREFIX";
+
+/// Memory (MB) and timeout (s) of each function. process holds a database connection and
+/// waits up to 5 s for a concurrent duplicate; rotate-secret talks to Aurora four times.
+pub fn sizing(function: &str) -> (i32, i32) {
+    match function {
+        "process" => (512, 30),
+        "rotate-secret" => (256, 60),
+        _ => (256, 10),
+    }
+}
+
+/// What the functions' configuration must be; compared field by field with what Lambda holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub role: String,
+    pub memory: i32,
+    pub timeout: i32,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub kms_key: String,
+    pub tracing_active: bool,
+    pub log_group: String,
+    pub json_logs: bool,
+    pub runtime: String,
+    pub handler: String,
+}
+
+impl Settings {
+    fn wanted(ctx: &Ctx, function: &str) -> Result<Settings> {
+        let roles = ctx.inputs.get(super::iam::ID).and_then(|o| o.get("role_arns"));
+        let role = roles.and_then(|r| r.get(function)).and_then(Value::as_str).ok_or_else(|| {
+            ResourceError::new("MissingInput", format!("{} did not provide the role of {function}", super::iam::ID))
+        })?;
+        let (memory, timeout) = sizing(function);
+        let mut subnets = ctx.input_list(super::network::subnets::ID, "private_subnet_ids")?;
+        subnets.sort();
+        Ok(Settings {
+            role: role.to_string(),
+            memory,
+            timeout,
+            subnets,
+            security_groups: vec![ctx.input(super::network::security_groups::ID, "functions_sg_id")?],
+            environment: BTreeMap::from([(CONFIG_PREFIX_VARIABLE.to_string(), ctx.names.parameter_prefix())]),
+            kms_key: ctx.input(super::kms::ID, "key_arn")?,
+            tracing_active: true,
+            log_group: ctx.names.function_log_group(function),
+            json_logs: true,
+            runtime: "provided.al2023".into(),
+            handler: "bootstrap".into(),
+        })
+    }
+
+    fn of(c: &GetFunctionConfigurationOutput) -> Settings {
+        let mut subnets: Vec<String> = c.vpc_config().map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
+        subnets.sort();
+        let logging = c.logging_config();
+        Settings {
+            role: c.role().unwrap_or_default().to_string(),
+            memory: c.memory_size().unwrap_or_default(),
+            timeout: c.timeout().unwrap_or_default(),
+            subnets,
+            security_groups: c.vpc_config().map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
+            environment: c
+                .environment()
+                .and_then(|e| e.variables())
+                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            kms_key: c.kms_key_arn().unwrap_or_default().to_string(),
+            tracing_active: c.tracing_config().and_then(|t| t.mode()) == Some(&TracingMode::Active),
+            log_group: logging.and_then(|l| l.log_group()).unwrap_or_default().to_string(),
+            json_logs: logging.and_then(|l| l.log_format()) == Some(&LogFormat::Json),
+            runtime: c.runtime().map(|r| r.as_str().to_string()).unwrap_or_default(),
+            handler: c.handler().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Each field that differs, in words.
+    fn drifts(&self, wanted: &Settings) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut check = |what: &str, differs: bool| {
+            if differs {
+                d.push(what.to_string());
+            }
+        };
+        check("execution role", self.role != wanted.role);
+        check("memory", self.memory != wanted.memory);
+        check("timeout", self.timeout != wanted.timeout);
+        check("private subnets", self.subnets != wanted.subnets);
+        check("security group", self.security_groups != wanted.security_groups);
+        check("environment (only PAYMENTS_CONFIG_PREFIX)", self.environment != wanted.environment);
+        check("environment encryption key", self.kms_key != wanted.kms_key);
+        check("X-Ray tracing", self.tracing_active != wanted.tracing_active);
+        check("log group / JSON log format", self.log_group != wanted.log_group || self.json_logs != wanted.json_logs);
+        check("runtime / handler", self.runtime != wanted.runtime || self.handler != wanted.handler);
+        d
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub arn: String,
+    pub config: Settings,
+    pub code_sha256: String,
+    /// Published versions (never `$LATEST`) and the CodeSha256 of each, oldest first.
+    pub versions: Vec<(String, String)>,
+    /// Alias name → version.
+    pub aliases: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Function {
+    /// The newest published version holding this code.
+    fn version_with(&self, code_sha256: &str) -> Option<&str> {
+        self.versions.iter().rev().find(|(_, sha)| sha == code_sha256).map(|(v, _)| v.as_str())
+    }
+}
+
+pub struct Observed {
+    pub functions: BTreeMap<&'static str, Function>,
+    /// None while the API has no stage: nothing is live, both colours may move.
+    pub traffic: Option<Traffic>,
+}
+
+impl Observed {
+    /// The colours `up` may point at new code.
+    fn movable(&self) -> Vec<Color> {
+        match &self.traffic {
+            None => Color::BOTH.to_vec(),
+            Some(t) => t.idle().into_iter().collect(),
+        }
+    }
+
+    /// Whether `up` points colour `c` of `f` at `version` (the package's code): only an idle
+    /// colour, only when it runs other code, and only when the live colour does not already run
+    /// this code — after a promotion the idle colour keeps the previous code as the way back.
+    fn moves(&self, f: &Function, c: Color, version: Option<&str>) -> bool {
+        let at = f.aliases.get(c.as_str()).map(String::as_str);
+        let live_runs_it = self
+            .traffic
+            .as_ref()
+            .is_some_and(|t| version.is_some() && f.aliases.get(t.live.as_str()).map(String::as_str) == version);
+        self.movable().contains(&c) && (at.is_none() || at != version) && !live_runs_it
+    }
+}
+
+async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
+    let lambda = &ctx.clients.lambda;
+    let Some(out) = lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .aws("lambda:GetFunctionConfiguration")
+        .ok_if_not_found()?
+    else {
+        return Ok(None);
+    };
+    let c = out;
+    let arn = c.function_arn().unwrap_or_default().to_string();
+    let mut versions = Vec::new();
+    let mut pages = lambda.list_versions_by_function().function_name(name).into_paginator().items().send();
+    while let Some(v) = pages.next().await {
+        let v = v.aws("lambda:ListVersionsByFunction")?;
+        if let Some(n) = v.version().filter(|n| *n != "$LATEST") {
+            versions.push((n.to_string(), v.code_sha256().unwrap_or_default().to_string()));
+        }
+    }
+    versions.sort_by_key(|(n, _)| n.parse::<u64>().unwrap_or(0));
+    let mut aliases = BTreeMap::new();
+    let mut pages = lambda.list_aliases().function_name(name).into_paginator().items().send();
+    while let Some(a) = pages.next().await {
+        let a = a.aws("lambda:ListAliases")?;
+        aliases.insert(a.name().unwrap_or_default().to_string(), a.function_version().unwrap_or_default().to_string());
+    }
+    let tags = lambda.list_tags().resource(&arn).send().await.aws("lambda:ListTags")?;
+    Ok(Some(Function {
+        config: Settings::of(&c),
+        code_sha256: c.code_sha256().unwrap_or_default().to_string(),
+        arn,
+        versions,
+        aliases,
+        tags: tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+    }))
+}
+
+/// The traffic of the API's stage, if the API and its stage exist yet.
+async fn observe_traffic(ctx: &Ctx) -> Result<Option<Traffic>> {
+    let apigw = &ctx.clients.apigateway;
+    let Some(api) = traffic::find_api(apigw, &ctx.names.api()).await? else { return Ok(None) };
+    Ok(traffic::read(apigw, &api).await?)
+}
+
+/// Waits until Lambda has finished creating or updating the function (cargo-lambda's rule:
+/// publishing or updating while an update is in progress fails with ResourceConflictException).
+async fn until_ready(ctx: &Ctx, name: &str) -> Result<()> {
+    let lambda = &ctx.clients.lambda;
+    ctx.wait(&format!("function {name} to be ready"), ctx.waits.eventual_consistency, || async move {
+        let c = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .aws("lambda:GetFunctionConfiguration")?;
+        let state = c.state().cloned().unwrap_or(State::Active);
+        let update = c.last_update_status().cloned().unwrap_or(LastUpdateStatus::Successful);
+        if state == State::Failed || update == LastUpdateStatus::Failed {
+            return Err(ResourceError::new(
+                "FunctionFailed",
+                format!(
+                    "Lambda reports {name} as failed: {}",
+                    c.state_reason().or(c.last_update_status_reason()).unwrap_or("no reason given")
+                ),
+            ));
+        }
+        Ok(if state == State::Active && update == LastUpdateStatus::Successful {
+            Poll::Ready(())
+        } else {
+            Poll::NotYet(format!("state {}, last update {}", state.as_str(), update.as_str()))
+        })
+    })
+    .await
+}
+
+fn vpc(s: &Settings) -> VpcConfig {
+    VpcConfig::builder()
+        .set_subnet_ids(Some(s.subnets.clone()))
+        .set_security_group_ids(Some(s.security_groups.clone()))
+        .build()
+}
+
+fn environment(s: &Settings) -> Environment {
+    Environment::builder().set_variables(Some(s.environment.clone().into_iter().collect())).build()
+}
+
+fn logging(s: &Settings) -> LoggingConfig {
+    LoggingConfig::builder().log_format(LogFormat::Json).log_group(&s.log_group).build()
+}
+
+fn tracing() -> TracingConfig {
+    TracingConfig::builder().mode(TracingMode::Active).build()
+}
+
+fn is_role_not_yet_assumable(e: &crate::aws::AwsError) -> bool {
+    e.code_is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
+}
+
+async fn create(ctx: &Ctx, function: &str, s: &Settings, zip: Vec<u8>) -> Result<()> {
+    let name = ctx.names.function(function);
+    let lambda = &ctx.clients.lambda;
+    let tags: std::collections::HashMap<String, String> = ctx.tags(None, Some(&name)).into_iter().collect();
+    let zip = Blob::new(zip);
+    ctx.progress.step(&format!("creating function {name}"));
+    // A role IAM has just created may not be assumable by Lambda for several seconds.
+    ctx.wait(
+        &format!("role {} to become assumable by Lambda", ctx.names.role(function)),
+        ctx.waits.eventual_consistency,
+        || {
+            let (zip, tags) = (zip.clone(), tags.clone());
+            let name = name.clone();
+            async move {
+                let created = lambda
+                    .create_function()
+                    .function_name(&name)
+                    .description(format!("payments {function} ({})", ctx.names.suffix))
+                    .runtime(Runtime::Providedal2023)
+                    .handler(&s.handler)
+                    .architectures(Architecture::X8664)
+                    .role(&s.role)
+                    .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip).build())
+                    .memory_size(s.memory)
+                    .timeout(s.timeout)
+                    .vpc_config(vpc(s))
+                    .environment(environment(s))
+                    .kms_key_arn(&s.kms_key)
+                    .tracing_config(tracing())
+                    .logging_config(logging(s))
+                    .publish(false)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .aws("lambda:CreateFunction");
+                match created {
+                    Ok(_) => Ok(Poll::Ready(())),
+                    Err(e) if e.code_is("ResourceConflictException") => Ok(Poll::Ready(())),
+                    Err(e) if is_role_not_yet_assumable(&e) => Ok(Poll::NotYet("not yet".into())),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[async_trait]
+impl Resource for Lambdas {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[
+            super::iam::ID,
+            super::kms::ID,
+            super::logs::ID,
+            super::params::ID,
+            super::network::subnets::ID,
+            super::network::security_groups::ID,
+            // Private subnets reach Secrets Manager and SNS through the NAT gateway, S3 and
+            // DynamoDB through the gateway endpoints.
+            super::network::route_tables::ID,
+            super::network::endpoints::ID,
+        ]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let mut functions = BTreeMap::new();
+        for f in FUNCTIONS {
+            if let Some(found) = observe_function(ctx, &ctx.names.function(f)).await? {
+                functions.insert(f, found);
+            }
+        }
+        if functions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Observed { functions, traffic: observe_traffic(ctx).await? }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let mut d = Vec::new();
+        let packages = ctx.config.packages.as_deref();
+        for f in FUNCTIONS {
+            let name = ctx.names.function(f);
+            let Some(have) = o.functions.get(f) else {
+                d.push(format!("function {name} missing"));
+                continue;
+            };
+            for drift in have.config.drifts(&Settings::wanted(ctx, f)?) {
+                d.push(format!("function {name}: {drift} differs"));
+            }
+            if let Some(t) = ctx.tag_drift(&have.tags) {
+                d.push(format!("function {name}: {t}"));
+            }
+            for c in Color::BOTH {
+                if !have.aliases.contains_key(c.as_str()) {
+                    d.push(format!("function {name}: alias {c} missing"));
+                }
+            }
+            let Some(wanted) = packages.and_then(|p| p.code_sha256.get(f)) else { continue };
+            let version = have.version_with(wanted);
+            for c in o.movable() {
+                if o.moves(have, c, version) {
+                    d.push(format!("function {name}: new code {wanted} goes to the idle colour {c}"));
+                }
+            }
+            if o.movable().is_empty()
+                && have.version_with(wanted).is_none_or(|v| !have.aliases.values().any(|a| a == v))
+            {
+                d.push(format!(
+                    "function {name}: new code {wanted} waits: a canary is live; finish or roll back the shift first"
+                ));
+            }
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        let arns: serde_json::Map<String, Value> =
+            o.functions.iter().map(|(f, x)| (f.to_string(), json!(x.arn))).collect();
+        let mut versions = serde_json::Map::new();
+        for c in Color::BOTH {
+            let per: serde_json::Map<String, Value> = o
+                .functions
+                .iter()
+                .filter_map(|(f, x)| x.aliases.get(c.as_str()).map(|v| (f.to_string(), json!(v))))
+                .collect();
+            versions.insert(c.as_str().into(), Value::Object(per));
+        }
+        Outputs::from([("function_arns".into(), Value::Object(arns)), ("versions".into(), Value::Object(versions))])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let packages = ctx.config.packages.clone().ok_or_else(|| {
+            ResourceError::new("NoPackages", "the functions need their packages")
+                .with_hint("run `tapctl build`, or point --packages (TAPCTL_PACKAGES) at its output")
+        })?;
+        let traffic = match &observed {
+            Some(o) => o.traffic.clone(),
+            None => observe_traffic(ctx).await?,
+        };
+        let mut have = observed.map(|o| o.functions).unwrap_or_default();
+        let lambda = &ctx.clients.lambda;
+        let state = Observed { functions: BTreeMap::new(), traffic };
+        let mut functions = BTreeMap::new();
+        for f in FUNCTIONS {
+            let name = ctx.names.function(f);
+            let wanted = Settings::wanted(ctx, f)?;
+            let code = packages
+                .code_sha256
+                .get(f)
+                .cloned()
+                .ok_or_else(|| ResourceError::new("NoPackages", format!("no package for {f}")))?;
+            let zip = || {
+                packages
+                    .zip(f)
+                    .map_err(|e| ResourceError::new("NoPackages", format!("cannot read the {f} package: {e}")))
+            };
+            let mut reconfigured = false;
+            if let Some(current) = have.remove(f) {
+                until_ready(ctx, &name).await?;
+                if !current.config.drifts(&wanted).is_empty() {
+                    ctx.progress.step(&format!("updating the configuration of {name}"));
+                    lambda
+                        .update_function_configuration()
+                        .function_name(&name)
+                        .role(&wanted.role)
+                        .memory_size(wanted.memory)
+                        .timeout(wanted.timeout)
+                        .vpc_config(vpc(&wanted))
+                        .environment(environment(&wanted))
+                        .kms_key_arn(&wanted.kms_key)
+                        .tracing_config(tracing())
+                        .logging_config(logging(&wanted))
+                        .runtime(Runtime::Providedal2023)
+                        .handler(&wanted.handler)
+                        .send()
+                        .await
+                        .aws("lambda:UpdateFunctionConfiguration")?;
+                    reconfigured = true;
+                    until_ready(ctx, &name).await?;
+                }
+                if current.code_sha256 != code {
+                    ctx.progress.step(&format!("uploading new code to {name}"));
+                    lambda
+                        .update_function_code()
+                        .function_name(&name)
+                        .zip_file(Blob::new(zip()?))
+                        .send()
+                        .await
+                        .aws("lambda:UpdateFunctionCode")?;
+                    until_ready(ctx, &name).await?;
+                }
+                if ctx.tag_drift(&current.tags).is_some() {
+                    lambda
+                        .tag_resource()
+                        .resource(&current.arn)
+                        .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                        .send()
+                        .await
+                        .aws("lambda:TagResource")?;
+                }
+            } else {
+                create(ctx, f, &wanted, zip()?).await?;
+                until_ready(ctx, &name).await?;
+            }
+            let mut current = observe_function(ctx, &name)
+                .await?
+                .ok_or_else(|| ResourceError::new("NotFound", format!("function {name} vanished")))?;
+            let version = match current.version_with(&code) {
+                Some(v) if !reconfigured => v.to_string(),
+                _ => {
+                    ctx.progress.step(&format!("publishing a version of {name}"));
+                    // CodeSha256 guards the publish: Lambda refuses if $LATEST holds other code.
+                    let published = lambda
+                        .publish_version()
+                        .function_name(&name)
+                        .code_sha256(&code)
+                        .description(format!("code {code}"))
+                        .send()
+                        .await
+                        .aws("lambda:PublishVersion")?;
+                    let v = published.version().unwrap_or_default().to_string();
+                    current.versions.push((v.clone(), code.clone()));
+                    v
+                }
+            };
+            for c in Color::BOTH {
+                let alias = c.as_str();
+                match current.aliases.get(alias) {
+                    None => {
+                        ctx.progress.step(&format!("creating alias {name}:{alias} → version {version}"));
+                        let created = lambda
+                            .create_alias()
+                            .function_name(&name)
+                            .name(alias)
+                            .function_version(&version)
+                            .description(format!("the {alias} colour of payments {f}"))
+                            .send()
+                            .await
+                            .aws("lambda:CreateAlias");
+                        match created {
+                            Ok(_) => {}
+                            Err(e) if e.code_is("ResourceConflictException") => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Some(at) if state.moves(&current, c, Some(&version)) => {
+                        ctx.progress.step(&format!("moving idle alias {name}:{alias} from version {at} to {version}"));
+                        lambda
+                            .update_alias()
+                            .function_name(&name)
+                            .name(alias)
+                            .function_version(&version)
+                            .send()
+                            .await
+                            .aws("lambda:UpdateAlias")?;
+                    }
+                    Some(_) => continue,
+                }
+                current.aliases.insert(alias.to_string(), version.clone());
+            }
+            functions.insert(f, current);
+        }
+        Ok(self.outputs(ctx, &Observed { functions, ..state }))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let lambda = &ctx.clients.lambda;
+        for f in o.functions.keys() {
+            let name = ctx.names.function(f);
+            ctx.progress.step(&format!("deleting function {name} (its versions and aliases with it)"));
+            lambda
+                .delete_function()
+                .function_name(&name)
+                .send()
+                .await
+                .aws("lambda:DeleteFunction")
+                .ok_if_not_found()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! `monitoring.alarms`: every alarm notifies the alerts topic, on ALARM and on OK.
+//!
+//! - API p99 latency over 200 ms (ExtendedStatistic p99, 3 of 5 minutes);
+//! - API 5XX responses (any in a minute: each one is a payment that did not go through);
+//! - Lambda Errors per function, and per alias colour for the functions behind the API — the
+//!   colour alarms are what `shift --watch` bakes a canary against;
+//! - Aurora writer CPU over 80 % for 10 minutes.
+
+use crate::aws::AwsResultExt;
+use crate::names::{Names, FUNCTIONS};
+use crate::resources::api::rest::ROUTES;
+use crate::resources::{list, Change, Ctx, Resource, Result};
+use crate::state::Outputs;
+use crate::traffic::{Color, STAGE};
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
+use std::collections::BTreeMap;
+
+pub struct Alarms;
+
+pub const ID: &str = "monitoring.alarms";
+pub const API_P99_THRESHOLD_MS: f64 = 200.0;
+pub const DB_CPU_THRESHOLD: f64 = 80.0;
+
+/// One alarm as tapctl wants it, in the terms DescribeAlarms answers with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub metric: String,
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: Option<String>,
+    pub extended_statistic: Option<String>,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub datapoints: i32,
+    pub threshold: f64,
+    pub comparison: String,
+    pub actions: Vec<String>,
+}
+
+pub fn api_alarm_names(n: &Names) -> [String; 2] {
+    [n.alarm("api-p99-latency"), n.alarm("api-5xx")]
+}
+
+pub fn color_alarm_name(n: &Names, function: &str, c: Color) -> String {
+    n.alarm(&format!("{function}-{c}-errors"))
+}
+
+/// The alarms `shift` watches while a canary bakes towards `c`: the API's and the colour's.
+pub fn watched(n: &Names, c: Color) -> Vec<String> {
+    let mut v = api_alarm_names(n).to_vec();
+    v.extend(ROUTES.iter().map(|f| color_alarm_name(n, f, c)));
+    v
+}
+
+pub fn specs(n: &Names, topic: &str) -> Vec<Spec> {
+    let base = |name: String, description: String, namespace: &str, metric: &str, dims: Vec<(&str, String)>| Spec {
+        name,
+        description,
+        namespace: namespace.into(),
+        metric: metric.into(),
+        dimensions: dims.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        statistic: Some("Sum".into()),
+        extended_statistic: None,
+        period: 60,
+        evaluation_periods: 1,
+        datapoints: 1,
+        threshold: 0.0,
+        comparison: "GreaterThanThreshold".into(),
+        actions: vec![topic.to_string()],
+    };
+    let api = vec![("ApiName", n.api()), ("Stage", STAGE.to_string())];
+    let [p99, five_xx] = api_alarm_names(n);
+    let mut v = vec![
+        Spec {
+            statistic: None,
+            extended_statistic: Some("p99".into()),
+            evaluation_periods: 5,
+            datapoints: 3,
+            threshold: API_P99_THRESHOLD_MS,
+            ..base(
+                p99,
+                format!("p99 latency of {} over {API_P99_THRESHOLD_MS} ms", n.api()),
+                "AWS/ApiGateway",
+                "Latency",
+                api.clone(),
+            )
+        },
+        base(five_xx, format!("{} answered 5XX", n.api()), "AWS/ApiGateway", "5XXError", api),
+    ];
+    for f in FUNCTIONS {
+        let function = n.function(f);
+        v.push(base(
+            n.alarm(&format!("{f}-errors")),
+            format!("{function} failed"),
+            "AWS/Lambda",
+            "Errors",
+            vec![("FunctionName", function.clone())],
+        ));
+    }
+    for f in ROUTES {
+        let function = n.function(f);
+        for c in Color::BOTH {
+            v.push(base(
+                color_alarm_name(n, f, c),
+                format!("{function}:{c} failed"),
+                "AWS/Lambda",
+                "Errors",
+                vec![("FunctionName", function.clone()), ("Resource", format!("{function}:{c}"))],
+            ));
+        }
+    }
+    v.push(Spec {
+        statistic: Some("Average".into()),
+        period: 300,
+        evaluation_periods: 2,
+        datapoints: 2,
+        threshold: DB_CPU_THRESHOLD,
+        ..base(
+            n.alarm("db-cpu"),
+            format!("{} CPU over {DB_CPU_THRESHOLD} %", n.db_cluster()),
+            "AWS/RDS",
+            "CPUUtilization",
+            vec![("DBClusterIdentifier", n.db_cluster())],
+        )
+    });
+    v
+}
+
+fn spec_of(a: &MetricAlarm) -> Spec {
+    let mut dimensions: Vec<(String, String)> = a
+        .dimensions()
+        .iter()
+        .map(|d| (d.name().unwrap_or_default().to_string(), d.value().unwrap_or_default().to_string()))
+        .collect();
+    dimensions.sort();
+    Spec {
+        name: a.alarm_name().unwrap_or_default().to_string(),
+        description: a.alarm_description().unwrap_or_default().to_string(),
+        namespace: a.namespace().unwrap_or_default().to_string(),
+        metric: a.metric_name().unwrap_or_default().to_string(),
+        dimensions,
+        statistic: a.statistic().map(|s| s.as_str().to_string()),
+        extended_statistic: a.extended_statistic().map(str::to_string),
+        period: a.period().unwrap_or_default(),
+        evaluation_periods: a.evaluation_periods().unwrap_or_default(),
+        datapoints: a.datapoints_to_alarm().unwrap_or_default(),
+        threshold: a.threshold().unwrap_or_default(),
+        comparison: a.comparison_operator().map(|c| c.as_str().to_string()).unwrap_or_default(),
+        actions: a.alarm_actions().to_vec(),
+    }
+}
+
+fn sorted(mut s: Spec) -> Spec {
+    s.dimensions.sort();
+    s
+}
+
+pub struct Observed {
+    pub alarms: BTreeMap<String, Spec>,
+}
+
+/// The alarms of these names that exist, with their state ("OK", "ALARM", "INSUFFICIENT_DATA").
+pub async fn states(
+    cw: &aws_sdk_cloudwatch::Client,
+    names: &[String],
+) -> std::result::Result<BTreeMap<String, String>, crate::aws::AwsError> {
+    let mut out = BTreeMap::new();
+    for chunk in names.chunks(100) {
+        let mut pages = cw.describe_alarms().set_alarm_names(Some(chunk.to_vec())).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for a in page.aws("cloudwatch:DescribeAlarms")?.metric_alarms() {
+                let state = a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default();
+                out.insert(a.alarm_name().unwrap_or_default().to_string(), state);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Resource for Alarms {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[
+            super::super::alerts::ID,
+            super::super::api::rest::ID,
+            super::super::functions::ID,
+            super::super::database::cluster::ID,
+        ]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let names: Vec<String> = specs(&ctx.names, "").into_iter().map(|s| s.name).collect();
+        let mut alarms = BTreeMap::new();
+        for chunk in names.chunks(100) {
+            let mut pages =
+                ctx.clients.cloudwatch.describe_alarms().set_alarm_names(Some(chunk.to_vec())).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                for a in page.aws("cloudwatch:DescribeAlarms")?.metric_alarms() {
+                    let s = spec_of(a);
+                    alarms.insert(s.name.clone(), s);
+                }
+            }
+        }
+        Ok((!alarms.is_empty()).then_some(Observed { alarms }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let topic = ctx.input(super::super::alerts::ID, "topic_arn")?;
+        let mut d = Vec::new();
+        for want in specs(&ctx.names, &topic) {
+            match o.alarms.get(&want.name) {
+                None => d.push(format!("alarm {} missing", want.name)),
+                Some(have) if *have != sorted(want.clone()) => d.push(format!("alarm {} differs", want.name)),
+                Some(_) => {}
+            }
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        Outputs::from([("alarm_names".into(), list(o.alarms.keys().cloned()))])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let topic = ctx.input(super::super::alerts::ID, "topic_arn")?;
+        let have = observed.map(|o| o.alarms).unwrap_or_default();
+        let tags: Vec<Tag> =
+            ctx.tags(None, None).iter().filter_map(|(k, v)| Some(Tag::builder().key(k).value(v).build())).collect();
+        let mut names = Vec::new();
+        for want in specs(&ctx.names, &topic) {
+            names.push(want.name.clone());
+            if have.get(&want.name) == Some(&sorted(want.clone())) {
+                continue;
+            }
+            ctx.progress.step(&format!("putting alarm {}", want.name));
+            ctx.clients
+                .cloudwatch
+                .put_metric_alarm()
+                .alarm_name(&want.name)
+                .alarm_description(&want.description)
+                .namespace(&want.namespace)
+                .metric_name(&want.metric)
+                .set_dimensions(Some(
+                    want.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect(),
+                ))
+                .set_statistic(want.statistic.as_deref().map(Statistic::from))
+                .set_extended_statistic(want.extended_statistic.clone())
+                .period(want.period)
+                .evaluation_periods(want.evaluation_periods)
+                .datapoints_to_alarm(want.datapoints)
+                .threshold(want.threshold)
+                .comparison_operator(ComparisonOperator::from(want.comparison.as_str()))
+                .treat_missing_data("notBreaching")
+                .set_alarm_actions(Some(want.actions.clone()))
+                .set_ok_actions(Some(want.actions.clone()))
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .aws("cloudwatch:PutMetricAlarm")?;
+        }
+        Ok(Outputs::from([("alarm_names".into(), list(names))]))
+    }
+
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
+        let names: Vec<String> = o.alarms.into_keys().collect();
+        ctx.progress.step(&format!("deleting {} alarms", names.len()));
+        for chunk in names.chunks(100) {
+            ctx.clients
+                .cloudwatch
+                .delete_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .aws("cloudwatch:DeleteAlarms")?;
+        }
+        Ok(())
+    }
+}

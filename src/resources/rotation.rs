@@ -1,0 +1,187 @@
+//! `rotation.db-master`: the Aurora master secret rotates every 30 days through the
+//! rotate-secret function (PCI DSS 8.3.9 asks for changes at least every 90 days).
+//!
+//! Secrets Manager invokes the function's unqualified ARN: rotate-secret is not on the payment
+//! path, so it has no blue/green; new code reaches it at the next rotation after `up`.
+//! Turning rotation on does not rotate at once (RotateImmediately=false): the secret already
+//! holds the password Secrets Manager generated for the new cluster; Secrets Manager only runs
+//! the function's testSecret step to check the wiring.
+
+use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::state::Outputs;
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use serde_json::{json, Value};
+
+pub struct DbMasterRotation;
+
+pub const ID: &str = "rotation.db-master";
+pub const DAYS: i64 = 30;
+/// The statement of rotate-secret's resource policy that lets Secrets Manager invoke it.
+pub const PERMISSION: &str = "secretsmanager-rotates-db-master";
+
+pub struct Observed {
+    pub secret_arn: String,
+    pub enabled: bool,
+    pub lambda_arn: Option<String>,
+    pub days: Option<i64>,
+    pub permission: Option<Value>,
+}
+
+fn function_arn(ctx: &Ctx) -> Result<String> {
+    ctx.inputs
+        .get(super::functions::ID)
+        .and_then(|o| o.get("function_arns"))
+        .and_then(|a| a.get("rotate-secret"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ResourceError::new("MissingInput", format!("{} did not provide rotate-secret", super::functions::ID))
+        })
+}
+
+/// The statement of the function's resource policy with our id, if any.
+pub async fn permission(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid: &str) -> Result<Option<Value>> {
+    let policy = ctx
+        .clients
+        .lambda
+        .get_policy()
+        .function_name(function)
+        .set_qualifier(qualifier.map(str::to_string))
+        .send()
+        .await
+        .aws("lambda:GetPolicy")
+        .ok_if_not_found()?;
+    let Some(doc) = policy.and_then(|p| p.policy().map(str::to_string)) else { return Ok(None) };
+    let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+    Ok(doc["Statement"].as_array().and_then(|s| s.iter().find(|st| st["Sid"] == sid)).cloned())
+}
+
+#[async_trait]
+impl Resource for DbMasterRotation {
+    type Observed = Observed;
+
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        // The first rotation connects to the database: the instances must be there.
+        &[super::functions::ID, super::secrets::DB_MASTER, super::database::instances::ID]
+    }
+
+    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
+        let Some(s) = ctx
+            .clients
+            .secrets
+            .describe_secret()
+            .secret_id(ctx.names.db_secret())
+            .send()
+            .await
+            .aws("secretsmanager:DescribeSecret")
+            .ok_if_not_found()?
+        else {
+            return Ok(None);
+        };
+        let enabled = s.rotation_enabled().unwrap_or(false);
+        let lambda_arn = s.rotation_lambda_arn().filter(|a| !a.is_empty()).map(str::to_string);
+        if !enabled && lambda_arn.is_none() {
+            return Ok(None);
+        }
+        let function = ctx.names.function("rotate-secret");
+        Ok(Some(Observed {
+            secret_arn: s.arn().unwrap_or_default().to_string(),
+            enabled,
+            lambda_arn,
+            days: s.rotation_rules().and_then(|r| r.automatically_after_days()),
+            permission: permission(ctx, &function, None, PERMISSION).await?,
+        }))
+    }
+
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let mut d = Vec::new();
+        if !o.enabled {
+            d.push("rotation is off".to_string());
+        }
+        if o.lambda_arn.as_deref() != Some(function_arn(ctx)?.as_str()) {
+            d.push("rotation function differs".to_string());
+        }
+        if o.days != Some(DAYS) {
+            d.push(format!("rotates every {:?} days, not {DAYS}", o.days));
+        }
+        if o.permission.is_none() {
+            d.push("Secrets Manager may not invoke rotate-secret".to_string());
+        }
+        Ok(Change::from_drifts(d))
+    }
+
+    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
+        Outputs::from([("rotation_lambda_arn".into(), json!(o.lambda_arn)), ("rotation_days".into(), json!(o.days))])
+    }
+
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let secret = ctx.input(super::secrets::DB_MASTER, "secret_arn")?;
+        let function = ctx.names.function("rotate-secret");
+        let lambda_arn = function_arn(ctx)?;
+        if observed.as_ref().and_then(|o| o.permission.as_ref()).is_none() {
+            ctx.progress.step("letting Secrets Manager invoke rotate-secret for this secret only");
+            let added = ctx
+                .clients
+                .lambda
+                .add_permission()
+                .function_name(&function)
+                .statement_id(PERMISSION)
+                .action("lambda:InvokeFunction")
+                .principal("secretsmanager.amazonaws.com")
+                .source_arn(&secret)
+                .source_account(&ctx.names.account)
+                .send()
+                .await
+                .aws("lambda:AddPermission");
+            match added {
+                Ok(_) => {}
+                Err(e) if e.code_is("ResourceConflictException") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let configured = observed
+            .as_ref()
+            .is_some_and(|o| o.enabled && o.lambda_arn.as_deref() == Some(lambda_arn.as_str()) && o.days == Some(DAYS));
+        if !configured {
+            ctx.progress.step(&format!("rotating {} every {DAYS} days", ctx.names.db_secret()));
+            ctx.clients
+                .secrets
+                .rotate_secret()
+                .secret_id(&secret)
+                .rotation_lambda_arn(&lambda_arn)
+                .rotation_rules(RotationRulesType::builder().automatically_after_days(DAYS).build())
+                .rotate_immediately(false)
+                .send()
+                .await
+                .aws("secretsmanager:RotateSecret")?;
+        }
+        Ok(Outputs::from([("rotation_lambda_arn".into(), json!(lambda_arn)), ("rotation_days".into(), json!(DAYS))]))
+    }
+
+    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+        ctx.progress.step("turning rotation off");
+        ctx.clients
+            .secrets
+            .cancel_rotate_secret()
+            .secret_id(ctx.names.db_secret())
+            .send()
+            .await
+            .aws("secretsmanager:CancelRotateSecret")
+            .ok_if_not_found()?;
+        ctx.clients
+            .lambda
+            .remove_permission()
+            .function_name(ctx.names.function("rotate-secret"))
+            .statement_id(PERMISSION)
+            .send()
+            .await
+            .aws("lambda:RemovePermission")
+            .ok_if_not_found()?;
+        Ok(())
+    }
+}
