@@ -11,6 +11,7 @@
 //!   network.nat  (subnets, eip, igw)            one NAT gateway in public-1
 //!   network.route-tables (vpc, subnets, igw, nat)  public → IGW, private → NAT, database → nowhere
 //!   network.endpoints (vpc, route-tables)       S3 and DynamoDB gateway endpoints, private tier
+//!   network.function-interfaces (subnets, sgs)  Lambda's ENIs: destroy waits for their release
 //!
 //!   Data layer (all encrypted with kms.key):
 //!   tables.transactions             DynamoDB: on-demand, PITR, GSIs by card, merchant, status
@@ -63,6 +64,7 @@ impl Stack {
             Arc::new(network::nacls::NetworkAcls),
             Arc::new(network::security_groups::SecurityGroups),
             Arc::new(network::endpoints::GatewayEndpoints),
+            Arc::new(network::function_interfaces::FunctionInterfaces),
             Arc::new(tables::TransactionsTable),
             Arc::new(storage::AuditBucket),
             Arc::new(alerts::AlertsTopic),

@@ -5,6 +5,9 @@ use crate::engine::Outcome;
 use crate::error::Error;
 use crate::resources::Change;
 use crate::state::Outputs;
+use crate::resources::monitoring::alarms;
+use crate::traffic::Traffic;
+use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 /// ok: exists as recorded. missing: recorded, gone. drifted: exists, differs. untracked: exists,
@@ -35,8 +38,49 @@ fn ids(outputs: &Outputs) -> Vec<String> {
     v
 }
 
+/// The split drawn as 40 cells: `blue ██████████████████████████████████████░░ green`.
+pub fn bar(t: &Traffic) -> String {
+    let share = t.canary.as_ref().map(|c| c.weight).unwrap_or(0.0);
+    let other = ((share / 100.0) * 40.0).round() as usize;
+    let other = if share > 0.0 { other.max(1) } else { other };
+    let (live, canary_color) = (t.live, t.canary.as_ref().map(|c| c.color).unwrap_or(t.live.other()));
+    format!(
+        "{live} {}{} {canary_color}  ({live} {} %, {canary_color} {share} %)",
+        "█".repeat(40 - other),
+        "░".repeat(other),
+        100.0 - share
+    )
+}
+
+/// Who gets the traffic, the versions behind each colour, and every alarm's state — read from
+/// API Gateway, Lambda (through the functions node's observation) and CloudWatch.
+struct Report {
+    traffic: Option<Traffic>,
+    versions: Value,
+    alarms: BTreeMap<String, String>,
+}
+
+async fn traffic_report(session: &Session<'_>) -> Result<Report, Error> {
+    let apigw = &session.clients.apigateway;
+    let traffic = match crate::traffic::find_api(apigw, &session.names.api()).await? {
+        Some(api) => crate::traffic::read(apigw, &api).await?,
+        None => None,
+    };
+    let versions = session
+        .outputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(crate::resources::functions::ID)
+        .and_then(|o| o.get("versions").cloned())
+        .unwrap_or(Value::Null);
+    let names: Vec<String> = alarms::specs(&session.names, "").into_iter().map(|s| s.name).collect();
+    let alarms = alarms::states(&session.clients.cloudwatch, &names).await?;
+    Ok(Report { traffic, versions, alarms })
+}
+
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
+    let report = traffic_report(session).await?;
     let failed = report_failures(&session.progress, &outcomes);
     let order = session.graph.topological_order().unwrap_or_default();
     let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -65,6 +109,10 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
             "account": session.names.account,
             "healthy": healthy && failed == 0,
             "resources": resources,
+            "api_url": session.operator_outputs().get("api_url"),
+            "traffic": report.traffic,
+            "versions": report.versions,
+            "alarms": report.alarms,
             "outputs": session.operator_outputs(),
         }));
     } else {
@@ -76,6 +124,23 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
                 println!("{:width$}  {:9}  - {d}", "", "");
             }
         }
+        println!();
+        match &report.traffic {
+            Some(t) => println!("traffic: {}", bar(t)),
+            None => println!("traffic: no stage yet (run up)"),
+        }
+        if let Some(v) = report.versions.as_object() {
+            for (color, per) in v {
+                let list: Vec<String> = per
+                    .as_object()
+                    .map(|m| m.iter().map(|(f, n)| format!("{f}:{}", n.as_str().unwrap_or("?"))).collect())
+                    .unwrap_or_default();
+                println!("  {color:5} runs {}", list.join(", "));
+            }
+        }
+        let firing: Vec<&str> =
+            report.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
+        println!("alarms: {} total, {} in ALARM {}", report.alarms.len(), firing.len(), firing.join(", "));
         println!();
         println!("outputs:");
         for (k, v) in session.operator_outputs() {

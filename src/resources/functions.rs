@@ -342,6 +342,8 @@ impl Resource for Lambdas {
             super::params::ID,
             super::network::subnets::ID,
             super::network::security_groups::ID,
+            // Deleted after the functions: destroy waits there for their interfaces to go.
+            super::network::function_interfaces::ID,
             // Private subnets reach Secrets Manager and SNS through the NAT gateway, S3 and
             // DynamoDB through the gateway endpoints.
             super::network::route_tables::ID,

@@ -135,12 +135,16 @@ pub struct WaitLimits {
     /// Aurora clusters and instances: about ten minutes each on AWS.
     pub database: WaitPolicy,
     pub eventual_consistency: WaitPolicy,
+    /// Lambda releasing a deleted function's VPC interfaces: often 20+ minutes on AWS.
+    pub network_interfaces: WaitPolicy,
 }
 
 impl WaitLimits {
     /// `--max-wait`: no wait may take longer than `max`.
     pub fn cap(&mut self, max: std::time::Duration) {
-        for policy in [&mut self.nat_gateway, &mut self.database, &mut self.eventual_consistency] {
+        for policy in
+            [&mut self.nat_gateway, &mut self.database, &mut self.eventual_consistency, &mut self.network_interfaces]
+        {
             policy.limit = policy.limit.min(max);
         }
     }
@@ -152,6 +156,7 @@ impl Default for WaitLimits {
             nat_gateway: WaitPolicy::new(std::time::Duration::from_secs(15 * 60)),
             database: WaitPolicy::new(std::time::Duration::from_secs(40 * 60)),
             eventual_consistency: WaitPolicy::new(std::time::Duration::from_secs(120)),
+            network_interfaces: WaitPolicy::new(std::time::Duration::from_secs(45 * 60)),
         }
     }
 }

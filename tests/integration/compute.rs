@@ -1,4 +1,4 @@
-//! Compute: the functions' execution roles, read back from the emulator's IAM.
+//! Compute: roles, functions, rotation, the API and monitoring, read back from the emulator.
 
 use super::harness::Account;
 use serde_json::{json, Value};
@@ -171,4 +171,260 @@ fn a_widened_role_is_narrowed_again_by_up() {
         assert!(a.attached_policies().is_empty());
     });
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+}
+
+fn outputs(acct: &Account) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap()
+}
+
+fn manifest() -> Value {
+    let path = super::harness::packages_dir().join("manifest.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn up_deploys_each_function_from_its_package_into_the_private_subnets_with_blue_and_green_aliases() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let out = outputs(&acct);
+    let mut private: Vec<String> =
+        out["private_subnet_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    private.sort();
+    let manifest = manifest();
+    for f in FUNCTIONS {
+        let name = format!("payment-{f}-qa");
+        let (c, aliases, versions, concurrency, tags) = acct.block_on(async {
+            let c = acct.lambda.get_function_configuration().function_name(&name).send().await.unwrap();
+            let a = acct.lambda.list_aliases().function_name(&name).send().await.unwrap();
+            let v = acct.lambda.list_versions_by_function().function_name(&name).send().await.unwrap();
+            let g = acct.lambda.get_function().function_name(&name).send().await.unwrap();
+            let t = acct.lambda.list_tags().resource(c.function_arn().unwrap()).send().await.unwrap();
+            (c, a, v, g.concurrency().and_then(|c| c.reserved_concurrent_executions()), t)
+        });
+        assert_eq!(c.runtime().unwrap().as_str(), "provided.al2023", "{name}");
+        assert_eq!(c.handler(), Some("bootstrap"));
+        assert_eq!(c.code_sha256(), manifest["functions"][f]["code_sha256"].as_str(), "{name}: the built package");
+        let vpc = c.vpc_config().unwrap();
+        let mut subnets = vpc.subnet_ids().to_vec();
+        subnets.sort();
+        assert_eq!(subnets, private, "{name}: private subnets");
+        assert_eq!(vpc.security_group_ids(), [out["functions_security_group_id"].as_str().unwrap()]);
+        let env = c.environment().unwrap().variables().unwrap();
+        assert_eq!(env.len(), 1, "{name}: only the prefix in the environment: {env:?}");
+        assert_eq!(env["PAYMENTS_CONFIG_PREFIX"], "/payments/qa");
+        assert_eq!(c.kms_key_arn(), out["kms_key_arn"].as_str(), "{name}: environment encrypted with the CMK");
+        assert_eq!(c.tracing_config().unwrap().mode().unwrap().as_str(), "Active");
+        let logging = c.logging_config().unwrap();
+        assert_eq!(logging.log_format().unwrap().as_str(), "JSON");
+        assert_eq!(logging.log_group(), Some(format!("/aws/lambda/{name}").as_str()));
+        assert_eq!(concurrency, None, "{name}: no reserved concurrency");
+        assert_eq!(tags.tags().unwrap()["tap:resource"], "functions.lambdas");
+        let published: Vec<&str> = versions.versions().iter().filter_map(|v| v.version()).filter(|v| *v != "$LATEST").collect();
+        assert_eq!(published, ["1"], "{name}: one version for one package");
+        let mut colours: Vec<(&str, &str)> =
+            aliases.aliases().iter().map(|a| (a.name().unwrap(), a.function_version().unwrap())).collect();
+        colours.sort();
+        assert_eq!(colours, [("blue", "1"), ("green", "1")], "{name}");
+    }
+    // A second up publishes nothing.
+    acct.ok(&["up", "--suffix", "qa"]);
+    let versions = acct.block_on(async {
+        acct.lambda.list_versions_by_function().function_name("payment-process-qa").send().await.unwrap()
+    });
+    assert_eq!(versions.versions().len(), 2, "$LATEST and 1 only");
+}
+
+#[test]
+fn the_database_secret_rotates_every_thirty_days_through_rotate_secret_and_nothing_else_may_invoke_it() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let (secret, policy, value) = acct.block_on(async {
+        let s = acct.secrets.describe_secret().secret_id("payments/qa/db-master").send().await.unwrap();
+        let p = acct.lambda.get_policy().function_name("payment-rotate-secret-qa").send().await.unwrap();
+        let v = acct.secrets.get_secret_value().secret_id("payments/qa/db-master").send().await.unwrap();
+        (s, p, v)
+    });
+    assert_eq!(secret.rotation_enabled(), Some(true));
+    assert!(secret.rotation_lambda_arn().unwrap().ends_with(":function:payment-rotate-secret-qa"));
+    assert_eq!(secret.rotation_rules().unwrap().automatically_after_days(), Some(30));
+    let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    assert_eq!(statements[0]["Principal"]["Service"], "secretsmanager.amazonaws.com");
+    assert_eq!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"], secret.arn().unwrap());
+    let password: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    assert!(password["password"].as_str().is_some_and(|p| p.len() >= 32), "turning rotation on left the password readable");
+}
+
+#[test]
+fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_variable_names() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let out = outputs(&acct);
+    let api_id = out["api_id"].as_str().unwrap().to_string();
+    assert_eq!(out["api_url"], format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/live"));
+    let apigw = &acct.apigateway;
+    let (api, model, validators, resources, stage, account) = acct.block_on(async {
+        (
+            apigw.get_rest_api().rest_api_id(&api_id).send().await.unwrap(),
+            apigw.get_model().rest_api_id(&api_id).model_name("PaymentRequest").send().await.unwrap(),
+            apigw.get_request_validators().rest_api_id(&api_id).send().await.unwrap(),
+            apigw.get_resources().rest_api_id(&api_id).send().await.unwrap(),
+            apigw.get_stage().rest_api_id(&api_id).stage_name("live").send().await.unwrap(),
+            apigw.get_account().send().await.unwrap(),
+        )
+    });
+    assert_eq!(api.name(), Some("payment-api-qa"));
+    assert_eq!(api.endpoint_configuration().unwrap().types()[0].as_str(), "REGIONAL");
+    assert_eq!(api.tags().unwrap()["EnvironmentSuffix"], "qa");
+    let schema: Value = serde_json::from_str(model.schema().unwrap()).unwrap();
+    assert_eq!(schema, payments_core::schemas::payment_request(), "the model is payments-core's schema");
+    let validator = &validators.items()[0];
+    assert_eq!((validator.validate_request_body(), validator.validate_request_parameters()), (true, true));
+    let mut paths: Vec<&str> = resources.items().iter().filter_map(|r| r.path()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/", "/fraud-check", "/process", "/validate"]);
+    for r in resources.items().iter().filter(|r| r.path() != Some("/")) {
+        let route = &r.path().unwrap()[1..];
+        let methods: Vec<&str> = r.resource_methods().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        assert_eq!(methods, ["POST"], "/{route}: POST only");
+        let m = acct.block_on(async {
+            apigw.get_method().rest_api_id(&api_id).resource_id(r.id().unwrap()).http_method("POST").send().await.unwrap()
+        });
+        assert_eq!(m.authorization_type(), Some("AWS_IAM"), "/{route}: no anonymous access");
+        assert_eq!(m.request_validator_id(), validator.id());
+        assert_eq!(m.request_models().unwrap()["application/json"], "PaymentRequest");
+        let header = m.request_parameters().and_then(|p| p.get("method.request.header.Idempotency-Key")).copied();
+        assert_eq!(header, (route == "process").then_some(true), "/{route}: Idempotency-Key");
+        let i = m.method_integration().unwrap();
+        assert_eq!(i.r#type().unwrap().as_str(), "AWS_PROXY");
+        assert_eq!(i.http_method(), Some("POST"));
+        assert!(
+            i.uri().unwrap().ends_with(&format!(
+                ":function:payment-{route}-qa:${{stageVariables.lambdaAlias}}/invocations"
+            )),
+            "/{route}: {}",
+            i.uri().unwrap()
+        );
+        for colour in ["blue", "green"] {
+            let p = acct.block_on(async {
+                acct.lambda.get_policy().function_name(format!("payment-{route}-qa")).qualifier(colour).send().await.unwrap()
+            });
+            let p: Value = serde_json::from_str(p.policy().unwrap()).unwrap();
+            let st = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == format!("payment-api-invokes-{colour}"));
+            let st = st.unwrap_or_else(|| panic!("{route}:{colour} has no permission for the API: {p}"));
+            assert_eq!(st["Principal"]["Service"], "apigateway.amazonaws.com");
+            assert_eq!(
+                st["Condition"]["ArnLike"]["AWS:SourceArn"],
+                format!("arn:aws:execute-api:us-east-1:123456789012:{api_id}/*/POST/{route}"),
+                "only this API's method may invoke {route}:{colour}"
+            );
+        }
+    }
+    assert_eq!(stage.variables().unwrap()["lambdaAlias"], "blue");
+    assert!(stage.tracing_enabled(), "X-Ray");
+    let logs = stage.access_log_settings().unwrap();
+    assert_eq!(logs.destination_arn(), Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/apigateway/payment-api-qa"));
+    let format: Value = serde_json::from_str(logs.format().unwrap()).unwrap();
+    assert_eq!(format["status"], "$context.status", "JSON access logs");
+    assert!(!logs.format().unwrap().contains("body"), "access logs never hold a body");
+    let all = &stage.method_settings().unwrap()["*/*"];
+    assert!(all.metrics_enabled(), "detailed metrics");
+    assert_eq!(all.logging_level(), Some("ERROR"));
+    assert!(!all.data_trace_enabled(), "execution logs never record bodies (card numbers)");
+    assert_eq!((all.throttling_rate_limit(), all.throttling_burst_limit()), (500.0, 1000));
+    let group = acct.block_on(async {
+        acct.logs.describe_log_groups().log_group_name_prefix("/aws/apigateway/payment-api-qa").send().await.unwrap()
+    });
+    assert_eq!(group.log_groups()[0].kms_key_id(), out["kms_key_arn"].as_str(), "access logs under the CMK");
+    assert_eq!(account.cloudwatch_role_arn(), Some("arn:aws:iam::123456789012:role/payment-apigw-logs-role-qa"));
+}
+
+#[test]
+fn an_account_logging_role_set_by_someone_else_is_kept_and_ours_goes_only_when_no_api_is_left() {
+    let acct = Account::new();
+    let theirs = "arn:aws:iam::123456789012:role/platform-apigw-logs";
+    let set = |arn: &str| {
+        acct.block_on(async {
+            acct.apigateway
+                .update_account()
+                .patch_operations(
+                    aws_sdk_apigateway::types::PatchOperation::builder()
+                        .op(aws_sdk_apigateway::types::Op::Replace)
+                        .path("/cloudwatchRoleArn")
+                        .value(arn)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let account_role =
+        || acct.block_on(async {
+            let account = acct.apigateway.get_account().send().await.unwrap();
+            account.cloudwatch_role_arn().filter(|a| !a.is_empty()).map(String::from)
+        });
+    let our_role = || acct.block_on(async { acct.iam.get_role().role_name("payment-apigw-logs-role-qa").send().await.is_ok() });
+    set(theirs);
+    acct.ok(&["up", "--suffix", "qa"]);
+    assert_eq!(account_role().as_deref(), Some(theirs), "an existing setting is not replaced");
+    assert!(!our_role(), "no role of ours when the account has one");
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert_eq!(account_role().as_deref(), Some(theirs), "and destroy leaves it");
+
+    set("");
+    acct.ok(&["up", "--suffix", "qa"]);
+    acct.ok(&["up", "--suffix", "dev"]);
+    assert_eq!(account_role().as_deref(), Some("arn:aws:iam::123456789012:role/payment-apigw-logs-role-qa"));
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert!(our_role() && account_role().is_some(), "dev's API still logs through it");
+    acct.ok(&["destroy", "--suffix", "dev", "--yes"]);
+    acct.ok(&["destroy", "--suffix", "qa", "--yes", "--discover"]);
+    assert!(!our_role() && account_role().is_none(), "the last API gone, tapctl's own setting goes");
+}
+
+#[test]
+fn alarms_notify_the_topic_and_the_dashboard_covers_the_payment_path() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let topic = outputs(&acct)["alerts_topic_arn"].as_str().unwrap().to_string();
+    let (alarms, dashboard) = acct.block_on(async {
+        let a = acct.cloudwatch.describe_alarms().send().await.unwrap();
+        let d = acct.cloudwatch.get_dashboard().dashboard_name("payments-qa").send().await.unwrap();
+        (a, d)
+    });
+    let by_name: std::collections::BTreeMap<&str, &aws_sdk_cloudwatch::types::MetricAlarm> =
+        alarms.metric_alarms().iter().map(|a| (a.alarm_name().unwrap(), a)).collect();
+    assert_eq!(by_name.len(), 13, "{:?}", by_name.keys());
+    for a in by_name.values() {
+        assert_eq!(a.alarm_actions(), [topic.as_str()], "{:?} notifies the topic", a.alarm_name());
+    }
+    let p99 = by_name["payments-api-p99-latency-qa"];
+    assert_eq!((p99.namespace(), p99.metric_name()), (Some("AWS/ApiGateway"), Some("Latency")));
+    assert_eq!(p99.extended_statistic(), Some("p99"));
+    assert_eq!(p99.threshold(), Some(200.0));
+    assert_eq!(p99.comparison_operator().unwrap().as_str(), "GreaterThanThreshold");
+    assert_eq!(by_name["payments-api-5xx-qa"].metric_name(), Some("5XXError"));
+    for f in ["validate", "fraud-check", "process", "rotate-secret"] {
+        let a = by_name[format!("payments-{f}-errors-qa").as_str()];
+        assert_eq!((a.namespace(), a.metric_name()), (Some("AWS/Lambda"), Some("Errors")));
+    }
+    for f in ["validate", "fraud-check", "process"] {
+        for c in ["blue", "green"] {
+            let a = by_name[format!("payments-{f}-{c}-errors-qa").as_str()];
+            let resource = a.dimensions().iter().find(|d| d.name() == Some("Resource")).and_then(|d| d.value());
+            assert_eq!(resource, Some(format!("payment-{f}-qa:{c}").as_str()), "errors of the {c} alias");
+        }
+    }
+    let cpu = by_name["payments-db-cpu-qa"];
+    assert_eq!((cpu.metric_name(), cpu.threshold()), (Some("CPUUtilization"), Some(80.0)));
+    let body = dashboard.dashboard_body().unwrap();
+    for metric in [
+        "\"Latency\"", "\"p50\"", "\"p99\"", "\"4XXError\"", "\"5XXError\"", "\"Duration\"", "\"Errors\"", "\"Throttles\"",
+        "\"SuccessfulRequestLatency\"", "\"ThrottledRequests\"", "\"CPUUtilization\"", "\"DatabaseConnections\"",
+        "\"ReadLatency\"", "\"WriteLatency\"", "\"ServerlessDatabaseCapacity\"",
+    ] {
+        assert!(body.contains(metric), "the dashboard shows {metric}");
+    }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 22;
+pub const NODES: usize = 29;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {
@@ -378,7 +378,15 @@ pub struct Account {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub rds: aws_sdk_rds::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     _rt: tokio::runtime::Runtime,
+}
+
+/// Where `tapctl build` writes the function packages of this workspace.
+pub fn packages_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lambda/x86_64")
 }
 
 pub fn aws_env(cmd: &mut Command) {
@@ -388,6 +396,8 @@ pub fn aws_env(cmd: &mut Command) {
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_PROFILE")
         .env_remove("TAPCTL_SUFFIX")
+        // The packages scripts/test builds (`tapctl build`) before the tests run.
+        .env("TAPCTL_PACKAGES", packages_dir())
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
@@ -431,6 +441,9 @@ impl Account {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            apigateway: aws_sdk_apigateway::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             _moto: moto,
             proxy,
             state_dir: tempfile::tempdir().expect("tempdir"),

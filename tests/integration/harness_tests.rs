@@ -242,3 +242,113 @@ fn the_emulator_answers_get_secret_value_with_awscurrent_after_a_stage_moves() {
         assert_eq!((now.secret_string(), now.version_id()), (Some("two"), Some(token)));
     });
 }
+
+#[test]
+fn the_emulator_keeps_a_stages_canary_settings_as_aws_does() {
+    use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
+    let acct = Account::new();
+    let apigw = &acct.apigateway;
+    let op = |op: Op, path: &str, value: Option<&str>| {
+        PatchOperation::builder().op(op).path(path).set_value(value.map(String::from)).build()
+    };
+    acct.block_on(async {
+        let api = apigw.create_rest_api().name("canary-test").send().await.unwrap();
+        let id = api.id().unwrap();
+        let root = apigw.get_resources().rest_api_id(id).send().await.unwrap().items()[0].id().unwrap().to_string();
+        apigw.put_method().rest_api_id(id).resource_id(&root).http_method("GET").authorization_type("NONE").send().await.unwrap();
+        apigw
+            .put_integration()
+            .rest_api_id(id)
+            .resource_id(&root)
+            .http_method("GET")
+            .r#type(IntegrationType::Mock)
+            .send()
+            .await
+            .unwrap();
+        let d = apigw.create_deployment().rest_api_id(id).send().await.unwrap();
+        apigw.create_stage().rest_api_id(id).stage_name("live").deployment_id(d.id().unwrap()).variables("lambdaAlias", "blue").send().await.unwrap();
+        let stage = || apigw.get_stage().rest_api_id(id).stage_name("live").send();
+        assert!(stage().await.unwrap().canary_settings().is_none(), "no canary until one is set");
+
+        apigw
+            .update_stage()
+            .rest_api_id(id)
+            .stage_name("live")
+            .patch_operations(op(Op::Replace, "/canarySettings/deploymentId", d.id()))
+            .patch_operations(op(Op::Replace, "/canarySettings/percentTraffic", Some("12.5")))
+            .patch_operations(op(Op::Replace, "/canarySettings/stageVariableOverrides/lambdaAlias", Some("green")))
+            .send()
+            .await
+            .unwrap();
+        let s = stage().await.unwrap();
+        let c = s.canary_settings().expect("the canary is stored");
+        assert_eq!(c.percent_traffic(), 12.5);
+        assert_eq!(c.deployment_id(), d.id());
+        assert_eq!(c.stage_variable_overrides().unwrap()["lambdaAlias"], "green");
+        assert_eq!(s.variables().unwrap()["lambdaAlias"], "blue", "the stage's own variable is untouched");
+
+        let refused = apigw
+            .update_stage()
+            .rest_api_id(id)
+            .stage_name("live")
+            .patch_operations(op(Op::Replace, "/canarySettings/percentTraffic", Some("100.5")))
+            .send()
+            .await;
+        assert_eq!(refused.unwrap_err().into_service_error().meta().code(), Some("BadRequestException"));
+        assert_eq!(stage().await.unwrap().canary_settings().unwrap().percent_traffic(), 12.5, "a refused patch changes nothing");
+
+        apigw
+            .update_stage()
+            .rest_api_id(id)
+            .stage_name("live")
+            .patch_operations(op(Op::Replace, "/variables/lambdaAlias", Some("green")))
+            .patch_operations(op(Op::Remove, "/canarySettings", None))
+            .send()
+            .await
+            .unwrap();
+        let s = stage().await.unwrap();
+        assert!(s.canary_settings().is_none(), "removed");
+        assert_eq!(s.variables().unwrap()["lambdaAlias"], "green", "other patches of the same call still apply");
+    });
+}
+
+#[test]
+fn the_emulator_keeps_a_functions_logging_config_as_aws_does() {
+    use aws_sdk_lambda::types::{FunctionCode, LogFormat, LoggingConfig, Runtime};
+    let acct = Account::new();
+    acct.block_on(async {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = acct.iam.create_role().role_name("fn-role").assume_role_policy_document(trust).send().await.unwrap();
+        let zip = tapctl::package::zip(vec![tapctl::package::Entry { name: "bootstrap".into(), bytes: b"x".to_vec(), executable: true }]).unwrap();
+        let create = |name: &'static str, logging: Option<LoggingConfig>| {
+            acct.lambda
+                .create_function()
+                .function_name(name)
+                .runtime(Runtime::Providedal2023)
+                .handler("bootstrap")
+                .role(role.role().unwrap().arn())
+                .code(FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(zip.clone())).build())
+                .set_logging_config(logging)
+                .send()
+        };
+        create("plain", None).await.unwrap();
+        let json = LoggingConfig::builder().log_format(LogFormat::Json).log_group("/custom/group").build();
+        create("structured", Some(json)).await.unwrap();
+        let logging = |name: &'static str| acct.lambda.get_function_configuration().function_name(name).send();
+        let plain = logging("plain").await.unwrap();
+        let plain = plain.logging_config().unwrap();
+        assert_eq!((plain.log_format().unwrap().as_str(), plain.log_group()), ("Text", Some("/aws/lambda/plain")), "AWS's default");
+        let structured = logging("structured").await.unwrap();
+        let structured = structured.logging_config().unwrap();
+        assert_eq!((structured.log_format().unwrap().as_str(), structured.log_group()), ("JSON", Some("/custom/group")));
+        acct.lambda
+            .update_function_configuration()
+            .function_name("plain")
+            .logging_config(LoggingConfig::builder().log_format(LogFormat::Json).build())
+            .send()
+            .await
+            .unwrap();
+        let updated = logging("plain").await.unwrap();
+        assert_eq!(updated.logging_config().unwrap().log_format().unwrap().as_str(), "JSON");
+    });
+}

@@ -2,6 +2,7 @@
 //! what the emulated account holds. One test binary (ripgrep's layout): every test binary links
 //! the whole AWS SDK.
 
+mod bluegreen;
 mod cli;
 mod compute;
 mod data;

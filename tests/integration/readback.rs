@@ -184,8 +184,44 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .map(|r| r.role_name().to_string())
         .filter(|n| n.starts_with("payment-") && n.ends_with(&format!("-role{tail}")))
         .collect();
+    let functions = acct.lambda.list_functions().send().await.unwrap();
+    let functions = functions
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name())
+        .filter(|n| n.starts_with("payment-") && n.ends_with(tail.as_str()))
+        .map(String::from)
+        .collect();
+    let apis = acct.apigateway.get_rest_apis().send().await.unwrap();
+    let apis = apis
+        .items()
+        .iter()
+        .filter_map(|a| a.name())
+        .filter(|n| *n == format!("payment-api{tail}"))
+        .map(String::from)
+        .collect();
+    let alarms = acct.cloudwatch.describe_alarms().send().await.unwrap();
+    let alarms = alarms
+        .metric_alarms()
+        .iter()
+        .filter_map(|a| a.alarm_name())
+        .filter(|n| n.starts_with("payments-") && n.ends_with(tail.as_str()))
+        .map(String::from)
+        .collect();
+    let dashboards = acct.cloudwatch.list_dashboards().send().await.unwrap();
+    let dashboards = dashboards
+        .dashboard_entries()
+        .iter()
+        .filter_map(|d| d.dashboard_name())
+        .filter(|n| *n == format!("payments{tail}"))
+        .map(String::from)
+        .collect();
     vec![
         ("iam-role", roles),
+        ("function", functions),
+        ("rest-api", apis),
+        ("alarm", alarms),
+        ("dashboard", dashboards),
         ("table", tables),
         ("bucket", buckets),
         ("topic", topics),

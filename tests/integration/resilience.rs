@@ -29,7 +29,11 @@ fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("log-group", 5),
         ("secret", 2),
         ("parameter", 21),
-        ("iam-role", 4),
+        ("iam-role", 5),
+        ("function", 4),
+        ("rest-api", 1),
+        ("alarm", 13),
+        ("dashboard", 1),
         ("db-cluster", 1),
         ("db-instance", 2),
         ("db-subnet-group", 1),
@@ -74,9 +78,9 @@ fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one
     let mut killed = 0;
     for i in 0..30 {
         // Each round starts from an empty account, so the kill lands in a run that creates.
-        // A full up prints about 85 lines: moments spread over the whole run.
+        // A full up prints about 210 lines: moments spread over the whole run.
         acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
-        if kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=85)) {
+        if kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=210)) {
             killed += 1;
         }
         if i % 2 == 1 {

@@ -3,6 +3,7 @@
 
 pub mod eip;
 pub mod endpoints;
+pub mod function_interfaces;
 pub mod igw;
 pub mod nacls;
 pub mod nat;
