@@ -156,9 +156,10 @@ impl Names {
     pub fn api(&self) -> String {
         self.n("payment-api")
     }
-    /// API Gateway's account-wide CloudWatch role, when tapctl has to create one.
+    /// API Gateway's account-wide CloudWatch role, when tapctl has to create one. One per
+    /// account, shared by every stack (so no suffix): the account setting names only one role.
     pub fn api_logging_role(&self) -> String {
-        self.n("payment-apigw-logs-role")
+        "tapctl-apigateway-logs".to_string()
     }
     pub fn alarm(&self, what: &str) -> String {
         self.n(&format!("payments-{what}"))

@@ -3,12 +3,12 @@
 use super::{plan::plan_all, print_json, report_failures, Session};
 use crate::engine::Outcome;
 use crate::error::Error;
+use crate::resources::monitoring::alarms;
 use crate::resources::Change;
 use crate::state::Outputs;
-use crate::resources::monitoring::alarms;
 use crate::traffic::Traffic;
-use std::collections::BTreeMap;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// ok: exists as recorded. missing: recorded, gone. drifted: exists, differs. untracked: exists,
 /// not in the state (the next `up` adopts it). absent: neither recorded nor present.
@@ -138,8 +138,7 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
                 println!("  {color:5} runs {}", list.join(", "));
             }
         }
-        let firing: Vec<&str> =
-            report.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
+        let firing: Vec<&str> = report.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
         println!("alarms: {} total, {} in ALARM {}", report.alarms.len(), firing.len(), firing.join(", "));
         println!();
         println!("outputs:");

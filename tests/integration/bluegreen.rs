@@ -24,11 +24,15 @@ fn api_id(acct: &Account) -> String {
 
 fn stage(acct: &Account) -> StageView {
     let id = api_id(acct);
-    let s = acct.block_on(async { acct.apigateway.get_stage().rest_api_id(&id).stage_name("live").send().await.unwrap() });
+    let s =
+        acct.block_on(async { acct.apigateway.get_stage().rest_api_id(&id).stage_name("live").send().await.unwrap() });
     StageView {
         live: s.variables().unwrap()["lambdaAlias"].clone(),
         canary: s.canary_settings().map(|c| {
-            (c.percent_traffic(), c.stage_variable_overrides().and_then(|o| o.get("lambdaAlias")).cloned().unwrap_or_default())
+            (
+                c.percent_traffic(),
+                c.stage_variable_overrides().and_then(|o| o.get("lambdaAlias")).cloned().unwrap_or_default(),
+            )
         }),
         deployment: s.deployment_id().unwrap().to_string(),
     }
@@ -66,7 +70,19 @@ fn shift_ten_sets_a_canary_to_green_a_hundred_promotes_and_zero_rolls_back() {
     assert_eq!((s.live.as_str(), s.canary), ("green", None), "promoted: the variable is green, no canary");
 
     // A progression, baked between steps, ends promoted back to blue.
-    let run = acct.ok(&["shift", "--suffix", "qa", "--to", "blue", "--steps", "10,50,100", "--interval", "1s", "--poll", "1s"]);
+    let run = acct.ok(&[
+        "shift",
+        "--suffix",
+        "qa",
+        "--to",
+        "blue",
+        "--steps",
+        "10,50,100",
+        "--interval",
+        "1s",
+        "--poll",
+        "1s",
+    ]);
     assert!(run.stderr.contains("green takes 90 %, blue takes 10 %") && run.stderr.contains("50 %"), "{}", run.stderr);
     let s = stage(&acct);
     assert_eq!((s.live.as_str(), s.canary), ("blue", None));
@@ -172,7 +188,11 @@ fn up_with_changed_code_moves_only_the_idle_colour_and_never_the_stage() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     up(v2.path());
-    assert_eq!(aliases(&acct, "validate"), ("1".into(), "2".into()), "green (idle) takes the new code, blue (live) keeps it");
+    assert_eq!(
+        aliases(&acct, "validate"),
+        ("1".into(), "2".into()),
+        "green (idle) takes the new code, blue (live) keeps it"
+    );
     assert_eq!(aliases(&acct, "process"), ("1".into(), "1".into()), "unchanged code publishes nothing");
     assert_eq!(stage(&acct), before, "the stage is untouched by up");
 
@@ -205,9 +225,8 @@ fn destroy_waits_for_the_functions_interfaces_deleting_the_rest_meanwhile() {
     let sg = out["functions_security_group_id"].as_str().unwrap().to_string();
     // What Lambda leaves behind: one interface still attached (in use), one already detached.
     let (held, attachment) = acct.block_on(async {
-        let eni = |d: &'static str| {
-            acct.ec2.create_network_interface().subnet_id(&subnet).groups(&sg).description(d).send()
-        };
+        let eni =
+            |d: &'static str| acct.ec2.create_network_interface().subnet_id(&subnet).groups(&sg).description(d).send();
         let held = eni("AWS Lambda VPC ENI-payment-process-qa-1").await.unwrap();
         let held = held.network_interface().unwrap().network_interface_id().unwrap().to_string();
         eni("AWS Lambda VPC ENI-payment-validate-qa-2").await.unwrap();
@@ -246,7 +265,12 @@ fn destroy_waits_for_the_functions_interfaces_deleting_the_rest_meanwhile() {
         acct.ec2.delete_network_interface().network_interface_id(&held).send().await.unwrap();
     });
     let instances = acct.block_on(async { acct.ec2.describe_instances().send().await.unwrap() });
-    let ids: Vec<String> = instances.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(String::from)).collect();
+    let ids: Vec<String> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect();
     acct.block_on(async { acct.ec2.terminate_instances().set_instance_ids(Some(ids)).send().await.unwrap() });
     acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     assert!(super::readback::leftovers(&acct, "qa").is_empty());
@@ -258,16 +282,24 @@ fn the_users_story_up_shift_status_destroy() {
     acct.ok(&["up", "--suffix", "qa"]);
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10"]);
     let status: Value = serde_json::from_str(&acct.ok(&["status", "--suffix", "qa", "--json"]).stdout).unwrap();
-    assert_eq!(status["traffic"], serde_json::json!({ "live": "blue", "canary": { "color": "green", "weight": 10.0 } }));
+    assert_eq!(
+        status["traffic"],
+        serde_json::json!({ "live": "blue", "canary": { "color": "green", "weight": 10.0 } })
+    );
     assert_eq!(status["healthy"], true, "{status:#}");
     assert_eq!(status["versions"]["blue"]["process"], "1");
     assert_eq!(status["versions"]["green"]["process"], "1");
     assert_eq!(status["alarms"].as_object().unwrap().len(), 13);
     assert!(status["api_url"].as_str().unwrap().starts_with(&format!("https://{}.execute-api.", api_id(&acct))));
     let table = acct.ok(&["status", "--suffix", "qa"]).stdout;
-    assert!(table.contains("traffic: blue ████") && table.contains("░ green") && table.contains("green 10 %"), "{table}");
+    assert!(
+        table.contains("traffic: blue ████") && table.contains("░ green") && table.contains("green 10 %"),
+        "{table}"
+    );
     acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     let left = super::readback::inventory(&acct, "qa");
     assert!(left.values().all(Vec::is_empty), "{left:?}");
     assert!(super::readback::leftovers(&acct, "qa").is_empty());
+    let logging_role = acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs").send().await });
+    assert!(logging_role.is_err(), "the last stack gone, the account's API logging role tapctl made goes too");
 }

@@ -219,7 +219,8 @@ fn up_deploys_each_function_from_its_package_into_the_private_subnets_with_blue_
         assert_eq!(logging.log_group(), Some(format!("/aws/lambda/{name}").as_str()));
         assert_eq!(concurrency, None, "{name}: no reserved concurrency");
         assert_eq!(tags.tags().unwrap()["tap:resource"], "functions.lambdas");
-        let published: Vec<&str> = versions.versions().iter().filter_map(|v| v.version()).filter(|v| *v != "$LATEST").collect();
+        let published: Vec<&str> =
+            versions.versions().iter().filter_map(|v| v.version()).filter(|v| *v != "$LATEST").collect();
         assert_eq!(published, ["1"], "{name}: one version for one package");
         let mut colours: Vec<(&str, &str)> =
             aliases.aliases().iter().map(|a| (a.name().unwrap(), a.function_version().unwrap())).collect();
@@ -253,7 +254,10 @@ fn the_database_secret_rotates_every_thirty_days_through_rotate_secret_and_nothi
     assert_eq!(statements[0]["Principal"]["Service"], "secretsmanager.amazonaws.com");
     assert_eq!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"], secret.arn().unwrap());
     let password: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
-    assert!(password["password"].as_str().is_some_and(|p| p.len() >= 32), "turning rotation on left the password readable");
+    assert!(
+        password["password"].as_str().is_some_and(|p| p.len() >= 32),
+        "turning rotation on left the password readable"
+    );
 }
 
 #[test]
@@ -286,10 +290,18 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
     assert_eq!(paths, ["/", "/fraud-check", "/process", "/validate"]);
     for r in resources.items().iter().filter(|r| r.path() != Some("/")) {
         let route = &r.path().unwrap()[1..];
-        let methods: Vec<&str> = r.resource_methods().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        let methods: Vec<&str> =
+            r.resource_methods().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
         assert_eq!(methods, ["POST"], "/{route}: POST only");
         let m = acct.block_on(async {
-            apigw.get_method().rest_api_id(&api_id).resource_id(r.id().unwrap()).http_method("POST").send().await.unwrap()
+            apigw
+                .get_method()
+                .rest_api_id(&api_id)
+                .resource_id(r.id().unwrap())
+                .http_method("POST")
+                .send()
+                .await
+                .unwrap()
         });
         assert_eq!(m.authorization_type(), Some("AWS_IAM"), "/{route}: no anonymous access");
         assert_eq!(m.request_validator_id(), validator.id());
@@ -300,18 +312,25 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
         assert_eq!(i.r#type().unwrap().as_str(), "AWS_PROXY");
         assert_eq!(i.http_method(), Some("POST"));
         assert!(
-            i.uri().unwrap().ends_with(&format!(
-                ":function:payment-{route}-qa:${{stageVariables.lambdaAlias}}/invocations"
-            )),
+            i.uri()
+                .unwrap()
+                .ends_with(&format!(":function:payment-{route}-qa:${{stageVariables.lambdaAlias}}/invocations")),
             "/{route}: {}",
             i.uri().unwrap()
         );
         for colour in ["blue", "green"] {
             let p = acct.block_on(async {
-                acct.lambda.get_policy().function_name(format!("payment-{route}-qa")).qualifier(colour).send().await.unwrap()
+                acct.lambda
+                    .get_policy()
+                    .function_name(format!("payment-{route}-qa"))
+                    .qualifier(colour)
+                    .send()
+                    .await
+                    .unwrap()
             });
             let p: Value = serde_json::from_str(p.policy().unwrap()).unwrap();
-            let st = p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == format!("payment-api-invokes-{colour}"));
+            let st =
+                p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == format!("payment-api-invokes-{colour}"));
             let st = st.unwrap_or_else(|| panic!("{route}:{colour} has no permission for the API: {p}"));
             assert_eq!(st["Principal"]["Service"], "apigateway.amazonaws.com");
             assert_eq!(
@@ -324,7 +343,10 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
     assert_eq!(stage.variables().unwrap()["lambdaAlias"], "blue");
     assert!(stage.tracing_enabled(), "X-Ray");
     let logs = stage.access_log_settings().unwrap();
-    assert_eq!(logs.destination_arn(), Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/apigateway/payment-api-qa"));
+    assert_eq!(
+        logs.destination_arn(),
+        Some("arn:aws:logs:us-east-1:123456789012:log-group:/aws/apigateway/payment-api-qa")
+    );
     let format: Value = serde_json::from_str(logs.format().unwrap()).unwrap();
     assert_eq!(format["status"], "$context.status", "JSON access logs");
     assert!(!logs.format().unwrap().contains("body"), "access logs never hold a body");
@@ -337,11 +359,11 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
         acct.logs.describe_log_groups().log_group_name_prefix("/aws/apigateway/payment-api-qa").send().await.unwrap()
     });
     assert_eq!(group.log_groups()[0].kms_key_id(), out["kms_key_arn"].as_str(), "access logs under the CMK");
-    assert_eq!(account.cloudwatch_role_arn(), Some("arn:aws:iam::123456789012:role/payment-apigw-logs-role-qa"));
+    assert_eq!(account.cloudwatch_role_arn(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs"));
 }
 
 #[test]
-fn an_account_logging_role_set_by_someone_else_is_kept_and_ours_goes_only_when_no_api_is_left() {
+fn an_account_logging_role_set_by_someone_else_is_kept_and_tapctls_goes_with_the_last_api() {
     let acct = Account::new();
     let theirs = "arn:aws:iam::123456789012:role/platform-apigw-logs";
     let set = |arn: &str| {
@@ -360,12 +382,14 @@ fn an_account_logging_role_set_by_someone_else_is_kept_and_ours_goes_only_when_n
                 .unwrap()
         })
     };
-    let account_role =
-        || acct.block_on(async {
+    let account_role = || {
+        acct.block_on(async {
             let account = acct.apigateway.get_account().send().await.unwrap();
             account.cloudwatch_role_arn().filter(|a| !a.is_empty()).map(String::from)
-        });
-    let our_role = || acct.block_on(async { acct.iam.get_role().role_name("payment-apigw-logs-role-qa").send().await.is_ok() });
+        })
+    };
+    let our_role =
+        || acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs").send().await.is_ok() });
     set(theirs);
     acct.ok(&["up", "--suffix", "qa"]);
     assert_eq!(account_role().as_deref(), Some(theirs), "an existing setting is not replaced");
@@ -376,12 +400,11 @@ fn an_account_logging_role_set_by_someone_else_is_kept_and_ours_goes_only_when_n
     set("");
     acct.ok(&["up", "--suffix", "qa"]);
     acct.ok(&["up", "--suffix", "dev"]);
-    assert_eq!(account_role().as_deref(), Some("arn:aws:iam::123456789012:role/payment-apigw-logs-role-qa"));
+    assert_eq!(account_role().as_deref(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs"));
     acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     assert!(our_role() && account_role().is_some(), "dev's API still logs through it");
     acct.ok(&["destroy", "--suffix", "dev", "--yes"]);
-    acct.ok(&["destroy", "--suffix", "qa", "--yes", "--discover"]);
-    assert!(!our_role() && account_role().is_none(), "the last API gone, tapctl's own setting goes");
+    assert!(!our_role() && account_role().is_none(), "the last stack gone, tapctl's own setting goes with it");
 }
 
 #[test]
@@ -421,9 +444,21 @@ fn alarms_notify_the_topic_and_the_dashboard_covers_the_payment_path() {
     assert_eq!((cpu.metric_name(), cpu.threshold()), (Some("CPUUtilization"), Some(80.0)));
     let body = dashboard.dashboard_body().unwrap();
     for metric in [
-        "\"Latency\"", "\"p50\"", "\"p99\"", "\"4XXError\"", "\"5XXError\"", "\"Duration\"", "\"Errors\"", "\"Throttles\"",
-        "\"SuccessfulRequestLatency\"", "\"ThrottledRequests\"", "\"CPUUtilization\"", "\"DatabaseConnections\"",
-        "\"ReadLatency\"", "\"WriteLatency\"", "\"ServerlessDatabaseCapacity\"",
+        "\"Latency\"",
+        "\"p50\"",
+        "\"p99\"",
+        "\"4XXError\"",
+        "\"5XXError\"",
+        "\"Duration\"",
+        "\"Errors\"",
+        "\"Throttles\"",
+        "\"SuccessfulRequestLatency\"",
+        "\"ThrottledRequests\"",
+        "\"CPUUtilization\"",
+        "\"DatabaseConnections\"",
+        "\"ReadLatency\"",
+        "\"WriteLatency\"",
+        "\"ServerlessDatabaseCapacity\"",
     ] {
         assert!(body.contains(metric), "the dashboard shows {metric}");
     }

@@ -82,10 +82,12 @@ impl Call {
     pub fn action(&self) -> &str {
         self.0.split(':').nth(1).unwrap_or_default()
     }
-    /// Reads (Describe*, Get*, List*) change nothing; every other call may.
+    /// Reads (Describe*, Get*, List*; for REST protocols — S3, Lambda, API Gateway — GET and
+    /// HEAD) change nothing; every other call may.
     pub fn is_mutating(&self) -> bool {
         let a = self.action();
-        if self.0.starts_with("s3:") {
+        let rest = ["GET ", "HEAD ", "POST ", "PUT ", "PATCH ", "DELETE "].iter().any(|m| a.starts_with(m));
+        if self.0.starts_with("s3:") || rest {
             return !(a.starts_with("GET") || a.starts_with("HEAD"));
         }
         !(a.starts_with("Describe") || a.starts_with("Get") || a.starts_with("List"))
@@ -300,7 +302,14 @@ async fn forward(
         Some(Fault::Reset) => {
             return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault injected: connection reset"))
         }
-        Some(f) => return Ok(fault_response(f, &call, target.is_some())),
+        // REST-JSON services (Lambda, API Gateway) answer errors in JSON too, without a target.
+        Some(f) => {
+            return Ok(fault_response(
+                f,
+                &call,
+                target.is_some() || matches!(service.as_str(), "lambda" | "apigateway"),
+            ))
+        }
         None => {}
     }
     // Sent on its own task: like a request that reached AWS, it is carried out even if the

@@ -255,7 +255,15 @@ fn the_emulator_keeps_a_stages_canary_settings_as_aws_does() {
         let api = apigw.create_rest_api().name("canary-test").send().await.unwrap();
         let id = api.id().unwrap();
         let root = apigw.get_resources().rest_api_id(id).send().await.unwrap().items()[0].id().unwrap().to_string();
-        apigw.put_method().rest_api_id(id).resource_id(&root).http_method("GET").authorization_type("NONE").send().await.unwrap();
+        apigw
+            .put_method()
+            .rest_api_id(id)
+            .resource_id(&root)
+            .http_method("GET")
+            .authorization_type("NONE")
+            .send()
+            .await
+            .unwrap();
         apigw
             .put_integration()
             .rest_api_id(id)
@@ -266,7 +274,15 @@ fn the_emulator_keeps_a_stages_canary_settings_as_aws_does() {
             .await
             .unwrap();
         let d = apigw.create_deployment().rest_api_id(id).send().await.unwrap();
-        apigw.create_stage().rest_api_id(id).stage_name("live").deployment_id(d.id().unwrap()).variables("lambdaAlias", "blue").send().await.unwrap();
+        apigw
+            .create_stage()
+            .rest_api_id(id)
+            .stage_name("live")
+            .deployment_id(d.id().unwrap())
+            .variables("lambdaAlias", "blue")
+            .send()
+            .await
+            .unwrap();
         let stage = || apigw.get_stage().rest_api_id(id).stage_name("live").send();
         assert!(stage().await.unwrap().canary_settings().is_none(), "no canary until one is set");
 
@@ -295,7 +311,11 @@ fn the_emulator_keeps_a_stages_canary_settings_as_aws_does() {
             .send()
             .await;
         assert_eq!(refused.unwrap_err().into_service_error().meta().code(), Some("BadRequestException"));
-        assert_eq!(stage().await.unwrap().canary_settings().unwrap().percent_traffic(), 12.5, "a refused patch changes nothing");
+        assert_eq!(
+            stage().await.unwrap().canary_settings().unwrap().percent_traffic(),
+            12.5,
+            "a refused patch changes nothing"
+        );
 
         apigw
             .update_stage()

@@ -29,7 +29,7 @@ fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("log-group", 5),
         ("secret", 2),
         ("parameter", 21),
-        ("iam-role", 5),
+        ("iam-role", 4),
         ("function", 4),
         ("rest-api", 1),
         ("alarm", 13),

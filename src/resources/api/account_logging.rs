@@ -2,13 +2,17 @@
 //! role per account and region (`cloudwatchRoleArn` of the account settings). Every API in the
 //! account shares it, so tapctl:
 //! - leaves an existing setting alone, whoever made it (and reports it as not ours);
-//! - only when the account has none, creates `payment-apigw-logs-role-<suffix>` (trusting
-//!   apigateway.amazonaws.com, with AWS's AmazonAPIGatewayPushToCloudWatchLogs policy) and sets it;
-//! - on destroy, clears the setting and deletes the role only when the setting is still ours
-//!   and no other REST API is left in the region that could be logging through it.
+//! - only when the account has none, creates `tapctl-apigateway-logs` (trusting
+//!   apigateway.amazonaws.com, with AWS's AmazonAPIGatewayPushToCloudWatchLogs policy) and sets
+//!   it. The role is the account's, not a stack's: it carries no suffix, and every tapctl stack
+//!   of the account uses the same one;
+//! - on destroy of any stack, clears the setting and deletes the role only when the setting is
+//!   still tapctl's and no REST API is left in the region that could be logging through it —
+//!   so the last stack to go takes it, and a stack never pulls it from under another.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::engine::wait::Poll;
+use crate::names::tag;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -52,6 +56,11 @@ async fn our_role(ctx: &Ctx) -> Result<Option<String>> {
     Ok(role.and_then(|r| r.role().map(|r| r.arn().to_string())))
 }
 
+async fn no_rest_api_left(ctx: &Ctx) -> Result<bool> {
+    let apis = ctx.clients.apigateway.get_rest_apis().limit(1).send().await.aws("apigateway:GetRestApis")?;
+    Ok(apis.items().is_empty())
+}
+
 fn set_account_role(value: &str) -> PatchOperation {
     PatchOperation::builder().op(Op::Replace).path("/cloudwatchRoleArn").value(value).build()
 }
@@ -67,9 +76,16 @@ impl Resource for AccountLogging {
         &[]
     }
 
+    /// The node is this stack's use of the account setting: it exists once the stack recorded
+    /// it. Without a record (a lost state, `destroy --discover`) it exists only where this
+    /// stack alone could act on it: tapctl's role set and no REST API left to log through it.
+    /// So a second destroy of one stack is a no-op while another stack still uses the role.
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let o = Observed { account_role: account_role(ctx).await?, our_role: our_role(ctx).await? };
-        Ok((o.account_role.is_some() || o.our_role.is_some()).then_some(o))
+        if ctx.recorded.is_some() {
+            return Ok(Some(o));
+        }
+        Ok((o.ours_in_use() && no_rest_api_left(ctx).await?).then_some(o))
     }
 
     fn diff(&self, _ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -87,7 +103,10 @@ impl Resource for AccountLogging {
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
-        let mut o = observed.unwrap_or(Observed { account_role: None, our_role: None });
+        let mut o = match observed {
+            Some(o) => o,
+            None => Observed { account_role: account_role(ctx).await?, our_role: our_role(ctx).await? },
+        };
         if o.account_role.is_some() {
             return Ok(self.outputs(ctx, &o));
         }
@@ -103,10 +122,10 @@ impl Resource for AccountLogging {
                                     "Action": "sts:AssumeRole",
                                     "Condition": { "StringEquals": { "aws:SourceAccount": ctx.names.account } } }]
                 });
-                let tags: Vec<Tag> = ctx
-                    .tags(None, None)
+                // The account's, not this stack's: no suffix or stack tag.
+                let tags: Vec<Tag> = [(tag::PROJECT, "payments"), (tag::MANAGED_BY, "tapctl"), (tag::RESOURCE, ID)]
                     .iter()
-                    .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+                    .filter_map(|(k, v)| Tag::builder().key(*k).value(*v).build().ok())
                     .collect();
                 match iam
                     .create_role()
@@ -157,8 +176,7 @@ impl Resource for AccountLogging {
             return Ok(());
         }
         if o.ours_in_use() {
-            let others = ctx.clients.apigateway.get_rest_apis().limit(1).send().await.aws("apigateway:GetRestApis")?;
-            if !others.items().is_empty() {
+            if !no_rest_api_left(ctx).await? {
                 ctx.progress.step("keeping the account's API Gateway logging role: other REST APIs may log through it");
                 return Ok(());
             }

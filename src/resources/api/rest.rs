@@ -137,6 +137,11 @@ pub struct Observed {
     pub permissions: BTreeMap<(&'static str, Color), bool>,
 }
 
+/// Whether the stage variable names blue or green (else every request would fail).
+fn names_a_colour(variables: &HashMap<String, String>) -> bool {
+    variables.get(ALIAS_VARIABLE).and_then(|v| Color::parse(v)).is_some()
+}
+
 fn integration_uri(ctx: &Ctx, function: &str) -> String {
     let n = &ctx.names;
     format!(
@@ -384,7 +389,7 @@ impl Resource for RestApi {
                 if s.settings != StageSettings::wanted(ctx) {
                     d.push(format!("stage {STAGE}: logging, tracing, metrics or throttling differ"));
                 }
-                if !s.variables.get(ALIAS_VARIABLE).is_some_and(|v| Color::parse(v).is_some()) {
+                if !names_a_colour(&s.variables) {
                     d.push(format!("stage {STAGE}: variable {ALIAS_VARIABLE} names no colour"));
                 }
             }
@@ -632,7 +637,7 @@ impl Resource for RestApi {
                 .aws("apigateway:UpdateStage")?;
         }
         if let Some(s) = &o.stage {
-            if !s.variables.get(ALIAS_VARIABLE).is_some_and(|v| Color::parse(v).is_some()) {
+            if !names_a_colour(&s.variables) {
                 // Without the variable every request fails; blue is where a new stack starts.
                 ctx.progress.step(&format!("restoring stage variable {ALIAS_VARIABLE}=blue"));
                 apigw

@@ -232,8 +232,7 @@ impl Resource for Alarms {
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let topic = ctx.input(super::super::alerts::ID, "topic_arn")?;
         let have = observed.map(|o| o.alarms).unwrap_or_default();
-        let tags: Vec<Tag> =
-            ctx.tags(None, None).iter().filter_map(|(k, v)| Some(Tag::builder().key(k).value(v).build())).collect();
+        let tags: Vec<Tag> = ctx.tags(None, None).iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
         let mut names = Vec::new();
         for want in specs(&ctx.names, &topic) {
             names.push(want.name.clone());
@@ -266,6 +265,7 @@ impl Resource for Alarms {
                 .await
                 .aws("cloudwatch:PutMetricAlarm")?;
         }
+        names.sort();
         Ok(Outputs::from([("alarm_names".into(), list(names))]))
     }
 

@@ -80,9 +80,11 @@ impl Resource for FunctionInterfaces {
         &[super::subnets::ID, super::security_groups::ID]
     }
 
-    /// Always "exists": Lambda owns the interfaces, so there is never anything for `up` to make.
+    /// Exists once recorded (or while interfaces are held): Lambda owns the interfaces, so
+    /// "creating" this node only records that it watches them.
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        Ok(Some(Observed { interfaces: interfaces(ctx).await? }))
+        let interfaces = interfaces(ctx).await?;
+        Ok((ctx.recorded.is_some() || !interfaces.is_empty()).then_some(Observed { interfaces }))
     }
 
     fn diff(&self, _ctx: &Ctx, _o: &Observed) -> Result<Change> {
