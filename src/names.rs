@@ -195,7 +195,6 @@ impl Names {
             (self.topic(), Rule::SnsTopic),
             (self.api(), Rule::ApiGatewayName),
             (self.api_log_group(), Rule::LogGroup),
-            (self.api_logging_role(), Rule::IamRole),
             (self.db_secret(), Rule::Secret),
             (self.fingerprint_secret(), Rule::Secret),
             (self.parameter_prefix(), Rule::Parameter),
@@ -394,6 +393,13 @@ mod tests {
         for (name, _) in names.all() {
             assert!(name.contains("qa"), "{name} lacks the suffix");
         }
+    }
+
+    #[test]
+    fn the_accounts_api_logging_role_is_the_one_name_without_a_suffix_and_obeys_iams_rule() {
+        let names = Names::new("qa", "us-east-1", Some("123456789012"));
+        assert!(!names.api_logging_role().contains("qa"));
+        assert_eq!(Rule::IamRole.check(&names.api_logging_role()), Ok(()));
     }
 
     #[test]
