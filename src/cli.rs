@@ -187,6 +187,11 @@ pub struct UpArgs {
     /// Allow replacing a resource whose immutable settings changed (refused otherwise).
     #[arg(long)]
     pub allow_replace: bool,
+
+    /// Build the function packages first (`tapctl build` of this workspace into --packages),
+    /// then deploy them.
+    #[arg(long)]
+    pub build: bool,
 }
 
 pub use crate::traffic::Color;

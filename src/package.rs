@@ -108,6 +108,43 @@ impl Packages {
 mod tests {
     use super::*;
 
+    fn packages_dir(tamper: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut functions = serde_json::Map::new();
+        for f in ["validate", "process"] {
+            let bytes =
+                zip(vec![Entry { name: "bootstrap".into(), bytes: f.as_bytes().to_vec(), executable: true }]).unwrap();
+            functions.insert(f.into(), serde_json::json!({ "code_sha256": code_sha256(&bytes) }));
+            let written = if tamper && f == "process" { b"not the zip the manifest hashed".to_vec() } else { bytes };
+            std::fs::write(dir.path().join(format!("{f}.zip")), written).unwrap();
+        }
+        let manifest = serde_json::json!({ "architecture": "x86_64", "functions": functions });
+        std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn packages_load_with_every_hash_checked_against_the_manifest() {
+        let dir = packages_dir(false);
+        let p = Packages::load(dir.path(), &["validate", "process"]).unwrap();
+        assert_eq!(p.code_sha256.len(), 2);
+        assert_eq!(p.zip("validate").map(|z| code_sha256(&z)).ok().as_ref(), p.code_sha256.get("validate"));
+    }
+
+    #[test]
+    fn a_zip_that_is_not_what_the_manifest_hashed_is_refused() {
+        let dir = packages_dir(true);
+        let e = Packages::load(dir.path(), &["validate", "process"]).unwrap_err();
+        assert!(e.contains("process.zip does not match manifest.json"), "{e}");
+    }
+
+    #[test]
+    fn a_function_missing_from_the_manifest_is_refused_by_name() {
+        let dir = packages_dir(false);
+        let e = Packages::load(dir.path(), &["validate", "process", "fraud-check"]).unwrap_err();
+        assert!(e.contains("no package for function fraud-check"), "{e}");
+    }
+
     fn entries() -> Vec<Entry> {
         vec![
             Entry {

@@ -55,6 +55,19 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     }
     let run = RunConfig::from_args(&cli.global, config::region_from_env())?;
     config::validate_stack_args(&cli.global.stack)?;
+    if let Command::Shift(args) = &cli.command {
+        shift::weights(args)?;
+    }
+    if let Command::Up(args) = &cli.command {
+        if args.build {
+            let build_args = crate::cli::BuildArgs {
+                arch: crate::cli::Arch::X86_64,
+                source: ".".into(),
+                out: Some(cli.global.packages.clone()),
+            };
+            build::build(&build_args)?;
+        }
+    }
     let command_name = match &cli.command {
         Command::Up(_) => "up",
         Command::Plan(_) => "plan",

@@ -27,8 +27,15 @@ fn remove_canary() -> PatchOperation {
     PatchOperation::builder().op(Op::Remove).path("/canarySettings").build()
 }
 
-/// The weights this run walks through, checked: each 0-100, a progression only increasing.
-fn weights(args: &ShiftArgs) -> Result<Vec<u8>, Error> {
+/// The weights this run walks through, checked (before any AWS call): each 0-100, a
+/// progression only increasing, a watch only over a weight that sends traffic somewhere.
+pub fn weights(args: &ShiftArgs) -> Result<Vec<u8>, Error> {
+    if args.watch.is_some() && args.weight == Some(0) {
+        return Err(Error::invalid("--watch", "needs a weight of 1-100: --weight 0 sends no traffic to watch"));
+    }
+    if args.poll.is_zero() {
+        return Err(Error::invalid("--poll", "must be longer than 0s"));
+    }
     match (&args.steps, args.weight) {
         (Some(steps), _) => {
             if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) {

@@ -230,7 +230,7 @@ async fn observe_traffic(ctx: &Ctx) -> Result<Option<Traffic>> {
 /// publishing or updating while an update is in progress fails with ResourceConflictException).
 async fn until_ready(ctx: &Ctx, name: &str) -> Result<()> {
     let lambda = &ctx.clients.lambda;
-    ctx.wait(&format!("function {name} to be ready"), ctx.waits.eventual_consistency, || async move {
+    ctx.wait(&format!("function {name} to be ready"), ctx.waits.function_ready, || async move {
         let c = lambda
             .get_function_configuration()
             .function_name(name)

@@ -137,14 +137,21 @@ pub struct WaitLimits {
     pub eventual_consistency: WaitPolicy,
     /// Lambda releasing a deleted function's VPC interfaces: often 20+ minutes on AWS.
     pub network_interfaces: WaitPolicy,
+    /// A function in a VPC becoming Active, or an update finishing: minutes on AWS while
+    /// Lambda sets up its network interfaces.
+    pub function_ready: WaitPolicy,
 }
 
 impl WaitLimits {
     /// `--max-wait`: no wait may take longer than `max`.
     pub fn cap(&mut self, max: std::time::Duration) {
-        for policy in
-            [&mut self.nat_gateway, &mut self.database, &mut self.eventual_consistency, &mut self.network_interfaces]
-        {
+        for policy in [
+            &mut self.nat_gateway,
+            &mut self.database,
+            &mut self.eventual_consistency,
+            &mut self.network_interfaces,
+            &mut self.function_ready,
+        ] {
             policy.limit = policy.limit.min(max);
         }
     }
@@ -157,6 +164,7 @@ impl Default for WaitLimits {
             database: WaitPolicy::new(std::time::Duration::from_secs(40 * 60)),
             eventual_consistency: WaitPolicy::new(std::time::Duration::from_secs(120)),
             network_interfaces: WaitPolicy::new(std::time::Duration::from_secs(45 * 60)),
+            function_ready: WaitPolicy::new(std::time::Duration::from_secs(15 * 60)),
         }
     }
 }

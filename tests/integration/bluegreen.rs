@@ -94,20 +94,27 @@ fn every_refused_shift_exits_two_and_changes_nothing() {
     acct.ok(&["up", "--suffix", "qa"]);
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10"]);
     let before = stage(&acct);
-    let refused: [(&[&str], &str); 6] = [
-        (&["--to", "green", "--weight", "101"], "101"),
-        (&["--to", "green", "--weight", "-1"], "-1"),
-        (&["--to", "purple", "--weight", "10"], "purple"),
-        (&["--to", "green", "--steps", "50,10", "--interval", "1s"], "increasing"),
-        (&["--to", "blue", "--weight", "50"], "a canary sends 10 % to green"),
-        (&["--to", "blue", "--weight", "100"], "a canary sends 10 % to green"),
+    // (arguments, what the error says, refused before any AWS call)
+    let refused: [(&[&str], &str, bool); 7] = [
+        (&["--to", "green", "--weight", "101"], "101", true),
+        (&["--to", "green", "--weight", "-1"], "-1", true),
+        (&["--to", "purple", "--weight", "10"], "purple", true),
+        (&["--to", "green", "--steps", "50,10", "--interval", "1s"], "increasing", true),
+        (&["--to", "green", "--weight", "0", "--watch", "1m"], "--watch", true),
+        (&["--to", "blue", "--weight", "50"], "a canary sends 10 % to green", false),
+        (&["--to", "blue", "--weight", "100"], "a canary sends 10 % to green", false),
     ];
-    for (args, says) in refused {
+    for (args, says, before_aws) in refused {
         let mut all = vec!["shift", "--suffix", "qa"];
         all.extend_from_slice(args);
+        acct.proxy.clear();
         let run = acct.run(&all);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(says), "{args:?} should say {says}: {}", run.stderr);
+        if before_aws {
+            assert_eq!(acct.proxy.calls(), vec![], "{args:?}: refused before the first AWS call");
+        }
+        assert!(acct.proxy.calls().iter().all(|c| !c.is_mutating()), "{args:?}: {:?}", acct.proxy.calls());
         assert_eq!(stage(&acct), before, "{args:?} changed the stage");
     }
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "0"]);

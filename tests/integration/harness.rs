@@ -231,8 +231,9 @@ impl Proxy {
         self.state.lock().unwrap().injected.clone()
     }
 
-    /// The next `polls` answers to `action` (e.g. "DescribeNatGateways") report the resource as
-    /// still being created.
+    /// The next `polls` answers to `action` (e.g. "DescribeNatGateways", or the end of a REST
+    /// path: "/configuration" for Lambda's GetFunctionConfiguration) report the resource as still
+    /// being created or updated.
     pub fn set_pending(&self, action: &str, polls: u32) {
         self.state.lock().unwrap().pending.insert(action.to_string(), polls);
     }
@@ -344,7 +345,8 @@ async fn send_upstream(
             let mut bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
             let rewrite = {
                 let mut st = state.lock().unwrap();
-                match st.pending.get_mut(call.action()) {
+                let action = call.action().to_string();
+                match st.pending.iter_mut().find(|(key, _)| action.ends_with(key.as_str())).map(|(_, n)| n) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
                         true
@@ -359,7 +361,10 @@ async fn send_upstream(
                     .replace(
                         "<DBInstanceStatus>available</DBInstanceStatus>",
                         "<DBInstanceStatus>creating</DBInstanceStatus>",
-                    );
+                    )
+                    // Lambda: a function still being created (VPC interfaces) or updated.
+                    .replace("\"State\": \"Active\"", "\"State\": \"Pending\"")
+                    .replace("\"LastUpdateStatus\": \"Successful\"", "\"LastUpdateStatus\": \"InProgress\"");
                 bytes = Bytes::from(text);
             }
             // The body may have changed length: let hyper set it.

@@ -372,3 +372,34 @@ fn the_emulator_keeps_a_functions_logging_config_as_aws_does() {
         assert_eq!(updated.logging_config().unwrap().log_format().unwrap().as_str(), "JSON");
     });
 }
+
+#[test]
+fn the_proxy_reports_a_function_pending_for_exactly_the_polls_asked() {
+    use aws_sdk_lambda::types::{FunctionCode, Runtime, State};
+    let acct = Account::new();
+    let lambda = aws_sdk_lambda::Client::new(&acct.via_proxy());
+    acct.block_on(async {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = acct.iam.create_role().role_name("fn-role").assume_role_policy_document(trust).send().await.unwrap();
+        let zip = tapctl::package::zip(vec![tapctl::package::Entry { name: "bootstrap".into(), bytes: b"x".to_vec(), executable: true }]).unwrap();
+        lambda
+            .create_function()
+            .function_name("f")
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(role.role().unwrap().arn())
+            .code(FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(zip)).build())
+            .send()
+            .await
+            .unwrap();
+        acct.proxy.set_pending("/configuration", 2);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let c = lambda.get_function_configuration().function_name("f").send().await.unwrap();
+            seen.push((c.state().cloned(), c.last_update_status().map(|s| s.as_str().to_string())));
+        }
+        assert_eq!(seen[0], (Some(State::Pending), Some("InProgress".into())));
+        assert_eq!(seen[1], (Some(State::Pending), Some("InProgress".into())));
+        assert_eq!(seen[2], (Some(State::Active), Some("Successful".into())), "then as the emulator holds it");
+    });
+}

@@ -88,3 +88,30 @@ fn build_refuses_a_folder_that_is_not_the_workspace_and_explains_a_missing_arm64
     assert!(stderr.contains("rustup target add aarch64-unknown-linux-gnu"), "{stderr}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing was written");
 }
+
+#[test]
+fn up_with_build_deploys_the_packages_it_just_built() {
+    let acct = super::harness::Account::new();
+    let out = tempfile::tempdir().unwrap();
+    let packages = out.path().join("x86_64");
+    let run = acct.tapctl(&["up", "--suffix", "qa", "--build"]).env("TAPCTL_PACKAGES", &packages).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let built = manifest(&packages);
+    for f in ["validate", "fraud-check", "process", "rotate-secret"] {
+        let deployed = acct.block_on(async {
+            acct.lambda.get_function_configuration().function_name(format!("payment-{f}-qa")).send().await.unwrap()
+        });
+        assert_eq!(deployed.code_sha256(), built["functions"][f]["code_sha256"].as_str(), "{f}: what was just built");
+    }
+}
+
+#[test]
+fn up_without_packages_is_refused_before_any_aws_call_naming_the_option_and_the_fix() {
+    let acct = super::harness::Account::new();
+    let empty = tempfile::tempdir().unwrap();
+    let run = acct.tapctl(&["up", "--suffix", "qa"]).env("TAPCTL_PACKAGES", empty.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--packages") && stderr.contains("tapctl build"), "{stderr}");
+    assert_eq!(acct.proxy.calls(), vec![], "refused before the first AWS call");
+}
