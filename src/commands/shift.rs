@@ -194,8 +194,10 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
     for (i, &weight) in plan.iter().enumerate() {
         update(apigw, &api, patches(&now, to, weight, &deployment_id)).await?;
         now = read(apigw, &api).await?;
-        session.progress.println(&format!("shift: {}", describe(&now)));
         let last = i + 1 == plan.len();
+        if !last || args.watch.is_some() {
+            session.progress.println(&format!("shift: {}", describe(&now)));
+        }
         let bake_for = if last { args.watch } else { args.interval };
         let Some(bake_for) = bake_for.filter(|_| weight > 0) else { continue };
         let firing = bake(session, &watched, bake_for, args.poll).await?;

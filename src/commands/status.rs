@@ -22,16 +22,18 @@ fn status_of(recorded: bool, change: &Change) -> &'static str {
     }
 }
 
-/// The ids, ARNs and names among a node's outputs, for the table.
+/// The ids, ARNs and names among a node's outputs, for the table (lists and maps flattened).
 fn ids(outputs: &Outputs) -> Vec<String> {
     let mut v = Vec::new();
     for (k, val) in outputs {
-        if !(k.ends_with("_id") || k.ends_with("_ids") || k.ends_with("_arn") || k.ends_with("_name")) {
+        let named = ["_id", "_ids", "_arn", "_arns", "_name", "_names"].iter().any(|s| k.ends_with(s));
+        if !named {
             continue;
         }
         match val {
             Value::String(s) => v.push(s.clone()),
             Value::Array(a) => v.extend(a.iter().filter_map(Value::as_str).map(str::to_string)),
+            Value::Object(m) => v.extend(m.values().filter_map(Value::as_str).map(str::to_string)),
             _ => {}
         }
     }
@@ -139,7 +141,12 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
             }
         }
         let firing: Vec<&str> = report.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
-        println!("alarms: {} total, {} in ALARM {}", report.alarms.len(), firing.len(), firing.join(", "));
+        match firing.is_empty() {
+            true => println!("alarms: {} total, none in ALARM", report.alarms.len()),
+            false => {
+                println!("alarms: {} total, {} in ALARM: {}", report.alarms.len(), firing.len(), firing.join(", "))
+            }
+        }
         println!();
         println!("outputs:");
         for (k, v) in session.operator_outputs() {

@@ -161,6 +161,11 @@ fn an_alarm_of_the_green_colour_during_watch_rolls_the_canary_back_and_fails() {
     assert!(stderr.contains("payments-process-green-errors-qa") && stderr.contains("rolled back"), "{stderr}");
     let s = stage(&acct);
     assert_eq!((s.live.as_str(), s.canary), ("blue", None), "every request back on blue");
+    let status: Value = serde_json::from_str(&acct.ok(&["status", "--suffix", "qa", "--json"]).stdout).unwrap();
+    assert_eq!(status["alarms"]["payments-process-green-errors-qa"], "ALARM");
+    assert_eq!(status["traffic"]["canary"], Value::Null);
+    let table = acct.ok(&["status", "--suffix", "qa"]).stdout;
+    assert!(table.contains("1 in ALARM: payments-process-green-errors-qa"), "{table}");
 }
 
 /// A copy of the built packages with `function`'s code changed (a different bootstrap).

@@ -470,7 +470,12 @@ fn up_waits_visibly_for_a_function_lambda_is_still_setting_up_and_then_publishes
     // Every function's first three configuration reads say Pending / InProgress.
     acct.proxy.set_pending("/configuration", 12);
     let run = acct.ok(&["up", "--suffix", "qa"]);
-    assert!(run.stderr.contains("waiting for function payment-") && run.stderr.contains("state Pending"), "{}", run.stderr);
-    let aliases = acct.block_on(async { acct.lambda.list_aliases().function_name("payment-process-qa").send().await.unwrap() });
+    assert!(
+        run.stderr.contains("waiting for function payment-") && run.stderr.contains("state Pending"),
+        "{}",
+        run.stderr
+    );
+    let aliases =
+        acct.block_on(async { acct.lambda.list_aliases().function_name("payment-process-qa").send().await.unwrap() });
     assert_eq!(aliases.aliases().len(), 2, "published and aliased once ready");
 }
