@@ -479,3 +479,58 @@ fn up_waits_visibly_for_a_function_lambda_is_still_setting_up_and_then_publishes
         acct.block_on(async { acct.lambda.list_aliases().function_name("payment-process-qa").send().await.unwrap() });
     assert_eq!(aliases.aliases().len(), 2, "published and aliased once ready");
 }
+
+#[test]
+fn out_of_band_changes_that_would_leak_or_weaken_are_drift_and_up_puts_them_back() {
+    use aws_sdk_apigateway::types::{Op, PatchOperation};
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let api_id = outputs(&acct)["api_id"].as_str().unwrap().to_string();
+    acct.block_on(async {
+        // Someone adds a variable to a function's environment, turns on request-body logging
+        // on the stage (card numbers in the execution logs), and switches rotation off.
+        acct.lambda
+            .update_function_configuration()
+            .function_name("payment-process-qa")
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .variables("PAYMENTS_CONFIG_PREFIX", "/payments/qa")
+                    .variables("DEBUG_DB_PASSWORD", "hunter2")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        acct.apigateway
+            .update_stage()
+            .rest_api_id(&api_id)
+            .stage_name("live")
+            .patch_operations(
+                PatchOperation::builder().op(Op::Replace).path("/*/*/logging/dataTrace").value("true").build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        acct.secrets.cancel_rotate_secret().secret_id("payments/qa/db-master").send().await.unwrap();
+    });
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    for drift in [
+        "environment (only PAYMENTS_CONFIG_PREFIX) differs",
+        "logging, tracing, metrics or throttling",
+        "rotation is off",
+    ] {
+        assert!(plan.stdout.contains(drift), "plan names {drift}: {}", plan.stdout);
+    }
+    assert!(!plan.stdout.contains("hunter2") && !plan.stderr.contains("hunter2"), "a drift never shows a value");
+    acct.ok(&["up", "--suffix", "qa"]);
+    acct.block_on(async {
+        let c = acct.lambda.get_function_configuration().function_name("payment-process-qa").send().await.unwrap();
+        assert_eq!(c.environment().unwrap().variables().unwrap().len(), 1, "only the prefix again");
+        let s = acct.apigateway.get_stage().rest_api_id(&api_id).stage_name("live").send().await.unwrap();
+        assert!(!s.method_settings().unwrap()["*/*"].data_trace_enabled(), "bodies out of the logs again");
+        let secret = acct.secrets.describe_secret().secret_id("payments/qa/db-master").send().await.unwrap();
+        assert_eq!(secret.rotation_enabled(), Some(true));
+    });
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0, "converged");
+}
