@@ -68,16 +68,30 @@ impl Traffic {
     }
 }
 
-/// The id of the REST API named `name`, if there is one.
+/// The id of the REST API named `name`, if there is one. Two of that name (a create retried
+/// after its answer was lost) is an error naming both: tapctl does not guess which is live.
 pub async fn find_api(apigw: &aws_sdk_apigateway::Client, name: &str) -> Result<Option<String>, AwsError> {
+    let mut found = Vec::new();
     let mut pages = apigw.get_rest_apis().limit(500).into_paginator().items().send();
     while let Some(api) = pages.next().await {
         let api = api.aws("apigateway:GetRestApis")?;
         if api.name() == Some(name) {
-            return Ok(api.id().map(str::to_string));
+            found.extend(api.id().map(str::to_string));
         }
     }
-    Ok(None)
+    if found.len() > 1 {
+        return Err(AwsError {
+            operation: "apigateway:GetRestApis".into(),
+            code: Some("AmbiguousAdoption".into()),
+            message: format!(
+                "{} REST APIs are named {name} ({}); delete the one that is not serving traffic, then re-run",
+                found.len(),
+                found.join(", ")
+            ),
+            transient: false,
+        });
+    }
+    Ok(found.pop())
 }
 
 /// The traffic of the stage, from what API Gateway holds. None when the stage does not exist

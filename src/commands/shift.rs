@@ -62,10 +62,9 @@ fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec<Pat
             v
         }
         w => {
-            let mut v = Vec::new();
+            // The canary runs the stage's own (current) deployment: only the alias differs.
+            let mut v = vec![replace("/canarySettings/deploymentId", deployment_id)];
             if !has_canary {
-                // The canary runs the stage's own deployment: only the alias differs.
-                v.push(replace("/canarySettings/deploymentId", deployment_id));
                 v.push(replace("/canarySettings/useStageCache", "false"));
             }
             v.push(replace("/canarySettings/percentTraffic", format!("{w}.0")));
@@ -249,6 +248,19 @@ mod tests {
                 "replace /canarySettings/deploymentId d1",
                 "replace /canarySettings/useStageCache false",
                 "replace /canarySettings/percentTraffic 10.0",
+                "replace /canarySettings/stageVariableOverrides/lambdaAlias green"
+            ]
+        );
+    }
+
+    #[test]
+    fn raising_a_canary_follows_the_stages_current_deployment() {
+        let now = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 10.0 }) };
+        assert_eq!(
+            paths(&patches(&now, Color::Green, 50, "d2")),
+            [
+                "replace /canarySettings/deploymentId d2",
+                "replace /canarySettings/percentTraffic 50.0",
                 "replace /canarySettings/stageVariableOverrides/lambdaAlias green"
             ]
         );

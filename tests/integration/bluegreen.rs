@@ -315,3 +315,19 @@ fn the_users_story_up_shift_status_destroy() {
     let logging_role = acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs").send().await });
     assert!(logging_role.is_err(), "the last stack gone, the account's API logging role tapctl made goes too");
 }
+
+#[test]
+fn two_apis_of_the_stacks_name_are_refused_by_up_and_shift_naming_both() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let first = api_id(&acct);
+    let second = acct.block_on(async {
+        acct.apigateway.create_rest_api().name("payment-api-qa").send().await.unwrap().id().unwrap().to_string()
+    });
+    for args in [&["up", "--suffix", "qa"][..], &["shift", "--suffix", "qa", "--to", "green", "--weight", "10"][..]] {
+        let run = acct.run(args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("AmbiguousAdoption") || run.stderr.contains("2 REST APIs"), "{}", run.stderr);
+        assert!(run.stderr.contains(&first) && run.stderr.contains(&second), "{args:?} names both: {}", run.stderr);
+    }
+}
