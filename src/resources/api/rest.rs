@@ -195,6 +195,21 @@ fn permission_id(c: Color) -> String {
     format!("payment-api-invokes-{c}")
 }
 
+/// Removes the API's permission to invoke `route`'s alias `c`; absent is fine.
+async fn revoke_invoke(ctx: &Ctx, route: &str, c: Color) -> Result<()> {
+    ctx.clients
+        .lambda
+        .remove_permission()
+        .function_name(ctx.names.function(route))
+        .qualifier(c.as_str())
+        .statement_id(permission_id(c))
+        .send()
+        .await
+        .aws("lambda:RemovePermission")
+        .ok_if_not_found()?;
+    Ok(())
+}
+
 pub fn url(ctx: &Ctx, api_id: &str) -> String {
     format!("https://{api_id}.execute-api.{}.amazonaws.com/{STAGE}", ctx.names.region)
 }
@@ -559,16 +574,7 @@ impl Resource for RestApi {
                 }
                 let function = ctx.names.function(route);
                 // A stale statement with our id (another API's source ARN) goes first.
-                ctx.clients
-                    .lambda
-                    .remove_permission()
-                    .function_name(&function)
-                    .qualifier(c.as_str())
-                    .statement_id(permission_id(c))
-                    .send()
-                    .await
-                    .aws("lambda:RemovePermission")
-                    .ok_if_not_found()?;
+                revoke_invoke(ctx, route, c).await?;
                 ctx.clients
                     .lambda
                     .add_permission()
@@ -662,16 +668,7 @@ impl Resource for RestApi {
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         for route in ROUTES {
             for c in Color::BOTH {
-                ctx.clients
-                    .lambda
-                    .remove_permission()
-                    .function_name(ctx.names.function(route))
-                    .qualifier(c.as_str())
-                    .statement_id(permission_id(c))
-                    .send()
-                    .await
-                    .aws("lambda:RemovePermission")
-                    .ok_if_not_found()?;
+                revoke_invoke(ctx, route, c).await?;
             }
         }
         ctx.progress.step(&format!("deleting REST API {} (stage, deployments, models with it)", ctx.names.api()));
