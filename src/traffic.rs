@@ -94,31 +94,34 @@ pub async fn find_api(apigw: &aws_sdk_apigateway::Client, name: &str) -> Result<
     Ok(found.pop())
 }
 
-/// The traffic of the stage, from what API Gateway holds. None when the stage does not exist
-/// (nothing is live yet). A stage whose variable names no colour is reported as an error: the
-/// integrations would call an alias that does not exist.
+pub type Stage = aws_sdk_apigateway::operation::get_stage::GetStageOutput;
+
+/// The stage `live` as API Gateway holds it; None when it does not exist (nothing is live yet).
+pub async fn stage(apigw: &aws_sdk_apigateway::Client, api_id: &str) -> Result<Option<Stage>, AwsError> {
+    apigw.get_stage().rest_api_id(api_id).stage_name(STAGE).send().await.aws("apigateway:GetStage").ok_if_not_found()
+}
+
+/// The traffic of the stage, from what API Gateway holds. None when the stage does not exist.
 pub async fn read(apigw: &aws_sdk_apigateway::Client, api_id: &str) -> Result<Option<Traffic>, AwsError> {
-    let Some(stage) = apigw
-        .get_stage()
-        .rest_api_id(api_id)
-        .stage_name(STAGE)
-        .send()
-        .await
-        .aws("apigateway:GetStage")
-        .ok_if_not_found()?
-    else {
-        return Ok(None);
-    };
-    let variable = stage.variables().and_then(|v| v.get(ALIAS_VARIABLE)).map(String::as_str).unwrap_or_default();
-    let live = Color::parse(variable).ok_or_else(|| AwsError {
-        operation: "apigateway:GetStage".into(),
-        code: Some("InvalidStageVariable".into()),
-        message: format!("stage {STAGE} has {ALIAS_VARIABLE}='{variable}', which is neither blue nor green"),
-        transient: false,
-    })?;
-    let canary = stage.canary_settings().and_then(|c| {
-        let color = c.stage_variable_overrides().and_then(|o| o.get(ALIAS_VARIABLE)).and_then(|v| Color::parse(v))?;
-        Some(Canary { color, weight: c.percent_traffic() })
-    });
-    Ok(Some(Traffic { live, canary }))
+    stage(apigw, api_id).await?.as_ref().map(Traffic::of).transpose()
+}
+
+impl Traffic {
+    /// A stage whose variable names no colour is an error: the integrations would call an
+    /// alias that does not exist.
+    pub fn of(stage: &Stage) -> Result<Traffic, AwsError> {
+        let variable = stage.variables().and_then(|v| v.get(ALIAS_VARIABLE)).map(String::as_str).unwrap_or_default();
+        let live = Color::parse(variable).ok_or_else(|| AwsError {
+            operation: "apigateway:GetStage".into(),
+            code: Some("InvalidStageVariable".into()),
+            message: format!("stage {STAGE} has {ALIAS_VARIABLE}='{variable}', which is neither blue nor green"),
+            transient: false,
+        })?;
+        let canary = stage.canary_settings().and_then(|c| {
+            let color =
+                c.stage_variable_overrides().and_then(|o| o.get(ALIAS_VARIABLE)).and_then(|v| Color::parse(v))?;
+            Some(Canary { color, weight: c.percent_traffic() })
+        });
+        Ok(Traffic { live, canary })
+    }
 }

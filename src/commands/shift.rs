@@ -101,10 +101,14 @@ async fn update(apigw: &aws_sdk_apigateway::Client, api: &str, ops: Vec<PatchOpe
     Ok(())
 }
 
-async fn read(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<Traffic, Error> {
-    traffic::read(apigw, api)
+async fn read_stage(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<traffic::Stage, Error> {
+    traffic::stage(apigw, api)
         .await?
         .ok_or_else(|| Error::Refused(format!("the API has no stage '{STAGE}': run `tapctl up` first")))
+}
+
+async fn read(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<Traffic, Error> {
+    Ok(Traffic::of(&read_stage(apigw, api).await?)?)
 }
 
 fn describe(t: &Traffic) -> String {
@@ -147,7 +151,10 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
     let api = traffic::find_api(apigw, &names.api())
         .await?
         .ok_or_else(|| Error::Refused(format!("there is no API {}: run `tapctl up` first", names.api())))?;
-    let before = read(apigw, &api).await?;
+    // One read of the stage: the traffic before, and the deployment a canary runs.
+    let stage = read_stage(apigw, &api).await?;
+    let before = Traffic::of(&stage)?;
+    let deployment_id = stage.deployment_id().unwrap_or_default().to_string();
     for f in ROUTES {
         let function = names.function(f);
         let alias = session
@@ -186,8 +193,6 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
             watched[0]
         )));
     }
-    let stage = apigw.get_stage().rest_api_id(&api).stage_name(STAGE).send().await.aws("apigateway:GetStage")?;
-    let deployment_id = stage.deployment_id().unwrap_or_default().to_string();
 
     let mut now = before.clone();
     for (i, &weight) in plan.iter().enumerate() {

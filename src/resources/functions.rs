@@ -219,6 +219,23 @@ async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
     }))
 }
 
+/// The statement of the function's resource policy with id `sid`, if any.
+pub async fn permission(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid: &str) -> Result<Option<Value>> {
+    let policy = ctx
+        .clients
+        .lambda
+        .get_policy()
+        .function_name(function)
+        .set_qualifier(qualifier.map(str::to_string))
+        .send()
+        .await
+        .aws("lambda:GetPolicy")
+        .ok_if_not_found()?;
+    let Some(doc) = policy.and_then(|p| p.policy().map(str::to_string)) else { return Ok(None) };
+    let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+    Ok(doc["Statement"].as_array().and_then(|s| s.iter().find(|st| st["Sid"] == sid)).cloned())
+}
+
 /// The traffic of the API's stage, if the API and its stage exist yet.
 async fn observe_traffic(ctx: &Ctx) -> Result<Option<Traffic>> {
     let apigw = &ctx.clients.apigateway;

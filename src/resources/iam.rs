@@ -307,33 +307,38 @@ impl Resource for Roles {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        let iam = &ctx.clients.iam;
         for f in o.roles.keys() {
             let name = ctx.names.role(f);
             ctx.progress.step(&format!("deleting role {name}"));
-            // A role must have no policies left before it can go.
-            let inline =
-                iam.list_role_policies().role_name(&name).send().await.aws("iam:ListRolePolicies").ok_if_not_found()?;
-            for p in inline.iter().flat_map(|l| l.policy_names()) {
-                iam.delete_role_policy()
-                    .role_name(&name)
-                    .policy_name(p)
-                    .send()
-                    .await
-                    .aws("iam:DeleteRolePolicy")
-                    .ok_if_not_found()?;
-            }
-            for arn in &o.roles[f].attached {
-                iam.detach_role_policy()
-                    .role_name(&name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .aws("iam:DetachRolePolicy")
-                    .ok_if_not_found()?;
-            }
-            iam.delete_role().role_name(&name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
+            delete_role(ctx, &name, &o.roles[f].attached).await?;
         }
         Ok(())
     }
+}
+
+/// Deletes a role and, first, what IAM requires gone before it: its inline policies and the
+/// managed policies attached (`attached`). Absent is success.
+pub async fn delete_role(ctx: &Ctx, name: &str, attached: &[String]) -> Result<()> {
+    let iam = &ctx.clients.iam;
+    let inline = iam.list_role_policies().role_name(name).send().await.aws("iam:ListRolePolicies").ok_if_not_found()?;
+    for p in inline.iter().flat_map(|l| l.policy_names()) {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .aws("iam:DeleteRolePolicy")
+            .ok_if_not_found()?;
+    }
+    for arn in attached {
+        iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await
+            .aws("iam:DetachRolePolicy")
+            .ok_if_not_found()?;
+    }
+    iam.delete_role().role_name(name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
+    Ok(())
 }

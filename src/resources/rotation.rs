@@ -8,6 +8,7 @@
 //! the function's testSecret step to check the wiring.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::functions::permission;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -39,23 +40,6 @@ fn function_arn(ctx: &Ctx) -> Result<String> {
         .ok_or_else(|| {
             ResourceError::new("MissingInput", format!("{} did not provide rotate-secret", super::functions::ID))
         })
-}
-
-/// The statement of the function's resource policy with our id, if any.
-pub async fn permission(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid: &str) -> Result<Option<Value>> {
-    let policy = ctx
-        .clients
-        .lambda
-        .get_policy()
-        .function_name(function)
-        .set_qualifier(qualifier.map(str::to_string))
-        .send()
-        .await
-        .aws("lambda:GetPolicy")
-        .ok_if_not_found()?;
-    let Some(doc) = policy.and_then(|p| p.policy().map(str::to_string)) else { return Ok(None) };
-    let doc: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-    Ok(doc["Statement"].as_array().and_then(|s| s.iter().find(|st| st["Sid"] == sid)).cloned())
 }
 
 #[async_trait]

@@ -189,16 +189,6 @@ impl Resource for AccountLogging {
                 .await
                 .aws("apigateway:UpdateAccount")?;
         }
-        let iam = &ctx.clients.iam;
-        let name = ctx.names.api_logging_role();
-        iam.detach_role_policy()
-            .role_name(&name)
-            .policy_arn(PUSH_TO_LOGS)
-            .send()
-            .await
-            .aws("iam:DetachRolePolicy")
-            .ok_if_not_found()?;
-        iam.delete_role().role_name(&name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
-        Ok(())
+        crate::resources::iam::delete_role(ctx, &ctx.names.api_logging_role(), &[PUSH_TO_LOGS.to_string()]).await
     }
 }

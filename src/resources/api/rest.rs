@@ -15,7 +15,7 @@
 //!   deployment, an unchanged one never does.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::resources::rotation::permission;
+use crate::resources::functions::permission;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
@@ -271,15 +271,7 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
             });
         routes.insert(*route, (id, method));
     }
-    let stage = match apigw
-        .get_stage()
-        .rest_api_id(api_id)
-        .stage_name(STAGE)
-        .send()
-        .await
-        .aws("apigateway:GetStage")
-        .ok_if_not_found()?
-    {
+    let stage = match crate::traffic::stage(apigw, api_id).await? {
         None => None,
         Some(s) => {
             let deployment_description = match s.deployment_id() {
