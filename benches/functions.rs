@@ -19,7 +19,6 @@ mod harness;
 mod lambda;
 
 use lambda::Function;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,32 +32,17 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// The bootstraps: unzipped from `tapctl build`'s packages, or binaries from a folder.
-fn bootstraps(dir: &Path) -> (PathBuf, String) {
+/// The folder of binaries given on the command line, if any, and what the figures are of.
+fn origin() -> (Option<PathBuf>, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let given = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if let Some(folder) = given {
-        return (root.join(folder), "binaries from the given folder".into());
+    match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        Some(folder) => (Some(root.join(folder)), "binaries from the given folder".into()),
+        None => (None, "release bootstraps from tapctl build (target/lambda/x86_64)".into()),
     }
-    let packages = root.join("target/lambda/x86_64");
-    for f in FUNCTIONS {
-        let zip = std::fs::File::open(packages.join(format!("{f}.zip")))
-            .unwrap_or_else(|_| panic!("no {f}.zip in {}: run `tapctl build` first", packages.display()));
-        let mut archive = zip::ZipArchive::new(zip).expect("zip");
-        let mut boot = archive.by_name("bootstrap").expect("bootstrap in zip");
-        let mut bytes = Vec::new();
-        boot.read_to_end(&mut bytes).expect("read");
-        let path = dir.join(f);
-        std::fs::write(&path, bytes).expect("write");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    (dir.to_path_buf(), "release bootstraps from tapctl build (target/lambda/x86_64)".into())
 }
 
 fn main() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (bin_dir, origin) = bootstraps(tmp.path());
+    let (folder, origin) = origin();
     let acct = harness::Account::new();
     acct.ok(&["up", "--suffix", "qa"]);
     let env = [
@@ -71,7 +55,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let body = r#"{"merchant_id":"m-1","amount":2500,"currency":"USD","card":{"number":"4242424242424242","exp_month":12,"exp_year":2031,"cvv":"123"}}"#;
     for f in FUNCTIONS {
-        let path = bin_dir.join(f);
+        let path = folder.as_ref().map(|d| d.join(f)).unwrap_or_else(|| lambda::binary(f));
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let mut inits = Vec::new();
         for _ in 0..30 {

@@ -34,6 +34,33 @@ impl Arch {
     }
 }
 
+/// What the user will wait for, measured on 2 cores (README: Performance): a first build compiles
+/// the AWS SDK crates the functions use with optimisations; later ones only what changed.
+fn expected_time(previous_output: &Path) -> &'static str {
+    if previous_output.exists() {
+        "only what changed since the last build: seconds to a few minutes"
+    } else {
+        "a first build compiles the AWS SDK and its dependencies optimised, about 12 minutes on 2 cores"
+    }
+}
+
+/// Cargo's target directory for the workspace (CARGO_TARGET_DIR and .cargo/config included).
+fn target_directory(source: &Path) -> Result<PathBuf, Error> {
+    let out = Command::new("cargo")
+        .current_dir(source)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .output()
+        .map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    match metadata["target_directory"].as_str() {
+        Some(dir) if out.status.success() => Ok(PathBuf::from(dir)),
+        _ => Err(tool_error(
+            format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            "run `cargo metadata` in the workspace to see why",
+        )),
+    }
+}
+
 /// A built package.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -107,19 +134,31 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     // cargo-zigbuild runs zig through the Python that has ziglang: the tool folder's, first.
     let mut path = vec![zigbuild.parent().map(Path::to_path_buf).unwrap_or_default()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(&source)
-        .env("PATH", std::env::join_paths(path).unwrap_or_default())
+    let path = std::env::join_paths(path).unwrap_or_default();
+    let target_dir = target_directory(&source)?;
+    // One cargo invocation for the four: their shared dependencies are compiled once, with the
+    // union of the features the functions ask for (payments-runtime's clients included). Each
+    // bootstrap still links only the clients its code calls, because payments-runtime builds a
+    // client only in the accessor that code calls (packaging.rs reads the bootstraps to check).
+    eprintln!(
+        "building {} for {} (glibc {}.{}): {}",
+        FUNCTIONS.join(", "),
+        args.arch.lambda(),
+        GLIBC.0,
+        GLIBC.1,
+        expected_time(&target_dir.join(triple).join("lambda"))
+    );
+    let status = Command::new("cargo")
+        .current_dir(&source)
+        .env("PATH", &path)
         // No path-dependent flags (such as --remap-path-prefix=<this clone>): they would change
-        // the compiler's arguments per clone and defeat the build cache. Workspace crates are
-        // compiled with relative paths, dependencies from ~/.cargo, and debug info is stripped.
+        // the compiler's arguments per clone and make the packages differ by checkout. Workspace
+        // crates are compiled with relative paths, dependencies from ~/.cargo, debug info stripped.
         .args(["zigbuild", "--profile", "lambda", "--locked", "--target"])
-        .arg(format!("{triple}.{}.{}", GLIBC.0, GLIBC.1));
-    for f in FUNCTIONS {
-        cmd.args(["-p", f]);
-    }
-    eprintln!("building {} for {} (glibc {}.{}) …", FUNCTIONS.join(", "), args.arch.lambda(), GLIBC.0, GLIBC.1);
-    let status = cmd.status().map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
+        .arg(format!("{triple}.{}.{}", GLIBC.0, GLIBC.1))
+        .args(FUNCTIONS.iter().flat_map(|f| ["-p", f]))
+        .status()
+        .map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
     if !status.success() {
         return Err(tool_error(
             "cargo zigbuild failed (its output is above)".into(),
@@ -137,7 +176,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     std::fs::create_dir_all(&out).map_err(|e| tool_error(format!("cannot create {}: {e}", out.display()), ""))?;
     let mut built = Vec::new();
     for f in FUNCTIONS {
-        let binary = source.join("target").join(triple).join("lambda").join(f);
+        let binary = target_dir.join(triple).join("lambda").join(f);
         let bytes = std::fs::read(&binary)
             .map_err(|e| tool_error(format!("cannot read {}: {e}", binary.display()), "build again"))?;
         if let Some(newest) = package::newest_glibc(&bytes) {

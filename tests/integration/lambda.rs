@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
@@ -153,17 +154,29 @@ async fn serve(
     })
 }
 
-/// A function binary built by `cargo build --workspace` (scripts/test builds them first).
+/// A function's bootstrap exactly as it ships: unzipped from the package `tapctl build` wrote
+/// (scripts/test builds the packages before the tests), so the tests run what Lambda would run.
+/// Unzipped once into a folder named by the package's hash: a later build never overwrites a
+/// bootstrap another test is executing.
 pub fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
-        path.display()
-    );
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let zip_path = super::harness::packages_dir().join(format!("{name}.zip"));
+    let zip = std::fs::read(&zip_path)
+        .unwrap_or_else(|_| panic!("{} is missing: run `tapctl build` first (scripts/test does)", zip_path.display()));
+    let digest: String = sha2::Sha256::digest(&zip).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dir = super::harness::packages_dir().join("bootstraps").join(digest);
+    let path = dir.join(name);
+    if !path.exists() {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+        let mut bytes = Vec::new();
+        archive.by_name("bootstrap").expect("bootstrap in the zip").read_to_end(&mut bytes).expect("unzip");
+        std::fs::create_dir_all(&dir).expect("bootstrap folder");
+        let partial = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&partial, bytes).expect("write bootstrap");
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&partial, &path).expect("rename bootstrap");
+    }
     path
 }
 

@@ -6,6 +6,7 @@ mod bluegreen;
 mod cli;
 mod compute;
 mod data;
+mod dependencies;
 mod functions;
 mod harness;
 mod harness_tests;

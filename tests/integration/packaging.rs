@@ -25,13 +25,41 @@ fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
+/// A second checkout of this workspace at another path (of another length): the files git
+/// tracks or would track, as they are now, and the tools scripts/setup-tools installed.
+fn checkout_elsewhere() -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = tempfile::Builder::new().prefix("tapctl-second-checkout-").tempdir().unwrap();
+    let listed = Command::new("git")
+        .current_dir(source)
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .output()
+        .expect("git ls-files");
+    assert!(listed.status.success());
+    for file in listed.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let relative = Path::new(std::str::from_utf8(file).unwrap());
+        let (from, to) = (source.join(relative), copy.path().join(relative));
+        if from.is_file() {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(source.join(".tools"), copy.path().join(".tools")).unwrap();
+    copy
+}
+
+/// Two checkouts at different paths build byte-identical packages: the CodeSha256 Lambda sees
+/// depends on the source only, so a rebuild elsewhere never shows up as new code to deploy.
 #[test]
 fn build_packages_each_function_as_a_bootstrap_for_glibc_2_34_in_byte_identical_zips() {
-    let source = env!("CARGO_MANIFEST_DIR");
+    let here = env!("CARGO_MANIFEST_DIR");
+    let elsewhere = checkout_elsewhere();
+    assert_ne!(Path::new(here), elsewhere.path());
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
-    for out in [&first, &second] {
-        let (code, _, stderr) = tapctl_build(&["--source", source, "--out", out.path().to_str().unwrap(), "--json"]);
+    for (source, out) in [(Path::new(here), &first), (elsewhere.path(), &second)] {
+        let (code, _, stderr) =
+            tapctl_build(&["--source", source.to_str().unwrap(), "--out", out.path().to_str().unwrap(), "--json"]);
         assert_eq!(code, 0, "{stderr}");
     }
     let (a, b) = (manifest(first.path()), manifest(second.path()));
@@ -39,7 +67,7 @@ fn build_packages_each_function_as_a_bootstrap_for_glibc_2_34_in_byte_identical_
     for f in ["validate", "fraud-check", "process", "rotate-secret"] {
         let zip_a = std::fs::read(first.path().join(format!("{f}.zip"))).unwrap();
         let zip_b = std::fs::read(second.path().join(format!("{f}.zip"))).unwrap();
-        assert_eq!(zip_a, zip_b, "{f}: two builds of one source differ");
+        assert_eq!(zip_a, zip_b, "{f}: two checkouts of one source build different packages");
         assert_eq!(a["functions"][f]["code_sha256"], b["functions"][f]["code_sha256"]);
 
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_a)).unwrap();
@@ -48,6 +76,14 @@ fn build_packages_each_function_as_a_bootstrap_for_glibc_2_34_in_byte_identical_
         let mut bytes = Vec::new();
         boot.read_to_end(&mut bytes).unwrap();
         assert_eq!(&bytes[..4], b"\x7fELF");
+        // The shipped binary links exactly the clients its code uses (the joint build turns on
+        // every feature of payments-runtime; the clients it does not call must not be linked).
+        let uses = super::dependencies::USES.iter().find(|(name, _)| *name == f).expect("a known function").1;
+        assert_eq!(
+            super::dependencies::linked_clients(&bytes),
+            uses.iter().copied().collect(),
+            "{f}: the SDK clients linked into its bootstrap"
+        );
         // What the binary needs from glibc, as the dynamic linker sees it (objdump -T).
         let bin = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bin.path(), &bytes).unwrap();

@@ -272,22 +272,41 @@ fn remote_state_in_s3_is_shared_locked_and_left_clean() {
     assert_eq!(leftovers(&acct, "qa"), Vec::<String>::new());
 }
 
+/// The lease is long enough that the blocked run sees it live however slow this machine is (the
+/// killed run may spend seconds on hashing packages and delayed calls before it is killed), and
+/// the test then waits until the instant the lock itself records as its expiry — never a guess at
+/// how long the steps before took. (A 2-second lease raced the clock and failed on a new machine.)
 #[test]
 fn a_remote_lock_left_by_a_killed_run_expires_with_its_lease() {
+    const LEASE_SECONDS: i64 = 30;
     let acct = Account::new();
     make_bucket(&acct, "team-state");
     acct.proxy.set_delay(Duration::from_millis(100));
     let mut cmd = acct.tapctl(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
-    cmd.env("TAPCTL_REMOTE_LOCK_LEASE_SECONDS", "2");
+    cmd.env("TAPCTL_REMOTE_LOCK_LEASE_SECONDS", LEASE_SECONDS.to_string());
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let _ = BufReader::new(child.stderr.take().unwrap()).lines().next();
     child.kill().unwrap();
     child.wait().unwrap();
     acct.proxy.set_delay(Duration::ZERO);
-    assert!(s3_text(&acct, "team-state", "qa.lock").is_some(), "the killed run's lock is still there");
+    let lock: serde_json::Value =
+        serde_json::from_str(&s3_text(&acct, "team-state", "qa.lock").expect("the killed run's lock is still there"))
+            .unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(lock["expires"].as_str().expect("the lock records its lease"))
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::zero() && left <= chrono::Duration::seconds(LEASE_SECONDS),
+        "the lease runs {LEASE_SECONDS} s from the lock's last write: {lock}"
+    );
     let blocked = acct.run(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
-    assert_eq!(blocked.code, 1, "a live lease blocks: {}", blocked.stderr);
-    std::thread::sleep(Duration::from_secs(3));
+    if chrono::Utc::now() < expires {
+        assert_eq!(blocked.code, 1, "a live lease blocks: {}", blocked.stderr);
+        assert!(blocked.stderr.contains("lease"), "{}", blocked.stderr);
+    }
+    let wait = expires - chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    std::thread::sleep(wait.to_std().unwrap_or_default());
     acct.ok(&["up", "--suffix", "qa", "--state", "s3://team-state"]);
     assert_exactly_one_stack(&acct, "qa");
 }

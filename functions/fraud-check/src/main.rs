@@ -13,7 +13,7 @@ async fn check(req: &PaymentRequest, card: &CardNumber) -> Result<serde_json::Va
     let params = config.params().await?;
     let key = config.secret(FINGERPRINT_SECRET).await?;
     let fingerprint = card.fingerprint(key.expose().as_bytes());
-    let a = assess(&Clients::get().await.dynamodb, &params, req, card, &fingerprint, None).await?;
+    let a = assess(Clients::get().await.dynamodb(), &params, req, card, &fingerprint, None).await?;
     Ok(json!({ "decision": a.decision, "score": a.score, "reasons": a.reasons }))
 }
 

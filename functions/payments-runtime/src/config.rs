@@ -77,7 +77,7 @@ impl Config {
         SHARED
             .get_or_try_init(|| async {
                 let c = crate::Clients::get().await;
-                Config::from_env(c.ssm.clone(), c.secrets.clone())
+                Config::from_env(c.ssm().clone(), c.secrets().clone())
             })
             .await
     }

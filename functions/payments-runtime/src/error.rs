@@ -35,6 +35,7 @@ impl FnError {
         matches!(self, FnError::Aws { code, .. } if code == wanted)
     }
 
+    #[cfg(feature = "postgres")]
     pub fn db(what: &'static str, err: &tokio_postgres::Error) -> FnError {
         let detail = match err.code() {
             // The SQLSTATE names the problem without quoting values (messages can: a failed

@@ -53,7 +53,7 @@ async fn state() -> Result<&'static State, FnError> {
         .get_or_try_init(|| async {
             let c = Clients::get().await;
             Ok(State {
-                config: Config::from_env(c.ssm.clone(), c.secrets.clone())?,
+                config: Config::from_env(c.ssm().clone(), c.secrets().clone())?,
                 tls: OnceCell::new(),
                 reader: Connection::default(),
                 writer: Connection::default(),
@@ -222,8 +222,8 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
         let validation =
             payments_core::validate(req, Utc::now().date_naive(), key.expose().as_bytes(), &rules::limits(&params)?);
         let (decision, score, reasons) = if validation.valid {
-            let a =
-                rules::assess(&ctx.clients.dynamodb, &params, req, &ctx.card, &ctx.fingerprint, Some(&ctx.txn)).await?;
+            let a = rules::assess(ctx.clients.dynamodb(), &params, req, &ctx.card, &ctx.fingerprint, Some(&ctx.txn))
+                .await?;
             (a.decision, a.score, a.reasons)
         } else {
             (Decision::Decline, 100, validation.errors.iter().map(|e| e.code.to_string()).collect())
@@ -267,7 +267,7 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
     ctx.clients
-        .s3
+        .s3()
         .put_object()
         .bucket(params.get(BUCKET)?)
         .key(audit_key(created, &ctx.txn))
@@ -279,7 +279,7 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
     let decision_str =
         serde_json::to_value(decision).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     record::finish(
-        &ctx.clients.dynamodb,
+        ctx.clients.dynamodb(),
         &ctx.table,
         &ctx.txn,
         ctx.claim.attempt,
@@ -300,7 +300,7 @@ async fn complete(ctx: &Ctx<'_>) -> Result<(u16, String), FnError> {
 async fn alert(clients: &Clients, config: &Config, subject: &str, detail: serde_json::Value) {
     let Ok(params) = config.params().await else { return };
     let Ok(topic) = params.get(TOPIC) else { return };
-    let sent = clients.sns.publish().topic_arn(topic).subject(subject).message(detail.to_string()).send().await;
+    let sent = clients.sns().publish().topic_arn(topic).subject(subject).message(detail.to_string()).send().await;
     if let Err(e) = sent {
         tracing::error!(error = %FnError::aws("sns:Publish", e), "could not send the alert");
     }
@@ -353,7 +353,7 @@ async fn handle(request: Request) -> Result<Response<Body>, Error> {
         created_at: &created_at,
         request_id: &rid,
     };
-    let claim = match record::claim(&clients.dynamodb, &table, &new).await {
+    let claim = match record::claim(clients.dynamodb(), &table, &new).await {
         Ok(None) => Claim { attempt: 1, created_at: created_at.clone() },
         Ok(Some(Existing::TakenOver(c))) => c,
         Ok(Some(Existing::Done { code, body })) => {
@@ -384,7 +384,7 @@ async fn handle(request: Request) -> Result<Response<Body>, Error> {
         }
         Err(e) => {
             tracing::error!(request_id = %rid, transaction_id = %txn, error = %e, "transaction failed");
-            if let Err(mark) = record::fail(&clients.dynamodb, &ctx.table, &txn, attempt).await {
+            if let Err(mark) = record::fail(clients.dynamodb(), &ctx.table, &txn, attempt).await {
                 tracing::error!(request_id = %rid, error = %mark, "could not mark the transaction failed");
             }
             let detail = json!({ "transaction_id": txn, "merchant_id": req.merchant_id, "status": "failed",

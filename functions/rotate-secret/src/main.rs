@@ -167,10 +167,10 @@ async fn handle(event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
     let span = tracing::info_span!("rotation", step = %e.step, token = %e.client_request_token);
     let result = async {
         match e.step.as_str() {
-            "createSecret" => create_secret(&clients.secrets, &e).await,
-            "setSecret" => set_secret(&clients.secrets, config, &e).await,
-            "testSecret" => test_secret(&clients.secrets, config, &e).await,
-            "finishSecret" => finish_secret(&clients.secrets, &e).await,
+            "createSecret" => create_secret(clients.secrets(), &e).await,
+            "setSecret" => set_secret(clients.secrets(), config, &e).await,
+            "testSecret" => test_secret(clients.secrets(), config, &e).await,
+            "finishSecret" => finish_secret(clients.secrets(), &e).await,
             other => Err(FnError::Config(format!("unknown rotation step {other:?}"))),
         }
     }
