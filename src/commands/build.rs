@@ -40,7 +40,7 @@ fn expected_time(previous_output: &Path) -> &'static str {
     if previous_output.exists() {
         "only what changed since the last build: seconds to a few minutes"
     } else {
-        "a first build compiles the AWS SDK and its dependencies optimised, about 12 minutes on 2 cores"
+        "a first build compiles the AWS SDK and its dependencies optimised, about 15 minutes on 2 cores"
     }
 }
 
