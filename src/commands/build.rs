@@ -34,26 +34,32 @@ impl Arch {
     }
 }
 
-/// What the user will wait for, measured on 2 cores (README: Performance): a first build compiles
+/// What the user will wait for, measured on 2 cores (README: Measured): a first build compiles
 /// the AWS SDK crates the functions use with optimisations; later ones only what changed.
-fn expected_time(previous_output: &Path) -> &'static str {
-    if previous_output.exists() {
+fn expected_time(compiled_dependencies: &Path) -> &'static str {
+    if compiled_dependencies.exists() {
         "only what changed since the last build: seconds to a few minutes"
     } else {
         "a first build compiles the AWS SDK and its dependencies optimised, about 15 minutes on 2 cores"
     }
 }
 
-/// Cargo's target directory for the workspace (CARGO_TARGET_DIR and .cargo/config included).
-fn target_directory(source: &Path) -> Result<PathBuf, Error> {
+/// Cargo's target and build directories for the workspace (CARGO_TARGET_DIR, build.build-dir and
+/// .cargo/config included): final binaries land in the first, compiled dependencies in the second,
+/// which scripts/env.sh shares between checkouts.
+fn cargo_directories(source: &Path) -> Result<(PathBuf, PathBuf), Error> {
     let out = Command::new("cargo")
         .current_dir(source)
         .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .output()
         .map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
     let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    match metadata["target_directory"].as_str() {
-        Some(dir) if out.status.success() => Ok(PathBuf::from(dir)),
+    match (metadata["target_directory"].as_str(), out.status.success()) {
+        (Some(target), true) => {
+            // Cargo before 1.91 has no build directory apart from the target directory.
+            let build = metadata["build_directory"].as_str().unwrap_or(target);
+            Ok((PathBuf::from(target), PathBuf::from(build)))
+        }
         _ => Err(tool_error(
             format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
             "run `cargo metadata` in the workspace to see why",
@@ -135,7 +141,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     let mut path = vec![zigbuild.parent().map(Path::to_path_buf).unwrap_or_default()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     let path = std::env::join_paths(path).unwrap_or_default();
-    let target_dir = target_directory(&source)?;
+    let (target_dir, build_dir) = cargo_directories(&source)?;
     // One cargo invocation for the four: their shared dependencies are compiled once, with the
     // union of the features the functions ask for (payments-runtime's clients included). Each
     // bootstrap still links only the clients its code calls, because payments-runtime builds a
@@ -146,7 +152,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
         args.arch.lambda(),
         GLIBC.0,
         GLIBC.1,
-        expected_time(&target_dir.join(triple).join("lambda"))
+        expected_time(&build_dir.join(triple).join("lambda").join("deps"))
     );
     let status = Command::new("cargo")
         .current_dir(&source)
