@@ -2,7 +2,7 @@
 //! extension 6), `up` moving only the idle colour, destroy waiting for Lambda's interfaces, and
 //! the user's whole story.
 
-use super::harness::{packages_dir, Account};
+use super::harness::{stub_packages, Account};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -168,33 +168,12 @@ fn an_alarm_of_the_green_colour_during_watch_rolls_the_canary_back_and_fails() {
     assert!(table.contains("1 in ALARM: payments-process-green-errors-qa"), "{table}");
 }
 
-/// A copy of the built packages with `function`'s code changed (a different bootstrap).
-fn changed_packages(function: &str, marker: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(packages_dir()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let zip = tapctl::package::zip(vec![tapctl::package::Entry {
-        name: "bootstrap".into(),
-        bytes: format!("#!/bin/sh\n# {marker}\n").into_bytes(),
-        executable: true,
-    }])
-    .unwrap();
-    std::fs::write(dir.path().join(format!("{function}.zip")), &zip).unwrap();
-    let path = dir.path().join("manifest.json");
-    let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    manifest["functions"][function]["code_sha256"] = tapctl::package::code_sha256(&zip).into();
-    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    dir
-}
-
 #[test]
 fn up_with_changed_code_moves_only_the_idle_colour_and_never_the_stage() {
     let acct = Account::new();
     acct.ok(&["up", "--suffix", "qa"]);
     let before = stage(&acct);
-    let v2 = changed_packages("validate", "v2");
+    let v2 = stub_packages(&["validate"], "v2");
     let up = |dir: &std::path::Path| {
         let out = acct.tapctl(&["up", "--suffix", "qa"]).env("TAPCTL_PACKAGES", dir).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -210,7 +189,7 @@ fn up_with_changed_code_moves_only_the_idle_colour_and_never_the_stage() {
 
     // With a canary live, both colours take traffic: new code waits.
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10"]);
-    let v3 = changed_packages("validate", "v3");
+    let v3 = stub_packages(&["validate"], "v3");
     up(v3.path());
     assert_eq!(aliases(&acct, "validate"), ("1".into(), "2".into()), "no colour moves while a canary is live");
 

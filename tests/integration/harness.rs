@@ -38,39 +38,78 @@ fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
-/// A moto server on a free port, stopped when dropped.
+/// The zygote (tests/moto/server.py --zygote): one moto process per test binary that has warmed
+/// up every service once and forks a fresh server per test. A test still gets a process of its own
+/// with nothing of another test in it; it no longer pays moto's start-up (imports, service models,
+/// IAM's managed policies), which was most of moto's CPU in a test.
+struct Zygote {
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    _child: Child,
+}
+
+impl Zygote {
+    fn start() -> Zygote {
+        use std::io::BufRead;
+        let python = moto_python();
+        assert!(python.exists(), "moto is not installed at {}: run scripts/setup-tools first", python.display());
+        let mut child = Command::new(&python)
+            .arg(moto_launcher())
+            .arg("--zygote")
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start the moto zygote");
+        let stdin = child.stdin.take().expect("zygote stdin");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("zygote stdout"));
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).expect("zygote output");
+        assert_eq!(ready.trim(), "ready", "the moto zygote did not start");
+        Zygote { stdin, stdout, _child: child }
+    }
+
+    /// A new server on `port`; its pid.
+    fn fork(&mut self, port: u16) -> i32 {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "127.0.0.1 {port}").expect("the moto zygote is gone");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("zygote output");
+        line.trim().parse().unwrap_or_else(|_| panic!("the moto zygote answered {line:?} instead of a pid"))
+    }
+}
+
+// Never dropped: when the test binary exits, the zygote reads the end of its stdin and exits, and
+// its servers die with it (PR_SET_PDEATHSIG).
+static ZYGOTE: std::sync::OnceLock<Mutex<Zygote>> = std::sync::OnceLock::new();
+
+/// A moto server of its own on a free port, stopped when dropped.
 pub struct Moto {
-    child: Child,
+    pid: i32,
     pub url: String,
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        let python = moto_python();
-        assert!(python.exists(), "moto is not installed at {}: run scripts/setup-tools first", python.display());
         let port = free_port();
-        let child = Command::new(&python)
-            .arg(moto_launcher())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start moto_server");
+        let zygote = ZYGOTE.get_or_init(|| Mutex::new(Zygote::start()));
+        let pid = zygote.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).fork(port);
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Moto { child, url }
+        Moto { pid, url }
     }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SAFETY: kill(2) on the pid of a server this test owns; the zygote reaps it.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -380,6 +419,8 @@ async fn send_upstream(
 /// An emulated account: moto, a recording proxy in front of it, a state dir, and clients.
 pub struct Account {
     _moto: Moto,
+    /// The packages `tapctl` deploys when not the built ones (Account::with_stub_packages).
+    packages: Option<tempfile::TempDir>,
     pub proxy: Proxy,
     pub state_dir: tempfile::TempDir,
     pub ec2: aws_sdk_ec2::Client,
@@ -401,6 +442,35 @@ pub struct Account {
 /// Where `tapctl build` writes the function packages of this workspace.
 pub fn packages_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lambda/x86_64")
+}
+
+/// A copy of the built packages in which each of `functions` has other code: a bootstrap of a few
+/// bytes of shell, different per `marker`. The manifest names their CodeSha256, as `tapctl build`'s
+/// would.
+pub fn stub_packages(functions: &[&str], marker: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(packages_dir()).expect("the built packages (scripts/test builds them)") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy a package");
+        }
+    }
+    let path = dir.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("manifest JSON");
+    for function in functions {
+        let zip = tapctl::package::zip(vec![tapctl::package::Entry {
+            name: "bootstrap".into(),
+            bytes: format!("#!/bin/sh\n# {function} {marker}\n").into_bytes(),
+            executable: true,
+        }])
+        .expect("zip");
+        std::fs::write(dir.path().join(format!("{function}.zip")), &zip).expect("write a package");
+        manifest["functions"][*function]["code_sha256"] = tapctl::package::code_sha256(&zip).into();
+        manifest["functions"][*function]["size"] = zip.len().into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&manifest).expect("manifest JSON")).expect("write the manifest");
+    dir
 }
 
 pub fn aws_env(cmd: &mut Command) {
@@ -437,6 +507,17 @@ impl Account {
         sdk_config(&self._rt, &self.proxy.url)
     }
 
+    /// An account whose `tapctl` deploys stub packages (`stub_packages`) instead of the built
+    /// ones: for the tests of the engine that run `up` dozens of times (kills, faults), where
+    /// what runs inside the functions is not under test. Uploading the real 6–8 MB packages four
+    /// times per `up` made those the slowest tests (tapctl hashes and base64-encodes each, moto
+    /// decodes, hashes and stores it); the deployment of the real packages is tested elsewhere.
+    pub fn with_stub_packages() -> Account {
+        let mut acct = Account::new();
+        acct.packages = Some(stub_packages(&tapctl::names::FUNCTIONS, "stub"));
+        acct
+    }
+
     pub fn new() -> Account {
         let moto = Moto::start();
         let proxy = Proxy::start(&moto.url);
@@ -459,6 +540,7 @@ impl Account {
             apigateway: aws_sdk_apigateway::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             _moto: moto,
+            packages: None,
             proxy,
             state_dir: tempfile::tempdir().expect("tempdir"),
             _rt: rt,
@@ -479,6 +561,9 @@ impl Account {
             .arg(self.state_dir.path())
             .stdin(Stdio::null());
         aws_env(&mut cmd);
+        if let Some(packages) = &self.packages {
+            cmd.env("TAPCTL_PACKAGES", packages.path());
+        }
         cmd
     }
 

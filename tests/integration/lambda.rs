@@ -157,7 +157,8 @@ async fn serve(
 /// A function's bootstrap exactly as it ships: unzipped from the package `tapctl build` wrote
 /// (scripts/test builds the packages before the tests), so the tests run what Lambda would run.
 /// Unzipped once into a folder named by the package's hash: a later build never overwrites a
-/// bootstrap another test is executing.
+/// bootstrap another test is executing. The folder is beside the packages, not inside: the
+/// packages folder is what `up` deploys, and tests copy it whole to make changed packages.
 pub fn binary(name: &str) -> PathBuf {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
@@ -165,7 +166,7 @@ pub fn binary(name: &str) -> PathBuf {
     let zip = std::fs::read(&zip_path)
         .unwrap_or_else(|_| panic!("{} is missing: run `tapctl build` first (scripts/test does)", zip_path.display()));
     let digest: String = sha2::Sha256::digest(&zip).iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let dir = super::harness::packages_dir().join("bootstraps").join(digest);
+    let dir = super::harness::packages_dir().with_file_name("bootstraps").join(digest);
     let path = dir.join(name);
     if !path.exists() {
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");

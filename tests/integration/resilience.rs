@@ -73,7 +73,7 @@ fn seed() -> u64 {
 
 #[test]
 fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one_of_everything() {
-    let acct = Account::new();
+    let acct = Account::with_stub_packages();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let mut killed = 0;
     for i in 0..30 {
@@ -98,7 +98,7 @@ fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one
 
 #[test]
 fn sigkill_at_thirty_random_moments_of_destroy_then_destroy_again_leaves_nothing() {
-    let acct = Account::new();
+    let acct = Account::with_stub_packages();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed() + 1);
     let mut killed = 0;
     for _ in 0..30 {
@@ -115,7 +115,7 @@ fn sigkill_at_thirty_random_moments_of_destroy_then_destroy_again_leaves_nothing
 
 #[test]
 fn with_ten_percent_of_calls_failing_up_plan_and_destroy_converge_with_bounded_retries() {
-    let acct = Account::new();
+    let acct = Account::with_stub_packages();
     // The same work without faults, for the extra time (after a first run that warms moto up).
     acct.ok(&["up", "--suffix", "warm"]);
     let clean_started = Instant::now();

@@ -42,8 +42,21 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    default is returned: Text format to /aws/lambda/<function name>.
 
 Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
+       python server.py --zygote               (the test harness: a warm server per test, below)
+
+The zygote. Most of a fresh moto's CPU in a test went into warming up, not into answering:
+importing moto, parsing botocore's service models, building a Flask app per service and loading
+IAM's ~1,300 AWS managed policies (py-spy: over half of moto's samples for an up and a destroy).
+In `--zygote` mode this process does that once, by answering one read per service, then forks a
+server per line "HOST PORT" read on stdin and answers the child's pid. Each test still gets its
+own process with no state of another test's (the fork copies only what the reads made: the
+defaults AWS has in a new account), and dies with the zygote, which dies when the harness closes
+its stdin.
 """
 
+import os
+import random
+import signal
 import sys
 
 from moto.iam import policy_conditions
@@ -236,7 +249,92 @@ lambda_models.LambdaFunction.get_configuration = _lambda_get_configuration_with_
 lambda_models.LambdaFunction.update_configuration = _lambda_update_configuration_with_logging
 
 
+ACCOUNT_REGION = "us-east-1"
+
+# One cheap read per service tapctl calls, each in its protocol's shape; answering it loads the
+# service's model, app and backend. (method, path, X-Amz-Target, body)
+WARM_UP_READS = {
+    "ec2": ("POST", "/", None, "Action=DescribeVpcs&Version=2016-11-15"),
+    "iam": ("POST", "/", None, "Action=ListRoles&Version=2010-05-08"),
+    "sts": ("POST", "/", None, "Action=GetCallerIdentity&Version=2011-06-15"),
+    "rds": ("POST", "/", None, "Action=DescribeDBClusters&Version=2014-10-31"),
+    "sns": ("POST", "/", None, "Action=ListTopics&Version=2010-03-31"),
+    "monitoring": ("POST", "/", None, "Action=DescribeAlarms&Version=2010-08-01"),
+    "kms": ("POST", "/", "TrentService.ListKeys", "{}"),
+    "dynamodb": ("POST", "/", "DynamoDB_20120810.ListTables", "{}"),
+    "ssm": ("POST", "/", "AmazonSSM.DescribeParameters", "{}"),
+    "secretsmanager": ("POST", "/", "secretsmanager.ListSecrets", "{}"),
+    "logs": ("POST", "/", "Logs_20140328.DescribeLogGroups", "{}"),
+    "lambda": ("GET", "/2015-03-31/functions/", None, ""),
+    "apigateway": ("GET", "/restapis", None, ""),
+    "s3": ("GET", "/", None, ""),
+}
+
+
+def _warm_up(app):
+    from werkzeug.test import Client
+
+    client = Client(app)
+    for service, (method, path, target, body) in WARM_UP_READS.items():
+        headers = {
+            "Host": f"{service}.{ACCOUNT_REGION}.amazonaws.com",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential=testing/20260101/{ACCOUNT_REGION}/{service}/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        }
+        if target:
+            headers["X-Amz-Target"] = target
+            headers["Content-Type"] = "application/x-amz-json-1.1"
+        elif body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        # A failed warm-up read only leaves that service cold; the servers behave the same.
+        try:
+            client.open(path, method=method, headers=headers, data=body)
+        except Exception as e:  # noqa: BLE001
+            print(f"zygote: warming up {service} failed: {e}", file=sys.stderr)
+
+
+def _serve_forked(app, host, port):
+    import ctypes
+
+    from moto.moto_api._internal import mock_random
+    from werkzeug.serving import run_simple
+
+    # Die with the zygote (PR_SET_PDEATHSIG = 1): a killed test run leaves no server behind.
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    # Each server its own identifiers: the fork copied the zygote's random state.
+    random.seed()
+    mock_random.seed()
+    os.environ["MOTO_PORT"] = str(port)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    run_simple(host, port, app, threaded=True)
+
+
+def zygote():
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    _warm_up(app)
+    # Forked servers are reaped by the kernel; the harness kills them by pid.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        host, port = line.split()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _serve_forked(app, host, int(port))
+            finally:
+                os._exit(0)
+        print(pid, flush=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        zygote()
+        sys.exit(0)
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))
