@@ -41,6 +41,9 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    so JSON logs to the function's own log group could not be read back. Without one, AWS's
    default is returned: Text format to /aws/lambda/<function name>.
 
+Speed (no change to any answer): moto looks up which service a request is for by listing its own
+package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
+
 Usage: python server.py -H 127.0.0.1 -p PORT   (the same arguments as moto_server)
        python server.py --zygote               (the test harness: a warm server per test, below)
 
@@ -248,6 +251,26 @@ lambda_models.LambdaFunction.__init__ = _lambda_init_with_logging
 lambda_models.LambdaFunction.get_configuration = _lambda_get_configuration_with_logging
 lambda_models.LambdaFunction.update_configuration = _lambda_update_configuration_with_logging
 
+
+from moto import backends as moto_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+# The set of moto's service modules does not change while it runs; moto lists the folder per request.
+_MOTO_MODULES = frozenset(moto_backends.list_of_moto_modules())
+moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
+
+_find_backend_for_host = DomainDispatcherApplication.get_backend_for_host
+_backend_for_host = {}
+
+
+def _get_backend_for_host_once(self, host):
+    # The answer depends only on the host and moto's fixed URL patterns.
+    if host not in _backend_for_host:
+        _backend_for_host[host] = _find_backend_for_host(self, host)
+    return _backend_for_host[host]
+
+
+DomainDispatcherApplication.get_backend_for_host = _get_backend_for_host_once
 
 ACCOUNT_REGION = "us-east-1"
 
