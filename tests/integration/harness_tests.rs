@@ -403,3 +403,28 @@ fn the_proxy_reports_a_function_pending_for_exactly_the_polls_asked() {
         assert_eq!(seen[2], (Some(State::Active), Some("Successful".into())), "then as the emulator holds it");
     });
 }
+
+/// The zygote (server.py --zygote) forks every test's server from one warmed-up process: each must
+/// still be an account of its own, holding nothing another test made, and drawing identifiers of
+/// its own. (moto 5.2.5 draws these ids from the OS, so they differ even without the reseed each
+/// forked server does of the random state it copied; the reseed covers ids drawn from it.)
+#[test]
+fn each_tests_emulator_is_a_separate_account_with_its_own_identifiers() {
+    let (a, b) = (Account::new(), Account::new());
+    let (key_a, vpc_a) = a.block_on(async {
+        let key_a = a.kms.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+        let vpc_a = a.ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+        (key_a, vpc_a)
+    });
+    let (key_b, vpc_b) = b.block_on(async {
+        let keys = b.kms.list_keys().send().await.unwrap();
+        assert!(keys.keys().is_empty(), "another test's key is visible: {keys:?}");
+        let vpcs = b.ec2.describe_vpcs().send().await.unwrap();
+        assert!(vpcs.vpcs().iter().all(|v| v.cidr_block() != Some("10.9.0.0/16")), "another test's VPC is visible");
+        let key_b = b.kms.create_key().send().await.unwrap().key_metadata.unwrap().key_id;
+        let vpc_b = b.ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+        (key_b, vpc_b)
+    });
+    assert_ne!(key_a, key_b, "two servers drew the same key id");
+    assert_ne!(vpc_a, vpc_b, "two servers drew the same VPC id");
+}
