@@ -159,26 +159,50 @@ async fn serve(
 /// Unzipped once into a folder named by the package's hash: a later build never overwrites a
 /// bootstrap another test is executing. The folder is beside the packages, not inside: the
 /// packages folder is what `up` deploys, and tests copy it whole to make changed packages.
+///
+/// Tests are threads of one process, so the unzip is serialised by a lock: two threads writing
+/// the same temporary file (its name carries only the process id) made one rename fail.
 pub fn binary(name: &str) -> PathBuf {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
+    static UNZIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let zip_path = super::harness::packages_dir().join(format!("{name}.zip"));
     let zip = std::fs::read(&zip_path)
         .unwrap_or_else(|_| panic!("{} is missing: run `tapctl build` first (scripts/test does)", zip_path.display()));
     let digest: String = sha2::Sha256::digest(&zip).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = super::harness::packages_dir().with_file_name("bootstraps").join(digest);
     let path = dir.join(name);
+    let _serialised = UNZIP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !path.exists() {
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
         let mut bytes = Vec::new();
         archive.by_name("bootstrap").expect("bootstrap in the zip").read_to_end(&mut bytes).expect("unzip");
         std::fs::create_dir_all(&dir).expect("bootstrap folder");
+        // Another test binary (another process) may unzip the same package at the same time.
         let partial = dir.join(format!(".{name}.{}", std::process::id()));
         std::fs::write(&partial, bytes).expect("write bootstrap");
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::fs::rename(&partial, &path).expect("rename bootstrap");
     }
     path
+}
+
+/// Starts a program just written by this process, retrying while Linux answers "text file busy".
+/// Writing a file and executing it from a multi-threaded process races with every other thread's
+/// fork: a child forked while the file was open for writing holds that descriptor until its own
+/// exec, and exec of the file fails with ETXTBSY meanwhile (rust-lang/rust#114554, golang/go#22315).
+/// The window is the child's fork-to-exec time, so a few short retries close it; a file that stays
+/// busy is a real fault and fails the test.
+pub fn spawn_fresh_executable(cmd: &mut Command) -> Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            spawned => return spawned.expect("cannot start the function"),
+        }
+    }
+    panic!("{:?} stayed busy (open for writing) for 2 s", cmd.get_program())
 }
 
 /// Running containers of one function, all polling one Runtime API; their output (stdout and
@@ -214,7 +238,7 @@ impl Function {
                     .stdin(Stdio::null())
                     .stdout(log.reopen().expect("log"))
                     .stderr(log.reopen().expect("log"));
-                cmd.spawn().expect("cannot start the function")
+                spawn_fresh_executable(&mut cmd)
             })
             .collect();
         Function { api, children, log, started }
