@@ -428,3 +428,100 @@ fn each_tests_emulator_is_a_separate_account_with_its_own_identifiers() {
     assert_ne!(key_a, key_b, "two servers drew the same key id");
     assert_ne!(vpc_a, vpc_b, "two servers drew the same VPC id");
 }
+
+/// server.py narrows an index query to the asked partition before moto sorts it (a speed-only
+/// change): the answer must still be AWS's — only that partition's items that carry the index
+/// keys, in index order, paged — and reads of the whole table must still see every item.
+#[test]
+fn the_emulator_answers_index_queries_with_exactly_the_partitions_items_in_index_order() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    let acct = Account::new();
+    acct.block_on(async {
+        let db = &acct.dynamodb;
+        let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+        let attr = |name: &str, kind| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().unwrap()
+        };
+        db.create_table()
+            .table_name("partition-check")
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("id", KeyType::Hash))
+            .attribute_definitions(attr("id", ScalarAttributeType::S))
+            .attribute_definitions(attr("card", ScalarAttributeType::S))
+            .attribute_definitions(attr("at", ScalarAttributeType::N))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("by-card")
+                    .key_schema(key("card", KeyType::Hash))
+                    .key_schema(key("at", KeyType::Range))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        // 40 items over four cards; every fifth has no "at" (not in the index), the last has no card.
+        let mut expected: Vec<(i64, String)> = Vec::new();
+        for i in 0..40i64 {
+            let id = format!("t-{i:02}");
+            let card = format!("c{}", i % 4);
+            let at = (i * 17) % 40;
+            let mut put = db.put_item().table_name("partition-check").item("id", AttributeValue::S(id.clone()));
+            if i != 39 {
+                put = put.item("card", AttributeValue::S(card.clone()));
+            }
+            if i % 5 != 0 {
+                put = put.item("at", AttributeValue::N(at.to_string()));
+            }
+            put.send().await.unwrap();
+            if i != 39 && i % 5 != 0 && card == "c1" && at >= 5 {
+                expected.push((at, id));
+            }
+        }
+        expected.sort();
+        expected.reverse();
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        assert!(expected.len() >= 5, "the query must span pages");
+
+        let mut answered = Vec::new();
+        let mut start = None;
+        loop {
+            let page = db
+                .query()
+                .table_name("partition-check")
+                .index_name("by-card")
+                .key_condition_expression("card = :c AND #at >= :from")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":c", AttributeValue::S("c1".into()))
+                .expression_attribute_values(":from", AttributeValue::N("5".into()))
+                .scan_index_forward(false)
+                .limit(3)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            answered.extend(page.items().iter().map(|i| i["id"].as_s().unwrap().clone()));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        assert_eq!(answered, expected);
+
+        let scanned = db.scan().table_name("partition-check").send().await.unwrap();
+        assert_eq!(scanned.count(), 40, "a scan after index queries still sees every item");
+        let by_key = db
+            .query()
+            .table_name("partition-check")
+            .key_condition_expression("id = :id")
+            .expression_attribute_values(":id", AttributeValue::S("t-39".into()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_key.count(), 1, "a query on the table's own key is answered as before");
+    });
+}
