@@ -569,7 +569,8 @@ fn card_number_within<'a>(text: &str, numbers: &std::collections::HashSet<&'a st
     let shortest = lengths.first().copied().unwrap_or(usize::MAX);
     text.split(|c: char| !c.is_ascii_digit()).filter(|run| run.len() >= shortest).find_map(|run| {
         lengths.iter().find_map(|&len| {
-            (0..=run.len().saturating_sub(len)).find_map(|at| run.get(at..at + len).and_then(|w| numbers.get(w)).copied())
+            (0..=run.len().saturating_sub(len))
+                .find_map(|at| run.get(at..at + len).and_then(|w| numbers.get(w)).copied())
         })
     })
 }
