@@ -169,15 +169,30 @@ pub enum Arch {
     Arm64,
 }
 
+/// How `tapctl build` compiles the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuildProfile {
+    /// Optimised and stripped, reproducible: what ships to Lambda (the default).
+    Lambda,
+    /// Unoptimised, for the emulator and the demo: compiled in one cargo invocation with tapctl
+    /// itself, so a cold machine compiles the AWS SDK once, not once per profile. Larger, slower
+    /// bootstraps; `up` on a real account refuses them.
+    Dev,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Lambda architecture.
     #[arg(long, value_enum, default_value = "x86_64")]
     pub arch: Arch,
+    /// lambda: what ships; dev: quick to build from a cold machine, for the emulator only.
+    #[arg(long, value_enum, default_value = "lambda")]
+    pub profile: BuildProfile,
     /// The tapctl workspace holding functions/.
     #[arg(long, default_value = ".")]
     pub source: PathBuf,
-    /// Where the zips and manifest.json go. Default: <source>/target/lambda/<arch>.
+    /// Where the zips and manifest.json go. Default: <source>/target/lambda/<arch>, or
+    /// <source>/target/lambda-dev/<arch> for --profile dev.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -61,6 +61,8 @@ pub fn newest_glibc(binary: &[u8]) -> Option<(u32, u32)> {
 pub struct Packages {
     pub dir: std::path::PathBuf,
     pub architecture: String,
+    /// The cargo profile `tapctl build` used: "lambda" (what ships) or "dev" (emulator only).
+    pub profile: String,
     /// CodeSha256 by function name.
     pub code_sha256: std::collections::BTreeMap<String, String>,
 }
@@ -80,6 +82,8 @@ impl Packages {
                 manifest_path.display()
             ));
         }
+        // Manifests written before profiles were recorded are the lambda profile's.
+        let profile = manifest["profile"].as_str().unwrap_or("lambda").to_string();
         let mut hashes = std::collections::BTreeMap::new();
         for f in functions {
             let recorded = manifest["functions"][*f]["code_sha256"]
@@ -96,7 +100,7 @@ impl Packages {
             }
             hashes.insert(f.to_string(), actual);
         }
-        Ok(Packages { dir: dir.to_path_buf(), architecture, code_sha256: hashes })
+        Ok(Packages { dir: dir.to_path_buf(), architecture, profile, code_sha256: hashes })
     }
 
     pub fn zip(&self, function: &str) -> std::io::Result<Vec<u8>> {

@@ -3,7 +3,7 @@
 //! runtime's), x86_64 by default or arm64 (Graviton) on request; the CA bundle the database
 //! functions verify Aurora with is shipped next to their bootstrap.
 
-use crate::cli::{Arch, BuildArgs};
+use crate::cli::{Arch, BuildArgs, BuildProfile};
 use crate::error::Error;
 use crate::names::FUNCTIONS;
 use crate::package::{self, Entry};
@@ -34,13 +34,47 @@ impl Arch {
     }
 }
 
+impl BuildProfile {
+    /// Cargo's name for it.
+    pub fn cargo(self) -> &'static str {
+        match self {
+            BuildProfile::Lambda => "lambda",
+            BuildProfile::Dev => "dev",
+        }
+    }
+    /// The folder under target/<triple>/ that cargo writes the profile's binaries to.
+    fn folder(self) -> &'static str {
+        match self {
+            BuildProfile::Lambda => "lambda",
+            BuildProfile::Dev => "debug",
+        }
+    }
+}
+
+/// The one cargo invocation that compiles the packages. The dev profile also builds tapctl, so that
+/// features unify over the same packages as the demo's first build (scripts/demo runs exactly this
+/// invocation and then runs the tapctl it made): the shared dependencies are compiled once, and
+/// `tapctl build --profile dev` afterwards compiles nothing again.
+pub fn cargo_args(profile: BuildProfile, arch: Arch) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["zigbuild", "--profile", profile.cargo(), "--locked", "--target"].iter().map(|a| a.to_string()).collect();
+    args.push(format!("{}.{}.{}", arch.triple(), GLIBC.0, GLIBC.1));
+    let packages = FUNCTIONS.iter().copied().chain((profile == BuildProfile::Dev).then_some("tapctl"));
+    args.extend(packages.flat_map(|p| ["-p".to_string(), p.to_string()]));
+    args
+}
+
 /// What the user will wait for, measured on 2 cores (README: Measured): a first build compiles
-/// the AWS SDK crates the functions use with optimisations; later ones only what changed.
-fn expected_time(compiled_dependencies: &Path) -> &'static str {
-    if compiled_dependencies.exists() {
-        "only what changed since the last build: seconds to a few minutes"
-    } else {
-        "a first build compiles the AWS SDK and its dependencies optimised, about 15 minutes on 2 cores"
+/// the AWS SDK crates the functions use; later ones only what changed.
+fn expected_time(profile: BuildProfile, compiled_dependencies: &Path) -> &'static str {
+    match (profile, compiled_dependencies.exists()) {
+        (_, true) => "only what changed since the last build: seconds to a few minutes",
+        (BuildProfile::Lambda, false) => {
+            "a first build compiles the AWS SDK and its dependencies optimised, about 15 minutes on 2 cores"
+        }
+        (BuildProfile::Dev, false) => {
+            "a first build compiles tapctl and the AWS SDK unoptimised, about 15 minutes on 2 cores"
+        }
     }
 }
 
@@ -118,7 +152,11 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     let source = std::fs::canonicalize(&args.source)
         .map_err(|_| Error::invalid("--source", format!("{} does not exist", args.source.display())))?;
     check_source(&source)?;
-    let out = args.out.clone().unwrap_or_else(|| source.join("target/lambda").join(args.arch.lambda()));
+    let out_root = match args.profile {
+        BuildProfile::Lambda => "target/lambda",
+        BuildProfile::Dev => "target/lambda-dev",
+    };
+    let out = args.out.clone().unwrap_or_else(|| source.join(out_root).join(args.arch.lambda()));
     let zigbuild = find_zigbuild(&source).ok_or_else(|| {
         tool_error(
             "cargo-zigbuild is not installed: it cross-compiles the functions for Lambda's glibc".into(),
@@ -147,22 +185,21 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     // bootstrap still links only the clients its code calls, because payments-runtime builds a
     // client only in the accessor that code calls (packaging.rs reads the bootstraps to check).
     eprintln!(
-        "building {} for {} (glibc {}.{}): {}",
+        "building {} for {} (glibc {}.{}, {} profile): {}",
         FUNCTIONS.join(", "),
         args.arch.lambda(),
         GLIBC.0,
         GLIBC.1,
-        expected_time(&build_dir.join(triple).join("lambda").join("deps"))
+        args.profile.cargo(),
+        expected_time(args.profile, &build_dir.join(triple).join(args.profile.folder()).join("deps"))
     );
+    // No path-dependent flags (such as --remap-path-prefix=<this clone>): they would change the
+    // compiler's arguments per clone and make the packages differ by checkout. Workspace crates are
+    // compiled with relative paths, dependencies from ~/.cargo, debug info stripped.
     let status = Command::new("cargo")
         .current_dir(&source)
         .env("PATH", &path)
-        // No path-dependent flags (such as --remap-path-prefix=<this clone>): they would change
-        // the compiler's arguments per clone and make the packages differ by checkout. Workspace
-        // crates are compiled with relative paths, dependencies from ~/.cargo, debug info stripped.
-        .args(["zigbuild", "--profile", "lambda", "--locked", "--target"])
-        .arg(format!("{triple}.{}.{}", GLIBC.0, GLIBC.1))
-        .args(FUNCTIONS.iter().flat_map(|f| ["-p", f]))
+        .args(cargo_args(args.profile, args.arch))
         .status()
         .map_err(|e| tool_error(format!("cannot run cargo: {e}"), "install Rust (rustup.rs)"))?;
     if !status.success() {
@@ -182,7 +219,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     std::fs::create_dir_all(&out).map_err(|e| tool_error(format!("cannot create {}: {e}", out.display()), ""))?;
     let mut built = Vec::new();
     for f in FUNCTIONS {
-        let binary = target_dir.join(triple).join("lambda").join(f);
+        let binary = target_dir.join(triple).join(args.profile.folder()).join(f);
         let bytes = std::fs::read(&binary)
             .map_err(|e| tool_error(format!("cannot read {}: {e}", binary.display()), "build again"))?;
         if let Some(newest) = package::newest_glibc(&bytes) {
@@ -207,6 +244,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     }
     let manifest = json!({
         "architecture": args.arch.lambda(),
+        "profile": args.profile.cargo(),
         "functions": built.iter().map(|b| (b.function.to_string(), json!({
             "zip": b.zip, "size": b.size, "code_sha256": b.code_sha256
         }))).collect::<serde_json::Map<_, _>>()
@@ -232,4 +270,28 @@ pub fn run(args: &BuildArgs, json_output: bool) -> Result<u8, Error> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_compiles_with_exactly_the_invocation_of_the_dev_profile_so_nothing_is_compiled_twice() {
+        let demo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo")).unwrap();
+        let invocation = format!("cargo {}", cargo_args(BuildProfile::Dev, Arch::X86_64).join(" "));
+        assert!(demo.contains(&invocation), "scripts/demo must run `{invocation}`");
+        assert!(demo.contains("build --profile dev"), "and then package with that tapctl");
+    }
+
+    #[test]
+    fn the_lambda_profile_builds_the_four_functions_only_and_the_dev_profile_tapctl_with_them() {
+        let lambda = cargo_args(BuildProfile::Lambda, Arch::Arm64).join(" ");
+        assert_eq!(
+            lambda,
+            "zigbuild --profile lambda --locked --target aarch64-unknown-linux-gnu.2.34 \
+             -p validate -p fraud-check -p process -p rotate-secret"
+        );
+        assert!(cargo_args(BuildProfile::Dev, Arch::X86_64).join(" ").ends_with("-p rotate-secret -p tapctl"));
+    }
 }

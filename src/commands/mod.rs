@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         if args.build {
             let build_args = crate::cli::BuildArgs {
                 arch: crate::cli::Arch::X86_64,
+                profile: crate::cli::BuildProfile::Lambda,
                 source: ".".into(),
                 out: Some(cli.global.packages.clone()),
             };
@@ -167,12 +168,26 @@ fn load_packages(cli: &Cli) -> Result<Option<Arc<Packages>>, Error> {
     if !wanted {
         return Ok(None);
     }
-    Packages::load(dir, &crate::names::FUNCTIONS).map(|p| Some(Arc::new(p))).map_err(|e| {
+    let packages = Packages::load(dir, &crate::names::FUNCTIONS).map_err(|e| {
         Error::invalid(
             "--packages",
             format!("{e}; run `tapctl build` first, or point --packages (TAPCTL_PACKAGES) at its output"),
         )
-    })
+    })?;
+    // Without an endpoint the calls go to AWS, which gets what ships, never the demo's build.
+    let deploys = matches!(cli.command, Command::Up(_));
+    if deploys && packages.profile != "lambda" && cli.global.endpoint_url.is_none() {
+        return Err(Error::invalid(
+            "--packages",
+            format!(
+                "{} holds {}-profile packages (`tapctl build --profile dev`: unoptimised, for the emulator \
+                 only) and no --endpoint-url names an emulator; build what ships with `tapctl build`",
+                dir.display(),
+                packages.profile
+            ),
+        ));
+    }
+    Ok(Some(Arc::new(packages)))
 }
 
 impl Session<'_> {

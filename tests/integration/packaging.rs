@@ -5,7 +5,7 @@
 use super::harness::aws_env;
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn tapctl_build(args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapctl"));
@@ -150,4 +150,45 @@ fn up_without_packages_is_refused_before_any_aws_call_naming_the_option_and_the_
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--packages") && stderr.contains("tapctl build"), "{stderr}");
     assert_eq!(acct.proxy.calls(), vec![], "refused before the first AWS call");
+}
+
+/// Dev-profile packages (`tapctl build --profile dev`, the demo's) are for the emulator: `up`
+/// deploys them there, and refuses them before any AWS call when no endpoint names an emulator.
+#[test]
+fn dev_profile_packages_deploy_to_the_emulator_and_are_refused_for_a_real_account() {
+    let acct = super::harness::Account::with_stub_packages();
+    let dev = super::harness::stub_packages(&tapctl::names::FUNCTIONS, "dev");
+    let manifest_path = dev.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["profile"] = "dev".into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut real = Command::new(env!("CARGO_BIN_EXE_tapctl"));
+    aws_env(&mut real);
+    let refused = real
+        .args(["up", "--suffix", "qa", "--no-progress", "--state-dir"])
+        .arg(state.path())
+        .env("TAPCTL_PACKAGES", dev.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--packages") && stderr.contains("dev-profile") && stderr.contains("`tapctl build`"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "nothing recorded");
+
+    let deployed = acct.tapctl(&["up", "--suffix", "qa"]).env("TAPCTL_PACKAGES", dev.path()).output().unwrap();
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let sha =
+        acct.block_on(async { acct.lambda.get_function().function_name("payment-validate-qa").send().await.unwrap() });
+    assert_eq!(
+        sha.configuration().and_then(|c| c.code_sha256()),
+        manifest["functions"]["validate"]["code_sha256"].as_str(),
+        "the emulator holds the dev package"
+    );
 }
