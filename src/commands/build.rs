@@ -285,13 +285,6 @@ mod tests {
     }
 
     #[test]
-    fn scripts_test_compiles_the_packages_with_exactly_the_invocation_tapctl_build_makes() {
-        let test = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test")).unwrap();
-        let invocation = format!("cargo {}", cargo_args(BuildProfile::Lambda, Arch::X86_64).join(" "));
-        assert!(test.contains(&invocation), "scripts/test must run `{invocation}`");
-    }
-
-    #[test]
     fn the_lambda_profile_builds_the_four_functions_only_and_the_dev_profile_tapctl_with_them() {
         let lambda = cargo_args(BuildProfile::Lambda, Arch::Arm64).join(" ");
         assert_eq!(
