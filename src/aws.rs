@@ -338,3 +338,55 @@ impl<T> NotFoundExt<T> for Result<T, AwsError> {
         }
     }
 }
+
+/// For creates that a killed run may already have made: "already exists" is success (the
+/// caller adopts it). Lambda says so with ResourceConflictException ("Function already exist",
+/// "Alias already exists", "The statement id … provided already exists"), which otherwise means
+/// an update in progress: only the message tells them apart.
+pub trait AlreadyExistsExt<T> {
+    fn ok_if_exists(self) -> Result<Option<T>, AwsError>;
+}
+
+impl AwsError {
+    pub fn is_already_exists(&self) -> bool {
+        match self.code.as_deref() {
+            Some(
+                "EntityAlreadyExists"
+                | "BucketAlreadyOwnedByYou"
+                | "ResourceAlreadyExistsException"
+                | "ParameterAlreadyExists"
+                | "AlreadyExistsException",
+            ) => true,
+            Some("ResourceConflictException") => self.message.contains("already exist"),
+            _ => false,
+        }
+    }
+}
+
+impl<T> AlreadyExistsExt<T> for Result<T, AwsError> {
+    fn ok_if_exists(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_already_exists() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod already_exists_tests {
+    use super::*;
+
+    fn err(code: &str, message: &str) -> AwsError {
+        AwsError { operation: "x:Create".into(), code: Some(code.into()), message: message.into(), transient: false }
+    }
+
+    #[test]
+    fn lambda_conflicts_count_as_existing_only_when_they_say_so() {
+        assert!(err("ResourceConflictException", "Function already exist: payment-validate-qa").is_already_exists());
+        assert!(err("ResourceConflictException", "Alias already exists: blue").is_already_exists());
+        assert!(!err("ResourceConflictException", "An update is in progress for resource").is_already_exists());
+        assert!(err("EntityAlreadyExists", "Role with name x already exists.").is_already_exists());
+        assert!(!err("AccessDenied", "already exists").is_already_exists());
+    }
+}

@@ -72,7 +72,7 @@ where
             return Err(WaitError::TimedOut { reason: reason.to_string(), waited, last });
         }
         progress.waiting(&format!("{reason}: {last}"), waited, policy.limit);
-        tokio::time::sleep(delay.min(policy.limit.saturating_sub(waited))).await;
+        super::walk::parked(tokio::time::sleep(delay.min(policy.limit.saturating_sub(waited)))).await;
         delay = (delay.mul_f64(1.5)).min(policy.max_poll);
     }
 }

@@ -1,11 +1,56 @@
 //! The walker: runs `visit` on every node of a graph once all of the node's dependencies have
 //! finished, at most `parallelism` at a time. A failed node's dependants are skipped (and so are
 //! theirs); its siblings carry on. Every outcome is returned: nothing stops at the first error.
+//!
+//! A slot is held only while a node works, not while it waits: a node polling AWS for a
+//! resource that takes minutes (an Aurora cluster, a NAT gateway) parks between polls and gives
+//! its slot to the next ready node, as kube-runtime requeues an object that is not ready
+//! instead of holding a worker.
 
 use super::{Diagnostic, Graph};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The walker slot of the node running on this task.
+#[derive(Clone)]
+struct Slot {
+    slots: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl Slot {
+    async fn take(&self) {
+        // The semaphore is never closed, so acquiring only waits.
+        if let Ok(permit) = self.slots.clone().acquire_owned().await {
+            *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+        }
+    }
+
+    fn give_back(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+tokio::task_local! {
+    static SLOT: Slot;
+}
+
+/// Awaits `pause` (the sleep between two polls of a wait) without holding the walker slot, and
+/// takes a slot again before returning. Outside a walk it is just `pause`.
+pub async fn parked<F: Future>(pause: F) -> F::Output {
+    let slot = SLOT.try_with(Slot::clone).ok();
+    if let Some(s) = &slot {
+        s.give_back();
+    }
+    let out = pause.await;
+    if let Some(s) = &slot {
+        s.take().await;
+    }
+    out
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -59,7 +104,7 @@ where
     loop {
         match visit(node.clone()).await {
             Err(d) if d.retryable && attempt < policy.attempts => {
-                tokio::time::sleep(delay).await;
+                parked(tokio::time::sleep(delay)).await;
                 delay *= 2;
                 attempt += 1;
             }
@@ -87,13 +132,13 @@ where
             &reversed
         }
     };
-    let parallelism = parallelism.max(1);
+    let slots = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut outcomes: BTreeMap<String, Outcome<T>> = BTreeMap::new();
     let mut waiting: BTreeSet<String> = graph.nodes().map(str::to_string).collect();
     let mut running = FuturesUnordered::new();
 
     loop {
-        // Start (or skip) every node whose dependencies have all finished, while there is room.
+        // Start (or skip) every node whose dependencies have all finished; each waits for a slot.
         let mut changed = true;
         while changed {
             changed = false;
@@ -109,11 +154,14 @@ where
                     waiting.remove(&node);
                     outcomes.insert(node, Outcome::Skipped { because });
                     changed = true;
-                } else if running.len() < parallelism {
+                } else {
                     waiting.remove(&node);
                     let visit = &visit;
+                    let slot = Slot { slots: slots.clone(), held: Arc::default() };
                     running.push(async move {
-                        let result = visit_with_retries(visit, node.clone(), retry).await;
+                        slot.take().await;
+                        let result = SLOT.scope(slot.clone(), visit_with_retries(visit, node.clone(), retry)).await;
+                        slot.give_back();
                         (node, result)
                     });
                 }
@@ -206,6 +254,27 @@ mod tests {
         })
         .await;
         assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_node_waiting_between_polls_gives_its_slot_to_the_next_ready_node() {
+        // One slot, and "a-slow" starts first (nodes start in id order). It waits until "b-quick"
+        // has run: if a waiting node kept its slot, "b-quick" could never start.
+        let g = graph(&[("a-slow", &[]), ("b-quick", &[])]);
+        let quick_ran = Arc::new(tokio::sync::Notify::new());
+        let run = walk(&g, Direction::Forward, 1, RetryPolicy::NEVER, |n| {
+            let quick_ran = quick_ran.clone();
+            async move {
+                if n == "a-slow" {
+                    parked(quick_ran.notified()).await;
+                } else {
+                    quick_ran.notify_one();
+                }
+                Ok::<_, Diagnostic>(())
+            }
+        });
+        let outcomes = tokio::time::timeout(Duration::from_secs(5), run).await.expect("the waiting node held its slot");
+        assert!(outcomes.values().all(Outcome::is_done));
     }
 
     #[tokio::test]

@@ -9,12 +9,12 @@
 //! - `up` moves only the idle colour's alias — the one neither the stage variable nor a canary
 //!   sends requests to. Live traffic never changes under `up`; while a canary is live, new code
 //!   waits (the drift says so) until `shift` finishes or rolls back.
-//! - A role created seconds ago may not yet be assumable by Lambda: creation is retried, with
-//!   the wait shown, until IAM has propagated it.
+//! - A role, key or network permission made seconds ago may not yet be usable by Lambda: create
+//!   and configuration calls retry `catalogue::LAMBDA_FUNCTION`'s answers, with the wait shown.
 
-use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
+use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
+use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use crate::traffic::{self, Color, Traffic};
@@ -25,6 +25,7 @@ use aws_sdk_lambda::types::{
     Architecture, Environment, LastUpdateStatus, LogFormat, LoggingConfig, Runtime, State, TracingConfig, TracingMode,
     VpcConfig,
 };
+use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -243,33 +244,42 @@ async fn observe_traffic(ctx: &Ctx) -> Result<Option<Traffic>> {
     Ok(traffic::read(apigw, &api).await?)
 }
 
-/// Waits until Lambda has finished creating or updating the function (cargo-lambda's rule:
-/// publishing or updating while an update is in progress fails with ResourceConflictException).
+/// Whether Lambda accepts the next change to a function: Active (or Inactive, which a change
+/// wakes) with its last update Successful. Lambda's function-states guide; cargo-lambda's rule:
+/// publishing or updating while an update is in progress fails with ResourceConflictException.
+fn readiness(c: &GetFunctionConfigurationOutput) -> Readiness<()> {
+    let why = || c.state_reason().or(c.last_update_status_reason()).unwrap_or("no reason given").to_string();
+    let state = match c.state() {
+        Some(State::Active | State::Inactive) => Ok(()),
+        Some(State::Pending) => Err("state Pending (Lambda is creating its network interfaces)".to_string()),
+        Some(State::Failed) => return Readiness::Failed(why()),
+        Some(other) => Err(format!("state {}", other.as_str())),
+        None => Err("no state reported".to_string()),
+    };
+    let update = match c.last_update_status() {
+        Some(LastUpdateStatus::Successful) => Ok(()),
+        Some(LastUpdateStatus::InProgress) => Err("last update InProgress".to_string()),
+        Some(LastUpdateStatus::Failed) => return Readiness::Failed(why()),
+        Some(other) => Err(format!("last update {}", other.as_str())),
+        None => Err("no last update status reported".to_string()),
+    };
+    match (state, update) {
+        (Ok(()), Ok(())) => Readiness::Ready(()),
+        (Err(s), _) | (_, Err(s)) => Readiness::Pending(s),
+    }
+}
+
 async fn until_ready(ctx: &Ctx, name: &str) -> Result<()> {
     let lambda = &ctx.clients.lambda;
-    ctx.wait(&format!("function {name} to be ready"), ctx.waits.function_ready, || async move {
-        let c = lambda
+    ctx.until_ready(&format!("function {name}"), ctx.waits.function_ready, || async move {
+        Ok(lambda
             .get_function_configuration()
             .function_name(name)
             .send()
             .await
-            .aws("lambda:GetFunctionConfiguration")?;
-        let state = c.state().cloned().unwrap_or(State::Active);
-        let update = c.last_update_status().cloned().unwrap_or(LastUpdateStatus::Successful);
-        if state == State::Failed || update == LastUpdateStatus::Failed {
-            return Err(ResourceError::new(
-                "FunctionFailed",
-                format!(
-                    "Lambda reports {name} as failed: {}",
-                    c.state_reason().or(c.last_update_status_reason()).unwrap_or("no reason given")
-                ),
-            ));
-        }
-        Ok(if state == State::Active && update == LastUpdateStatus::Successful {
-            Poll::Ready(())
-        } else {
-            Poll::NotYet(format!("state {}, last update {}", state.as_str(), update.as_str()))
-        })
+            .aws("lambda:GetFunctionConfiguration")
+            .ok_if_not_found()?
+            .map_or(Readiness::Absent, |c| readiness(&c)))
     })
     .await
 }
@@ -293,55 +303,36 @@ fn tracing() -> TracingConfig {
     TracingConfig::builder().mode(TracingMode::Active).build()
 }
 
-fn is_role_not_yet_assumable(e: &crate::aws::AwsError) -> bool {
-    e.code_is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
-}
-
 async fn create(ctx: &Ctx, function: &str, s: &Settings, zip: Vec<u8>) -> Result<()> {
     let name = ctx.names.function(function);
     let lambda = &ctx.clients.lambda;
     let tags: std::collections::HashMap<String, String> = ctx.tags(None, Some(&name)).into_iter().collect();
     let zip = Blob::new(zip);
     ctx.progress.step(&format!("creating function {name}"));
-    // A role IAM has just created may not be assumable by Lambda for several seconds.
-    ctx.wait(
-        &format!("role {} to become assumable by Lambda", ctx.names.role(function)),
-        ctx.waits.eventual_consistency,
-        || {
-            let (zip, tags) = (zip.clone(), tags.clone());
-            let name = name.clone();
-            async move {
-                let created = lambda
-                    .create_function()
-                    .function_name(&name)
-                    .description(format!("payments {function} ({})", ctx.names.suffix))
-                    .runtime(Runtime::Providedal2023)
-                    .handler(&s.handler)
-                    .architectures(Architecture::X8664)
-                    .role(&s.role)
-                    .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip).build())
-                    .memory_size(s.memory)
-                    .timeout(s.timeout)
-                    .vpc_config(vpc(s))
-                    .environment(environment(s))
-                    .kms_key_arn(&s.kms_key)
-                    .tracing_config(tracing())
-                    .logging_config(logging(s))
-                    .publish(false)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .aws("lambda:CreateFunction");
-                match created {
-                    Ok(_) => Ok(Poll::Ready(())),
-                    Err(e) if e.code_is("ResourceConflictException") => Ok(Poll::Ready(())),
-                    Err(e) if is_role_not_yet_assumable(&e) => Ok(Poll::NotYet("not yet".into())),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        },
-    )
-    .await
+    ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &format!("role {}", ctx.names.role(function)), || {
+        lambda
+            .create_function()
+            .function_name(&name)
+            .description(format!("payments {function} ({})", ctx.names.suffix))
+            .runtime(Runtime::Providedal2023)
+            .handler(&s.handler)
+            .architectures(Architecture::X8664)
+            .role(&s.role)
+            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip.clone()).build())
+            .memory_size(s.memory)
+            .timeout(s.timeout)
+            .vpc_config(vpc(s))
+            .environment(environment(s))
+            .kms_key_arn(&s.kms_key)
+            .tracing_config(tracing())
+            .logging_config(logging(s))
+            .publish(false)
+            .set_tags(Some(tags.clone()))
+            .send()
+            .map(|r| r.aws("lambda:CreateFunction").ok_if_exists())
+    })
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -465,34 +456,40 @@ impl Resource for Lambdas {
                 until_ready(ctx, &name).await?;
                 if !current.config.drifts(&wanted).is_empty() {
                     ctx.progress.step(&format!("updating the configuration of {name}"));
-                    lambda
-                        .update_function_configuration()
-                        .function_name(&name)
-                        .role(&wanted.role)
-                        .memory_size(wanted.memory)
-                        .timeout(wanted.timeout)
-                        .vpc_config(vpc(&wanted))
-                        .environment(environment(&wanted))
-                        .kms_key_arn(&wanted.kms_key)
-                        .tracing_config(tracing())
-                        .logging_config(logging(&wanted))
-                        .runtime(Runtime::Providedal2023)
-                        .handler(&wanted.handler)
-                        .send()
-                        .await
-                        .aws("lambda:UpdateFunctionConfiguration")?;
+                    let role = format!("role {}", ctx.names.role(f));
+                    ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
+                        lambda
+                            .update_function_configuration()
+                            .function_name(&name)
+                            .role(&wanted.role)
+                            .memory_size(wanted.memory)
+                            .timeout(wanted.timeout)
+                            .vpc_config(vpc(&wanted))
+                            .environment(environment(&wanted))
+                            .kms_key_arn(&wanted.kms_key)
+                            .tracing_config(tracing())
+                            .logging_config(logging(&wanted))
+                            .runtime(Runtime::Providedal2023)
+                            .handler(&wanted.handler)
+                            .send()
+                            .map(|r| r.aws("lambda:UpdateFunctionConfiguration"))
+                    })
+                    .await?;
                     reconfigured = true;
                     until_ready(ctx, &name).await?;
                 }
                 if current.code_sha256 != code {
                     ctx.progress.step(&format!("uploading new code to {name}"));
-                    lambda
-                        .update_function_code()
-                        .function_name(&name)
-                        .zip_file(Blob::new(zip()?))
-                        .send()
-                        .await
-                        .aws("lambda:UpdateFunctionCode")?;
+                    let zip = Blob::new(zip()?);
+                    ctx.retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
+                        lambda
+                            .update_function_code()
+                            .function_name(&name)
+                            .zip_file(zip.clone())
+                            .send()
+                            .map(|r| r.aws("lambda:UpdateFunctionCode"))
+                    })
+                    .await?;
                     until_ready(ctx, &name).await?;
                 }
                 if ctx.tag_drift(&current.tags).is_some() {
@@ -516,14 +513,17 @@ impl Resource for Lambdas {
                 _ => {
                     ctx.progress.step(&format!("publishing a version of {name}"));
                     // CodeSha256 guards the publish: Lambda refuses if $LATEST holds other code.
-                    let published = lambda
-                        .publish_version()
-                        .function_name(&name)
-                        .code_sha256(&code)
-                        .description(format!("code {code}"))
-                        .send()
-                        .await
-                        .aws("lambda:PublishVersion")?;
+                    let published = ctx
+                        .retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
+                            lambda
+                                .publish_version()
+                                .function_name(&name)
+                                .code_sha256(&code)
+                                .description(format!("code {code}"))
+                                .send()
+                                .map(|r| r.aws("lambda:PublishVersion"))
+                        })
+                        .await?;
                     let v = published.version().unwrap_or_default().to_string();
                     current.versions.push((v.clone(), code.clone()));
                     v
@@ -534,7 +534,7 @@ impl Resource for Lambdas {
                 match current.aliases.get(alias) {
                     None => {
                         ctx.progress.step(&format!("creating alias {name}:{alias} → version {version}"));
-                        let created = lambda
+                        lambda
                             .create_alias()
                             .function_name(&name)
                             .name(alias)
@@ -542,12 +542,8 @@ impl Resource for Lambdas {
                             .description(format!("the {alias} colour of payments {f}"))
                             .send()
                             .await
-                            .aws("lambda:CreateAlias");
-                        match created {
-                            Ok(_) => {}
-                            Err(e) if e.code_is("ResourceConflictException") => {}
-                            Err(e) => return Err(e.into()),
-                        }
+                            .aws("lambda:CreateAlias")
+                            .ok_if_exists()?;
                     }
                     Some(at) if state.moves(&current, c, Some(&version)) => {
                         ctx.progress.step(&format!("moving idle alias {name}:{alias} from version {at} to {version}"));

@@ -8,7 +8,7 @@
 //! No AWS managed policy is attached: AWSLambdaVPCAccessExecutionRole grants `logs:*` writes on
 //! every log group of the account, wider than the function's own group.
 
-use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
@@ -249,8 +249,7 @@ impl Resource for Roles {
                 Some(r) => r,
                 None => {
                     ctx.progress.step(&format!("creating role {name}"));
-                    let created = iam
-                        .create_role()
+                    iam.create_role()
                         .role_name(&name)
                         .description(format!("Execution role of payment-{f} (least privilege)"))
                         .assume_role_policy_document(trust.to_string())
@@ -258,12 +257,8 @@ impl Resource for Roles {
                         .set_tags(Some(tags.clone()))
                         .send()
                         .await
-                        .aws("iam:CreateRole");
-                    match created {
-                        Ok(_) => {}
-                        Err(e) if e.code_is("EntityAlreadyExists") => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                        .aws("iam:CreateRole")
+                        .ok_if_exists()?;
                     observe_role(ctx, &name).await?.ok_or_else(|| {
                         crate::resources::ResourceError::new("NotFound", format!("role {name} vanished after creation"))
                     })?

@@ -3,11 +3,13 @@
 //! stack's key hold from the first line (Lambda would otherwise create them unencrypted and
 //! kept forever).
 
-use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
+use crate::resources::retry::catalogue;
 use crate::resources::{list, Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -113,19 +115,15 @@ impl Resource for LogGroups {
                 Some(g) => g.clone(),
                 None => {
                     ctx.progress.step(&format!("creating log group {name}"));
-                    match logs
-                        .create_log_group()
-                        .log_group_name(&name)
-                        .kms_key_id(&key)
-                        .set_tags(Some(tags.clone()))
-                        .send()
-                        .await
-                        .aws("logs:CreateLogGroup")
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.code_is("ResourceAlreadyExistsException") => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    ctx.retry_while_propagating(&catalogue::LOGS_NEW_KEY, &format!("key {key}"), || {
+                        logs.create_log_group()
+                            .log_group_name(&name)
+                            .kms_key_id(&key)
+                            .set_tags(Some(tags.clone()))
+                            .send()
+                            .map(|r| r.aws("logs:CreateLogGroup").ok_if_exists())
+                    })
+                    .await?;
                     let out = logs
                         .describe_log_groups()
                         .log_group_name_prefix(&name)

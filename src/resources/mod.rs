@@ -20,6 +20,7 @@ pub mod logs;
 pub mod monitoring;
 pub mod network;
 pub mod params;
+pub mod retry;
 pub mod rotation;
 pub mod secrets;
 pub mod storage;
@@ -28,14 +29,13 @@ pub mod tables;
 use crate::aws::{AwsError, Clients};
 use crate::config::StackConfig;
 use crate::engine::progress::NodeProgress;
-use crate::engine::wait::{self, Poll, WaitError, WaitPolicy};
+use crate::engine::wait::{WaitError, WaitPolicy};
 use crate::names::{standard_tags, Names};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 /// What `up` would do to one node.
@@ -140,20 +140,23 @@ pub struct WaitLimits {
     /// A function in a VPC becoming Active, or an update finishing: minutes on AWS while
     /// Lambda sets up its network interfaces.
     pub function_ready: WaitPolicy,
+    /// A DynamoDB table and its indexes becoming active, or going (terraform: 30 min).
+    pub table: WaitPolicy,
+    /// The pace of `retry_while_propagating` (its limit comes from the catalogue entry).
+    pub propagation: WaitPolicy,
+    /// `--max-wait`: no wait or propagation retry may take longer.
+    pub max: std::time::Duration,
 }
 
 impl WaitLimits {
     /// `--max-wait`: no wait may take longer than `max`.
     pub fn cap(&mut self, max: std::time::Duration) {
-        for policy in [
-            &mut self.nat_gateway,
-            &mut self.database,
-            &mut self.eventual_consistency,
-            &mut self.network_interfaces,
-            &mut self.function_ready,
-        ] {
-            policy.limit = policy.limit.min(max);
-        }
+        self.max = self.max.min(max);
+    }
+
+    /// `policy` within `--max-wait`.
+    pub fn bounded(&self, policy: WaitPolicy) -> WaitPolicy {
+        WaitPolicy { limit: policy.limit.min(self.max), ..policy }
     }
 }
 
@@ -165,6 +168,14 @@ impl Default for WaitLimits {
             eventual_consistency: WaitPolicy::new(std::time::Duration::from_secs(120)),
             network_interfaces: WaitPolicy::new(std::time::Duration::from_secs(45 * 60)),
             function_ready: WaitPolicy::new(std::time::Duration::from_secs(15 * 60)),
+            table: WaitPolicy::new(std::time::Duration::from_secs(30 * 60)),
+            // terraform's backoff: 0.5 s doubling to 10 s (internal/backoff).
+            propagation: WaitPolicy {
+                limit: std::time::Duration::from_secs(15 * 60),
+                first_poll: std::time::Duration::from_millis(500),
+                max_poll: std::time::Duration::from_secs(10),
+            },
+            max: std::time::Duration::MAX,
         }
     }
 }
@@ -205,14 +216,6 @@ impl Ctx {
         let missing: Vec<&str> =
             wanted.iter().filter(|(k, v)| have.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
         (!missing.is_empty()).then(|| format!("tags {} missing or changed", missing.join(", ")))
-    }
-
-    pub async fn wait<T, F, Fut>(&self, reason: &str, policy: WaitPolicy, check: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Poll<T>>>,
-    {
-        Ok(wait::until(&self.progress, reason, policy, check).await?)
     }
 }
 

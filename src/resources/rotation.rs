@@ -7,12 +7,14 @@
 //! holds the password Secrets Manager generated for the new cluster; Secrets Manager only runs
 //! the function's testSecret step to check the wiring.
 
-use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::RotationRulesType;
+use futures::FutureExt;
 use serde_json::{json, Value};
 
 pub struct DbMasterRotation;
@@ -109,8 +111,7 @@ impl Resource for DbMasterRotation {
         let lambda_arn = function_arn(ctx)?;
         if observed.as_ref().and_then(|o| o.permission.as_ref()).is_none() {
             ctx.progress.step("letting Secrets Manager invoke rotate-secret for this secret only");
-            let added = ctx
-                .clients
+            ctx.clients
                 .lambda
                 .add_permission()
                 .function_name(&function)
@@ -121,28 +122,26 @@ impl Resource for DbMasterRotation {
                 .source_account(&ctx.names.account)
                 .send()
                 .await
-                .aws("lambda:AddPermission");
-            match added {
-                Ok(_) => {}
-                Err(e) if e.code_is("ResourceConflictException") => {}
-                Err(e) => return Err(e.into()),
-            }
+                .aws("lambda:AddPermission")
+                .ok_if_exists()?;
         }
         let configured = observed
             .as_ref()
             .is_some_and(|o| o.enabled && o.lambda_arn.as_deref() == Some(lambda_arn.as_str()) && o.days == Some(DAYS));
         if !configured {
             ctx.progress.step(&format!("rotating {} every {DAYS} days", ctx.names.db_secret()));
-            ctx.clients
-                .secrets
-                .rotate_secret()
-                .secret_id(&secret)
-                .rotation_lambda_arn(&lambda_arn)
-                .rotation_rules(RotationRulesType::builder().automatically_after_days(DAYS).build())
-                .rotate_immediately(false)
-                .send()
-                .await
-                .aws("secretsmanager:RotateSecret")?;
+            ctx.retry_while_propagating(&catalogue::SECRETS_ROTATION, &format!("function {function}"), || {
+                ctx.clients
+                    .secrets
+                    .rotate_secret()
+                    .secret_id(&secret)
+                    .rotation_lambda_arn(&lambda_arn)
+                    .rotation_rules(RotationRulesType::builder().automatically_after_days(DAYS).build())
+                    .rotate_immediately(false)
+                    .send()
+                    .map(|r| r.aws("secretsmanager:RotateSecret"))
+            })
+            .await?;
         }
         Ok(Outputs::from([("rotation_lambda_arn".into(), json!(lambda_arn)), ("rotation_days".into(), json!(DAYS))]))
     }

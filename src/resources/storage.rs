@@ -5,7 +5,7 @@
 //! them after the retention period (PCI DSS 10.5.1: 12 months, 3 immediately available).
 //! Destroy empties every version and delete marker first.
 
-use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -262,12 +262,8 @@ impl Resource for AuditBucket {
                             .build(),
                     );
                 }
-                match create.send().await.aws("s3:CreateBucket") {
-                    Ok(_) => {}
-                    // A run killed after CreateBucket: the bucket is ours already.
-                    Err(e) if e.code_is("BucketAlreadyOwnedByYou") => {}
-                    Err(e) => return Err(e.into()),
-                }
+                // A run killed after CreateBucket: the bucket is ours already.
+                create.send().await.aws("s3:CreateBucket").ok_if_exists()?;
                 Observed {
                     versioning: false,
                     kms_key: None,

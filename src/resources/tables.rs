@@ -12,7 +12,7 @@
 //! `up --allow-replace`, which deletes the table and its data.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
+use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::types::{
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
     Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseType, TableDescription, TableStatus, Tag,
 };
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -81,24 +82,52 @@ async fn describe(ctx: &Ctx) -> Result<Option<TableDescription>> {
     Ok(out.ok_if_not_found()?.and_then(|o| o.table().cloned()))
 }
 
+/// DynamoDB table and index statuses (API TableDescription): ACTIVE is ready; CREATING and
+/// UPDATING pass; a table being deleted or archived, or whose key is inaccessible, will not
+/// become ready by waiting; anything else is not ready.
+fn readiness(t: &TableDescription) -> Readiness<()> {
+    let table = match t.table_status() {
+        Some(TableStatus::Active) => None,
+        Some(s @ (TableStatus::Creating | TableStatus::Updating)) => Some(format!("table {}", s.as_str())),
+        Some(
+            s @ (TableStatus::Deleting
+            | TableStatus::Archiving
+            | TableStatus::Archived
+            | TableStatus::InaccessibleEncryptionCredentials),
+        ) => return Readiness::Failed(format!("table status {}", s.as_str())),
+        Some(other) => Some(format!("table {} (not a status tapctl knows)", other.as_str())),
+        None => Some("no table status reported".into()),
+    };
+    let indexes: Vec<String> = t
+        .global_secondary_indexes()
+        .iter()
+        .filter(|i| i.index_status().map(|s| s.as_str()) != Some("ACTIVE"))
+        .map(|i| {
+            format!(
+                "index {} {}",
+                i.index_name().unwrap_or("?"),
+                i.index_status().map(|s| s.as_str()).unwrap_or("with no status")
+            )
+        })
+        .collect();
+    match table.into_iter().chain(indexes).collect::<Vec<_>>() {
+        pending if pending.is_empty() => Readiness::Ready(()),
+        pending => Readiness::Pending(pending.join(", ")),
+    }
+}
+
 async fn wait_active(ctx: &Ctx) -> Result<TableDescription> {
     let name = ctx.names.table();
-    ctx.wait(&format!("table {name} and its indexes to become active"), ctx.waits.eventual_consistency, || async {
-        match describe(ctx).await? {
-            Some(t) => {
-                let table_active = t.table_status() == Some(&TableStatus::Active);
-                let indexes_active = t
-                    .global_secondary_indexes()
-                    .iter()
-                    .all(|i| i.index_status().is_none_or(|s| s.as_str() == "ACTIVE"));
-                if table_active && indexes_active {
-                    Ok(Poll::Ready(t))
-                } else {
-                    Ok(Poll::NotYet(format!("status {:?}", t.table_status())))
-                }
-            }
-            None => Ok(Poll::NotYet("not visible yet".into())),
-        }
+    ctx.until_ready(&format!("table {name} and its indexes"), ctx.waits.table, || async {
+        Ok(match describe(ctx).await? {
+            Some(t) => match readiness(&t) {
+                Readiness::Ready(()) => Readiness::Ready(t),
+                Readiness::Pending(s) => Readiness::Pending(s),
+                Readiness::Failed(s) => Readiness::Failed(s),
+                Readiness::Absent => Readiness::Absent,
+            },
+            None => Readiness::Absent,
+        })
     })
     .await
 }
@@ -268,17 +297,18 @@ impl Resource for TransactionsTable {
         }
         if !o.pitr {
             ctx.progress.step("enabling point-in-time recovery");
-            ddb.update_continuous_backups()
-                .table_name(&name)
-                .point_in_time_recovery_specification(
-                    PointInTimeRecoverySpecification::builder()
-                        .point_in_time_recovery_enabled(true)
-                        .build()
-                        .map_err(|e| ResourceError::new("Internal", e.to_string()))?,
-                )
-                .send()
-                .await
-                .aws("dynamodb:UpdateContinuousBackups")?;
+            let pitr = PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .map_err(|e| ResourceError::new("Internal", e.to_string()))?;
+            ctx.retry_while_propagating(&catalogue::DYNAMODB_BACKUPS, &format!("table {name}"), || {
+                ddb.update_continuous_backups()
+                    .table_name(&name)
+                    .point_in_time_recovery_specification(pitr.clone())
+                    .send()
+                    .map(|r| r.aws("dynamodb:UpdateContinuousBackups"))
+            })
+            .await?;
         }
         let missing: Vec<Tag> =
             tags.into_iter().filter(|t| o.tags.get(t.key()) != Some(&t.value().to_string())).collect();
@@ -304,8 +334,10 @@ impl Resource for TransactionsTable {
             .await
             .aws("dynamodb:DeleteTable")
             .ok_if_not_found()?;
-        ctx.wait(&format!("table {name} to be deleted"), ctx.waits.eventual_consistency, || async {
-            Ok(if describe(ctx).await?.is_none() { Poll::Ready(()) } else { Poll::NotYet("still deleting".into()) })
+        ctx.until_gone(&format!("table {name}"), ctx.waits.table, || async {
+            Ok(describe(ctx)
+                .await?
+                .map(|t| format!("status {}", t.table_status().map(|s| s.as_str()).unwrap_or("unknown"))))
         })
         .await
     }

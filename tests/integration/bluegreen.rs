@@ -246,7 +246,11 @@ fn destroy_waits_for_the_functions_interfaces_deleting_the_rest_meanwhile() {
     let run = acct.run(&["destroy", "--suffix", "qa", "--yes", "--max-wait", "3"]);
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(run.stderr.contains("network.function-interfaces") && run.stderr.contains(&held), "{}", run.stderr);
-    assert!(run.stderr.contains("waiting for Lambda to release"), "visible progress: {}", run.stderr);
+    assert!(
+        run.stderr.contains("waiting for the functions' network interfaces (Lambda releases them) to be gone"),
+        "visible progress: {}",
+        run.stderr
+    );
     let left = super::readback::inventory(&acct, "qa");
     assert!(left["function"].is_empty() && left["rest-api"].is_empty() && left["table"].is_empty(), "{left:?}");
     assert_eq!(left["subnet"].len(), 9, "subnets wait for the interfaces");

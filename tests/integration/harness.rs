@@ -164,6 +164,10 @@ struct ProxyState {
     injected: Vec<(Call, Fault)>,
     /// "Still working": how many more responses of an action to rewrite into a pending state.
     pending: std::collections::HashMap<String, u32>,
+    /// "Not yet": AWS errors to answer instead of forwarding, each a given number of times.
+    answers: Vec<Answer>,
+    /// Every call answered from `answers`, with the code it got.
+    answered: Vec<(Call, String)>,
     /// Requests forwarded to the emulator and not yet answered.
     in_flight: usize,
 }
@@ -278,6 +282,47 @@ impl Proxy {
     }
 }
 
+/// An AWS error the proxy answers to the first `times` requests of a call that name a resource:
+/// what AWS says while a change it has accepted has not propagated yet.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The call as recorded, or its beginning: "lambda:POST /2015-03-31/functions", "ec2:CreateRoute".
+    pub call: String,
+    /// A string the request's path or body must contain (a name, an id); empty matches any.
+    pub naming: String,
+    pub times: u32,
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Answer {
+    pub fn new(call: &str, naming: &str, times: u32, status: u16, code: &str, message: &str) -> Answer {
+        Answer { call: call.into(), naming: naming.into(), times, status, code: code.into(), message: message.into() }
+    }
+}
+
+impl Proxy {
+    /// Answers matching requests with `answer`'s error, `answer.times` times (then they pass).
+    pub fn answer(&self, answer: Answer) {
+        self.state.lock().unwrap().answers.push(answer);
+    }
+
+    /// Stops answering with injected errors.
+    pub fn clear_answers(&self) {
+        self.state.lock().unwrap().answers.clear();
+    }
+
+    pub fn clear_answered(&self) {
+        self.state.lock().unwrap().answered.clear();
+    }
+
+    /// The calls answered with an injected error, and the code each got.
+    pub fn answered(&self) -> Vec<(Call, String)> {
+        self.state.lock().unwrap().answered.clone()
+    }
+}
+
 /// Body of an AWS error in the request's protocol: JSON (X-Amz-Target), the EC2 query dialect,
 /// the generic query dialect (STS), or S3's REST-XML.
 fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>> {
@@ -296,7 +341,17 @@ fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>
             (500, "InternalError", "We encountered an internal error. Please try again.")
         }
     };
-    let (content_type, body) = if json {
+    error_response(status, code, message, call, json)
+}
+
+/// An AWS error as the service sends it: JSON with `__type` (X-Amz-Target protocols), REST-JSON
+/// with the `x-amzn-ErrorType` header (Lambda, API Gateway), EC2's `<Response><Errors>`, the
+/// query protocols' `<ErrorResponse>` (IAM, RDS, SNS, STS), or S3's `<Error>`.
+fn error_response(status: u16, code: &str, message: &str, call: &Call, json: bool) -> Response<Full<Bytes>> {
+    let rest_json = call.0.starts_with("lambda:") || call.0.starts_with("apigateway:");
+    let (content_type, body) = if rest_json {
+        ("application/json", format!(r#"{{"Type":"User","message":"{message}"}}"#))
+    } else if json {
         ("application/x-amz-json-1.1", format!(r#"{{"__type":"{code}","message":"{message}"}}"#))
     } else if call.0.starts_with("ec2:") {
         ("text/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-injected</RequestID></Response>"))
@@ -306,7 +361,7 @@ fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>
         ("text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-injected</RequestId></ErrorResponse>"))
     };
     let mut resp = Response::builder().status(status).header("content-type", content_type);
-    if json {
+    if json || rest_json {
         resp = resp.header("x-amzn-errortype", code);
     }
     resp.body(Full::new(Bytes::from(body))).expect("fault response")
@@ -324,7 +379,7 @@ async fn forward(
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let service = service_of(parts.headers.get("authorization").and_then(|v| v.to_str().ok()));
     let call = action_of(&service, target, &body, parts.method.as_str(), parts.uri.path());
-    let (delay, fault) = {
+    let (delay, fault, answer) = {
         let mut st = state.lock().unwrap();
         st.calls.push(call.clone());
         let fault = st.faults.as_mut().and_then(|f| {
@@ -333,10 +388,25 @@ async fn forward(
         if let Some(fault) = fault {
             st.injected.push((call.clone(), fault));
         }
-        (st.delay, fault)
+        let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
+        let answer =
+            st.answers.iter_mut().find(|a| a.times > 0 && call.0.starts_with(&a.call) && text.contains(&a.naming)).map(
+                |a| {
+                    a.times -= 1;
+                    a.clone()
+                },
+            );
+        if let Some(a) = &answer {
+            st.answered.push((call.clone(), a.code.clone()));
+        }
+        (st.delay, fault.filter(|_| answer.is_none()), answer)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    let json = target.is_some() || matches!(service.as_str(), "lambda" | "apigateway");
+    if let Some(a) = answer {
+        return Ok(error_response(a.status, &a.code, &a.message, &call, json));
     }
     match fault {
         Some(Fault::Reset) => {

@@ -14,6 +14,7 @@ mod lambda;
 mod network;
 mod packaging;
 mod postgres;
+mod propagation;
 mod readback;
 mod resilience;
 mod rotation;

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
+pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
     let inv = inventory(acct, suffix);
     let want = [
         ("vpc", 1),
@@ -185,7 +185,7 @@ fn a_creating_aurora_cluster_and_its_instances_are_waited_for_visibly() {
     acct.proxy.set_pending("DescribeDBInstances", 3);
     let run = acct.ok(&["up", "--suffix", "qa"]);
     assert!(
-        run.stderr.contains("waiting for Aurora cluster payment-db-qa to become available: status creating"),
+        run.stderr.contains("waiting for Aurora cluster payment-db-qa to be ready: status creating"),
         "{}",
         run.stderr
     );

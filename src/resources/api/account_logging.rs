@@ -10,14 +10,15 @@
 //!   still tapctl's and no REST API is left in the region that could be logging through it —
 //!   so the last stack to go takes it, and a stack never pulls it from under another.
 
-use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
+use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::tag;
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 use aws_sdk_iam::types::Tag;
+use futures::FutureExt;
 use serde_json::json;
 
 pub struct AccountLogging;
@@ -127,8 +128,7 @@ impl Resource for AccountLogging {
                     .iter()
                     .filter_map(|(k, v)| Tag::builder().key(*k).value(*v).build().ok())
                     .collect();
-                match iam
-                    .create_role()
+                iam.create_role()
                     .role_name(&name)
                     .description("API Gateway writes access and execution logs to CloudWatch (account-wide setting)")
                     .assume_role_policy_document(trust.to_string())
@@ -136,34 +136,19 @@ impl Resource for AccountLogging {
                     .send()
                     .await
                     .aws("iam:CreateRole")
-                {
-                    Ok(_) => {}
-                    Err(e) if e.code_is("EntityAlreadyExists") => {}
-                    Err(e) => return Err(e.into()),
-                }
+                    .ok_if_exists()?;
                 our_role(ctx).await?.unwrap_or_default()
             }
         };
         iam.attach_role_policy().role_name(&name).policy_arn(PUSH_TO_LOGS).send().await.aws("iam:AttachRolePolicy")?;
         // API Gateway checks that it can assume the role; a new role takes a few seconds to be.
         let apigw = &ctx.clients.apigateway;
-        ctx.wait(&format!("role {name} to become assumable by API Gateway"), ctx.waits.eventual_consistency, || {
-            let arn = arn.clone();
-            async move {
-                match apigw
-                    .update_account()
-                    .patch_operations(set_account_role(&arn))
-                    .send()
-                    .await
-                    .aws("apigateway:UpdateAccount")
-                {
-                    Ok(_) => Ok(Poll::Ready(())),
-                    Err(e) if e.code_is("BadRequestException") && e.message.contains("role") => {
-                        Ok(Poll::NotYet(e.message))
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
+        ctx.retry_while_propagating(&catalogue::APIGATEWAY_ACCOUNT_ROLE, &format!("role {name}"), || {
+            apigw
+                .update_account()
+                .patch_operations(set_account_role(&arn))
+                .send()
+                .map(|r| r.aws("apigateway:UpdateAccount"))
         })
         .await?;
         o.account_role = Some(arn.clone());

@@ -16,11 +16,13 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
+use futures::FutureExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -625,14 +627,16 @@ impl Resource for RestApi {
         let wanted = StageSettings::wanted(ctx);
         if o.stage.as_ref().map(|s| &s.settings) != Some(&wanted) {
             ctx.progress.step(&format!("setting logging, tracing, metrics and throttling of stage {STAGE}"));
-            apigw
-                .update_stage()
-                .rest_api_id(&api_id)
-                .stage_name(STAGE)
-                .set_patch_operations(Some(wanted.patches()))
-                .send()
-                .await
-                .aws("apigateway:UpdateStage")?;
+            ctx.retry_while_propagating(&catalogue::APIGATEWAY_STAGE_LOGGING, "the account's CloudWatch role", || {
+                apigw
+                    .update_stage()
+                    .rest_api_id(&api_id)
+                    .stage_name(STAGE)
+                    .set_patch_operations(Some(wanted.patches()))
+                    .send()
+                    .map(|r| r.aws("apigateway:UpdateStage"))
+            })
+            .await?;
         }
         if let Some(s) = &o.stage {
             if !names_a_colour(&s.variables) {

@@ -9,7 +9,7 @@
 
 use super::{ensure_tags, rds_tags, tags_of, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
+use crate::resources::retry::Readiness;
 use crate::resources::{kms, network, secrets, Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -43,12 +43,16 @@ async fn describe(ctx: &Ctx) -> Result<Option<DbCluster>> {
 
 async fn wait_available(ctx: &Ctx) -> Result<DbCluster> {
     let id = ctx.names.db_cluster();
-    ctx.wait(&format!("Aurora cluster {id} to become available"), ctx.waits.database, || async {
-        match describe(ctx).await? {
-            Some(c) if c.status() == Some("available") => Ok(Poll::Ready(c)),
-            Some(c) => Ok(Poll::NotYet(format!("status {}", c.status().unwrap_or("unknown")))),
-            None => Ok(Poll::NotYet("not visible yet".into())),
-        }
+    ctx.until_ready(&format!("Aurora cluster {id}"), ctx.waits.database, || async {
+        Ok(match describe(ctx).await? {
+            Some(c) => match super::readiness(c.status()) {
+                Readiness::Ready(()) => Readiness::Ready(c),
+                Readiness::Pending(s) => Readiness::Pending(s),
+                Readiness::Failed(s) => Readiness::Failed(s),
+                Readiness::Absent => Readiness::Absent,
+            },
+            None => Readiness::Absent,
+        })
     })
     .await
 }
@@ -258,11 +262,8 @@ impl Resource for AuroraCluster {
             .await
             .aws("rds:DeleteDBCluster")
             .ok_if_not_found()?;
-        ctx.wait(&format!("Aurora cluster {id} to be deleted"), ctx.waits.database, || async {
-            Ok(match describe(ctx).await? {
-                None => Poll::Ready(()),
-                Some(c) => Poll::NotYet(format!("status {}", c.status().unwrap_or("unknown"))),
-            })
+        ctx.until_gone(&format!("Aurora cluster {id}"), ctx.waits.database, || async {
+            Ok(describe(ctx).await?.map(|c| format!("status {}", c.status().unwrap_or("unknown"))))
         })
         .await
     }

@@ -4,7 +4,7 @@
 
 use super::{rds_tags, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
+use crate::resources::retry::Readiness;
 use crate::resources::{list, network, Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
@@ -45,20 +45,33 @@ async fn describe(ctx: &Ctx) -> Result<BTreeMap<String, DbInstance>> {
         .collect())
 }
 
-/// Waits until every instance in `ids` is available (`present`) or gone (not `present`).
-async fn wait_for(ctx: &Ctx, ids: &[String], present: bool) -> Result<()> {
-    let what = if present { "to become available" } else { "to be deleted" };
-    ctx.wait(&format!("Aurora instances {} {what}", ids.join(", ")), ctx.waits.database, || async {
+/// Waits until every instance in `ids` is available.
+async fn until_available(ctx: &Ctx, ids: &[String]) -> Result<()> {
+    ctx.until_ready(&format!("Aurora instances {}", ids.join(", ")), ctx.waits.database, || async {
         let now = describe(ctx).await?;
-        let pending: Vec<String> = ids
+        let mut pending = Vec::new();
+        for id in ids {
+            match now.get(id).map(|i| super::readiness(i.db_instance_status())) {
+                Some(Readiness::Ready(())) => {}
+                Some(Readiness::Pending(s)) => pending.push(format!("{id}: {s}")),
+                Some(Readiness::Failed(s)) => return Ok(Readiness::Failed(format!("{id}: {s}"))),
+                Some(Readiness::Absent) | None => return Ok(Readiness::Absent),
+            }
+        }
+        Ok(if pending.is_empty() { Readiness::Ready(()) } else { Readiness::Pending(pending.join(", ")) })
+    })
+    .await
+}
+
+/// Waits until none of the instances in `ids` exists any more.
+async fn until_gone(ctx: &Ctx, ids: &[String]) -> Result<()> {
+    ctx.until_gone(&format!("Aurora instances {}", ids.join(", ")), ctx.waits.database, || async {
+        let now = describe(ctx).await?;
+        let left: Vec<String> = ids
             .iter()
-            .filter(|id| match now.get(*id) {
-                Some(i) => !present || i.db_instance_status() != Some("available"),
-                None => present,
-            })
-            .map(|id| format!("{id}: {}", now.get(id).and_then(|i| i.db_instance_status()).unwrap_or("absent")))
+            .filter_map(|id| now.get(id).map(|i| format!("{id}: {}", i.db_instance_status().unwrap_or("unknown"))))
             .collect();
-        Ok(if pending.is_empty() { Poll::Ready(()) } else { Poll::NotYet(pending.join(", ")) })
+        Ok((!left.is_empty()).then(|| left.join(", ")))
     })
     .await
 }
@@ -143,7 +156,7 @@ impl Resource for AuroraInstances {
             }
         }
         if !touched.is_empty() {
-            wait_for(ctx, &touched, true).await?;
+            until_available(ctx, &touched).await?;
         }
         let extra: Vec<String> =
             o.instances.keys().filter(|id| !want.iter().any(|(w, _, _)| w == *id)).cloned().collect();
@@ -157,7 +170,7 @@ impl Resource for AuroraInstances {
                 .ok_if_not_found()?;
         }
         if !extra.is_empty() {
-            wait_for(ctx, &extra, false).await?;
+            until_gone(ctx, &extra).await?;
         }
         o.instances = describe(ctx).await?;
         Ok(self.outputs(ctx, &o))
@@ -176,6 +189,6 @@ impl Resource for AuroraInstances {
                 .aws("rds:DeleteDBInstance")
                 .ok_if_not_found()?;
         }
-        wait_for(ctx, &ids, false).await
+        until_gone(ctx, &ids).await
     }
 }

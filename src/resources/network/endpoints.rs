@@ -3,10 +3,12 @@
 
 use super::{describe_missing_tags, ensure_tags, is_owned, member_of, missing_tags, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag, VpcEndpoint, VpcEndpointType};
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -154,16 +156,23 @@ impl Resource for GatewayEndpoints {
             match fix {
                 Fix::Create(service) => {
                     let private_rt = ctx.input(super::route_tables::ID, "private_route_table_id")?;
-                    let out = ec2
-                        .create_vpc_endpoint()
-                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
-                        .vpc_endpoint_type(VpcEndpointType::Gateway)
-                        .service_name(service_name(ctx, service))
-                        .route_table_ids(&private_rt)
-                        .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &wanted_tags(ctx, service)))
-                        .send()
-                        .await
-                        .aws("ec2:CreateVpcEndpoint")?;
+                    let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                    let out = ctx
+                        .retry_while_propagating(
+                            &catalogue::EC2_NEW_RESOURCE,
+                            &format!("VPC {vpc_id}, route table {private_rt}"),
+                            || {
+                                ec2.create_vpc_endpoint()
+                                    .vpc_id(&vpc_id)
+                                    .vpc_endpoint_type(VpcEndpointType::Gateway)
+                                    .service_name(service_name(ctx, service))
+                                    .route_table_ids(&private_rt)
+                                    .tag_specifications(tag_spec(ResourceType::VpcEndpoint, &wanted_tags(ctx, service)))
+                                    .send()
+                                    .map(|r| r.aws("ec2:CreateVpcEndpoint"))
+                            },
+                        )
+                        .await?;
                     let e = out
                         .vpc_endpoint()
                         .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateVpcEndpoint returned no endpoint"))?;

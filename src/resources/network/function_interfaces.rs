@@ -8,7 +8,6 @@
 //! An interface Lambda left detached ("available") is deleted here rather than waited for.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
 use crate::names::tag;
 use crate::resources::network::filter;
 use crate::resources::{list, Change, Ctx, Resource, Result};
@@ -105,28 +104,28 @@ impl Resource for FunctionInterfaces {
 
     async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
         let ec2 = &ctx.clients.ec2;
-        ctx.wait("Lambda to release the functions' network interfaces", ctx.waits.network_interfaces, || async move {
-            let held = interfaces(ctx).await?;
-            let mut in_use = Vec::new();
-            for i in &held {
-                if i.status == "available" && i.description.starts_with(LAMBDA_DESCRIPTION) {
-                    ctx.progress.step(&format!("deleting detached Lambda interface {}", i.id));
-                    ec2.delete_network_interface()
-                        .network_interface_id(&i.id)
-                        .send()
-                        .await
-                        .aws("ec2:DeleteNetworkInterface")
-                        .ok_if_not_found()?;
-                } else {
-                    in_use.push(format!("{} ({})", i.id, i.status));
+        ctx.until_gone(
+            "the functions' network interfaces (Lambda releases them)",
+            ctx.waits.network_interfaces,
+            || async move {
+                let held = interfaces(ctx).await?;
+                let mut in_use = Vec::new();
+                for i in &held {
+                    if i.status == "available" && i.description.starts_with(LAMBDA_DESCRIPTION) {
+                        ctx.progress.step(&format!("deleting detached Lambda interface {}", i.id));
+                        ec2.delete_network_interface()
+                            .network_interface_id(&i.id)
+                            .send()
+                            .await
+                            .aws("ec2:DeleteNetworkInterface")
+                            .ok_if_not_found()?;
+                    } else {
+                        in_use.push(format!("{} ({})", i.id, i.status));
+                    }
                 }
-            }
-            Ok(if in_use.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::NotYet(format!("{} still held: {}", in_use.len(), in_use.join(", ")))
-            })
-        })
+                Ok((!in_use.is_empty()).then(|| format!("{} still held: {}", in_use.len(), in_use.join(", "))))
+            },
+        )
         .await
     }
 }

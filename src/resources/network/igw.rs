@@ -2,10 +2,12 @@
 
 use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway, ResourceType, Tag};
+use futures::FutureExt;
 use serde_json::json;
 
 pub struct InternetGatewayNode;
@@ -103,12 +105,18 @@ impl Resource for InternetGatewayNode {
         };
         if !o.attached_to.contains(&vpc_id) {
             ctx.progress.step(&format!("attaching {} to {vpc_id}", o.id));
-            ec2.attach_internet_gateway()
-                .internet_gateway_id(&o.id)
-                .vpc_id(&vpc_id)
-                .send()
-                .await
-                .aws("ec2:AttachInternetGateway")?;
+            ctx.retry_while_propagating(
+                &catalogue::EC2_NEW_RESOURCE,
+                &format!("internet gateway {}, VPC {vpc_id}", o.id),
+                || {
+                    ec2.attach_internet_gateway()
+                        .internet_gateway_id(&o.id)
+                        .vpc_id(&vpc_id)
+                        .send()
+                        .map(|r| r.aws("ec2:AttachInternetGateway"))
+                },
+            )
+            .await?;
         }
         ensure_tags(ctx, &o.id, &missing_tags(&o.tags, &tags)).await?;
         Ok(self.outputs(ctx, &o))

@@ -15,7 +15,9 @@ pub mod vpc;
 use super::{Ctx, Result};
 use crate::aws::AwsResultExt;
 use crate::names::tag;
+use crate::resources::retry::catalogue;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use futures::FutureExt;
 use std::collections::BTreeMap;
 
 pub fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
@@ -73,7 +75,17 @@ pub async fn ensure_tags(ctx: &Ctx, id: &str, missing: &[(String, String)]) -> R
     if missing.is_empty() {
         return Ok(());
     }
-    ctx.clients.ec2.create_tags().resources(id).set_tags(Some(ec2_tags(missing))).send().await.aws("ec2:CreateTags")?;
+    // terraform `ec2/tags.go::createTags`: tagging retries while the resource is not visible yet.
+    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, id, || {
+        ctx.clients
+            .ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(ec2_tags(missing)))
+            .send()
+            .map(|r| r.aws("ec2:CreateTags"))
+    })
+    .await?;
     Ok(())
 }
 

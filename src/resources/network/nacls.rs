@@ -5,10 +5,12 @@
 use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -281,16 +283,17 @@ impl Resource for NetworkAcls {
             ctx.progress.step(&fix.describe());
             match fix {
                 Fix::CreateAcl(tier) => {
-                    let out = ec2
-                        .create_network_acl()
-                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
-                        .tag_specifications(tag_spec(
-                            ResourceType::NetworkAcl,
-                            &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))),
-                        ))
-                        .send()
-                        .await
-                        .aws("ec2:CreateNetworkAcl")?;
+                    let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                    let tags = ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier)));
+                    let out = ctx
+                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                            ec2.create_network_acl()
+                                .vpc_id(&vpc_id)
+                                .tag_specifications(tag_spec(ResourceType::NetworkAcl, &tags))
+                                .send()
+                                .map(|r| r.aws("ec2:CreateNetworkAcl"))
+                        })
+                        .await?;
                     let acl = out
                         .network_acl()
                         .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL"))?;
@@ -301,29 +304,41 @@ impl Resource for NetworkAcls {
                     let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
                     let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
                     if replace {
-                        ec2.replace_network_acl_entry()
-                            .network_acl_id(acl)
-                            .rule_number(entry.number)
-                            .egress(entry.egress)
-                            .protocol(&entry.protocol)
-                            .rule_action(action)
-                            .cidr_block(&entry.cidr)
-                            .set_port_range(ports)
-                            .send()
-                            .await
-                            .aws("ec2:ReplaceNetworkAclEntry")?;
+                        ctx.retry_while_propagating(
+                            &catalogue::EC2_NEW_RESOURCE,
+                            &format!("network ACL {acl}"),
+                            || {
+                                ec2.replace_network_acl_entry()
+                                    .network_acl_id(acl)
+                                    .rule_number(entry.number)
+                                    .egress(entry.egress)
+                                    .protocol(&entry.protocol)
+                                    .rule_action(action.clone())
+                                    .cidr_block(&entry.cidr)
+                                    .set_port_range(ports.clone())
+                                    .send()
+                                    .map(|r| r.aws("ec2:ReplaceNetworkAclEntry"))
+                            },
+                        )
+                        .await?;
                     } else {
-                        ec2.create_network_acl_entry()
-                            .network_acl_id(acl)
-                            .rule_number(entry.number)
-                            .egress(entry.egress)
-                            .protocol(&entry.protocol)
-                            .rule_action(action)
-                            .cidr_block(&entry.cidr)
-                            .set_port_range(ports)
-                            .send()
-                            .await
-                            .aws("ec2:CreateNetworkAclEntry")?;
+                        ctx.retry_while_propagating(
+                            &catalogue::EC2_NEW_RESOURCE,
+                            &format!("network ACL {acl}"),
+                            || {
+                                ec2.create_network_acl_entry()
+                                    .network_acl_id(acl)
+                                    .rule_number(entry.number)
+                                    .egress(entry.egress)
+                                    .protocol(&entry.protocol)
+                                    .rule_action(action.clone())
+                                    .cidr_block(&entry.cidr)
+                                    .set_port_range(ports.clone())
+                                    .send()
+                                    .map(|r| r.aws("ec2:CreateNetworkAclEntry"))
+                            },
+                        )
+                        .await?;
                     }
                 }
                 Fix::DeleteEntry { tier, egress, number } => {

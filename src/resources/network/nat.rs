@@ -4,12 +4,13 @@
 
 use super::{describe_missing_tags, ensure_tags, is_owned, missing_tags, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::engine::wait::Poll;
 use crate::names::Tier;
+use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NatGateway, NatGatewayState, ResourceType, Tag};
+use futures::FutureExt;
 use serde_json::json;
 
 pub struct NatGatewayNode;
@@ -52,21 +53,24 @@ async fn describe(ctx: &Ctx, id: &str) -> Result<Option<NatGateway>> {
     Ok(out.and_then(|o| o.nat_gateways().first().cloned()))
 }
 
-async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
-    ctx.wait(&format!("NAT gateway {id} to become available"), ctx.waits.nat_gateway, || async move {
-        let g = describe(ctx, id).await?;
-        match g.as_ref().and_then(|g| g.state()) {
-            Some(NatGatewayState::Available) => Ok(Poll::Ready(())),
-            Some(NatGatewayState::Failed) => Err(ResourceError::new(
-                "NatGatewayFailed",
-                format!(
-                    "NAT gateway {id} failed: {}",
-                    g.as_ref().and_then(|g| g.failure_message()).unwrap_or("no reason given")
-                ),
-            )),
-            Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
-            None => Ok(Poll::NotYet("not visible yet".into())),
+/// NAT gateway states (API NatGateway.State): available is ready; failed and anything on its
+/// way out ends the wait; a state this build does not know is not ready.
+fn readiness(g: &NatGateway) -> Readiness<()> {
+    match g.state() {
+        Some(NatGatewayState::Available) => Readiness::Ready(()),
+        Some(NatGatewayState::Pending) => Readiness::Pending("state pending".into()),
+        Some(NatGatewayState::Failed) => Readiness::Failed(g.failure_message().unwrap_or("no reason given").into()),
+        Some(s @ (NatGatewayState::Deleting | NatGatewayState::Deleted)) => {
+            Readiness::Failed(format!("state {}: it is being deleted", s.as_str()))
         }
+        Some(other) => Readiness::Pending(format!("state {}", other.as_str())),
+        None => Readiness::Pending("no state reported".into()),
+    }
+}
+
+async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
+    ctx.until_ready(&format!("NAT gateway {id}"), ctx.waits.nat_gateway, || async move {
+        Ok(describe(ctx, id).await?.map_or(Readiness::Absent, |g| readiness(&g)))
     })
     .await
 }
@@ -147,15 +151,21 @@ impl Resource for NatGatewayNode {
                 // own retries. A fixed one would make AWS hand back a deleted gateway after an
                 // out-of-band delete. A run killed mid-create is covered by the tags instead.
                 let out = ctx
-                    .clients
-                    .ec2
-                    .create_nat_gateway()
-                    .subnet_id(&subnet)
-                    .allocation_id(&eip)
-                    .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
-                    .send()
-                    .await
-                    .aws("ec2:CreateNatGateway")?;
+                    .retry_while_propagating(
+                        &catalogue::EC2_NEW_RESOURCE,
+                        &format!("subnet {subnet}, address {eip}"),
+                        || {
+                            ctx.clients
+                                .ec2
+                                .create_nat_gateway()
+                                .subnet_id(&subnet)
+                                .allocation_id(&eip)
+                                .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
+                                .send()
+                                .map(|r| r.aws("ec2:CreateNatGateway"))
+                        },
+                    )
+                    .await?;
                 let created = out
                     .nat_gateway()
                     .map(from_ec2)
@@ -183,11 +193,11 @@ impl Resource for NatGatewayNode {
             .ok_if_not_found()?;
         // The Elastic IP cannot be released until the gateway is fully gone.
         let id = o.id.as_str();
-        ctx.wait(&format!("NAT gateway {id} to be deleted"), ctx.waits.nat_gateway, || async move {
-            match describe(ctx, id).await?.and_then(|g| g.state().cloned()) {
-                None | Some(NatGatewayState::Deleted) | Some(NatGatewayState::Failed) => Ok(Poll::Ready(())),
-                Some(s) => Ok(Poll::NotYet(format!("state {}", s.as_str()))),
-            }
+        ctx.until_gone(&format!("NAT gateway {id}"), ctx.waits.nat_gateway, || async move {
+            Ok(match describe(ctx, id).await?.and_then(|g| g.state().cloned()) {
+                None | Some(NatGatewayState::Deleted | NatGatewayState::Failed) => None,
+                Some(s) => Some(format!("state {}", s.as_str())),
+            })
         })
         .await
     }

@@ -8,10 +8,12 @@
 use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable, Tag};
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -252,13 +254,16 @@ impl Resource for RouteTables {
             ctx.progress.step(&fix.describe());
             match fix {
                 Fix::CreateTable(tier) => {
-                    let out = ec2
-                        .create_route_table()
-                        .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
-                        .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
-                        .send()
-                        .await
-                        .aws("ec2:CreateRouteTable")?;
+                    let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                    let out = ctx
+                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                            ec2.create_route_table()
+                                .vpc_id(&vpc_id)
+                                .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
+                                .send()
+                                .map(|r| r.aws("ec2:CreateRouteTable"))
+                        })
+                        .await?;
                     if let Some(t) = out.route_table() {
                         o.tables.insert(tier, from_ec2(t));
                     }
@@ -267,19 +272,37 @@ impl Resource for RouteTables {
                     let table = o.tables[&tier].id.clone();
                     let replace = o.tables[&tier].routes.contains_key(&dest);
                     if replace {
-                        let mut call = ec2.replace_route().route_table_id(&table).destination_cidr_block(&dest);
-                        call = match &target {
-                            Target::Nat(n) => call.nat_gateway_id(n),
-                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                        };
-                        call.send().await.aws("ec2:ReplaceRoute")?;
+                        // The route table, NAT or internet gateway may have been made moments ago.
+                        ctx.retry_while_propagating(
+                            &catalogue::EC2_NEW_RESOURCE,
+                            &format!("route table {table}"),
+                            || {
+                                let call = ec2.replace_route().route_table_id(&table).destination_cidr_block(&dest);
+                                match &target {
+                                    Target::Nat(n) => call.nat_gateway_id(n),
+                                    Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                                }
+                                .send()
+                                .map(|r| r.aws("ec2:ReplaceRoute"))
+                            },
+                        )
+                        .await?;
                     } else {
-                        let mut call = ec2.create_route().route_table_id(&table).destination_cidr_block(&dest);
-                        call = match &target {
-                            Target::Nat(n) => call.nat_gateway_id(n),
-                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                        };
-                        call.send().await.aws("ec2:CreateRoute")?;
+                        // The route table, NAT or internet gateway may have been made moments ago.
+                        ctx.retry_while_propagating(
+                            &catalogue::EC2_NEW_RESOURCE,
+                            &format!("route table {table}"),
+                            || {
+                                let call = ec2.create_route().route_table_id(&table).destination_cidr_block(&dest);
+                                match &target {
+                                    Target::Nat(n) => call.nat_gateway_id(n),
+                                    Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                                }
+                                .send()
+                                .map(|r| r.aws("ec2:CreateRoute"))
+                            },
+                        )
+                        .await?;
                     }
                 }
                 Fix::DeleteRoute { tier, dest } => {
@@ -292,20 +315,24 @@ impl Resource for RouteTables {
                         .ok_if_not_found()?;
                 }
                 Fix::Associate { tier, subnet } => {
-                    ec2.associate_route_table()
-                        .route_table_id(&o.tables[&tier].id)
-                        .subnet_id(&subnet)
-                        .send()
-                        .await
-                        .aws("ec2:AssociateRouteTable")?;
+                    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("subnet {subnet}"), || {
+                        ec2.associate_route_table()
+                            .route_table_id(&o.tables[&tier].id)
+                            .subnet_id(&subnet)
+                            .send()
+                            .map(|r| r.aws("ec2:AssociateRouteTable"))
+                    })
+                    .await?;
                 }
                 Fix::Reassociate { tier, association, .. } => {
-                    ec2.replace_route_table_association()
-                        .association_id(&association)
-                        .route_table_id(&o.tables[&tier].id)
-                        .send()
-                        .await
-                        .aws("ec2:ReplaceRouteTableAssociation")?;
+                    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, "a new route table", || {
+                        ec2.replace_route_table_association()
+                            .association_id(&association)
+                            .route_table_id(&o.tables[&tier].id)
+                            .send()
+                            .map(|r| r.aws("ec2:ReplaceRouteTableAssociation"))
+                    })
+                    .await?;
                 }
                 Fix::Tags { tier, missing } => ensure_tags(ctx, &o.tables[&tier].id, &missing).await?,
             }

@@ -4,11 +4,13 @@
 //! allow-all egress rule is removed.
 
 use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
-use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -231,18 +233,19 @@ impl Resource for SecurityGroups {
                         } else {
                             "Aurora PostgreSQL: 5432 from the payment functions only"
                         };
-                        let out = ec2
-                            .create_security_group()
-                            .group_name(name(ctx, m))
-                            .description(description)
-                            .vpc_id(ctx.input(super::vpc::ID, "vpc_id")?)
-                            .tag_specifications(tag_spec(
-                                ResourceType::SecurityGroup,
-                                &ctx.tags(Some(m), Some(&name(ctx, m))),
-                            ))
-                            .send()
-                            .await
-                            .aws("ec2:CreateSecurityGroup")?;
+                        let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                        let tags = ctx.tags(Some(m), Some(&name(ctx, m)));
+                        let out = ctx
+                            .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                                ec2.create_security_group()
+                                    .group_name(name(ctx, m))
+                                    .description(description)
+                                    .vpc_id(&vpc_id)
+                                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, &tags))
+                                    .send()
+                                    .map(|r| r.aws("ec2:CreateSecurityGroup"))
+                            })
+                            .await?;
                         let id = out
                             .group_id()
                             .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateSecurityGroup returned no id"))?;
@@ -263,26 +266,38 @@ impl Resource for SecurityGroups {
                     Fix::Authorize(m, rule) => {
                         let id = &o.groups[m].id;
                         if rule.egress {
-                            ec2.authorize_security_group_egress()
-                                .group_id(id)
-                                .ip_permissions(rule.permission())
-                                .send()
-                                .await
-                                .aws("ec2:AuthorizeSecurityGroupEgress")?;
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("security group {id}"),
+                                || {
+                                    ec2.authorize_security_group_egress()
+                                        .group_id(id)
+                                        .ip_permissions(rule.permission())
+                                        .send()
+                                        .map(|r| r.aws("ec2:AuthorizeSecurityGroupEgress"))
+                                },
+                            )
+                            .await?;
                         } else {
-                            ec2.authorize_security_group_ingress()
-                                .group_id(id)
-                                .ip_permissions(rule.permission())
-                                .send()
-                                .await
-                                .aws("ec2:AuthorizeSecurityGroupIngress")?;
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("security group {id}"),
+                                || {
+                                    ec2.authorize_security_group_ingress()
+                                        .group_id(id)
+                                        .ip_permissions(rule.permission())
+                                        .send()
+                                        .map(|r| r.aws("ec2:AuthorizeSecurityGroupIngress"))
+                                },
+                            )
+                            .await?;
                         }
                         if let Some(g) = o.groups.get_mut(m) {
                             g.rules.push(rule);
                         }
                     }
                     Fix::Revoke(m, rule) => {
-                        revoke(ctx, &o.groups[m].id, &rule).await?;
+                        revoke(ctx, &o.groups[m].id, &rule, Gone::MayBeNew).await?;
                         if let Some(g) = o.groups.get_mut(m) {
                             g.rules.retain(|r| *r != rule);
                         }
@@ -298,7 +313,7 @@ impl Resource for SecurityGroups {
         // The groups name each other: drop every rule first, or neither can be deleted.
         for g in o.groups.values() {
             for rule in &g.rules {
-                revoke(ctx, &g.id, rule).await?;
+                revoke(ctx, &g.id, rule, Gone::IsDone).await?;
             }
         }
         for (m, g) in &o.groups {
@@ -316,24 +331,40 @@ impl Resource for SecurityGroups {
     }
 }
 
-async fn revoke(ctx: &Ctx, group: &str, rule: &Rule) -> Result<()> {
+/// What an absent group means to a revoke.
+#[derive(Clone, Copy, PartialEq)]
+enum Gone {
+    /// Repairing: the group may have been made moments ago and not be visible to EC2 yet.
+    MayBeNew,
+    /// Destroying: a group already gone has no rules left to drop.
+    IsDone,
+}
+
+async fn revoke(ctx: &Ctx, group: &str, rule: &Rule, absent: Gone) -> Result<()> {
     let ec2 = &ctx.clients.ec2;
-    if rule.egress {
-        ec2.revoke_security_group_egress()
-            .group_id(group)
-            .ip_permissions(rule.permission())
-            .send()
-            .await
-            .aws("ec2:RevokeSecurityGroupEgress")
-            .ok_if_not_found()?;
-    } else {
-        ec2.revoke_security_group_ingress()
-            .group_id(group)
-            .ip_permissions(rule.permission())
-            .send()
-            .await
-            .aws("ec2:RevokeSecurityGroupIngress")
-            .ok_if_not_found()?;
-    }
-    Ok(())
+    // A rule already gone is done (and so is its group, when destroying).
+    let gone = |r: std::result::Result<(), AwsError>| match r {
+        Err(e) if e.code_is("InvalidPermission.NotFound") => Ok(()),
+        Err(e) if absent == Gone::IsDone && e.is_not_found() => Ok(()),
+        other => other,
+    };
+    let subject = format!("security group {group}");
+    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &subject, || {
+        if rule.egress {
+            ec2.revoke_security_group_egress()
+                .group_id(group)
+                .ip_permissions(rule.permission())
+                .send()
+                .map(|r| gone(r.aws("ec2:RevokeSecurityGroupEgress").map(|_| ())))
+                .boxed()
+        } else {
+            ec2.revoke_security_group_ingress()
+                .group_id(group)
+                .ip_permissions(rule.permission())
+                .send()
+                .map(|r| gone(r.aws("ec2:RevokeSecurityGroupIngress").map(|_| ())))
+                .boxed()
+        }
+    })
+    .await
 }

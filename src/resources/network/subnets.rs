@@ -6,10 +6,12 @@ use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_f
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::config::SubnetPlan;
 use crate::names::{Names, Tier};
+use crate::resources::retry::catalogue;
 use crate::resources::{list, Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag};
+use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -177,16 +179,18 @@ impl Resource for Subnets {
                 None => {
                     ctx.progress.step(&format!("creating subnet {m}"));
                     let out = ctx
-                        .clients
-                        .ec2
-                        .create_subnet()
-                        .vpc_id(&vpc_id)
-                        .cidr_block(plan.cidr.to_string())
-                        .availability_zone(&o.azs[plan.az_index])
-                        .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
-                        .send()
-                        .await
-                        .aws("ec2:CreateSubnet")?;
+                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                            ctx.clients
+                                .ec2
+                                .create_subnet()
+                                .vpc_id(&vpc_id)
+                                .cidr_block(plan.cidr.to_string())
+                                .availability_zone(&o.azs[plan.az_index])
+                                .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
+                                .send()
+                                .map(|r| r.aws("ec2:CreateSubnet"))
+                        })
+                        .await?;
                     if let Some(s) = out.subnet() {
                         o.subnets.insert(m, from_ec2(s));
                     }

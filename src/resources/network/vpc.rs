@@ -3,10 +3,12 @@
 
 use super::{describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::retry::catalogue;
 use crate::resources::{Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Tag, VpcAttributeName};
+use futures::FutureExt;
 use serde_json::json;
 
 pub struct Vpc;
@@ -124,20 +126,24 @@ impl Resource for Vpc {
         let on = || AttributeBooleanValue::builder().value(true).build();
         // AWS takes one attribute per ModifyVpcAttribute call.
         if !o.dns_support {
-            ec2.modify_vpc_attribute()
-                .vpc_id(&o.id)
-                .enable_dns_support(on())
-                .send()
-                .await
-                .aws("ec2:ModifyVpcAttribute")?;
+            ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {}", o.id), || {
+                ec2.modify_vpc_attribute()
+                    .vpc_id(&o.id)
+                    .enable_dns_support(on())
+                    .send()
+                    .map(|r| r.aws("ec2:ModifyVpcAttribute"))
+            })
+            .await?;
         }
         if !o.dns_hostnames {
-            ec2.modify_vpc_attribute()
-                .vpc_id(&o.id)
-                .enable_dns_hostnames(on())
-                .send()
-                .await
-                .aws("ec2:ModifyVpcAttribute")?;
+            ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {}", o.id), || {
+                ec2.modify_vpc_attribute()
+                    .vpc_id(&o.id)
+                    .enable_dns_hostnames(on())
+                    .send()
+                    .map(|r| r.aws("ec2:ModifyVpcAttribute"))
+            })
+            .await?;
         }
         ensure_tags(ctx, &o.id, &missing_tags(&o.tags, &tags)).await?;
         Ok(self.outputs(ctx, &o))
