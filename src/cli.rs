@@ -157,6 +157,26 @@ a colour whose aliases are missing, a shift towards a colour while a canary towa
 cargo-zigbuild (scripts/setup-tools installs it) against glibc 2.34 and writes target/lambda/<arch>/<function>.zip \
 and manifest.json. The same source gives byte-identical zips (the same CodeSha256). Needs no AWS credentials.")]
     Build(BuildArgs),
+
+    /// Print the stack's data-flow graph: what each resource reads, and what it is ordered after.
+    #[command(after_help = "Examples:\n  tapctl graph\n  tapctl graph --format dot | dot -Tsvg > stack.svg\n\n\
+Each resource's dependencies are derived from the outputs it reads (solid edges, labelled with the keys); \
+edges that only order things are dashed and labelled with their reason. Needs no AWS credentials.")]
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// One block per resource, dependencies first.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

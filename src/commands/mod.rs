@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::names::Names;
 use crate::package::Packages;
 use crate::remote_state::S3Store;
-use crate::resources::{Ctx, ResourceError, WaitLimits};
+use crate::resources::{Ctx, Input, ResourceError, WaitLimits};
 use crate::stack::{Stack, OPERATOR_OUTPUTS};
 use crate::state::{Outputs, State, StateStore};
 use std::collections::BTreeMap;
@@ -53,6 +53,15 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     if let Command::Build(args) = &cli.command {
         return build::run(args, cli.global.json);
     }
+    if let Command::Graph(args) = &cli.command {
+        let stack = crate::stack::Stack::payments();
+        let text = match args.format {
+            crate::cli::GraphFormat::Text => stack.describe()?,
+            crate::cli::GraphFormat::Dot => stack.dot()?,
+        };
+        print!("{text}");
+        return Ok(0);
+    }
     let run = RunConfig::from_args(&cli.global, config::region_from_env())?;
     config::validate_stack_args(&cli.global.stack)?;
     if let Command::Shift(args) = &cli.command {
@@ -76,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Shift(_) => "shift",
         Command::Destroy(_) => "destroy",
         Command::Build(_) => "build",
+        Command::Graph(_) => "graph",
     };
     let packages = load_packages(&cli)?;
     if let Command::Destroy(args) = &cli.command {
@@ -153,6 +163,7 @@ async fn run_locked(
         Command::Shift(args) => shift::run(&session, &args).await,
         Command::Destroy(_) => destroy::run(&session).await,
         Command::Build(args) => build::run(&args, session.run.json),
+        Command::Graph(_) => Ok(0),
     }
 }
 
@@ -197,10 +208,10 @@ impl Session<'_> {
 
     /// The context a node runs with: its dependencies' outputs (from this run), its own
     /// recorded outputs (from the state), and a progress line.
-    pub fn ctx(&self, node: &'static str, deps: &[&str], doing: &str) -> Ctx {
+    pub fn ctx(&self, node: &'static str, reads: &'static [Input], doing: &str) -> Ctx {
         let inputs = {
             let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-            deps.iter().filter_map(|d| outputs.get(*d).map(|o| (d.to_string(), o.clone()))).collect()
+            reads.iter().filter_map(|r| outputs.get(r.node).map(|o| (r.node.to_string(), o.clone()))).collect()
         };
         let recorded =
             if self.ignore_recorded { None } else { self.lock_state().nodes.get(node).map(|n| n.outputs.clone()) };
@@ -209,6 +220,7 @@ impl Session<'_> {
             config: self.config.clone(),
             names: self.names.clone(),
             node,
+            reads,
             inputs,
             recorded,
             progress: self.progress.start(node, doing),

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 /// observed against it: it is planned as a create.
 pub async fn plan_node(session: &Session<'_>, id: String) -> Result<Change, Diagnostic> {
     let node = session.node(&id)?;
-    let ctx = session.ctx(node.id(), node.depends_on(), "observing");
-    let deps_exist = node.depends_on().iter().all(|d| ctx.inputs.contains_key(*d));
+    let ctx = session.ctx(node.id(), node.reads(), "observing");
+    let deps_exist = node.reads().iter().all(|r| ctx.inputs.contains_key(r.node));
     let result = if deps_exist {
         match node.plan(&ctx).await {
             Ok(planned) => {

@@ -28,7 +28,7 @@ impl Action {
 
 async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
     let node = session.node(&id)?;
-    let ctx = session.ctx(node.id(), node.depends_on(), "observing");
+    let ctx = session.ctx(node.id(), node.reads(), "observing");
     let result = async {
         let planned = node.plan(&ctx).await.map_err(|e| diagnostic(&id, e))?;
         let action = match &planned.change {

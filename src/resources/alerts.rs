@@ -2,7 +2,7 @@
 //! stack's key; with `--alert-email`, an e-mail subscription (AWS asks the address to confirm).
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
@@ -31,8 +31,8 @@ impl Resource for AlertsTopic {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::kms::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::kms::ID, key: "key_arn" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -15,7 +15,7 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::{catalogue, Readiness};
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use crate::traffic::{self, Color, Traffic};
 use async_trait::async_trait;
@@ -64,8 +64,8 @@ pub struct Settings {
 
 impl Settings {
     fn wanted(ctx: &Ctx, function: &str) -> Result<Settings> {
-        let roles = ctx.inputs.get(super::iam::ID).and_then(|o| o.get("role_arns"));
-        let role = roles.and_then(|r| r.get(function)).and_then(Value::as_str).ok_or_else(|| {
+        let roles = ctx.input_value(super::iam::ID, "role_arns")?;
+        let role = roles.get(function).and_then(Value::as_str).ok_or_else(|| {
             ResourceError::new("MissingInput", format!("{} did not provide the role of {function}", super::iam::ID))
         })?;
         let (memory, timeout) = sizing(function);
@@ -342,20 +342,24 @@ impl Resource for Lambdas {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
+    fn reads(&self) -> &'static [Input] {
         &[
-            super::iam::ID,
-            super::kms::ID,
-            super::logs::ID,
-            super::params::ID,
-            super::network::subnets::ID,
-            super::network::security_groups::ID,
-            // Deleted after the functions: destroy waits there for their interfaces to go.
-            super::network::function_interfaces::ID,
-            // Private subnets reach Secrets Manager and SNS through the NAT gateway, S3 and
-            // DynamoDB through the gateway endpoints.
-            super::network::route_tables::ID,
-            super::network::endpoints::ID,
+            Input { node: super::iam::ID, key: "role_arns" },
+            Input { node: super::kms::ID, key: "key_arn" },
+            Input { node: super::network::subnets::ID, key: "private_subnet_ids" },
+            Input { node: super::network::security_groups::ID, key: "functions_sg_id" },
+        ]
+    }
+    fn after(&self) -> &'static [After] {
+        &[
+            After {
+                node: super::logs::ID,
+                why: "each function logs to its group, made first with the key and the retention",
+            },
+            After {
+                node: super::network::function_interfaces::ID,
+                why: "destroy waits there, after the functions, for Lambda to release their interfaces",
+            },
         ]
     }
 

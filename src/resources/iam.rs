@@ -10,7 +10,7 @@
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
@@ -183,14 +183,14 @@ impl Resource for Roles {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
+    fn reads(&self) -> &'static [Input] {
         &[
-            super::kms::ID,
-            super::tables::ID,
-            super::storage::ID,
-            super::alerts::ID,
-            super::secrets::DB_MASTER,
-            super::secrets::CARD_FINGERPRINT_KEY,
+            Input { node: super::kms::ID, key: "key_arn" },
+            Input { node: super::tables::ID, key: "table_arn" },
+            Input { node: super::storage::ID, key: "bucket_arn" },
+            Input { node: super::alerts::ID, key: "topic_arn" },
+            Input { node: super::secrets::DB_MASTER, key: "secret_arn" },
+            Input { node: super::secrets::CARD_FINGERPRINT_KEY, key: "secret_arn" },
         ]
     }
 

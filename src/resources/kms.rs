@@ -143,9 +143,6 @@ impl Resource for Key {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let alias = ctx.names.kms_alias();

@@ -6,7 +6,7 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::catalogue;
-use crate::resources::{list, Change, Ctx, Resource, Result};
+use crate::resources::{list, Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -43,8 +43,8 @@ impl Resource for LogGroups {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::kms::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::kms::ID, key: "key_arn" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -114,13 +114,51 @@ impl From<WaitError<ResourceError>> for ResourceError {
 
 pub type Result<T> = std::result::Result<T, ResourceError>;
 
+/// One output a node reads: the node that provides it, and the key. A node's dependencies are
+/// derived from what it reads (Terraform's reference transformer), and `Ctx::input` refuses a
+/// read that was not declared, so the graph cannot drift from the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    pub node: &'static str,
+    pub key: &'static str,
+}
+
+pub const fn input(node: &'static str, key: &'static str) -> Input {
+    Input { node, key }
+}
+
+/// An edge that carries no data: `node` goes first (and, in a destroy, last) because of `why`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    pub node: &'static str,
+    pub why: &'static str,
+}
+
+pub const fn after(node: &'static str, why: &'static str) -> After {
+    After { node, why }
+}
+
+/// Refuses a read that `reader` did not declare.
+fn declared(reader: &str, reads: &[Input], node: &str, key: &str) -> Result<()> {
+    if reads.iter().any(|r| r.node == node && r.key == key) {
+        Ok(())
+    } else {
+        Err(ResourceError::new(
+            "UndeclaredInput",
+            format!("{reader} reads {node}.{key} without declaring it in `reads`"),
+        ))
+    }
+}
+
 /// What a node sees while it runs.
 pub struct Ctx {
     pub clients: Clients,
     pub config: Arc<StackConfig>,
     pub names: Arc<Names>,
     pub node: &'static str,
-    /// Outputs of the nodes this one depends on.
+    /// The outputs this node declared it reads (`Resource::reads`).
+    pub reads: &'static [Input],
+    /// Outputs of the nodes this one reads from.
     pub inputs: BTreeMap<String, Outputs>,
     /// This node's outputs as the state file last recorded them.
     pub recorded: Option<Outputs>,
@@ -181,24 +219,30 @@ impl Default for WaitLimits {
 }
 
 impl Ctx {
-    /// A string output of a dependency; an error if the dependency did not provide it.
-    pub fn input(&self, node: &str, key: &str) -> Result<String> {
+    /// An output this node declared it reads; an error if it did not declare it (a defect in
+    /// tapctl, caught by every test that runs the node) or the dependency did not provide it.
+    pub fn input_value(&self, node: &str, key: &str) -> Result<&Value> {
+        declared(self.node, self.reads, node, key)?;
         self.inputs
             .get(node)
             .and_then(|o| o.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string)
             .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
+    }
+
+    /// A string output of a dependency.
+    pub fn input(&self, node: &str, key: &str) -> Result<String> {
+        self.input_value(node, key)?
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node}.{key} is not a string")))
     }
 
     /// A list output of a dependency.
     pub fn input_list(&self, node: &str, key: &str) -> Result<Vec<String>> {
-        self.inputs
-            .get(node)
-            .and_then(|o| o.get(key))
-            .and_then(Value::as_array)
+        self.input_value(node, key)?
+            .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node} did not provide '{key}'")))
+            .ok_or_else(|| ResourceError::new("MissingInput", format!("{node}.{key} is not a list")))
     }
 
     pub fn recorded_str(&self, key: &str) -> Option<&str> {
@@ -230,7 +274,14 @@ pub trait Resource: Send + Sync {
     type Observed: Send + Sync + 'static;
 
     fn id(&self) -> &'static str;
-    fn depends_on(&self) -> &'static [&'static str];
+    /// The outputs of other nodes this one reads: its dependencies are derived from them.
+    fn reads(&self) -> &'static [Input] {
+        &[]
+    }
+    /// Dependencies that carry no data, each with its reason.
+    fn after(&self) -> &'static [After] {
+        &[]
+    }
     /// Whether `apply` can replace the resource when `diff` says Replace (and the user passed
     /// `--allow-replace`). Resources that cannot are only ever refused.
     fn replaceable(&self) -> bool {
@@ -259,7 +310,12 @@ pub struct Planned {
 #[async_trait]
 pub trait Node: Send + Sync {
     fn id(&self) -> &'static str;
-    fn depends_on(&self) -> &'static [&'static str];
+    fn reads(&self) -> &'static [Input];
+    fn after(&self) -> &'static [After];
+    /// The nodes this one reads from or is ordered after.
+    fn depends_on(&self) -> std::collections::BTreeSet<&'static str> {
+        self.reads().iter().map(|r| r.node).chain(self.after().iter().map(|a| a.node)).collect()
+    }
     fn replaceable(&self) -> bool;
     async fn plan(&self, ctx: &Ctx) -> Result<Planned>;
     async fn apply(&self, ctx: &Ctx, planned: Planned) -> Result<Outputs>;
@@ -273,8 +329,12 @@ impl<R: Resource> Node for R {
         Resource::id(self)
     }
 
-    fn depends_on(&self) -> &'static [&'static str] {
-        Resource::depends_on(self)
+    fn reads(&self) -> &'static [Input] {
+        Resource::reads(self)
+    }
+
+    fn after(&self) -> &'static [After] {
+        Resource::after(self)
     }
 
     fn replaceable(&self) -> bool {
@@ -311,5 +371,20 @@ impl<R: Resource> Node for R {
                 Ok(true)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_was_not_declared_is_refused_naming_it() {
+        const READS: &[Input] = &[Input { node: "kms.key", key: "key_arn" }];
+        assert!(declared("logs.groups", READS, "kms.key", "key_arn").is_ok());
+        let err = declared("logs.groups", READS, "network.vpc", "vpc_id").unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("UndeclaredInput"));
+        assert!(err.message.contains("logs.groups reads network.vpc.vpc_id"), "{}", err.message);
+        assert!(declared("logs.groups", READS, "kms.key", "alias").is_err(), "the key is checked, not only the node");
     }
 }

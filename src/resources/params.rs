@@ -5,7 +5,7 @@
 //! tapctl owns these values: a value changed out of band is drift, and `up` puts it back.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterType, Tag};
@@ -37,15 +37,28 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// name (under the prefix) -> the node and output that provide its value.
-pub const FROM_OUTPUTS: &[(&str, &str, &str)] = &[
-    ("resources/table-name", super::tables::ID, "table_name"),
-    ("resources/audit-bucket", super::storage::ID, "bucket_name"),
-    ("resources/alerts-topic-arn", super::alerts::ID, "topic_arn"),
-    ("resources/db-secret-arn", super::secrets::DB_MASTER, "secret_arn"),
-    ("resources/card-fingerprint-secret-arn", super::secrets::CARD_FINGERPRINT_KEY, "secret_arn"),
-    ("db/writer-endpoint", super::database::cluster::ID, "writer_endpoint"),
-    ("db/reader-endpoint", super::database::cluster::ID, "reader_endpoint"),
-    ("db/port", super::database::cluster::ID, "port"),
+pub const FROM_OUTPUTS: &[(&str, Input)] = &[
+    ("resources/table-name", Input { node: super::tables::ID, key: "table_name" }),
+    ("resources/audit-bucket", Input { node: super::storage::ID, key: "bucket_name" }),
+    ("resources/alerts-topic-arn", Input { node: super::alerts::ID, key: "topic_arn" }),
+    ("resources/db-secret-arn", Input { node: super::secrets::DB_MASTER, key: "secret_arn" }),
+    ("resources/card-fingerprint-secret-arn", Input { node: super::secrets::CARD_FINGERPRINT_KEY, key: "secret_arn" }),
+    ("db/writer-endpoint", Input { node: super::database::cluster::ID, key: "writer_endpoint" }),
+    ("db/reader-endpoint", Input { node: super::database::cluster::ID, key: "reader_endpoint" }),
+    ("db/port", Input { node: super::database::cluster::ID, key: "port" }),
+];
+
+/// What the parameters read: every output above, and the key that encrypts the secure ones.
+const READS: &[Input] = &[
+    Input { node: super::kms::ID, key: "key_arn" },
+    FROM_OUTPUTS[0].1,
+    FROM_OUTPUTS[1].1,
+    FROM_OUTPUTS[2].1,
+    FROM_OUTPUTS[3].1,
+    FROM_OUTPUTS[4].1,
+    FROM_OUTPUTS[5].1,
+    FROM_OUTPUTS[6].1,
+    FROM_OUTPUTS[7].1,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +83,8 @@ pub fn wanted(ctx: &Ctx) -> Result<BTreeMap<String, Param>> {
     for (name, value) in DEFAULTS {
         out.insert(format!("{prefix}/{name}"), Param { value: value.to_string(), secure: secure(name) });
     }
-    for (name, node, key) in FROM_OUTPUTS {
-        out.insert(format!("{prefix}/{name}"), Param { value: ctx.input(node, key)?, secure: false });
+    for (name, from) in FROM_OUTPUTS {
+        out.insert(format!("{prefix}/{name}"), Param { value: ctx.input(from.node, from.key)?, secure: false });
     }
     Ok(out)
 }
@@ -83,16 +96,8 @@ impl Resource for Parameters {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            super::kms::ID,
-            super::tables::ID,
-            super::storage::ID,
-            super::alerts::ID,
-            super::secrets::DB_MASTER,
-            super::secrets::CARD_FINGERPRINT_KEY,
-            super::database::cluster::ID,
-        ]
+    fn reads(&self) -> &'static [Input] {
+        READS
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

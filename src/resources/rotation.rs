@@ -10,7 +10,7 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::RotationRulesType;
@@ -33,10 +33,8 @@ pub struct Observed {
 }
 
 fn function_arn(ctx: &Ctx) -> Result<String> {
-    ctx.inputs
-        .get(super::functions::ID)
-        .and_then(|o| o.get("function_arns"))
-        .and_then(|a| a.get("rotate-secret"))
+    ctx.input_value(super::functions::ID, "function_arns")?
+        .get("rotate-secret")
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| {
@@ -51,9 +49,14 @@ impl Resource for DbMasterRotation {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        // The first rotation connects to the database: the instances must be there.
-        &[super::functions::ID, super::secrets::DB_MASTER, super::database::instances::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[
+            Input { node: super::functions::ID, key: "function_arns" },
+            Input { node: super::secrets::DB_MASTER, key: "secret_arn" },
+        ]
+    }
+    fn after(&self) -> &'static [After] {
+        &[After { node: super::database::instances::ID, why: "the first rotation connects to the database" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

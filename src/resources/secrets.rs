@@ -10,7 +10,7 @@
 //! state, a log line, stdout or an error message. The SDK redacts it from Debug output too.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::Tag;
@@ -90,8 +90,8 @@ impl Resource for Secret {
             Kind::CardFingerprintKey => CARD_FINGERPRINT_KEY,
         }
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::kms::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::kms::ID, key: "key_arn" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

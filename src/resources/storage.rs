@@ -6,7 +6,7 @@
 //! Destroy empties every version and delete marker first.
 
 use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
@@ -143,8 +143,8 @@ impl Resource for AuditBucket {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::kms::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::kms::ID, key: "key_arn" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -13,7 +13,7 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -139,8 +139,8 @@ impl Resource for TransactionsTable {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::kms::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::kms::ID, key: "key_arn" }]
     }
 
     fn replaceable(&self) -> bool {

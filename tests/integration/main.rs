@@ -8,6 +8,7 @@ mod compute;
 mod data;
 mod dependencies;
 mod functions;
+mod graph;
 mod harness;
 mod harness_tests;
 mod lambda;

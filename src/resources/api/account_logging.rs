@@ -73,9 +73,6 @@ impl Resource for AccountLogging {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     /// The node is this stack's use of the account setting: it exists once the stack recorded
     /// it. Without a record (a lost state, `destroy --discover`) it exists only where this

@@ -17,7 +17,7 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{After, Change, Ctx, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
@@ -330,8 +330,29 @@ impl Resource for RestApi {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::super::functions::ID, super::super::logs::ID, super::account_logging::ID]
+    fn after(&self) -> &'static [After] {
+        &[
+            After {
+                node: super::super::functions::ID,
+                why: "the integrations invoke the functions' aliases, which they name",
+            },
+            After {
+                node: super::super::logs::ID,
+                why: "the stage writes its access log to the API's group, which it names",
+            },
+            After { node: super::account_logging::ID, why: "stage logging needs the account's CloudWatch role" },
+            // The API takes traffic: everything the functions use at run time exists first.
+            After { node: super::super::params::ID, why: "the functions read their configuration at run time" },
+            After { node: super::super::database::instances::ID, why: "process writes to the database at run time" },
+            After {
+                node: super::super::network::route_tables::ID,
+                why: "the functions reach AWS services through the NAT",
+            },
+            After {
+                node: super::super::network::endpoints::ID,
+                why: "the functions reach S3 and DynamoDB through the endpoints",
+            },
+        ]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -10,7 +10,7 @@
 use super::{ensure_tags, rds_tags, tags_of, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
-use crate::resources::{kms, network, secrets, Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{kms, network, secrets, After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbCluster, ServerlessV2ScalingConfiguration};
@@ -100,13 +100,17 @@ impl Resource for AuroraCluster {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
+    fn reads(&self) -> &'static [Input] {
         &[
-            kms::ID,
-            network::security_groups::ID,
-            super::subnet_group::ID,
-            super::parameter_group::ID,
-            secrets::DB_MASTER,
+            Input { node: kms::ID, key: "key_arn" },
+            Input { node: network::security_groups::ID, key: "database_sg_id" },
+            Input { node: secrets::DB_MASTER, key: "secret_arn" },
+        ]
+    }
+    fn after(&self) -> &'static [After] {
+        &[
+            After { node: super::subnet_group::ID, why: "the cluster is created in the subnet group, which it names" },
+            After { node: super::parameter_group::ID, why: "the cluster uses the parameter group, which it names" },
         ]
     }
 

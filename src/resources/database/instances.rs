@@ -5,7 +5,7 @@
 use super::{rds_tags, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
-use crate::resources::{list, network, Change, Ctx, Resource, Result};
+use crate::resources::{list, network, After, Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, Filter};
@@ -83,8 +83,11 @@ impl Resource for AuroraInstances {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::cluster::ID, network::subnets::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: network::subnets::ID, key: "availability_zones" }]
+    }
+    fn after(&self) -> &'static [After] {
+        &[After { node: super::cluster::ID, why: "the instances join the cluster, which they name" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

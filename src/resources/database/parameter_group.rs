@@ -38,9 +38,6 @@ impl Resource for ClusterParameterGroup {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let rds = &ctx.clients.rds;

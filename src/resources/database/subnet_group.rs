@@ -3,7 +3,7 @@
 use super::{ensure_tags, rds_tags, tags_of};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
-use crate::resources::{network, Change, Ctx, Resource, Result};
+use crate::resources::{network, Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use serde_json::json;
@@ -26,8 +26,8 @@ impl Resource for SubnetGroup {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[network::subnets::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: network::subnets::ID, key: "database_subnet_ids" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

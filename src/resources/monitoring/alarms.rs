@@ -9,7 +9,7 @@
 use crate::aws::AwsResultExt;
 use crate::names::{Names, FUNCTIONS};
 use crate::resources::api::rest::ROUTES;
-use crate::resources::{list, Change, Ctx, Resource, Result};
+use crate::resources::{list, Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use crate::traffic::{Color, STAGE};
 use async_trait::async_trait;
@@ -187,13 +187,8 @@ impl Resource for Alarms {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            super::super::alerts::ID,
-            super::super::api::rest::ID,
-            super::super::functions::ID,
-            super::super::database::cluster::ID,
-        ]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::super::alerts::ID, key: "topic_arn" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -88,14 +88,6 @@ impl Resource for Dashboard {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            super::super::api::rest::ID,
-            super::super::functions::ID,
-            super::super::tables::ID,
-            super::super::database::cluster::ID,
-        ]
-    }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let got = ctx

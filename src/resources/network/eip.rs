@@ -34,9 +34,6 @@ impl Resource for ElasticIp {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;

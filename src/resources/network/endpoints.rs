@@ -4,7 +4,7 @@
 use super::{describe_missing_tags, ensure_tags, is_owned, member_of, missing_tags, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag, VpcEndpoint, VpcEndpointType};
@@ -100,8 +100,11 @@ impl Resource for GatewayEndpoints {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::ID, super::route_tables::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[
+            Input { node: super::vpc::ID, key: "vpc_id" },
+            Input { node: super::route_tables::ID, key: "private_route_table_id" },
+        ]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -10,7 +10,7 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::tag;
 use crate::resources::network::filter;
-use crate::resources::{list, Change, Ctx, Resource, Result};
+use crate::resources::{list, After, Change, Ctx, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 
@@ -75,8 +75,17 @@ impl Resource for FunctionInterfaces {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnets::ID, super::security_groups::ID]
+    fn after(&self) -> &'static [After] {
+        &[
+            After {
+                node: super::subnets::ID,
+                why: "Lambda's interfaces live in the private subnets: released before they go",
+            },
+            After {
+                node: super::security_groups::ID,
+                why: "Lambda's interfaces carry the functions' group: released before it goes",
+            },
+        ]
     }
 
     /// Exists once recorded (or while interfaces are held): Lambda owns the interfaces, so

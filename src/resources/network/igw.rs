@@ -3,7 +3,7 @@
 use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Input, Resource, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway, ResourceType, Tag};
@@ -35,8 +35,8 @@ impl Resource for InternetGatewayNode {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::vpc::ID, key: "vpc_id" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

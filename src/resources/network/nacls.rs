@@ -6,7 +6,7 @@ use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags,
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
@@ -219,8 +219,14 @@ impl Resource for NetworkAcls {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::ID, super::subnets::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[
+            Input { node: super::vpc::ID, key: "vpc_id" },
+            Input { node: super::subnets::ID, key: "private_subnet_cidrs" },
+            Input { node: super::subnets::ID, key: "public_subnet_ids" },
+            Input { node: super::subnets::ID, key: "private_subnet_ids" },
+            Input { node: super::subnets::ID, key: "database_subnet_ids" },
+        ]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

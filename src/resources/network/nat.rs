@@ -6,7 +6,7 @@ use super::{describe_missing_tags, ensure_tags, is_owned, missing_tags, tag_spec
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::{catalogue, Readiness};
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NatGateway, NatGatewayState, ResourceType, Tag};
@@ -82,8 +82,17 @@ impl Resource for NatGatewayNode {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnets::ID, super::eip::ID, super::igw::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[
+            Input { node: super::subnets::ID, key: "public_subnet_ids" },
+            Input { node: super::eip::ID, key: "allocation_id" },
+        ]
+    }
+    fn after(&self) -> &'static [After] {
+        &[After {
+            node: super::igw::ID,
+            why: "a public NAT gateway fails in a VPC without an attached internet gateway",
+        }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

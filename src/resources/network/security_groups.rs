@@ -6,7 +6,7 @@
 use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
@@ -173,8 +173,8 @@ impl Resource for SecurityGroups {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::vpc::ID, key: "vpc_id" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -7,7 +7,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::config::SubnetPlan;
 use crate::names::{Names, Tier};
 use crate::resources::retry::catalogue;
-use crate::resources::{list, Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{list, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag};
@@ -88,8 +88,8 @@ impl Resource for Subnets {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::ID]
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::vpc::ID, key: "vpc_id" }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -47,9 +47,6 @@ impl Resource for Vpc {
     fn id(&self) -> &'static str {
         ID
     }
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let ec2 = &ctx.clients.ec2;
