@@ -31,11 +31,13 @@
 //!
 //!   Compute — deployed without waiting for Aurora or the NAT (they read nothing of either):
 //!   iam.roles              → table, bucket, topic, secrets   one least-privilege role per function
-//!   functions.lambdas      → roles, private subnets, functions' group  ⇢ logs, function-interfaces
-//!                                   blue and green aliases; `up` moves only the idle colour
-//!   rotation.db-master     → functions, secrets.db-master  ⇢ instances (the first rotation connects)
+//!   functions.<name>       → roles, private subnets, functions' group  ⇢ logs, function-interfaces
+//!                            one node per function (validate, fraud-check, process, rotate-secret);
+//!                            blue and green aliases; `up` moves only the idle colour
+//!   rotation.db-master     → functions.rotate-secret, secrets.db-master  ⇢ instances (the first
+//!                            rotation connects to the database)
 //!   api.account-logging             API Gateway's account-wide CloudWatch role, only if absent
-//!   api.rest               ⇢ functions, logs, account-logging, and — because it takes traffic —
+//!   api.rest               ⇢ validate, fraud-check, process, logs, account-logging, and — because it takes traffic —
 //!                            everything the functions use at run time: params, instances, routes
 //!
 //!   Monitoring (metrics are named, not read: only the topic is an input):
@@ -43,6 +45,7 @@
 //!   monitoring.dashboard            one dashboard of the payment path
 
 use crate::engine::{Graph, GraphError};
+use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
     alerts, api, database, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
@@ -57,7 +60,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn payments() -> Stack {
-        let nodes: Vec<Arc<dyn Node>> = vec![
+        let mut nodes: Vec<Arc<dyn Node>> = vec![
             Arc::new(kms::Key),
             Arc::new(network::vpc::Vpc),
             Arc::new(network::subnets::Subnets),
@@ -81,13 +84,13 @@ impl Stack {
             Arc::new(database::instances::AuroraInstances),
             Arc::new(params::Parameters),
             Arc::new(iam::Roles),
-            Arc::new(functions::Lambdas),
             Arc::new(rotation::DbMasterRotation),
             Arc::new(api::account_logging::AccountLogging),
             Arc::new(api::rest::RestApi),
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
         ];
+        nodes.extend(FUNCTIONS.map(|function| Arc::new(functions::Lambda { function }) as Arc<dyn Node>));
         Stack { nodes }
     }
 
@@ -221,9 +224,11 @@ mod tests {
     #[test]
     fn the_functions_deploy_without_waiting_for_aurora_or_the_nat() {
         let graph = Stack::payments().graph().unwrap();
-        let waits_for = upstream(&graph, functions::ID);
-        for slow in [database::cluster::ID, database::instances::ID, network::nat::ID, params::ID, api::rest::ID] {
-            assert!(!waits_for.contains(slow), "functions.lambdas waits for {slow}: {waits_for:?}");
+        for f in FUNCTIONS {
+            let waits_for = upstream(&graph, functions::id_of(f));
+            for slow in [database::cluster::ID, database::instances::ID, network::nat::ID, params::ID, api::rest::ID] {
+                assert!(!waits_for.contains(slow), "{f} waits for {slow}: {waits_for:?}");
+            }
         }
         // The API takes traffic only once everything the functions use at run time exists.
         let api = upstream(&graph, api::rest::ID);
@@ -257,7 +262,7 @@ mod tests {
         let graph = stack.graph().unwrap();
         let expected: usize = graph.nodes().map(|n| graph.dependencies(n).count()).sum();
         assert_eq!(edges, expected, "{dot}");
-        assert!(dot.contains("\"functions.lambdas\" -> \"iam.roles\" [label=\"role_arns\"]"), "{dot}");
+        assert!(dot.contains("\"functions.process\" -> \"iam.roles\" [label=\"role_arns\"]"), "{dot}");
         assert!(dot.contains("style=dashed"), "{dot}");
     }
 

@@ -102,7 +102,7 @@ pub fn empty_state(suffix: &str, region: &str) -> State {
 /// Parses and checks a state document; `place` names it in errors, `backup` where the last good
 /// copy is kept.
 pub fn parse_state(text: &str, place: &str, backup: &str, suffix: &str, region: &str) -> Result<State, Error> {
-    let state: State = serde_json::from_str(text).map_err(|e| Error::State {
+    let mut state: State = serde_json::from_str(text).map_err(|e| Error::State {
         message: format!("the state file {place} is corrupt: {e}"),
         hint: Some(format!(
             "tapctl never overwrites a state it cannot parse. The last good state is kept at {backup}: \
@@ -128,8 +128,16 @@ pub fn parse_state(text: &str, place: &str, backup: &str, suffix: &str, region: 
             hint: Some("pass the matching --region, or use another --state-dir".into()),
         });
     }
+    for retired in RETIRED_NODES {
+        state.nodes.remove(*retired);
+    }
     Ok(state)
 }
+
+/// Nodes earlier versions recorded that no longer exist. Their resources belong to the nodes that
+/// replaced them, which adopt them by name and tags on the next `up`; the old entries go.
+/// - `functions.lambdas`: since engine v2 each function is its own node (`functions.<name>`).
+pub const RETIRED_NODES: &[&str] = &["functions.lambdas"];
 
 pub fn render_state(state: &State) -> Result<String, Error> {
     let mut state = state.clone();

@@ -68,13 +68,23 @@ async fn traffic_report(session: &Session<'_>) -> Result<Report, Error> {
         Some(api) => crate::traffic::read(apigw, &api).await?,
         None => None,
     };
-    let versions = session
-        .outputs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(crate::resources::functions::ID)
-        .and_then(|o| o.get("versions").cloned())
-        .unwrap_or(Value::Null);
+    // {"blue": {"process": "3", …}, "green": {…}} from each function's own outputs.
+    let versions = {
+        let outputs = session.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_colour = serde_json::Map::new();
+        for colour in crate::traffic::Color::BOTH {
+            let per: serde_json::Map<String, Value> = crate::names::FUNCTIONS
+                .iter()
+                .filter_map(|f| {
+                    let v =
+                        outputs.get(crate::resources::functions::id_of(f))?.get("versions")?.get(colour.as_str())?;
+                    Some((f.to_string(), v.clone()))
+                })
+                .collect();
+            by_colour.insert(colour.as_str().to_string(), Value::Object(per));
+        }
+        Value::Object(by_colour)
+    };
     let names: Vec<String> = alarms::specs(&session.names, "").into_iter().map(|s| s.name).collect();
     let alarms = alarms::states(&session.clients.cloudwatch, &names).await?;
     Ok(Report { traffic, versions, alarms })

@@ -1,5 +1,6 @@
-//! `functions.lambdas`: validate, fraud-check, process and rotate-secret on `provided.al2023`,
-//! from the packages of `tapctl build`, each with aliases `blue` and `green`.
+//! `functions.<name>`: validate, fraud-check, process and rotate-secret on `provided.al2023`,
+//! from the packages of `tapctl build`, each with aliases `blue` and `green`; one node per
+//! function, so each is created, waited for and fails on its own.
 //!
 //! Guarantees:
 //! - The environment holds only `PAYMENTS_CONFIG_PREFIX`, encrypted with the stack's key; every
@@ -13,7 +14,6 @@
 //!   and configuration calls retry `catalogue::LAMBDA_FUNCTION`'s answers, with the wait shown.
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
-use crate::names::FUNCTIONS;
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::state::Outputs;
@@ -29,9 +29,6 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub struct Lambdas;
-
-pub const ID: &str = "functions.lambdas";
 /// The only environment variable: where the function's configuration lives.
 pub const CONFIG_PREFIX_VARIABLE: &str = "PAYMENTS_CONFIG_PREFIX";
 
@@ -152,34 +149,6 @@ impl Function {
     }
 }
 
-pub struct Observed {
-    pub functions: BTreeMap<&'static str, Function>,
-    /// None while the API has no stage: nothing is live, both colours may move.
-    pub traffic: Option<Traffic>,
-}
-
-impl Observed {
-    /// The colours `up` may point at new code.
-    fn movable(&self) -> Vec<Color> {
-        match &self.traffic {
-            None => Color::BOTH.to_vec(),
-            Some(t) => t.idle().into_iter().collect(),
-        }
-    }
-
-    /// Whether `up` points colour `c` of `f` at `version` (the package's code): only an idle
-    /// colour, only when it runs other code, and only when the live colour does not already run
-    /// this code — after a promotion the idle colour keeps the previous code as the way back.
-    fn moves(&self, f: &Function, c: Color, version: Option<&str>) -> bool {
-        let at = f.aliases.get(c.as_str()).map(String::as_str);
-        let live_runs_it = self
-            .traffic
-            .as_ref()
-            .is_some_and(|t| version.is_some() && f.aliases.get(t.live.as_str()).map(String::as_str) == version);
-        self.movable().contains(&c) && (at.is_none() || at != version) && !live_runs_it
-    }
-}
-
 async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
     let lambda = &ctx.clients.lambda;
     let Some(out) = lambda
@@ -194,22 +163,31 @@ async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
     };
     let c = out;
     let arn = c.function_arn().unwrap_or_default().to_string();
-    let mut versions = Vec::new();
-    let mut pages = lambda.list_versions_by_function().function_name(name).into_paginator().items().send();
-    while let Some(v) = pages.next().await {
-        let v = v.aws("lambda:ListVersionsByFunction")?;
-        if let Some(n) = v.version().filter(|n| *n != "$LATEST") {
-            versions.push((n.to_string(), v.code_sha256().unwrap_or_default().to_string()));
+    // Versions, aliases and tags are independent reads: made at once.
+    let versions = async {
+        let mut versions = Vec::new();
+        let mut pages = lambda.list_versions_by_function().function_name(name).into_paginator().items().send();
+        while let Some(v) = pages.next().await {
+            let v = v.aws("lambda:ListVersionsByFunction")?;
+            if let Some(n) = v.version().filter(|n| *n != "$LATEST") {
+                versions.push((n.to_string(), v.code_sha256().unwrap_or_default().to_string()));
+            }
         }
-    }
-    versions.sort_by_key(|(n, _)| n.parse::<u64>().unwrap_or(0));
-    let mut aliases = BTreeMap::new();
-    let mut pages = lambda.list_aliases().function_name(name).into_paginator().items().send();
-    while let Some(a) = pages.next().await {
-        let a = a.aws("lambda:ListAliases")?;
-        aliases.insert(a.name().unwrap_or_default().to_string(), a.function_version().unwrap_or_default().to_string());
-    }
-    let tags = lambda.list_tags().resource(&arn).send().await.aws("lambda:ListTags")?;
+        versions.sort_by_key(|(n, _)| n.parse::<u64>().unwrap_or(0));
+        Ok::<_, ResourceError>(versions)
+    };
+    let aliases = async {
+        let mut aliases = BTreeMap::new();
+        let mut pages = lambda.list_aliases().function_name(name).into_paginator().items().send();
+        while let Some(a) = pages.next().await {
+            let a = a.aws("lambda:ListAliases")?;
+            aliases
+                .insert(a.name().unwrap_or_default().to_string(), a.function_version().unwrap_or_default().to_string());
+        }
+        Ok::<_, ResourceError>(aliases)
+    };
+    let tags = async { Ok::<_, ResourceError>(lambda.list_tags().resource(&arn).send().await.aws("lambda:ListTags")?) };
+    let (versions, aliases, tags) = futures::try_join!(versions, aliases, tags)?;
     Ok(Some(Function {
         config: Settings::of(&c),
         code_sha256: c.code_sha256().unwrap_or_default().to_string(),
@@ -335,12 +313,65 @@ async fn create(ctx: &Ctx, function: &str, s: &Settings, zip: Vec<u8>) -> Result
     Ok(())
 }
 
+/// One function of the family: a node of its own, so that each waits, fails and is retried on its
+/// own, and a failure skips only what needs that function (Terraform's per-resource vertices).
+pub struct Lambda {
+    pub function: &'static str,
+}
+
+/// The node id of each function: `functions.<name>`.
+pub const fn id_of(function: &str) -> &'static str {
+    match function.as_bytes() {
+        b"validate" => VALIDATE,
+        b"fraud-check" => FRAUD_CHECK,
+        b"process" => PROCESS,
+        _ => ROTATE_SECRET,
+    }
+}
+
+pub const VALIDATE: &str = "functions.validate";
+pub const FRAUD_CHECK: &str = "functions.fraud-check";
+pub const PROCESS: &str = "functions.process";
+pub const ROTATE_SECRET: &str = "functions.rotate-secret";
+/// The node that held all four functions before each became a node (state files of earlier
+/// versions name it; `state::RETIRED_NODES` drops it, and `up` adopts the functions by name).
+pub const RETIRED_FAMILY_ID: &str = "functions.lambdas";
+
+pub struct Observed {
+    pub function: Function,
+    /// None while the API has no stage: nothing is live, both colours may move.
+    pub traffic: Option<Traffic>,
+}
+
+impl Observed {
+    /// The colours `up` may point at new code.
+    fn movable(&self) -> Vec<Color> {
+        match &self.traffic {
+            None => Color::BOTH.to_vec(),
+            Some(t) => t.idle().into_iter().collect(),
+        }
+    }
+
+    /// Whether `up` points colour `c` at `version` (the package's code): only an idle colour,
+    /// only when it runs other code, and only when the live colour does not already run this
+    /// code — after a promotion the idle colour keeps the previous code as the way back.
+    fn moves(&self, c: Color, version: Option<&str>) -> bool {
+        let f = &self.function;
+        let at = f.aliases.get(c.as_str()).map(String::as_str);
+        let live_runs_it = self
+            .traffic
+            .as_ref()
+            .is_some_and(|t| version.is_some() && f.aliases.get(t.live.as_str()).map(String::as_str) == version);
+        self.movable().contains(&c) && (at.is_none() || at != version) && !live_runs_it
+    }
+}
+
 #[async_trait]
-impl Resource for Lambdas {
+impl Resource for Lambda {
     type Observed = Observed;
 
     fn id(&self) -> &'static str {
-        ID
+        id_of(self.function)
     }
     fn reads(&self) -> &'static [Input] {
         &[
@@ -364,224 +395,205 @@ impl Resource for Lambdas {
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let mut functions = BTreeMap::new();
-        for f in FUNCTIONS {
-            if let Some(found) = observe_function(ctx, &ctx.names.function(f)).await? {
-                functions.insert(f, found);
-            }
-        }
-        if functions.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Observed { functions, traffic: observe_traffic(ctx).await? }))
+        let name = ctx.names.function(self.function);
+        let (function, traffic) = futures::try_join!(observe_function(ctx, &name), observe_traffic(ctx))?;
+        Ok(function.map(|function| Observed { function, traffic }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let f = self.function;
+        let have = &o.function;
         let mut d = Vec::new();
-        let packages = ctx.config.packages.as_deref();
-        for f in FUNCTIONS {
-            let name = ctx.names.function(f);
-            let Some(have) = o.functions.get(f) else {
-                d.push(format!("function {name} missing"));
-                continue;
-            };
-            for drift in have.config.drifts(&Settings::wanted(ctx, f)?) {
-                d.push(format!("function {name}: {drift} differs"));
+        for drift in have.config.drifts(&Settings::wanted(ctx, f)?) {
+            d.push(format!("{drift} differs"));
+        }
+        if let Some(t) = ctx.tag_drift(&have.tags) {
+            d.push(t);
+        }
+        for c in Color::BOTH {
+            if !have.aliases.contains_key(c.as_str()) {
+                d.push(format!("alias {c} missing"));
             }
-            if let Some(t) = ctx.tag_drift(&have.tags) {
-                d.push(format!("function {name}: {t}"));
-            }
-            for c in Color::BOTH {
-                if !have.aliases.contains_key(c.as_str()) {
-                    d.push(format!("function {name}: alias {c} missing"));
-                }
-            }
-            let Some(wanted) = packages.and_then(|p| p.code_sha256.get(f)) else { continue };
+        }
+        if let Some(wanted) = ctx.config.packages.as_deref().and_then(|p| p.code_sha256.get(f)) {
             let version = have.version_with(wanted);
             for c in o.movable() {
-                if o.moves(have, c, version) {
-                    d.push(format!("function {name}: new code {wanted} goes to the idle colour {c}"));
+                if o.moves(c, version) {
+                    d.push(format!("new code {wanted} goes to the idle colour {c}"));
                 }
             }
-            if o.movable().is_empty()
-                && have.version_with(wanted).is_none_or(|v| !have.aliases.values().any(|a| a == v))
-            {
-                d.push(format!(
-                    "function {name}: new code {wanted} waits: a canary is live; finish or roll back the shift first"
-                ));
+            if o.movable().is_empty() && version.is_none_or(|v| !have.aliases.values().any(|a| a == v)) {
+                d.push(format!("new code {wanted} waits: a canary is live; finish or roll back the shift first"));
             }
         }
         Ok(Change::from_drifts(d))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        let arns: serde_json::Map<String, Value> =
-            o.functions.iter().map(|(f, x)| (f.to_string(), json!(x.arn))).collect();
-        let mut versions = serde_json::Map::new();
-        for c in Color::BOTH {
-            let per: serde_json::Map<String, Value> = o
-                .functions
-                .iter()
-                .filter_map(|(f, x)| x.aliases.get(c.as_str()).map(|v| (f.to_string(), json!(v))))
-                .collect();
-            versions.insert(c.as_str().into(), Value::Object(per));
-        }
-        Outputs::from([("function_arns".into(), Value::Object(arns)), ("versions".into(), Value::Object(versions))])
+        let versions: serde_json::Map<String, Value> = Color::BOTH
+            .iter()
+            .filter_map(|c| o.function.aliases.get(c.as_str()).map(|v| (c.as_str().to_string(), json!(v))))
+            .collect();
+        Outputs::from([("function_arn".into(), json!(o.function.arn)), ("versions".into(), Value::Object(versions))])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let f = self.function;
         let packages = ctx.config.packages.clone().ok_or_else(|| {
             ResourceError::new("NoPackages", "the functions need their packages")
                 .with_hint("run `tapctl build`, or point --packages (TAPCTL_PACKAGES) at its output")
         })?;
-        let traffic = match &observed {
-            Some(o) => o.traffic.clone(),
-            None => observe_traffic(ctx).await?,
+        let (have, traffic) = match observed {
+            Some(o) => (Some(o.function), o.traffic),
+            None => (None, observe_traffic(ctx).await?),
         };
-        let mut have = observed.map(|o| o.functions).unwrap_or_default();
         let lambda = &ctx.clients.lambda;
-        let state = Observed { functions: BTreeMap::new(), traffic };
-        let mut functions = BTreeMap::new();
-        for f in FUNCTIONS {
-            let name = ctx.names.function(f);
-            let wanted = Settings::wanted(ctx, f)?;
-            let code = packages
-                .code_sha256
-                .get(f)
-                .cloned()
-                .ok_or_else(|| ResourceError::new("NoPackages", format!("no package for {f}")))?;
-            let zip = || {
-                packages
-                    .zip(f)
-                    .map_err(|e| ResourceError::new("NoPackages", format!("cannot read the {f} package: {e}")))
-            };
-            let mut reconfigured = false;
-            if let Some(current) = have.remove(f) {
-                until_ready(ctx, &name).await?;
-                if !current.config.drifts(&wanted).is_empty() {
-                    ctx.progress.step(&format!("updating the configuration of {name}"));
-                    let role = format!("role {}", ctx.names.role(f));
-                    ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
-                        lambda
-                            .update_function_configuration()
-                            .function_name(&name)
-                            .role(&wanted.role)
-                            .memory_size(wanted.memory)
-                            .timeout(wanted.timeout)
-                            .vpc_config(vpc(&wanted))
-                            .environment(environment(&wanted))
-                            .kms_key_arn(&wanted.kms_key)
-                            .tracing_config(tracing())
-                            .logging_config(logging(&wanted))
-                            .runtime(Runtime::Providedal2023)
-                            .handler(&wanted.handler)
-                            .send()
-                            .map(|r| r.aws("lambda:UpdateFunctionConfiguration"))
-                    })
-                    .await?;
-                    reconfigured = true;
-                    until_ready(ctx, &name).await?;
-                }
-                if current.code_sha256 != code {
-                    ctx.progress.step(&format!("uploading new code to {name}"));
-                    let zip = Blob::new(zip()?);
-                    ctx.retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
-                        lambda
-                            .update_function_code()
-                            .function_name(&name)
-                            .zip_file(zip.clone())
-                            .send()
-                            .map(|r| r.aws("lambda:UpdateFunctionCode"))
-                    })
-                    .await?;
-                    until_ready(ctx, &name).await?;
-                }
-                if ctx.tag_drift(&current.tags).is_some() {
+        let name = ctx.names.function(f);
+        let wanted = Settings::wanted(ctx, f)?;
+        let code = packages
+            .code_sha256
+            .get(f)
+            .cloned()
+            .ok_or_else(|| ResourceError::new("NoPackages", format!("no package for {f}")))?;
+        let zip = || {
+            packages.zip(f).map_err(|e| ResourceError::new("NoPackages", format!("cannot read the {f} package: {e}")))
+        };
+        let mut reconfigured = false;
+        if let Some(current) = have {
+            until_ready(ctx, &name).await?;
+            if !current.config.drifts(&wanted).is_empty() {
+                ctx.progress.step(&format!("updating the configuration of {name}"));
+                let role = format!("role {}", ctx.names.role(f));
+                ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
                     lambda
-                        .tag_resource()
-                        .resource(&current.arn)
-                        .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                        .update_function_configuration()
+                        .function_name(&name)
+                        .role(&wanted.role)
+                        .memory_size(wanted.memory)
+                        .timeout(wanted.timeout)
+                        .vpc_config(vpc(&wanted))
+                        .environment(environment(&wanted))
+                        .kms_key_arn(&wanted.kms_key)
+                        .tracing_config(tracing())
+                        .logging_config(logging(&wanted))
+                        .runtime(Runtime::Providedal2023)
+                        .handler(&wanted.handler)
+                        .send()
+                        .map(|r| r.aws("lambda:UpdateFunctionConfiguration"))
+                })
+                .await?;
+                reconfigured = true;
+                until_ready(ctx, &name).await?;
+            }
+            if current.code_sha256 != code {
+                ctx.progress.step(&format!("uploading new code to {name}"));
+                let zip = Blob::new(zip()?);
+                ctx.retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
+                    lambda
+                        .update_function_code()
+                        .function_name(&name)
+                        .zip_file(zip.clone())
+                        .send()
+                        .map(|r| r.aws("lambda:UpdateFunctionCode"))
+                })
+                .await?;
+                until_ready(ctx, &name).await?;
+            }
+            if ctx.tag_drift(&current.tags).is_some() {
+                lambda
+                    .tag_resource()
+                    .resource(&current.arn)
+                    .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                    .send()
+                    .await
+                    .aws("lambda:TagResource")?;
+            }
+        } else {
+            create(ctx, f, &wanted, zip()?).await?;
+            until_ready(ctx, &name).await?;
+        }
+        let mut current = observe_function(ctx, &name)
+            .await?
+            .ok_or_else(|| ResourceError::new("NotFound", format!("function {name} vanished")))?;
+        let version = match current.version_with(&code) {
+            Some(v) if !reconfigured => v.to_string(),
+            _ => {
+                ctx.progress.step(&format!("publishing a version of {name}"));
+                // CodeSha256 guards the publish: Lambda refuses if $LATEST holds other code.
+                let published = ctx
+                    .retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
+                        lambda
+                            .publish_version()
+                            .function_name(&name)
+                            .code_sha256(&code)
+                            .description(format!("code {code}"))
+                            .send()
+                            .map(|r| r.aws("lambda:PublishVersion"))
+                    })
+                    .await?;
+                let v = published.version().unwrap_or_default().to_string();
+                current.versions.push((v.clone(), code.clone()));
+                v
+            }
+        };
+        let mut o = Observed { function: current, traffic };
+        for c in Color::BOTH {
+            let alias = c.as_str();
+            match o.function.aliases.get(alias) {
+                None => {
+                    ctx.progress.step(&format!("creating alias {name}:{alias} → version {version}"));
+                    lambda
+                        .create_alias()
+                        .function_name(&name)
+                        .name(alias)
+                        .function_version(&version)
+                        .description(format!("the {alias} colour of payments {f}"))
                         .send()
                         .await
-                        .aws("lambda:TagResource")?;
+                        .aws("lambda:CreateAlias")
+                        .ok_if_exists()?;
                 }
-            } else {
-                create(ctx, f, &wanted, zip()?).await?;
-                until_ready(ctx, &name).await?;
+                Some(at) if o.moves(c, Some(&version)) => {
+                    ctx.progress.step(&format!("moving idle alias {name}:{alias} from version {at} to {version}"));
+                    lambda
+                        .update_alias()
+                        .function_name(&name)
+                        .name(alias)
+                        .function_version(&version)
+                        .send()
+                        .await
+                        .aws("lambda:UpdateAlias")?;
+                }
+                Some(_) => continue,
             }
-            let mut current = observe_function(ctx, &name)
-                .await?
-                .ok_or_else(|| ResourceError::new("NotFound", format!("function {name} vanished")))?;
-            let version = match current.version_with(&code) {
-                Some(v) if !reconfigured => v.to_string(),
-                _ => {
-                    ctx.progress.step(&format!("publishing a version of {name}"));
-                    // CodeSha256 guards the publish: Lambda refuses if $LATEST holds other code.
-                    let published = ctx
-                        .retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
-                            lambda
-                                .publish_version()
-                                .function_name(&name)
-                                .code_sha256(&code)
-                                .description(format!("code {code}"))
-                                .send()
-                                .map(|r| r.aws("lambda:PublishVersion"))
-                        })
-                        .await?;
-                    let v = published.version().unwrap_or_default().to_string();
-                    current.versions.push((v.clone(), code.clone()));
-                    v
-                }
-            };
-            for c in Color::BOTH {
-                let alias = c.as_str();
-                match current.aliases.get(alias) {
-                    None => {
-                        ctx.progress.step(&format!("creating alias {name}:{alias} → version {version}"));
-                        lambda
-                            .create_alias()
-                            .function_name(&name)
-                            .name(alias)
-                            .function_version(&version)
-                            .description(format!("the {alias} colour of payments {f}"))
-                            .send()
-                            .await
-                            .aws("lambda:CreateAlias")
-                            .ok_if_exists()?;
-                    }
-                    Some(at) if state.moves(&current, c, Some(&version)) => {
-                        ctx.progress.step(&format!("moving idle alias {name}:{alias} from version {at} to {version}"));
-                        lambda
-                            .update_alias()
-                            .function_name(&name)
-                            .name(alias)
-                            .function_version(&version)
-                            .send()
-                            .await
-                            .aws("lambda:UpdateAlias")?;
-                    }
-                    Some(_) => continue,
-                }
-                current.aliases.insert(alias.to_string(), version.clone());
-            }
-            functions.insert(f, current);
+            o.function.aliases.insert(alias.to_string(), version.clone());
         }
-        Ok(self.outputs(ctx, &Observed { functions, ..state }))
+        Ok(self.outputs(ctx, &o))
     }
 
-    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        let lambda = &ctx.clients.lambda;
-        for f in o.functions.keys() {
-            let name = ctx.names.function(f);
-            ctx.progress.step(&format!("deleting function {name} (its versions and aliases with it)"));
-            lambda
-                .delete_function()
-                .function_name(&name)
-                .send()
-                .await
-                .aws("lambda:DeleteFunction")
-                .ok_if_not_found()?;
-        }
+    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+        let name = ctx.names.function(self.function);
+        ctx.progress.step(&format!("deleting function {name} (its versions and aliases with it)"));
+        ctx.clients
+            .lambda
+            .delete_function()
+            .function_name(&name)
+            .send()
+            .await
+            .aws("lambda:DeleteFunction")
+            .ok_if_not_found()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::FUNCTIONS;
+
+    #[test]
+    fn each_function_has_its_own_node_id() {
+        let ids: Vec<&str> = FUNCTIONS.iter().map(|f| id_of(f)).collect();
+        assert_eq!(ids, vec![VALIDATE, FRAUD_CHECK, PROCESS, ROTATE_SECRET]);
     }
 }

@@ -33,13 +33,9 @@ pub struct Observed {
 }
 
 fn function_arn(ctx: &Ctx) -> Result<String> {
-    ctx.input_value(super::functions::ID, "function_arns")?
-        .get("rotate-secret")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ResourceError::new("MissingInput", format!("{} did not provide rotate-secret", super::functions::ID))
-        })
+    ctx.input_value(super::functions::ROTATE_SECRET, "function_arn")?.as_str().map(str::to_string).ok_or_else(|| {
+        ResourceError::new("MissingInput", format!("{} did not provide its ARN", super::functions::ROTATE_SECRET))
+    })
 }
 
 #[async_trait]
@@ -51,7 +47,7 @@ impl Resource for DbMasterRotation {
     }
     fn reads(&self) -> &'static [Input] {
         &[
-            Input { node: super::functions::ID, key: "function_arns" },
+            Input { node: super::functions::ROTATE_SECRET, key: "function_arn" },
             Input { node: super::secrets::DB_MASTER, key: "secret_arn" },
         ]
     }

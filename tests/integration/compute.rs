@@ -218,7 +218,7 @@ fn up_deploys_each_function_from_its_package_into_the_private_subnets_with_blue_
         assert_eq!(logging.log_format().unwrap().as_str(), "JSON");
         assert_eq!(logging.log_group(), Some(format!("/aws/lambda/{name}").as_str()));
         assert_eq!(concurrency, None, "{name}: no reserved concurrency");
-        assert_eq!(tags.tags().unwrap()["tap:resource"], "functions.lambdas");
+        assert_eq!(tags.tags().unwrap()["tap:resource"], format!("functions.{f}"), "{name}: its own node");
         let published: Vec<&str> =
             versions.versions().iter().filter_map(|v| v.version()).filter(|v| *v != "$LATEST").collect();
         assert_eq!(published, ["1"], "{name}: one version for one package");

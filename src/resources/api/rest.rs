@@ -333,8 +333,16 @@ impl Resource for RestApi {
     fn after(&self) -> &'static [After] {
         &[
             After {
-                node: super::super::functions::ID,
-                why: "the integrations invoke the functions' aliases, which they name",
+                node: super::super::functions::VALIDATE,
+                why: "the /validate integration invokes validate's aliases, which it names",
+            },
+            After {
+                node: super::super::functions::FRAUD_CHECK,
+                why: "the /fraud-check integration invokes fraud-check's aliases, which it names",
+            },
+            After {
+                node: super::super::functions::PROCESS,
+                why: "the /process integration invokes process's aliases, which it names",
             },
             After {
                 node: super::super::logs::ID,
