@@ -11,7 +11,6 @@
 use crate::config::StackSettings;
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,8 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// What a node hands to its dependants and records in the state: ids, ARNs, names.
-pub type Outputs = BTreeMap<String, Value>;
+use crate::resources::Outputs;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -347,7 +345,7 @@ mod tests {
         let (store, mut state) = StateStore::open(dir.path(), "qa", "us-east-1", "up").unwrap();
         store.save(&state).await.unwrap();
         let mut outputs = Outputs::new();
-        outputs.insert("vpc_id".into(), Value::String("vpc-1".into()));
+        outputs.insert("vpc_id".into(), serde_json::Value::String("vpc-1".into()));
         state.record("network.vpc", outputs.clone());
         store.save(&state).await.unwrap();
         let backup: State =

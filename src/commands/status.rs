@@ -5,7 +5,7 @@ use crate::engine::Outcome;
 use crate::error::Error;
 use crate::resources::monitoring::alarms;
 use crate::resources::Change;
-use crate::state::Outputs;
+use crate::resources::Outputs;
 use crate::traffic::Traffic;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

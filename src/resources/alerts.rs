@@ -2,8 +2,8 @@
 //! stack's key; with `--alert-email`, an e-mail subscription (AWS asks the address to confirm).
 
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 use serde_json::json;

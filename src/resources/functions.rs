@@ -15,8 +15,8 @@
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
+use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use crate::traffic::{self, Color, Traffic};
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;

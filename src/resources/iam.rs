@@ -10,8 +10,8 @@
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};

@@ -7,8 +7,8 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::tag;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 use serde_json::{json, Value};

@@ -6,8 +6,8 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{list, Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde_json::json;

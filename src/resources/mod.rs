@@ -31,12 +31,15 @@ use crate::config::StackConfig;
 use crate::engine::progress::NodeProgress;
 use crate::engine::wait::{WaitError, WaitPolicy};
 use crate::names::{standard_tags, Names};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// What a node makes available to the nodes that read it (and records in the state): ids, ARNs,
+/// names — never a secret.
+pub type Outputs = BTreeMap<String, Value>;
 
 /// What `up` would do to one node.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! tapctl owns these values: a value changed out of band is drift, and `up` puts it back.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterType, Tag};
 use serde_json::json;

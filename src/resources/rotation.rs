@@ -10,8 +10,8 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use futures::FutureExt;

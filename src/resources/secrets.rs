@@ -10,8 +10,8 @@
 //! state, a log line, stdout or an error message. The SDK redacts it from Debug output too.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::Tag;
 use serde_json::json;

@@ -6,8 +6,8 @@
 //! Destroy empties every version and delete marker first.
 
 use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,

@@ -13,8 +13,8 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,

@@ -168,6 +168,10 @@ struct ProxyState {
     answers: Vec<Answer>,
     /// Every call answered from `answers`, with the code it got.
     answered: Vec<(Call, String)>,
+    /// AWS's asynchronous states on a scaled clock: real time per modelled minute, and when each
+    /// phase last started.
+    timing: Option<Duration>,
+    phase_started: std::collections::HashMap<&'static str, std::time::Instant>,
     /// Requests forwarded to the emulator and not yet answered.
     in_flight: usize,
 }
@@ -282,6 +286,92 @@ impl Proxy {
     }
 }
 
+/// How long AWS keeps a kind of resource in a pending state after the call that starts it, and
+/// how its reads say so. The durations are typical figures, each with its source; the timing
+/// model plays them on a scaled clock (`Proxy::set_timing`).
+pub struct Phase {
+    pub name: &'static str,
+    /// Whether a call (its recorded name) starts the phase.
+    pub starts: fn(&str) -> bool,
+    /// The reads that report it (the end of their recorded name).
+    pub reported_by: &'static str,
+    /// What the reads answer while the phase lasts: (settled text, pending text).
+    pub pending: &'static [(&'static str, &'static str)],
+    /// Typical duration on AWS, in minutes.
+    pub minutes: f64,
+}
+
+pub const PHASES: &[Phase] = &[
+    // VPC User Guide, "NAT gateways": a new gateway is `pending` until it is `available`, "a few
+    // minutes"; terraform's create timeout is 10 minutes.
+    Phase {
+        name: "NAT gateway",
+        starts: |c| c.starts_with("ec2:CreateNatGateway"),
+        reported_by: "DescribeNatGateways",
+        pending: &[("<state>available</state>", "<state>pending</state>")],
+        minutes: 3.0,
+    },
+    // Aurora User Guide, cluster status `creating` → `available`: a Serverless v2 cluster without
+    // instances takes a few minutes (terraform's create timeout: 120 minutes).
+    Phase {
+        name: "Aurora cluster",
+        starts: |c| c.starts_with("rds:CreateDBCluster"),
+        reported_by: "DescribeDBClusters",
+        pending: &[("<Status>available</Status>", "<Status>creating</Status>")],
+        minutes: 4.0,
+    },
+    // Each db.serverless instance `creating` → `available`: about ten minutes, the longest step of a
+    // new stack (terraform's create timeout: 90 minutes). The instances are created together.
+    Phase {
+        name: "Aurora instances",
+        starts: |c| c.starts_with("rds:CreateDBInstance"),
+        reported_by: "DescribeDBInstances",
+        pending: &[("<DBInstanceStatus>available</DBInstanceStatus>", "<DBInstanceStatus>creating</DBInstanceStatus>")],
+        minutes: 8.0,
+    },
+    // Lambda "function states": a function in a VPC is `Pending` while Lambda creates its
+    // Hyperplane interfaces, about a minute.
+    Phase {
+        name: "Lambda function (VPC)",
+        starts: |c| c == "lambda:POST /2015-03-31/functions",
+        reported_by: "/configuration",
+        pending: &[("\"State\": \"Active\"", "\"State\": \"Pending\"")],
+        minutes: 1.0,
+    },
+    // Lambda "function states": after a configuration update, `LastUpdateStatus` is `InProgress`
+    // until the change is applied (tens of seconds in a VPC).
+    Phase {
+        name: "Lambda update",
+        starts: |c| {
+            c.starts_with("lambda:PUT /2015-03-31/functions/")
+                && (c.ends_with("/configuration") || c.ends_with("/code"))
+        },
+        reported_by: "/configuration",
+        pending: &[("\"LastUpdateStatus\": \"Successful\"", "\"LastUpdateStatus\": \"InProgress\"")],
+        minutes: 0.5,
+    },
+    // DynamoDB CreateTable: `CREATING` → `ACTIVE`, the global secondary indexes with it; under a
+    // minute for an empty on-demand table.
+    Phase {
+        name: "DynamoDB table",
+        starts: |c| c.starts_with("dynamodb:CreateTable"),
+        reported_by: "dynamodb:DescribeTable",
+        pending: &[
+            ("\"TableStatus\": \"ACTIVE\"", "\"TableStatus\": \"CREATING\""),
+            ("\"IndexStatus\": \"ACTIVE\"", "\"IndexStatus\": \"CREATING\""),
+        ],
+        minutes: 1.0,
+    },
+];
+
+impl Proxy {
+    /// Plays `PHASES` on a clock where `per_minute` of real time stands for one minute on AWS:
+    /// each resource reads as pending for its phase's duration after the call that started it.
+    pub fn set_timing(&self, per_minute: Duration) {
+        self.state.lock().unwrap().timing = Some(per_minute);
+    }
+}
+
 /// An AWS error the proxy answers to the first `times` requests of a call that name a resource:
 /// what AWS says while a change it has accepted has not propagated yet.
 #[derive(Debug, Clone)]
@@ -388,6 +478,11 @@ async fn forward(
         if let Some(fault) = fault {
             st.injected.push((call.clone(), fault));
         }
+        if st.timing.is_some() {
+            for phase in PHASES.iter().filter(|p| (p.starts)(&call.0)) {
+                st.phase_started.insert(phase.name, std::time::Instant::now());
+            }
+        }
         let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
         let answer =
             st.answers.iter_mut().find(|a| a.times > 0 && call.0.starts_with(&a.call) && text.contains(&a.naming)).map(
@@ -463,6 +558,28 @@ async fn send_upstream(
                     _ => false,
                 }
             };
+            let timed: Vec<&Phase> = {
+                let st = state.lock().unwrap();
+                match st.timing {
+                    Some(per_minute) => PHASES
+                        .iter()
+                        .filter(|p| call.0.ends_with(p.reported_by) || call.action().ends_with(p.reported_by))
+                        .filter(|p| {
+                            st.phase_started.get(p.name).is_some_and(|at| at.elapsed() < per_minute.mul_f64(p.minutes))
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                }
+            };
+            if !timed.is_empty() {
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                for phase in timed {
+                    for (settled, pending) in phase.pending {
+                        text = text.replace(settled, pending);
+                    }
+                }
+                bytes = Bytes::from(text);
+            }
             if rewrite {
                 let text = String::from_utf8_lossy(&bytes)
                     .replace("<state>available</state>", "<state>pending</state>")

@@ -75,6 +75,52 @@ fn the_proxy_reports_a_nat_gateway_pending_for_exactly_the_polls_asked() {
 }
 
 #[test]
+fn the_timing_model_keeps_a_new_nat_gateway_pending_for_its_scaled_duration() {
+    let acct = Account::new();
+    // A minute stands for 20 s: the gateway's 3-minute phase cannot end during this test.
+    acct.proxy.set_timing(std::time::Duration::from_secs(20));
+    let config = acct.via_proxy();
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    acct.block_on(async {
+        let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
+        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap();
+        let subnet = ec2.create_subnet().vpc_id(vpc_id).cidr_block("10.1.0.0/24").send().await.unwrap();
+        let eip = ec2.allocate_address().send().await.unwrap();
+        ec2.create_nat_gateway()
+            .subnet_id(subnet.subnet().unwrap().subnet_id().unwrap())
+            .allocation_id(eip.allocation_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let state = || async { ec2.describe_nat_gateways().send().await.unwrap().nat_gateways()[0].state().cloned() };
+        assert_eq!(state().await, Some(NatGatewayState::Pending), "pending right after the create");
+        // The same gateway on a clock where a minute is a millisecond: its phase is long over.
+        acct.proxy.set_timing(std::time::Duration::from_millis(1));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(state().await, Some(NatGatewayState::Available), "available once its duration has passed");
+    });
+}
+
+#[test]
+fn under_the_timing_model_up_waits_visibly_for_every_slow_resource_and_converges() {
+    let acct = Account::with_stub_packages();
+    // 2 s for a minute: every first poll lands well inside its phase, on any machine.
+    acct.proxy.set_timing(std::time::Duration::from_secs(2));
+    let run = acct.ok(&["up", "--suffix", "qa"]);
+    for wait in [
+        "waiting for NAT gateway",
+        "waiting for Aurora cluster payment-db-qa to be ready: status creating",
+        "waiting for Aurora instances",
+        "waiting for function payment-process-qa to be ready: state Pending",
+        "waiting for table transactions-qa and its indexes to be ready: table CREATING",
+    ] {
+        assert!(run.stderr.contains(wait), "{wait}: {}", run.stderr);
+    }
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
+#[test]
 fn the_emulator_evaluates_bucket_policies_as_aws_does_for_an_https_request() {
     use aws_sdk_s3::primitives::ByteStream;
     let acct = Account::new();

@@ -13,8 +13,8 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::tag;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 use aws_sdk_iam::types::Tag;

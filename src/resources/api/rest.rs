@@ -17,8 +17,8 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};

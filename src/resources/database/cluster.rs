@@ -10,8 +10,8 @@
 use super::{ensure_tags, rds_tags, tags_of, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
+use crate::resources::Outputs;
 use crate::resources::{kms, network, secrets, After, Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbCluster, ServerlessV2ScalingConfiguration};
 use serde_json::json;

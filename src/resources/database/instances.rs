@@ -5,8 +5,8 @@
 use super::{rds_tags, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
+use crate::resources::Outputs;
 use crate::resources::{list, network, After, Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, Filter};
 use std::collections::BTreeMap;

@@ -4,8 +4,8 @@
 
 use super::{ensure_tags, rds_tags, tags_of};
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 use serde_json::json;

@@ -3,8 +3,8 @@
 use super::{ensure_tags, rds_tags, tags_of};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
+use crate::resources::Outputs;
 use crate::resources::{network, Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::BTreeMap;

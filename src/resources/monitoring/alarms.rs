@@ -9,8 +9,8 @@
 use crate::aws::AwsResultExt;
 use crate::names::{Names, FUNCTIONS};
 use crate::resources::api::rest::ROUTES;
+use crate::resources::Outputs;
 use crate::resources::{list, Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use crate::traffic::{Color, STAGE};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};

@@ -5,8 +5,8 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::{Names, FUNCTIONS};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, Result};
-use crate::state::Outputs;
 use crate::traffic::STAGE;
 use async_trait::async_trait;
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 
 use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Address, DomainType, ResourceType, Tag};
 use serde_json::json;

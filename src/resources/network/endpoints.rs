@@ -4,8 +4,8 @@
 use super::{describe_missing_tags, ensure_tags, is_owned, member_of, missing_tags, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag, VpcEndpoint, VpcEndpointType};
 use futures::FutureExt;

@@ -10,8 +10,8 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::tag;
 use crate::resources::network::filter;
+use crate::resources::Outputs;
 use crate::resources::{list, After, Change, Ctx, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 
 pub struct FunctionInterfaces;

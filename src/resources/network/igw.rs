@@ -3,8 +3,8 @@
 use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway, ResourceType, Tag};
 use futures::FutureExt;

@@ -6,8 +6,8 @@ use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags,
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
 use futures::FutureExt;

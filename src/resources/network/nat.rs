@@ -6,8 +6,8 @@ use super::{describe_missing_tags, ensure_tags, is_owned, missing_tags, tag_spec
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::{catalogue, Readiness};
+use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NatGateway, NatGatewayState, ResourceType, Tag};
 use futures::FutureExt;

@@ -9,8 +9,8 @@ use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags,
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable, Tag};
 use futures::FutureExt;

@@ -6,8 +6,8 @@
 use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
 use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
+use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::state::Outputs;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
 use futures::FutureExt;

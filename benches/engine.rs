@@ -1,0 +1,104 @@
+//! Benchmark of the engine (not a test: it asserts nothing, it measures).
+//!
+//!     cargo bench --profile dev --bench engine
+//!
+//! 1. Under the harness's timing model (`harness::PHASES`: NAT gateway, Aurora cluster and
+//!    instances, Lambda in a VPC, DynamoDB table, each pending for its typical duration on AWS,
+//!    played with 2 s standing for a minute), `up` and `destroy` from empty at the default
+//!    parallelism and at 1, against the critical path the graph implies: the longest chain of
+//!    modelled waits through the dependency graph (`tapctl graph`).
+//! 2. With 40 ms added to every AWS call and no pending states, `up` and `destroy` from empty at
+//!    `--parallelism 8` and at 1.
+//!
+//! Each run starts from an empty emulated account (moto behind the recording proxy).
+
+#[path = "../tests/integration/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tapctl::stack::Stack;
+
+const PER_MINUTE: Duration = Duration::from_secs(2);
+
+/// Minutes each node waits for AWS under the model (the phase it starts), by node id.
+fn modelled_minutes() -> BTreeMap<&'static str, f64> {
+    let phase = |name: &str| harness::PHASES.iter().find(|p| p.name == name).map_or(0.0, |p| p.minutes);
+    let mut m = BTreeMap::from([
+        ("network.nat", phase("NAT gateway")),
+        ("database.cluster", phase("Aurora cluster")),
+        ("database.instances", phase("Aurora instances")),
+        ("tables.transactions", phase("DynamoDB table")),
+    ]);
+    for f in tapctl::names::FUNCTIONS {
+        m.insert(tapctl::resources::functions::id_of(f), phase("Lambda function (VPC)"));
+    }
+    m
+}
+
+/// The longest chain of modelled waits through the graph, and the nodes on it.
+fn critical_path() -> (f64, Vec<String>) {
+    let graph = Stack::payments().graph().expect("the stack is a graph");
+    let minutes = modelled_minutes();
+    let mut best: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
+    for id in graph.topological_order().expect("acyclic") {
+        let before = graph
+            .dependencies(&id)
+            .filter_map(|d| best.get(d).cloned())
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((0.0, Vec::new()));
+        let own = minutes.get(id.as_str()).copied().unwrap_or(0.0);
+        let mut path = before.1;
+        path.push(id.clone());
+        best.insert(id, (before.0 + own, path));
+    }
+    best.into_values().max_by(|a, b| a.0.total_cmp(&b.0)).unwrap_or_default()
+}
+
+fn timed(acct: &harness::Account, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    acct.ok(args);
+    started.elapsed()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn main() {
+    let (minutes, path) = critical_path();
+    let critical = PER_MINUTE.mul_f64(minutes);
+    println!("# Engine benchmark\n");
+    println!("Timing model: {} real per AWS minute.", secs(PER_MINUTE));
+    println!("Critical path: {minutes} modelled minutes = {} ({})\n", secs(critical), path.join(" → "));
+    println!("| run | parallelism | up from empty | destroy | up / critical path |");
+    println!("|---|---|---|---|---|");
+    for parallelism in ["8", "1"] {
+        let acct = harness::Account::with_stub_packages();
+        acct.proxy.set_timing(PER_MINUTE);
+        let up = timed(&acct, &["up", "--suffix", "qa", "--parallelism", parallelism]);
+        let destroy = timed(&acct, &["destroy", "--suffix", "qa", "--yes", "--parallelism", parallelism]);
+        println!(
+            "| timing model | {parallelism} | {} | {} | {:.2}× |",
+            secs(up),
+            secs(destroy),
+            up.as_secs_f64() / critical.as_secs_f64()
+        );
+    }
+    let mut at = BTreeMap::new();
+    for parallelism in ["8", "1"] {
+        let acct = harness::Account::with_stub_packages();
+        acct.proxy.set_delay(Duration::from_millis(40));
+        let up = timed(&acct, &["up", "--suffix", "qa", "--parallelism", parallelism]);
+        let destroy = timed(&acct, &["destroy", "--suffix", "qa", "--yes", "--parallelism", parallelism]);
+        println!("| 40 ms per call | {parallelism} | {} | {} | |", secs(up), secs(destroy));
+        at.insert(parallelism, (up, destroy));
+    }
+    let (p8, p1) = (at["8"], at["1"]);
+    println!(
+        "\nSpeed-up of --parallelism 8 over 1 with 40 ms per call: up {:.2}×, destroy {:.2}×",
+        p1.0.as_secs_f64() / p8.0.as_secs_f64(),
+        p1.1.as_secs_f64() / p8.1.as_secs_f64()
+    );
+}
