@@ -7,7 +7,7 @@ use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{list, Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, list, Change, Ctx, Input, Resource, Result};
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde_json::json;
@@ -110,15 +110,16 @@ impl Resource for LogGroups {
         let key = ctx.input(super::kms::ID, "key_arn")?;
         let tags: std::collections::HashMap<String, String> = ctx.tags(None, None).into_iter().collect();
         let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
-        for name in group_names(ctx) {
-            let g = match o.groups.get(&name) {
+        let (key, tags, have) = (&key, &tags, &o);
+        let groups = each_member("log group", group_names(ctx), |name| async move {
+            let g = match have.groups.get(&name) {
                 Some(g) => g.clone(),
                 None => {
                     ctx.progress.step(&format!("creating log group {name}"));
                     ctx.retry_while_propagating(&catalogue::LOGS_NEW_KEY, &format!("key {key}"), || {
                         logs.create_log_group()
                             .log_group_name(&name)
-                            .kms_key_id(&key)
+                            .kms_key_id(key)
                             .set_tags(Some(tags.clone()))
                             .send()
                             .map(|r| r.aws("logs:CreateLogGroup").ok_if_exists())
@@ -150,7 +151,7 @@ impl Resource for LogGroups {
             if g.kms_key.as_deref() != Some(key.as_str()) {
                 logs.associate_kms_key()
                     .log_group_name(&name)
-                    .kms_key_id(&key)
+                    .kms_key_id(key)
                     .send()
                     .await
                     .aws("logs:AssociateKmsKey")?;
@@ -163,11 +164,10 @@ impl Resource for LogGroups {
                     .await
                     .aws("logs:TagResource")?;
             }
-            o.groups.insert(
-                name,
-                Group { retention: Some(ctx.config.log_retention_days), kms_key: Some(key.clone()), ..g },
-            );
-        }
+            Ok((name, Group { retention: Some(ctx.config.log_retention_days), kms_key: Some(key.clone()), ..g }))
+        })
+        .await?;
+        o.groups.extend(groups);
         Ok(self.outputs(ctx, &o))
     }
 

@@ -266,6 +266,48 @@ impl Ctx {
     }
 }
 
+/// Works on the members of a cheap family at once (a subnet per AZ and tier, an alarm per
+/// metric): no member waits for another's call, and every member's error is reported, not only
+/// the first. `what` names a member in errors ("subnet").
+pub async fn each_member<M, T, F, Fut>(what: &str, members: impl IntoIterator<Item = M>, work: F) -> Result<Vec<T>>
+where
+    M: std::fmt::Display,
+    F: Fn(M) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let runs = members.into_iter().map(|m| {
+        let label = m.to_string();
+        let run = work(m);
+        async move { (label, run.await) }
+    });
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (label, result) in futures::future::join_all(runs).await {
+        match result {
+            Ok(v) => done.push(v),
+            Err(e) => failed.push((label, e)),
+        }
+    }
+    let Some((_, first)) = failed.first() else { return Ok(done) };
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(label, e)| match &e.code {
+            Some(code) => format!("{what} {label}: [{code}] {}", e.message),
+            None => format!("{what} {label}: {}", e.message),
+        })
+        .collect();
+    Err(ResourceError {
+        code: first.code.clone(),
+        message: if failed.len() == 1 {
+            each.join("")
+        } else {
+            format!("{} failed: {}", failed.len(), each.join("; "))
+        },
+        hint: first.hint.clone(),
+        transient: failed.iter().all(|(_, e)| e.transient),
+    })
+}
+
 /// Turns a list of strings into an output value.
 pub fn list(items: impl IntoIterator<Item = String>) -> Value {
     Value::Array(items.into_iter().map(Value::String).collect())
@@ -380,6 +422,30 @@ impl<R: Resource> Node for R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_failing_member_is_reported_and_the_others_still_run() {
+        let ran = std::sync::Mutex::new(Vec::new());
+        let err = each_member("subnet", ["public-1", "private-1", "database-1"], |m| {
+            ran.lock().unwrap().push(m);
+            async move {
+                match m {
+                    "public-1" => Err(ResourceError::new("InvalidSubnet.Conflict", "overlaps")),
+                    "database-1" => Err(ResourceError::new("SubnetLimitExceeded", "too many")),
+                    _ => Ok(m),
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(ran.lock().unwrap().len(), 3, "a failure stops no other member");
+        assert!(err.message.starts_with("2 failed: "), "{}", err.message);
+        assert!(err.message.contains("subnet public-1: [InvalidSubnet.Conflict] overlaps"), "{}", err.message);
+        assert!(err.message.contains("subnet database-1: [SubnetLimitExceeded] too many"), "{}", err.message);
+        assert!(!err.transient);
+        let ok = each_member("alarm", ["a", "b"], |m| async move { Ok::<_, ResourceError>(m) }).await.unwrap();
+        assert_eq!(ok, vec!["a", "b"]);
+    }
 
     #[test]
     fn a_read_that_was_not_declared_is_refused_naming_it() {

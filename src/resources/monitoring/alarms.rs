@@ -10,7 +10,7 @@ use crate::aws::AwsResultExt;
 use crate::names::{Names, FUNCTIONS};
 use crate::resources::api::rest::ROUTES;
 use crate::resources::Outputs;
-use crate::resources::{list, Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, list, Change, Ctx, Input, Resource, Result};
 use crate::traffic::{Color, STAGE};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
@@ -228,38 +228,43 @@ impl Resource for Alarms {
         let topic = ctx.input(super::super::alerts::ID, "topic_arn")?;
         let have = observed.map(|o| o.alarms).unwrap_or_default();
         let tags: Vec<Tag> = ctx.tags(None, None).iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-        let mut names = Vec::new();
-        for want in specs(&ctx.names, &topic) {
-            names.push(want.name.clone());
-            if have.get(&want.name) == Some(&sorted(want.clone())) {
-                continue;
+        let wanted = specs(&ctx.names, &topic);
+        let mut names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
+        let changed = wanted.into_iter().filter(|want| have.get(&want.name) != Some(&sorted(want.clone())));
+        let tags = &tags;
+        each_member("alarm", changed.map(|w| w.name.clone()).collect::<Vec<_>>(), |name| {
+            let want = specs(&ctx.names, &topic).into_iter().find(|w| w.name == name);
+            async move {
+                let Some(want) = want else { return Ok(()) };
+                ctx.progress.step(&format!("putting alarm {}", want.name));
+                ctx.clients
+                    .cloudwatch
+                    .put_metric_alarm()
+                    .alarm_name(&want.name)
+                    .alarm_description(&want.description)
+                    .namespace(&want.namespace)
+                    .metric_name(&want.metric)
+                    .set_dimensions(Some(
+                        want.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect(),
+                    ))
+                    .set_statistic(want.statistic.as_deref().map(Statistic::from))
+                    .set_extended_statistic(want.extended_statistic.clone())
+                    .period(want.period)
+                    .evaluation_periods(want.evaluation_periods)
+                    .datapoints_to_alarm(want.datapoints)
+                    .threshold(want.threshold)
+                    .comparison_operator(ComparisonOperator::from(want.comparison.as_str()))
+                    .treat_missing_data("notBreaching")
+                    .set_alarm_actions(Some(want.actions.clone()))
+                    .set_ok_actions(Some(want.actions.clone()))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .aws("cloudwatch:PutMetricAlarm")?;
+                Ok(())
             }
-            ctx.progress.step(&format!("putting alarm {}", want.name));
-            ctx.clients
-                .cloudwatch
-                .put_metric_alarm()
-                .alarm_name(&want.name)
-                .alarm_description(&want.description)
-                .namespace(&want.namespace)
-                .metric_name(&want.metric)
-                .set_dimensions(Some(
-                    want.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect(),
-                ))
-                .set_statistic(want.statistic.as_deref().map(Statistic::from))
-                .set_extended_statistic(want.extended_statistic.clone())
-                .period(want.period)
-                .evaluation_periods(want.evaluation_periods)
-                .datapoints_to_alarm(want.datapoints)
-                .threshold(want.threshold)
-                .comparison_operator(ComparisonOperator::from(want.comparison.as_str()))
-                .treat_missing_data("notBreaching")
-                .set_alarm_actions(Some(want.actions.clone()))
-                .set_ok_actions(Some(want.actions.clone()))
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .aws("cloudwatch:PutMetricAlarm")?;
-        }
+        })
+        .await?;
         names.sort();
         Ok(Outputs::from([("alarm_names".into(), list(names))]))
     }

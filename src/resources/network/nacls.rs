@@ -7,7 +7,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
 use futures::FutureExt;
@@ -114,6 +114,7 @@ pub fn wanted_entries(ctx: &Ctx, tier: Tier) -> Result<Vec<Entry>> {
     })
 }
 
+#[derive(Clone)]
 enum Fix {
     CreateAcl(Tier),
     PutEntry { tier: Tier, entry: Entry, replace: bool },
@@ -123,6 +124,16 @@ enum Fix {
 }
 
 impl Fix {
+    fn tier(&self) -> Tier {
+        match self {
+            Fix::CreateAcl(tier)
+            | Fix::PutEntry { tier, .. }
+            | Fix::DeleteEntry { tier, .. }
+            | Fix::Associate { tier, .. }
+            | Fix::Tags { tier, .. } => *tier,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Fix::CreateAcl(t) => format!("{t} network ACL missing"),
@@ -285,89 +296,116 @@ impl Resource for NetworkAcls {
                 o
             }
         };
+        // Each tier's fixes in order (its ACL first, then its entries and associations); the three
+        // tiers at once.
+        let mut by_tier: BTreeMap<Tier, Vec<Fix>> = BTreeMap::new();
         for fix in fixes(ctx, &o)? {
-            ctx.progress.step(&fix.describe());
-            match fix {
-                Fix::CreateAcl(tier) => {
-                    let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
-                    let tags = ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier)));
-                    let out = ctx
-                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
-                            ec2.create_network_acl()
-                                .vpc_id(&vpc_id)
-                                .tag_specifications(tag_spec(ResourceType::NetworkAcl, &tags))
+            by_tier.entry(fix.tier()).or_default().push(fix);
+        }
+        let have = &o;
+        let made = each_member("network ACL", by_tier.keys().copied().collect::<Vec<_>>(), |tier| {
+            let fixes = by_tier.get(&tier).cloned().unwrap_or_default();
+            async move {
+                let mut acl_id = have.acls.get(&tier).map(|a| a.id.clone());
+                let mut made = None;
+                let id = |acl: &Option<String>| {
+                    acl.clone().ok_or_else(|| {
+                        ResourceError::new("Internal", format!("the {tier} network ACL was neither found nor made"))
+                    })
+                };
+                for fix in fixes {
+                    ctx.progress.step(&fix.describe());
+                    match fix {
+                        Fix::CreateAcl(_) => {
+                            let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                            let tags = ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier)));
+                            let out = ctx
+                                .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                                    ec2.create_network_acl()
+                                        .vpc_id(&vpc_id)
+                                        .tag_specifications(tag_spec(ResourceType::NetworkAcl, &tags))
+                                        .send()
+                                        .map(|r| r.aws("ec2:CreateNetworkAcl"))
+                                })
+                                .await?;
+                            let acl = out.network_acl().map(from_ec2).ok_or_else(|| {
+                                ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL")
+                            })?;
+                            acl_id = Some(acl.id.clone());
+                            made = Some(acl);
+                        }
+                        Fix::PutEntry { entry, replace, .. } => {
+                            let acl = id(&acl_id)?;
+                            let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
+                            let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("network ACL {acl}"),
+                                || {
+                                    if replace {
+                                        ec2.replace_network_acl_entry()
+                                            .network_acl_id(&acl)
+                                            .rule_number(entry.number)
+                                            .egress(entry.egress)
+                                            .protocol(&entry.protocol)
+                                            .rule_action(action.clone())
+                                            .cidr_block(&entry.cidr)
+                                            .set_port_range(ports.clone())
+                                            .send()
+                                            .map(|r| r.aws("ec2:ReplaceNetworkAclEntry").map(|_| ()))
+                                            .boxed()
+                                    } else {
+                                        ec2.create_network_acl_entry()
+                                            .network_acl_id(&acl)
+                                            .rule_number(entry.number)
+                                            .egress(entry.egress)
+                                            .protocol(&entry.protocol)
+                                            .rule_action(action.clone())
+                                            .cidr_block(&entry.cidr)
+                                            .set_port_range(ports.clone())
+                                            .send()
+                                            .map(|r| r.aws("ec2:CreateNetworkAclEntry").map(|_| ()))
+                                            .boxed()
+                                    }
+                                },
+                            )
+                            .await?;
+                        }
+                        Fix::DeleteEntry { egress, number, .. } => {
+                            ec2.delete_network_acl_entry()
+                                .network_acl_id(id(&acl_id)?)
+                                .egress(egress)
+                                .rule_number(number)
                                 .send()
-                                .map(|r| r.aws("ec2:CreateNetworkAcl"))
-                        })
-                        .await?;
-                    let acl = out
-                        .network_acl()
-                        .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateNetworkAcl returned no ACL"))?;
-                    o.acls.insert(tier, from_ec2(acl));
-                }
-                Fix::PutEntry { tier, entry, replace } => {
-                    let acl = &o.acls[&tier].id;
-                    let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
-                    let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
-                    if replace {
-                        ctx.retry_while_propagating(
-                            &catalogue::EC2_NEW_RESOURCE,
-                            &format!("network ACL {acl}"),
-                            || {
-                                ec2.replace_network_acl_entry()
-                                    .network_acl_id(acl)
-                                    .rule_number(entry.number)
-                                    .egress(entry.egress)
-                                    .protocol(&entry.protocol)
-                                    .rule_action(action.clone())
-                                    .cidr_block(&entry.cidr)
-                                    .set_port_range(ports.clone())
-                                    .send()
-                                    .map(|r| r.aws("ec2:ReplaceNetworkAclEntry"))
-                            },
-                        )
-                        .await?;
-                    } else {
-                        ctx.retry_while_propagating(
-                            &catalogue::EC2_NEW_RESOURCE,
-                            &format!("network ACL {acl}"),
-                            || {
-                                ec2.create_network_acl_entry()
-                                    .network_acl_id(acl)
-                                    .rule_number(entry.number)
-                                    .egress(entry.egress)
-                                    .protocol(&entry.protocol)
-                                    .rule_action(action.clone())
-                                    .cidr_block(&entry.cidr)
-                                    .set_port_range(ports.clone())
-                                    .send()
-                                    .map(|r| r.aws("ec2:CreateNetworkAclEntry"))
-                            },
-                        )
-                        .await?;
+                                .await
+                                .aws("ec2:DeleteNetworkAclEntry")
+                                .ok_if_not_found()?;
+                        }
+                        Fix::Associate { association, .. } => {
+                            let acl = id(&acl_id)?;
+                            // terraform `networkACLAssociationCreate`: InvalidAssociationID.NotFound
+                            // while the subnet's association is new.
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("network ACL {acl}"),
+                                || {
+                                    ec2.replace_network_acl_association()
+                                        .association_id(&association)
+                                        .network_acl_id(&acl)
+                                        .send()
+                                        .map(|r| r.aws("ec2:ReplaceNetworkAclAssociation"))
+                                },
+                            )
+                            .await?;
+                        }
+                        Fix::Tags { missing, .. } => ensure_tags(ctx, &id(&acl_id)?, &missing).await?,
                     }
                 }
-                Fix::DeleteEntry { tier, egress, number } => {
-                    ec2.delete_network_acl_entry()
-                        .network_acl_id(&o.acls[&tier].id)
-                        .egress(egress)
-                        .rule_number(number)
-                        .send()
-                        .await
-                        .aws("ec2:DeleteNetworkAclEntry")
-                        .ok_if_not_found()?;
-                }
-                Fix::Associate { tier, association, .. } => {
-                    ec2.replace_network_acl_association()
-                        .association_id(&association)
-                        .network_acl_id(&o.acls[&tier].id)
-                        .send()
-                        .await
-                        .aws("ec2:ReplaceNetworkAclAssociation")?;
-                }
-                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.acls[&tier].id, &missing).await?,
+                Ok(made.map(|a| (tier, a)))
             }
-        }
+        })
+        .await?;
+        o.acls.extend(made.into_iter().flatten());
         Ok(self.outputs(ctx, &o))
     }
 

@@ -10,7 +10,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable, Tag};
 use futures::FutureExt;
@@ -78,6 +78,7 @@ fn wanted_tags(ctx: &Ctx, tier: Tier) -> Vec<(String, String)> {
 }
 
 /// Route, association and tag fixes, in words (for plan) — apply performs the same list.
+#[derive(Clone)]
 enum Fix {
     CreateTable(Tier),
     CreateRoute { tier: Tier, dest: String, target: Target },
@@ -89,6 +90,18 @@ enum Fix {
 }
 
 impl Fix {
+    fn tier(&self) -> Tier {
+        match self {
+            Fix::CreateTable(tier)
+            | Fix::CreateRoute { tier, .. }
+            | Fix::ReplaceRoute { tier, .. }
+            | Fix::DeleteRoute { tier, .. }
+            | Fix::Associate { tier, .. }
+            | Fix::Reassociate { tier, .. }
+            | Fix::Tags { tier, .. } => *tier,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Fix::CreateTable(t) => format!("{t} route table missing"),
@@ -257,93 +270,116 @@ impl Resource for RouteTables {
             // holds them implicitly, which needs no replacing).
             o.associations = subnet_associations(ctx).await?;
         }
+        // Each tier's fixes in order (its table first, then its routes and associations); the
+        // three tiers at once.
+        let mut by_tier: BTreeMap<Tier, Vec<Fix>> = BTreeMap::new();
         for fix in fixes(ctx, &o)? {
-            ctx.progress.step(&fix.describe());
-            match fix {
-                Fix::CreateTable(tier) => {
-                    let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
-                    let out = ctx
-                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
-                            ec2.create_route_table()
-                                .vpc_id(&vpc_id)
-                                .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
-                                .send()
-                                .map(|r| r.aws("ec2:CreateRouteTable"))
-                        })
-                        .await?;
-                    if let Some(t) = out.route_table() {
-                        o.tables.insert(tier, from_ec2(t));
-                    }
-                }
-                Fix::CreateRoute { tier, dest, target } | Fix::ReplaceRoute { tier, dest, target } => {
-                    let table = o.tables[&tier].id.clone();
-                    let replace = o.tables[&tier].routes.contains_key(&dest);
-                    if replace {
-                        // The route table, NAT or internet gateway may have been made moments ago.
-                        ctx.retry_while_propagating(
-                            &catalogue::EC2_NEW_RESOURCE,
-                            &format!("route table {table}"),
-                            || {
-                                let call = ec2.replace_route().route_table_id(&table).destination_cidr_block(&dest);
-                                match &target {
-                                    Target::Nat(n) => call.nat_gateway_id(n),
-                                    Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                                }
-                                .send()
-                                .map(|r| r.aws("ec2:ReplaceRoute"))
-                            },
-                        )
-                        .await?;
-                    } else {
-                        // The route table, NAT or internet gateway may have been made moments ago.
-                        ctx.retry_while_propagating(
-                            &catalogue::EC2_NEW_RESOURCE,
-                            &format!("route table {table}"),
-                            || {
-                                let call = ec2.create_route().route_table_id(&table).destination_cidr_block(&dest);
-                                match &target {
-                                    Target::Nat(n) => call.nat_gateway_id(n),
-                                    Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                                }
-                                .send()
-                                .map(|r| r.aws("ec2:CreateRoute"))
-                            },
-                        )
-                        .await?;
-                    }
-                }
-                Fix::DeleteRoute { tier, dest } => {
-                    ec2.delete_route()
-                        .route_table_id(&o.tables[&tier].id)
-                        .destination_cidr_block(&dest)
-                        .send()
-                        .await
-                        .aws("ec2:DeleteRoute")
-                        .ok_if_not_found()?;
-                }
-                Fix::Associate { tier, subnet } => {
-                    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("subnet {subnet}"), || {
-                        ec2.associate_route_table()
-                            .route_table_id(&o.tables[&tier].id)
-                            .subnet_id(&subnet)
-                            .send()
-                            .map(|r| r.aws("ec2:AssociateRouteTable"))
-                    })
-                    .await?;
-                }
-                Fix::Reassociate { tier, association, .. } => {
-                    ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, "a new route table", || {
-                        ec2.replace_route_table_association()
-                            .association_id(&association)
-                            .route_table_id(&o.tables[&tier].id)
-                            .send()
-                            .map(|r| r.aws("ec2:ReplaceRouteTableAssociation"))
-                    })
-                    .await?;
-                }
-                Fix::Tags { tier, missing } => ensure_tags(ctx, &o.tables[&tier].id, &missing).await?,
-            }
+            by_tier.entry(fix.tier()).or_default().push(fix);
         }
+        let have = &o;
+        let made = each_member("route table", by_tier.keys().copied().collect::<Vec<_>>(), |tier| {
+            let fixes = by_tier.get(&tier).cloned().unwrap_or_default();
+            async move {
+                let mut table = have.tables.get(&tier).cloned();
+                let mut made = None;
+                let id = |table: &Option<Table>| {
+                    table.as_ref().map(|t| t.id.clone()).ok_or_else(|| {
+                        ResourceError::new("Internal", format!("the {tier} route table was neither found nor made"))
+                    })
+                };
+                for fix in fixes {
+                    ctx.progress.step(&fix.describe());
+                    match fix {
+                        Fix::CreateTable(_) => {
+                            let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
+                            let out = ctx
+                                .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                                    ec2.create_route_table()
+                                        .vpc_id(&vpc_id)
+                                        .tag_specifications(tag_spec(ResourceType::RouteTable, &wanted_tags(ctx, tier)))
+                                        .send()
+                                        .map(|r| r.aws("ec2:CreateRouteTable"))
+                                })
+                                .await?;
+                            table = out.route_table().map(from_ec2);
+                            made = table.clone();
+                        }
+                        Fix::CreateRoute { dest, target, .. } | Fix::ReplaceRoute { dest, target, .. } => {
+                            let table_id = id(&table)?;
+                            let replace = table.as_ref().is_some_and(|t| t.routes.contains_key(&dest));
+                            // The route table, NAT or internet gateway may have been made moments ago.
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("route table {table_id}"),
+                                || {
+                                    if replace {
+                                        let call =
+                                            ec2.replace_route().route_table_id(&table_id).destination_cidr_block(&dest);
+                                        match &target {
+                                            Target::Nat(n) => call.nat_gateway_id(n),
+                                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                                        }
+                                        .send()
+                                        .map(|r| r.aws("ec2:ReplaceRoute").map(|_| ()))
+                                        .boxed()
+                                    } else {
+                                        let call =
+                                            ec2.create_route().route_table_id(&table_id).destination_cidr_block(&dest);
+                                        match &target {
+                                            Target::Nat(n) => call.nat_gateway_id(n),
+                                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                                        }
+                                        .send()
+                                        .map(|r| r.aws("ec2:CreateRoute").map(|_| ()))
+                                        .boxed()
+                                    }
+                                },
+                            )
+                            .await?;
+                        }
+                        Fix::DeleteRoute { dest, .. } => {
+                            ec2.delete_route()
+                                .route_table_id(id(&table)?)
+                                .destination_cidr_block(&dest)
+                                .send()
+                                .await
+                                .aws("ec2:DeleteRoute")
+                                .ok_if_not_found()?;
+                        }
+                        Fix::Associate { subnet, .. } => {
+                            let table_id = id(&table)?;
+                            ctx.retry_while_propagating(
+                                &catalogue::EC2_NEW_RESOURCE,
+                                &format!("subnet {subnet}"),
+                                || {
+                                    ec2.associate_route_table()
+                                        .route_table_id(&table_id)
+                                        .subnet_id(&subnet)
+                                        .send()
+                                        .map(|r| r.aws("ec2:AssociateRouteTable"))
+                                },
+                            )
+                            .await?;
+                        }
+                        Fix::Reassociate { association, .. } => {
+                            let table_id = id(&table)?;
+                            ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, "a new route table", || {
+                                ec2.replace_route_table_association()
+                                    .association_id(&association)
+                                    .route_table_id(&table_id)
+                                    .send()
+                                    .map(|r| r.aws("ec2:ReplaceRouteTableAssociation"))
+                            })
+                            .await?;
+                        }
+                        Fix::Tags { missing, .. } => ensure_tags(ctx, &id(&table)?, &missing).await?,
+                    }
+                }
+                Ok(made.map(|t| (tier, t)))
+            }
+        })
+        .await?;
+        o.tables.extend(made.into_iter().flatten());
         Ok(self.outputs(ctx, &o))
     }
 

@@ -8,7 +8,7 @@ use crate::config::SubnetPlan;
 use crate::names::{Names, Tier};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{list, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{each_member, list, Change, Ctx, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag};
 use futures::FutureExt;
@@ -171,40 +171,60 @@ impl Resource for Subnets {
             None => Observed { azs: availability_zones(ctx).await?, subnets: BTreeMap::new() },
         };
         let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
-        for plan in ctx.config.subnet_layout() {
-            let m = member(&plan);
-            let tags = Self::wanted_tags(ctx, &plan);
-            match o.subnets.get(&m) {
-                Some(s) => ensure_tags(ctx, &s.id, &missing_tags(&s.tags, &tags)).await?,
-                None => {
-                    ctx.progress.step(&format!("creating subnet {m}"));
-                    let out = ctx
-                        .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
-                            ctx.clients
-                                .ec2
-                                .create_subnet()
-                                .vpc_id(&vpc_id)
-                                .cidr_block(plan.cidr.to_string())
-                                .availability_zone(&o.azs[plan.az_index])
-                                .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
-                                .send()
-                                .map(|r| r.aws("ec2:CreateSubnet"))
-                        })
-                        .await?;
-                    if let Some(s) = out.subnet() {
-                        o.subnets.insert(m, from_ec2(s));
-                    }
-                }
+        let (have, missing): (Vec<SubnetPlan>, Vec<SubnetPlan>) =
+            ctx.config.subnet_layout().into_iter().partition(|plan| o.subnets.contains_key(&member(plan)));
+        each_member("subnet", have.iter().map(member), |m| {
+            let plan = have.iter().find(|p| member(p) == m);
+            let (s, tags) = (&o.subnets[&m], plan.map(|p| Self::wanted_tags(ctx, p)).unwrap_or_default());
+            async move { ensure_tags(ctx, &s.id, &missing_tags(&s.tags, &tags)).await }
+        })
+        .await?;
+        let azs = &o.azs;
+        let created = each_member("subnet", missing.iter().map(member), |m| {
+            let plan = missing.iter().find(|p| member(p) == m).cloned();
+            let vpc_id = &vpc_id;
+            async move {
+                let plan = plan.ok_or_else(|| ResourceError::new("Internal", format!("no plan for subnet {m}")))?;
+                let tags = Self::wanted_tags(ctx, &plan);
+                ctx.progress.step(&format!("creating subnet {m}"));
+                let out = ctx
+                    .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
+                        ctx.clients
+                            .ec2
+                            .create_subnet()
+                            .vpc_id(vpc_id)
+                            .cidr_block(plan.cidr.to_string())
+                            .availability_zone(&azs[plan.az_index])
+                            .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
+                            .send()
+                            .map(|r| r.aws("ec2:CreateSubnet"))
+                    })
+                    .await?;
+                Ok(out.subnet().map(|s| (m, from_ec2(s))))
             }
-        }
+        })
+        .await?;
+        o.subnets.extend(created.into_iter().flatten());
         Ok(self.outputs(ctx, &o))
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        for (m, s) in &o.subnets {
-            ctx.progress.step(&format!("deleting subnet {m} ({})", s.id));
-            ctx.clients.ec2.delete_subnet().subnet_id(&s.id).send().await.aws("ec2:DeleteSubnet").ok_if_not_found()?;
-        }
+        each_member("subnet", o.subnets.keys(), |m| {
+            let s = &o.subnets[m];
+            async move {
+                ctx.progress.step(&format!("deleting subnet {m} ({})", s.id));
+                ctx.clients
+                    .ec2
+                    .delete_subnet()
+                    .subnet_id(&s.id)
+                    .send()
+                    .await
+                    .aws("ec2:DeleteSubnet")
+                    .ok_if_not_found()?;
+                Ok(())
+            }
+        })
+        .await?;
         Ok(())
     }
 }
