@@ -38,6 +38,14 @@ tokio::task_local! {
     static SLOT: Slot;
 }
 
+/// Up to `n` more walker slots for the node running on this task, taken only if free now (never
+/// waited for, so a node cannot deadlock on itself): a node working on several members of a
+/// family at once stays within `--parallelism`. Outside a walk there are none. The slots go back
+/// when the permits are dropped.
+pub fn extra_slots(n: usize) -> Vec<OwnedSemaphorePermit> {
+    SLOT.try_with(|s| (0..n).map_while(|_| s.slots.clone().try_acquire_owned().ok()).collect()).unwrap_or_default()
+}
+
 /// Awaits `pause` (the sleep between two polls of a wait) without holding the walker slot, and
 /// takes a slot again before returning. Outside a walk it is just `pause`.
 pub async fn parked<F: Future>(pause: F) -> F::Output {
@@ -275,6 +283,24 @@ mod tests {
         });
         let outcomes = tokio::time::timeout(Duration::from_secs(5), run).await.expect("the waiting node held its slot");
         assert!(outcomes.values().all(Outcome::is_done));
+    }
+
+    #[tokio::test]
+    async fn a_node_takes_only_the_extra_slots_that_are_free() {
+        let g = graph(&[("family", &[])]);
+        let taken = Arc::new(AtomicUsize::new(usize::MAX));
+        let t = taken.clone();
+        walk(&g, Direction::Forward, 3, RetryPolicy::NEVER, |_| {
+            let t = t.clone();
+            async move {
+                let extra = extra_slots(10);
+                t.store(extra.len(), Ordering::SeqCst);
+                Ok::<_, Diagnostic>(())
+            }
+        })
+        .await;
+        assert_eq!(taken.load(Ordering::SeqCst), 2, "three slots: its own and two free");
+        assert!(extra_slots(4).is_empty(), "outside a walk there are none");
     }
 
     #[tokio::test]

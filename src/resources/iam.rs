@@ -11,7 +11,7 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, Change, Ctx, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -241,10 +241,11 @@ impl Resource for Roles {
             ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
         let mut o = observed.unwrap_or(Observed { roles: BTreeMap::new() });
         let trust = trust_policy(ctx);
-        for f in FUNCTIONS {
+        let (have, trust, tags) = (&o, &trust, &tags);
+        let roles = each_member("role", FUNCTIONS, |f| async move {
             let name = ctx.names.role(f);
             let wanted = policy(ctx, f)?;
-            let existing = o.roles.get(f).cloned();
+            let existing = have.roles.get(f).cloned();
             let mut role = match existing {
                 Some(r) => r,
                 None => {
@@ -264,7 +265,7 @@ impl Resource for Roles {
                     })?
                 }
             };
-            if role.trust != trust {
+            if role.trust != *trust {
                 ctx.progress.step(&format!("restoring the trust policy of {name}"));
                 iam.update_assume_role_policy()
                     .role_name(&name)
@@ -296,8 +297,10 @@ impl Resource for Roles {
             if ctx.tag_drift(&role.tags).is_some() {
                 iam.tag_role().role_name(&name).set_tags(Some(tags.clone())).send().await.aws("iam:TagRole")?;
             }
-            o.roles.insert(f, Role { trust: trust.clone(), policy: Some(wanted), ..role });
-        }
+            Ok((f, Role { trust: trust.clone(), policy: Some(wanted), ..role }))
+        })
+        .await?;
+        o.roles.extend(roles);
         Ok(self.outputs(ctx, &o))
     }
 

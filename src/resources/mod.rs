@@ -267,22 +267,31 @@ impl Ctx {
 }
 
 /// Works on the members of a cheap family at once (a subnet per AZ and tier, an alarm per
-/// metric): no member waits for another's call, and every member's error is reported, not only
-/// the first. `what` names a member in errors ("subnet").
+/// metric), as many at a time as the walk has free slots (`--parallelism` bounds calls, not only
+/// nodes), and reports every member's error, not only the first. `what` names a member in errors
+/// ("subnet").
 pub async fn each_member<M, T, F, Fut>(what: &str, members: impl IntoIterator<Item = M>, work: F) -> Result<Vec<T>>
 where
     M: std::fmt::Display,
     F: Fn(M) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let members: Vec<M> = members.into_iter().collect();
+    let extra = crate::engine::walk::extra_slots(members.len().saturating_sub(1));
     let runs = members.into_iter().map(|m| {
         let label = m.to_string();
         let run = work(m);
         async move { (label, run.await) }
     });
+    let results: Vec<(String, Result<T>)> = futures::stream::StreamExt::collect(futures::stream::StreamExt::buffered(
+        futures::stream::iter(runs),
+        1 + extra.len(),
+    ))
+    .await;
+    drop(extra);
     let mut done = Vec::new();
     let mut failed = Vec::new();
-    for (label, result) in futures::future::join_all(runs).await {
+    for (label, result) in results {
         match result {
             Ok(v) => done.push(v),
             Err(e) => failed.push((label, e)),
