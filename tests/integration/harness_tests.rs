@@ -104,8 +104,9 @@ fn the_timing_model_keeps_a_new_nat_gateway_pending_for_its_scaled_duration() {
 #[test]
 fn under_the_timing_model_up_waits_visibly_for_every_slow_resource_and_converges() {
     let acct = Account::with_stub_packages();
-    // 2 s for a minute: every first poll lands well inside its phase, on any machine.
-    acct.proxy.set_timing(std::time::Duration::from_secs(2));
+    // 5 s for a minute: the shortest phase (a function, a table) lasts 5 s after its create, and
+    // the first poll follows the create at once, so even a busy machine lands inside it.
+    acct.proxy.set_timing(std::time::Duration::from_secs(5));
     let run = acct.ok(&["up", "--suffix", "qa"]);
     for wait in [
         "waiting for NAT gateway",
