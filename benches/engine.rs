@@ -6,7 +6,8 @@
 //!    instances, Lambda in a VPC, DynamoDB table, each pending for its typical duration on AWS,
 //!    played with 2 s standing for a minute), `up` and `destroy` from empty at the default
 //!    parallelism and at 1, against the critical path the graph implies: the longest chain of
-//!    modelled waits through the dependency graph (`tapctl graph`).
+//!    modelled waits through the dependency graph (`tapctl graph`); for a destroy, through the
+//!    teardown graph, where the release of Lambda's interfaces is the modelled wait.
 //! 2. With 40 ms added to every AWS call and no pending states, `up` and `destroy` from empty at
 //!    `--parallelism 8` and at 1.
 //!
@@ -37,10 +38,14 @@ fn modelled_minutes() -> BTreeMap<&'static str, f64> {
     m
 }
 
-/// The longest chain of modelled waits through the graph, and the nodes on it.
-fn critical_path() -> (f64, Vec<String>) {
-    let graph = Stack::payments().graph().expect("the stack is a graph");
-    let minutes = modelled_minutes();
+/// The same for a destroy: only the release of Lambda's interfaces is modelled.
+fn modelled_teardown_minutes() -> BTreeMap<&'static str, f64> {
+    let phase = |name: &str| harness::PHASES.iter().find(|p| p.name == name).map_or(0.0, |p| p.minutes);
+    BTreeMap::from([(tapctl::resources::functions::network_interfaces::ID, phase("Lambda interfaces after delete"))])
+}
+
+/// The longest chain of modelled waits through `graph`, and the nodes on it.
+fn critical_path(graph: &tapctl::engine::Graph, minutes: &BTreeMap<&'static str, f64>) -> (f64, Vec<String>) {
     let mut best: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
     for id in graph.topological_order().expect("acyclic") {
         let before = graph
@@ -67,23 +72,33 @@ fn secs(d: Duration) -> String {
 }
 
 fn main() {
-    let (minutes, path) = critical_path();
+    let stack = Stack::payments();
+    let (minutes, path) = critical_path(&stack.graph().expect("the stack is a graph"), &modelled_minutes());
     let critical = PER_MINUTE.mul_f64(minutes);
+    let teardown = stack.teardown_graph().expect("the teardown is a graph").reversed();
+    let (teardown_minutes, teardown_path) = critical_path(&teardown, &modelled_teardown_minutes());
+    let teardown_critical = PER_MINUTE.mul_f64(teardown_minutes);
     println!("# Engine benchmark\n");
     println!("Timing model: {} real per AWS minute.", secs(PER_MINUTE));
-    println!("Critical path: {minutes} modelled minutes = {} ({})\n", secs(critical), path.join(" → "));
-    println!("| run | parallelism | up from empty | destroy | up / critical path |");
-    println!("|---|---|---|---|---|");
+    println!("Critical path of up: {minutes} modelled minutes = {} ({})", secs(critical), path.join(" → "));
+    println!(
+        "Critical path of destroy: {teardown_minutes} modelled minutes = {} ({})\n",
+        secs(teardown_critical),
+        teardown_path.join(" → ")
+    );
+    println!("| run | parallelism | up from empty | destroy | up / critical path | destroy / critical path |");
+    println!("|---|---|---|---|---|---|");
     for parallelism in ["8", "1"] {
         let acct = harness::Account::with_stub_packages();
         acct.proxy.set_timing(PER_MINUTE);
         let up = timed(&acct, &["up", "--suffix", "qa", "--parallelism", parallelism]);
         let destroy = timed(&acct, &["destroy", "--suffix", "qa", "--yes", "--parallelism", parallelism]);
         println!(
-            "| timing model | {parallelism} | {} | {} | {:.2}× |",
+            "| timing model | {parallelism} | {} | {} | {:.2}× | {:.2}× |",
             secs(up),
             secs(destroy),
-            up.as_secs_f64() / critical.as_secs_f64()
+            up.as_secs_f64() / critical.as_secs_f64(),
+            destroy.as_secs_f64() / teardown_critical.as_secs_f64()
         );
     }
     let mut at = BTreeMap::new();
@@ -92,7 +107,7 @@ fn main() {
         acct.proxy.set_delay(Duration::from_millis(40));
         let up = timed(&acct, &["up", "--suffix", "qa", "--parallelism", parallelism]);
         let destroy = timed(&acct, &["destroy", "--suffix", "qa", "--yes", "--parallelism", parallelism]);
-        println!("| 40 ms per call | {parallelism} | {} | {} | |", secs(up), secs(destroy));
+        println!("| 40 ms per call | {parallelism} | {} | {} | | |", secs(up), secs(destroy));
         at.insert(parallelism, (up, destroy));
     }
     let (p8, p1) = (at["8"], at["1"]);

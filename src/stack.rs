@@ -14,7 +14,6 @@
 //!   network.nacls          → vpc, subnets   per-tier ACLs (database: 5432 from private only)
 //!   network.security-groups → vpc   functions → database on 5432 only
 //!   network.endpoints      → vpc, route-tables   S3 and DynamoDB gateway endpoints, private tier
-//!   network.function-interfaces ⇢ subnets, security-groups   Lambda's ENIs: released before those go
 //!
 //!   Data layer (everything → kms.key):
 //!   tables.transactions             DynamoDB: on-demand, PITR, GSIs by card, merchant, status
@@ -31,7 +30,7 @@
 //!
 //!   Compute — deployed without waiting for Aurora or the NAT (they read nothing of either):
 //!   iam.roles              → table, bucket, topic, secrets   one least-privilege role per function
-//!   functions.<name>       → roles, private subnets, functions' group  ⇢ logs, function-interfaces
+//!   functions.<name>       → roles, private subnets, functions' group  ⇢ logs
 //!                            one node per function (validate, fraud-check, process, rotate-secret);
 //!                            blue and green aliases; `up` moves only the idle colour
 //!   rotation.db-master     → functions.rotate-secret, secrets.db-master  ⇢ instances (the first
@@ -43,19 +42,25 @@
 //!   Monitoring (metrics are named, not read: only the topic is an input):
 //!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU
 //!   monitoring.dashboard            one dashboard of the payment path
+//!
+//!   Finalizers (destroy only: cleanup owed after a family is deleted, owning nothing):
+//!   functions.network-interfaces  after every functions.<name>, before subnets and security-groups:
+//!                            Lambda releases the functions' interfaces minutes after the deletes
 
 use crate::engine::{Graph, GraphError};
 use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
     alerts, api, database, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
-    Node,
+    Finalizer, Node,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct Stack {
     pub nodes: Vec<Arc<dyn Node>>,
+    /// Cleanup steps of a destroy that own no resource (kube-runtime's finalizers).
+    pub finalizers: Vec<Arc<dyn Finalizer>>,
 }
 
 impl Stack {
@@ -71,7 +76,6 @@ impl Stack {
             Arc::new(network::nacls::NetworkAcls),
             Arc::new(network::security_groups::SecurityGroups),
             Arc::new(network::endpoints::GatewayEndpoints),
-            Arc::new(network::function_interfaces::FunctionInterfaces),
             Arc::new(tables::TransactionsTable),
             Arc::new(storage::AuditBucket),
             Arc::new(alerts::AlertsTopic),
@@ -91,12 +95,33 @@ impl Stack {
             Arc::new(monitoring::dashboard::Dashboard),
         ];
         nodes.extend(FUNCTIONS.map(|function| Arc::new(functions::Lambda { function }) as Arc<dyn Node>));
-        Stack { nodes }
+        Stack { nodes, finalizers: vec![Arc::new(functions::network_interfaces::NetworkInterfaces)] }
     }
 
     /// The dependency graph, derived from what each node reads and is ordered after.
     pub fn graph(&self) -> Result<Graph, GraphError> {
         Graph::new(self.nodes.iter().map(|n| (n.id(), n.depends_on())))
+    }
+
+    /// What a destroy walks (in reverse): the graph with each finalizer placed after its owners
+    /// and before the nodes that wait for it. In the graph's own direction a finalizer depends on
+    /// the nodes it precedes in a destroy, and its owners depend on it.
+    pub fn teardown_graph(&self) -> Result<Graph, GraphError> {
+        let mut deps: BTreeMap<&'static str, std::collections::BTreeSet<&'static str>> =
+            self.nodes.iter().map(|n| (n.id(), n.depends_on())).collect();
+        for f in &self.finalizers {
+            deps.insert(f.id(), f.before().iter().map(|a| a.node).collect());
+            for owner in f.owners() {
+                if let Some(d) = deps.get_mut(owner) {
+                    d.insert(f.id());
+                }
+            }
+        }
+        Graph::new(deps)
+    }
+
+    pub fn finalizer(&self, id: &str) -> Option<&Arc<dyn Finalizer>> {
+        self.finalizers.iter().find(|f| f.id() == id)
     }
 
     /// `tapctl graph`: each node, dependencies first, with what it reads and what it follows.
@@ -114,6 +139,13 @@ impl Stack {
             }
             for a in n.after() {
                 out.push_str(&format!("  after  {}: {}\n", a.node, a.why));
+            }
+        }
+        for f in &self.finalizers {
+            out.push_str(&format!("{} (finalizer: destroy only)\n", f.id()));
+            out.push_str(&format!("  after deleting  {}\n", f.owners().join(", ")));
+            for b in f.before() {
+                out.push_str(&format!("  before deleting {}: {}\n", b.node, b.why));
             }
         }
         Ok(out)
@@ -141,20 +173,36 @@ impl Stack {
                 ));
             }
         }
+        for f in &self.finalizers {
+            out.push_str(&format!("  \"{}\" [shape=octagon, style=dotted];\n", f.id()));
+            for owner in f.owners() {
+                out.push_str(&format!("  \"{}\" -> \"{owner}\" [style=dotted, label=\"destroy: after\"];\n", f.id()));
+            }
+            for b in f.before() {
+                out.push_str(&format!(
+                    "  \"{}\" -> \"{}\" [style=dotted, label=\"destroy: before\\n{}\"];\n",
+                    b.node,
+                    f.id(),
+                    b.why.replace('"', "'")
+                ));
+            }
+        }
         out.push_str("}\n");
         Ok(out)
     }
 
     fn ordered(&self) -> Result<Vec<String>, crate::error::Error> {
-        self.graph().and_then(|g| g.topological_order()).map_err(|e| crate::error::Error::State {
-            message: format!("the stack is not a valid graph: {e}"),
-            hint: None,
-        })
+        self.graph().and_then(|g| g.topological_order()).map_err(invalid)
     }
 
     pub fn node(&self, id: &str) -> Option<&Arc<dyn Node>> {
         self.nodes.iter().find(|n| n.id() == id)
     }
+}
+
+/// A graph error is a defect in tapctl (every test builds the stack), reported as such.
+pub fn invalid(e: GraphError) -> crate::error::Error {
+    crate::error::Error::State { message: format!("the stack is not a valid graph: {e}"), hint: None }
 }
 
 /// The operator-facing outputs (`<suffix>.outputs.json`): name, node, and the node's output key.
@@ -259,11 +307,30 @@ mod tests {
         let stack = Stack::payments();
         let dot = stack.dot().unwrap();
         let edges = dot.lines().filter(|l| l.contains("->")).count();
-        let graph = stack.graph().unwrap();
+        let graph = stack.teardown_graph().unwrap();
         let expected: usize = graph.nodes().map(|n| graph.dependencies(n).count()).sum();
         assert_eq!(edges, expected, "{dot}");
         assert!(dot.contains("\"functions.process\" -> \"iam.roles\" [label=\"role_arns\"]"), "{dot}");
         assert!(dot.contains("style=dashed"), "{dot}");
+    }
+
+    #[test]
+    fn a_destroy_releases_the_functions_interfaces_after_every_function_and_before_the_network() {
+        let stack = Stack::payments();
+        assert!(!stack.graph().unwrap().nodes().any(|n| n == functions::network_interfaces::ID), "not a node of up");
+        // Reversed, as a destroy walks it: what must be gone before each vertex runs.
+        let teardown = stack.teardown_graph().unwrap().reversed();
+        let before_release = upstream(&teardown, functions::network_interfaces::ID);
+        for f in FUNCTIONS {
+            assert!(before_release.contains(functions::id_of(f)), "{f} is deleted before the release");
+        }
+        for waits in [network::subnets::ID, network::security_groups::ID, network::vpc::ID] {
+            assert!(upstream(&teardown, waits).contains(functions::network_interfaces::ID), "{waits}");
+        }
+        // Nothing else waits: the data layer, keys and API go meanwhile.
+        for free in [tables::ID, api::rest::ID, iam::ID, database::cluster::ID] {
+            assert!(!upstream(&teardown, free).contains(functions::network_interfaces::ID), "{free}");
+        }
     }
 
     #[test]

@@ -135,7 +135,9 @@ pub fn parse_state(text: &str, place: &str, backup: &str, suffix: &str, region: 
 /// Nodes earlier versions recorded that no longer exist. Their resources belong to the nodes that
 /// replaced them, which adopt them by name and tags on the next `up`; the old entries go.
 /// - `functions.lambdas`: since engine v2 each function is its own node (`functions.<name>`).
-pub const RETIRED_NODES: &[&str] = &["functions.lambdas"];
+/// - `network.function-interfaces`: owned nothing; it is the functions' finalizer now
+///   (`functions.network-interfaces`), which a destroy runs and no state records.
+pub const RETIRED_NODES: &[&str] = &["functions.lambdas", "network.function-interfaces"];
 
 pub fn render_state(state: &State) -> Result<String, Error> {
     let mut state = state.clone();

@@ -29,6 +29,12 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
 }
 
 async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
+    if let Some(finalizer) = session.stack.finalizer(&id) {
+        let ctx = session.ctx(finalizer.id(), &[], "settling");
+        let result = finalizer.run(&ctx).await.map_err(|e| diagnostic(&id, e));
+        close(ctx.progress, &result, |d| if *d { "settled".into() } else { "nothing to settle".into() });
+        return result;
+    }
     let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), &[], "looking for it");
     let result = async {
@@ -42,13 +48,15 @@ async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
 }
 
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
-    let outcomes = walk(&session.graph, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| {
-        visit(session, id)
-    })
-    .await;
+    let teardown = session.stack.teardown_graph().map_err(crate::stack::invalid)?;
+    let outcomes =
+        walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
+            .await;
     let failed = report_failures(&session.progress, &outcomes);
-    let deleted = outcomes.values().filter(|o| matches!(o, Outcome::Done(true))).count();
-    let absent = outcomes.values().filter(|o| matches!(o, Outcome::Done(false))).count();
+    // A finalizer owns nothing: it is neither deleted nor absent.
+    let resources = || outcomes.iter().filter(|(id, _)| session.stack.finalizer(id).is_none()).map(|(_, o)| o);
+    let deleted = resources().filter(|o| matches!(o, Outcome::Done(true))).count();
+    let absent = resources().filter(|o| matches!(o, Outcome::Done(false))).count();
     if failed == 0 {
         session.store.remove_files().await?;
     }

@@ -149,9 +149,7 @@ async fn run_locked(
         clients,
         store,
         state: Mutex::new(state),
-        graph: stack
-            .graph()
-            .map_err(|e| Error::State { message: format!("the stack is not a valid graph: {e}"), hint: None })?,
+        graph: stack.graph().map_err(crate::stack::invalid)?,
         stack,
         progress: Progress::new(live),
         outputs: Mutex::new(BTreeMap::new()),

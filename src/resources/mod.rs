@@ -352,6 +352,22 @@ pub trait Resource: Send + Sync {
     async fn delete(&self, ctx: &Ctx, observed: Self::Observed) -> Result<()>;
 }
 
+/// Cleanup a family owes AWS after its members are deleted (kube-runtime's finalizer). Lambda
+/// releases a deleted function's network interfaces only minutes later, and the subnets and the
+/// group they sit in cannot go before. A finalizer owns nothing and has no state entry: it is a
+/// vertex of a destroy only, after every owner and before the nodes that must wait for it.
+#[async_trait]
+pub trait Finalizer: Send + Sync {
+    /// `<family>.<what it waits for>`, e.g. `functions.network-interfaces`.
+    fn id(&self) -> &'static str;
+    /// The nodes whose deletion leaves the debt: it runs once all of them are gone.
+    fn owners(&self) -> Vec<&'static str>;
+    /// The nodes deleted only after it has run, each with why.
+    fn before(&self) -> &'static [After];
+    /// Settles the debt, waiting as long as it takes; true when there was something to settle.
+    async fn run(&self, ctx: &Ctx) -> Result<bool>;
+}
+
 /// The result of observe + diff, kept so that apply does not observe twice.
 pub struct Planned {
     pub change: Change,

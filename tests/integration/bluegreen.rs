@@ -245,7 +245,7 @@ fn destroy_waits_for_the_functions_interfaces_deleting_the_rest_meanwhile() {
     });
     let run = acct.run(&["destroy", "--suffix", "qa", "--yes", "--max-wait", "3"]);
     assert_ne!(run.code, 0, "{}", run.stdout);
-    assert!(run.stderr.contains("network.function-interfaces") && run.stderr.contains(&held), "{}", run.stderr);
+    assert!(run.stderr.contains("functions.network-interfaces") && run.stderr.contains(&held), "{}", run.stderr);
     assert!(
         run.stderr.contains("waiting for the functions' network interfaces (Lambda releases them) to be gone"),
         "visible progress: {}",

@@ -42,12 +42,18 @@ fn graph_prints_the_data_flow_as_text_and_dot_without_aws() {
     assert!(text.status.success());
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("functions.process\n  reads  iam.roles: role_arns"), "{text}");
-    assert!(text.contains("  after  network.function-interfaces: "), "{text}");
+    assert!(text.contains("  after  logs.groups: each function logs to its group"), "{text}");
+    assert!(
+        text.contains("functions.network-interfaces (finalizer: destroy only)\n  after deleting  functions."),
+        "{text}"
+    );
+    assert!(text.contains("  before deleting network.subnets: "), "{text}");
     let dot =
         std::process::Command::new(env!("CARGO_BIN_EXE_tapctl")).args(["graph", "--format", "dot"]).output().unwrap();
     assert!(dot.status.success());
     let dot = String::from_utf8(dot.stdout).unwrap();
     assert!(dot.starts_with("digraph tapctl {") && dot.trim_end().ends_with('}'), "{dot}");
+    assert!(dot.contains("\"network.subnets\" -> \"functions.network-interfaces\" [style=dotted"), "{dot}");
 }
 
 #[test]
@@ -101,7 +107,8 @@ fn a_stack_made_before_functions_were_nodes_of_their_own_is_adopted_with_nothing
     let acct = Account::with_stub_packages();
     acct.ok(&["up", "--suffix", "qa"]);
     // Put back what the previous version left: one `functions.lambdas` entry in the state, and
-    // that node id in the functions' tags.
+    // that node id in the functions' tags; and the `network.function-interfaces` entry that a
+    // node owning nothing recorded.
     let path = acct.state_dir.path().join("qa.json");
     let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let nodes = state["nodes"].as_object_mut().unwrap();
@@ -116,7 +123,9 @@ fn a_stack_made_before_functions_were_nodes_of_their_own_is_adopted_with_nothing
     }
     let mut old = nodes["kms.key"].clone();
     old["outputs"] = serde_json::json!({ "function_arns": arns, "versions": {} });
-    nodes.insert("functions.lambdas".into(), old);
+    nodes.insert("functions.lambdas".into(), old.clone());
+    old["outputs"] = serde_json::json!({ "network_interface_ids": [] });
+    nodes.insert("network.function-interfaces".into(), old);
     std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
 
     acct.proxy.clear();
@@ -126,6 +135,7 @@ fn a_stack_made_before_functions_were_nodes_of_their_own_is_adopted_with_nothing
     assert!(changes.is_empty(), "adopted: only the functions' tags were repaired, nothing made: {changes:?}");
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(state["nodes"].get("functions.lambdas").is_none(), "the retired entry is gone");
+    assert!(state["nodes"].get("network.function-interfaces").is_none(), "the retired entry is gone");
     assert!(state["nodes"].get("functions.process").is_some());
     let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);

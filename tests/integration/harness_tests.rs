@@ -122,6 +122,35 @@ fn under_the_timing_model_up_waits_visibly_for_every_slow_resource_and_converges
 }
 
 #[test]
+fn under_the_timing_model_destroy_waits_for_lambdas_interfaces_deleting_the_rest_meanwhile() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    // 1 s for a minute: the interfaces stay held for 20 s after the last function's delete, and
+    // the first look follows the deletes at once.
+    acct.proxy.set_timing(std::time::Duration::from_secs(1));
+    acct.proxy.clear();
+    let run = acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert!(
+        run.stderr.contains("waiting for the functions' network interfaces (Lambda releases them) to be gone: 1 still held: eni-0lambdaheld00000 (in-use)"),
+        "{}",
+        run.stderr
+    );
+    let calls: Vec<String> = acct.proxy.calls().into_iter().map(|c| c.0).collect();
+    let first = |call: &str| calls.iter().position(|c| c.contains(call)).unwrap_or_else(|| panic!("no {call}"));
+    let last = |call: &str| calls.iter().rposition(|c| c.contains(call)).unwrap_or_else(|| panic!("no {call}"));
+    let released = last("ec2:DescribeNetworkInterfaces");
+    for f in ["validate", "fraud-check", "process", "rotate-secret"] {
+        let deleted = last(&format!("lambda:DELETE /2015-03-31/functions/payment-{f}-qa"));
+        assert!(deleted < first("ec2:DescribeNetworkInterfaces"), "{f} is deleted before the wait starts");
+    }
+    assert!(first("ec2:DeleteSubnet") > released, "the subnets wait for the release");
+    assert!(first("ec2:DeleteSecurityGroup") > released, "the functions' group waits for the release");
+    assert!(first("dynamodb:DeleteTable") < released, "the table does not wait for the network");
+    assert!(first("apigateway:DELETE /restapis/") < released, "the API does not wait for the network");
+    assert!(super::readback::inventory(&acct, "qa").values().all(|v| v.is_empty()), "nothing left");
+}
+
+#[test]
 fn the_emulator_evaluates_bucket_policies_as_aws_does_for_an_https_request() {
     use aws_sdk_s3::primitives::ByteStream;
     let acct = Account::new();

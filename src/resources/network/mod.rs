@@ -3,7 +3,6 @@
 
 pub mod eip;
 pub mod endpoints;
-pub mod function_interfaces;
 pub mod igw;
 pub mod nacls;
 pub mod nat;

@@ -13,6 +13,8 @@
 //! - A role, key or network permission made seconds ago may not yet be usable by Lambda: create
 //!   and configuration calls retry `catalogue::LAMBDA_FUNCTION`'s answers, with the wait shown.
 
+pub mod network_interfaces;
+
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
@@ -382,16 +384,10 @@ impl Resource for Lambda {
         ]
     }
     fn after(&self) -> &'static [After] {
-        &[
-            After {
-                node: super::logs::ID,
-                why: "each function logs to its group, made first with the key and the retention",
-            },
-            After {
-                node: super::network::function_interfaces::ID,
-                why: "destroy waits there, after the functions, for Lambda to release their interfaces",
-            },
-        ]
+        &[After {
+            node: super::logs::ID,
+            why: "each function logs to its group, made first with the key and the retention",
+        }]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -1,22 +1,23 @@
-//! `network.function-interfaces`: the network interfaces Lambda puts in the private subnets for
-//! the functions (one per subnet and security group). Lambda creates and removes them itself;
-//! tapctl never makes one. The node exists for `destroy`: after the functions are deleted, AWS
-//! takes a while — often 20 minutes or more — to release their interfaces, and until then the
-//! subnets and the security group cannot be deleted. So this node sits between the functions
-//! and the network: it waits, with the interfaces still held shown, while every node that does
-//! not depend on the network (roles, keys, tables, the API…) is deleted in the meantime.
-//! An interface Lambda left detached ("available") is deleted here rather than waited for.
+//! `functions.network-interfaces`: the finalizer of the functions (kube-runtime's named cleanup).
+//! Lambda puts network interfaces in the private subnets for the functions (one per subnet and
+//! security group, shared by every function with that pair); tapctl never makes one. After the
+//! functions are deleted, Lambda takes a while to release them — terraform-provider-aws waits up
+//! to 45 minutes, on the Lambda team's word (commit 922037e, "Updated handling for Lambda
+//! Hyperplane ENIs") — and until then the subnets and the security group cannot be deleted. So a
+//! destroy runs this after the last function is gone and before those two nodes, with the
+//! interfaces still held shown, while every node that does not need the network is deleted in the
+//! meantime. An interface Lambda left detached ("available") is deleted here rather than waited for.
 
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::names::tag;
-use crate::resources::network::filter;
-use crate::resources::Outputs;
-use crate::resources::{list, After, Change, Ctx, Resource, Result};
+use crate::names::{tag, FUNCTIONS};
+use crate::resources::network::{filter, security_groups, subnets};
+use crate::resources::{After, Ctx, Finalizer, Result};
 use async_trait::async_trait;
 
-pub struct FunctionInterfaces;
+pub struct NetworkInterfaces;
 
-pub const ID: &str = "network.function-interfaces";
+pub const ID: &str = "functions.network-interfaces";
+
 /// How Lambda describes the interfaces it creates.
 pub const LAMBDA_DESCRIPTION: &str = "AWS Lambda VPC ENI";
 
@@ -27,10 +28,6 @@ pub struct Interface {
     pub description: String,
 }
 
-pub struct Observed {
-    pub interfaces: Vec<Interface>,
-}
-
 /// The functions' security group of this suffix, found by its tags (destroy runs without inputs).
 async fn functions_group(ctx: &Ctx) -> Result<Option<String>> {
     let out = ctx
@@ -38,8 +35,8 @@ async fn functions_group(ctx: &Ctx) -> Result<Option<String>> {
         .ec2
         .describe_security_groups()
         .filters(filter(&format!("tag:{}", tag::SUFFIX), [ctx.names.suffix.clone()]))
-        .filters(filter(&format!("tag:{}", tag::RESOURCE), [super::security_groups::ID]))
-        .filters(filter(&format!("tag:{}", tag::MEMBER), [super::security_groups::FUNCTIONS]))
+        .filters(filter(&format!("tag:{}", tag::RESOURCE), [security_groups::ID]))
+        .filters(filter(&format!("tag:{}", tag::MEMBER), [security_groups::FUNCTIONS]))
         .send()
         .await
         .aws("ec2:DescribeSecurityGroups")?;
@@ -69,49 +66,30 @@ pub async fn interfaces(ctx: &Ctx) -> Result<Vec<Interface>> {
 }
 
 #[async_trait]
-impl Resource for FunctionInterfaces {
-    type Observed = Observed;
-
+impl Finalizer for NetworkInterfaces {
     fn id(&self) -> &'static str {
         ID
     }
-    fn after(&self) -> &'static [After] {
+    fn owners(&self) -> Vec<&'static str> {
+        FUNCTIONS.iter().map(|f| super::id_of(f)).collect()
+    }
+    fn before(&self) -> &'static [After] {
         &[
             After {
-                node: super::subnets::ID,
+                node: subnets::ID,
                 why: "Lambda's interfaces live in the private subnets: released before they go",
             },
             After {
-                node: super::security_groups::ID,
+                node: security_groups::ID,
                 why: "Lambda's interfaces carry the functions' group: released before it goes",
             },
         ]
     }
 
-    /// Exists once recorded (or while interfaces are held): Lambda owns the interfaces, so
-    /// "creating" this node only records that it watches them.
-    async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let interfaces = interfaces(ctx).await?;
-        Ok((ctx.recorded.is_some() || !interfaces.is_empty()).then_some(Observed { interfaces }))
-    }
-
-    fn diff(&self, _ctx: &Ctx, _o: &Observed) -> Result<Change> {
-        Ok(Change::NoOp)
-    }
-
-    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        Outputs::from([("network_interface_ids".into(), list(o.interfaces.iter().map(|i| i.id.clone())))])
-    }
-
-    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
-        let o = match observed {
-            Some(o) => o,
-            None => Observed { interfaces: interfaces(ctx).await? },
-        };
-        Ok(self.outputs(ctx, &o))
-    }
-
-    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+    async fn run(&self, ctx: &Ctx) -> Result<bool> {
+        if interfaces(ctx).await?.is_empty() {
+            return Ok(false);
+        }
         let ec2 = &ctx.clients.ec2;
         ctx.until_gone(
             "the functions' network interfaces (Lambda releases them)",
@@ -135,6 +113,7 @@ impl Resource for FunctionInterfaces {
                 Ok((!in_use.is_empty()).then(|| format!("{} still held: {}", in_use.len(), in_use.join(", "))))
             },
         )
-        .await
+        .await?;
+        Ok(true)
     }
 }
