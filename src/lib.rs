@@ -10,7 +10,6 @@ pub mod engine;
 pub mod error;
 pub mod names;
 pub mod package;
-pub mod remote_state;
 pub mod resources;
 pub mod stack;
 pub mod state;

@@ -16,11 +16,10 @@ use crate::engine::{Diagnostic, Outcome, Progress};
 use crate::error::Error;
 use crate::names::Names;
 use crate::package::Packages;
-use crate::remote_state::S3Store;
 use crate::resources::Outputs;
 use crate::resources::{Ctx, Input, ResourceError, WaitLimits};
 use crate::stack::{Stack, OPERATOR_OUTPUTS};
-use crate::state::{State, StateStore};
+use crate::state::{LocalStore, S3Store, State, StateStore, Store};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -97,14 +96,11 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     let started = Instant::now();
     let sdk = aws::sdk_config(&run.region, run.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk, run.endpoint_url.is_some());
-    let (store, state) = match &run.remote_state {
-        None => StateStore::open(&run.state_dir, &run.suffix, &run.region, command_name)?,
-        Some(remote) => {
-            let (s3, state) =
-                S3Store::open(clients.s3.clone(), remote.clone(), &run.suffix, &run.region, command_name).await?;
-            (StateStore::remote(&run.suffix, s3), state)
-        }
+    let locked: Box<dyn Store> = match &run.remote_state {
+        None => Box::new(LocalStore::lock(&run.state_dir, &run.suffix, command_name)?),
+        Some(remote) => Box::new(S3Store::lock(clients.s3.clone(), remote.clone(), &run.suffix, command_name).await?),
     };
+    let (store, state) = StateStore::open(locked, &run.suffix, &run.region).await?;
     let result = run_locked(cli, run, clients, &store, state, started, packages).await;
     store.release().await;
     result

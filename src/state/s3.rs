@@ -10,10 +10,11 @@
 //!   first write): an update based on a stale read is refused, never merged.
 //! - Backups: enable versioning on the state bucket; every save is then a version.
 
+use super::{LockHolder, Store};
 use crate::aws::{AwsError, AwsResultExt};
 use crate::config::RemoteState;
 use crate::error::Error;
-use crate::state::{empty_state, parse_state, LockHolder, State};
+use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,18 +61,13 @@ impl S3Store {
         self.remote.key(&format!("{}.{ext}", self.suffix))
     }
 
-    pub fn location(&self) -> String {
-        format!("s3://{}/{}", self.remote.bucket, self.key("json"))
-    }
-
-    /// Takes the lock (or refuses, naming its holder), then loads the state.
-    pub async fn open(
+    /// Takes the lock, or refuses naming its holder.
+    pub async fn lock(
         s3: aws_sdk_s3::Client,
         remote: RemoteState,
         suffix: &str,
-        region: &str,
         command: &str,
-    ) -> Result<(S3Store, State), Error> {
+    ) -> Result<S3Store, Error> {
         let lease = lease();
         let lock_key = remote.key(&format!("{suffix}.lock"));
         let mut holder = LockHolder::me(command);
@@ -94,24 +90,27 @@ impl S3Store {
         };
         let lock_etag = Arc::new(Mutex::new(etag));
         let heartbeat = tokio::spawn(renew(s3.clone(), remote.clone(), lock_key, lock_etag.clone(), holder, lease));
-        let store =
-            S3Store { s3, remote, suffix: suffix.to_string(), lock_etag, state_etag: Mutex::new(None), heartbeat };
-        let state = match store.load(region).await {
-            Ok(s) => s,
-            Err(e) => {
-                store.release_ref().await;
-                return Err(e);
-            }
-        };
-        Ok((store, state))
+        Ok(S3Store { s3, remote, suffix: suffix.to_string(), lock_etag, state_etag: Mutex::new(None), heartbeat })
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.remote.bucket, self.key("json"))
     }
 
-    async fn load(&self, region: &str) -> Result<State, Error> {
+    fn backup(&self) -> String {
+        "the previous version of the object (bucket versioning)".into()
+    }
+
+    /// Remembers the document's ETag: a save is conditional on it.
+    async fn load(&self) -> Result<Option<String>, Error> {
         let got =
             self.s3.get_object().bucket(&self.remote.bucket).key(self.key("json")).send().await.aws("s3:GetObject");
         let out = match got {
             Ok(out) => out,
-            Err(e) if e.code.as_deref() == Some("NoSuchKey") => return Ok(empty_state(&self.suffix, region)),
+            Err(e) if e.code.as_deref() == Some("NoSuchKey") => return Ok(None),
             Err(e) => return Err(state_error(e, "read the remote state")),
         };
         let etag = out.e_tag().map(str::to_string);
@@ -119,19 +118,11 @@ impl S3Store {
             message: format!("cannot read the remote state {}: {e}", self.location()),
             hint: None,
         })?;
-        let text = String::from_utf8_lossy(&bytes.into_bytes()).into_owned();
-        let state = parse_state(
-            &text,
-            &self.location(),
-            "the previous version of the object (bucket versioning)",
-            &self.suffix,
-            region,
-        )?;
         *self.state_etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
-        Ok(state)
+        Ok(Some(String::from_utf8_lossy(&bytes.into_bytes()).into_owned()))
     }
 
-    pub async fn save_state(&self, text: String) -> Result<(), Error> {
+    async fn save(&self, text: String) -> Result<(), Error> {
         let etag = self.state_etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut put = self
             .s3
@@ -157,7 +148,7 @@ impl S3Store {
         }
     }
 
-    pub async fn save_outputs(&self, text: String) -> Result<(), Error> {
+    async fn save_outputs(&self, text: String) -> Result<(), Error> {
         self.s3
             .put_object()
             .bucket(&self.remote.bucket)
@@ -171,7 +162,7 @@ impl S3Store {
         Ok(())
     }
 
-    pub async fn remove_state(&self) -> Result<(), Error> {
+    async fn remove(&self) -> Result<(), Error> {
         for key in [self.key("json"), self.key("outputs.json")] {
             self.s3
                 .delete_object()
@@ -186,7 +177,7 @@ impl S3Store {
         Ok(())
     }
 
-    async fn release_ref(&self) {
+    async fn release(&self) {
         self.heartbeat.abort();
         let etag = self.lock_etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let deleted = self
@@ -201,10 +192,6 @@ impl S3Store {
         if let Err(e) = deleted {
             eprintln!("warning: could not release the remote lock {}: {e}", self.key("lock"));
         }
-    }
-
-    pub async fn release(self) {
-        self.release_ref().await;
     }
 }
 
