@@ -24,44 +24,8 @@ pub struct Cli {
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Environment suffix carried by every resource name and tag (e.g. qa, pr-123).
-    #[arg(long, global = true, env = "TAPCTL_SUFFIX")]
-    pub suffix: Option<String>,
-
-    /// AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION, then us-east-1.
-    #[arg(long, global = true)]
-    pub region: Option<String>,
-
-    /// Directory holding <suffix>.json (state) and <suffix>.outputs.json.
-    #[arg(long, global = true, default_value = "state")]
-    pub state_dir: PathBuf,
-
-    /// Send every AWS call to this endpoint (a local emulator in tests). Default: AWS_ENDPOINT_URL.
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
-
-    /// How many resources may be worked on at once (1-64).
-    #[arg(long, global = true, default_value_t = 8)]
-    pub parallelism: usize,
-
-    /// Machine-readable JSON on stdout (plan, status, and the summaries of up and destroy).
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// Plain progress lines instead of live spinners, even on a terminal.
-    #[arg(long, global = true)]
-    pub no_progress: bool,
-
-    /// Give up any single wait (a NAT gateway becoming available, a resource being deleted)
-    /// after this many seconds; a re-run resumes where it stopped. Default: each wait's own
-    /// limit (15 minutes for a NAT gateway).
-    #[arg(long, global = true, value_name = "SECONDS")]
-    pub max_wait: Option<u64>,
-
-    /// Keep the state in S3 instead of --state-dir: s3://bucket/prefix. Locked with S3
-    /// conditional writes, so a team can share one state.
-    #[arg(long, global = true, value_name = "S3_URL")]
-    pub state: Option<String>,
+    #[command(flatten)]
+    pub run: crate::config::RunArgs,
 
     /// The Lambda packages `up` deploys: the directory `tapctl build` writes (manifest.json and
     /// one zip per function).
@@ -69,55 +33,7 @@ pub struct GlobalArgs {
     pub packages: PathBuf,
 
     #[command(flatten)]
-    pub stack: StackArgs,
-}
-
-/// Sizing and layout of the stack. Unset options keep the value recorded by the last `up`
-/// of this suffix, else the documented default, so `plan` compares against what `up` built.
-#[derive(Debug, Clone, Default, Args)]
-pub struct StackArgs {
-    /// IPv4 CIDR of the VPC, /16 to /23, in a private (RFC 1918) range. Default 10.0.0.0/16.
-    /// Subnets are carved from it: three private /(n+2), three public and three database /(n+5).
-    #[arg(long, global = true)]
-    pub vpc_cidr: Option<String>,
-
-    /// Value of the CostCenter tag on every resource. Default: payments.
-    #[arg(long, global = true)]
-    pub cost_center: Option<String>,
-
-    /// Days a destroyed KMS key waits before AWS deletes it (7-30). Default 30.
-    #[arg(long, global = true)]
-    pub kms_deletion_window_days: Option<i32>,
-
-    /// Days audit events are kept (365-3650; PCI DSS 10.5.1 asks for at least 12 months). Default 365.
-    #[arg(long, global = true)]
-    pub audit_retention_days: Option<i32>,
-
-    /// Days CloudWatch keeps the functions' and the API's logs (a value CloudWatch accepts:
-    /// 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-    /// 2922, 3288, 3653). Default 365.
-    #[arg(long, global = true)]
-    pub log_retention_days: Option<i32>,
-
-    /// Aurora Serverless v2 minimum capacity in ACUs (0-256, steps of 0.5). Default 0.5.
-    #[arg(long, global = true)]
-    pub db_min_acu: Option<f64>,
-
-    /// Aurora Serverless v2 maximum capacity in ACUs (1-256, steps of 0.5, at least the minimum). Default 4.
-    #[arg(long, global = true)]
-    pub db_max_acu: Option<f64>,
-
-    /// Aurora readers besides the writer (0-15), spread over the other AZs. Default 1.
-    #[arg(long, global = true)]
-    pub db_readers: Option<usize>,
-
-    /// Aurora PostgreSQL engine version (major.minor, major 13-17). Default 16.6.
-    #[arg(long, global = true)]
-    pub db_engine_version: Option<String>,
-
-    /// E-mail address subscribed to the alerts topic (optional; AWS asks it to confirm).
-    #[arg(long, global = true)]
-    pub alert_email: Option<String>,
+    pub stack: crate::config::StackOverrides,
 }
 
 #[derive(Debug, Subcommand)]

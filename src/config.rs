@@ -1,7 +1,6 @@
 //! StackConfig: everything a command needs to know about the stack, validated once, up front,
 //! before any AWS call. Each check names the option and the rule it enforces.
 
-use crate::cli::{GlobalArgs, StackArgs};
 use crate::error::Error;
 use crate::names::{Names, Rule, Tier};
 use ipnet::Ipv4Net;
@@ -79,6 +78,97 @@ impl Default for StackSettings {
             db_engine_version: default_db_engine_version(),
         }
     }
+}
+
+/// Where and how a command runs, as given on the command line (checked by `RunConfig::from_args`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Environment suffix carried by every resource name and tag (e.g. qa, pr-123).
+    #[arg(long, global = true, env = "TAPCTL_SUFFIX")]
+    pub suffix: Option<String>,
+
+    /// AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION, then us-east-1.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Directory holding <suffix>.json (state) and <suffix>.outputs.json.
+    #[arg(long, global = true, default_value = "state")]
+    pub state_dir: PathBuf,
+
+    /// Send every AWS call to this endpoint (a local emulator in tests). Default: AWS_ENDPOINT_URL.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// How many resources may be worked on at once (1-64).
+    #[arg(long, global = true, default_value_t = 8)]
+    pub parallelism: usize,
+
+    /// Machine-readable JSON on stdout (plan, status, and the summaries of up and destroy).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Plain progress lines instead of live spinners, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Give up any single wait (a NAT gateway becoming available, a resource being deleted)
+    /// after this many seconds; a re-run resumes where it stopped. Default: each wait's own
+    /// limit (15 minutes for a NAT gateway).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub max_wait: Option<u64>,
+
+    /// Keep the state in S3 instead of --state-dir: s3://bucket/prefix. Locked with S3
+    /// conditional writes, so a team can share one state.
+    #[arg(long, global = true, value_name = "S3_URL")]
+    pub state: Option<String>,
+}
+
+/// Sizing and layout of the stack. Unset options keep the value recorded by the last `up`
+/// of this suffix, else the documented default, so `plan` compares against what `up` built.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StackOverrides {
+    /// IPv4 CIDR of the VPC, /16 to /23, in a private (RFC 1918) range. Default 10.0.0.0/16.
+    /// Subnets are carved from it: three private /(n+2), three public and three database /(n+5).
+    #[arg(long, global = true)]
+    pub vpc_cidr: Option<String>,
+
+    /// Value of the CostCenter tag on every resource. Default: payments.
+    #[arg(long, global = true)]
+    pub cost_center: Option<String>,
+
+    /// Days a destroyed KMS key waits before AWS deletes it (7-30). Default 30.
+    #[arg(long, global = true)]
+    pub kms_deletion_window_days: Option<i32>,
+
+    /// Days audit events are kept (365-3650; PCI DSS 10.5.1 asks for at least 12 months). Default 365.
+    #[arg(long, global = true)]
+    pub audit_retention_days: Option<i32>,
+
+    /// Days CloudWatch keeps the functions' and the API's logs (a value CloudWatch accepts:
+    /// 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    /// 2922, 3288, 3653). Default 365.
+    #[arg(long, global = true)]
+    pub log_retention_days: Option<i32>,
+
+    /// Aurora Serverless v2 minimum capacity in ACUs (0-256, steps of 0.5). Default 0.5.
+    #[arg(long, global = true)]
+    pub db_min_acu: Option<f64>,
+
+    /// Aurora Serverless v2 maximum capacity in ACUs (1-256, steps of 0.5, at least the minimum). Default 4.
+    #[arg(long, global = true)]
+    pub db_max_acu: Option<f64>,
+
+    /// Aurora readers besides the writer (0-15), spread over the other AZs. Default 1.
+    #[arg(long, global = true)]
+    pub db_readers: Option<usize>,
+
+    /// Aurora PostgreSQL engine version (major.minor, major 13-17). Default 16.6.
+    #[arg(long, global = true)]
+    pub db_engine_version: Option<String>,
+
+    /// E-mail address subscribed to the alerts topic (optional; AWS asks it to confirm).
+    #[arg(long, global = true)]
+    pub alert_email: Option<String>,
 }
 
 /// Where and how a command runs: validated before the state is opened or AWS is called.
@@ -160,7 +250,7 @@ pub struct SubnetPlan {
 impl RunConfig {
     /// Validates the global options. `env_region` is the region from the environment
     /// (AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION), passed in so tests need no env.
-    pub fn from_args(args: &GlobalArgs, env_region: Option<String>) -> Result<Self, Error> {
+    pub fn from_args(args: &RunArgs, env_region: Option<String>) -> Result<Self, Error> {
         let suffix =
             args.suffix.clone().ok_or_else(|| Error::invalid("--suffix", "is required (for example --suffix qa)"))?;
         let region = args.region.clone().or(env_region).unwrap_or_else(|| "us-east-1".to_string());
@@ -206,7 +296,7 @@ pub fn region_from_env() -> Option<String> {
 }
 
 /// Checks the stack options given on the command line, before anything is read or called.
-pub fn validate_stack_args(args: &StackArgs) -> Result<(), Error> {
+pub fn validate_stack_args(args: &StackOverrides) -> Result<(), Error> {
     if let Some(c) = &args.vpc_cidr {
         parse_vpc_cidr(c)?;
     }
@@ -320,7 +410,7 @@ fn validate_email(e: &str) -> Result<(), Error> {
 
 impl StackConfig {
     /// Command line over what the last `up` recorded, over the defaults.
-    pub fn resolve(run: &RunConfig, args: &StackArgs, recorded: Option<&StackSettings>) -> Result<Self, Error> {
+    pub fn resolve(run: &RunConfig, args: &StackOverrides, recorded: Option<&StackSettings>) -> Result<Self, Error> {
         let base = recorded.cloned().unwrap_or_default();
         let settings = StackSettings {
             vpc_cidr: args.vpc_cidr.clone().unwrap_or(base.vpc_cidr),
@@ -451,16 +541,11 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
     }
 }
 
+/// No I/O here (flags are checked before anything is touched): the local store makes the
+/// directory when it takes the lock, and says so if it cannot.
 fn validate_state_dir(dir: &std::path::Path) -> Result<(), Error> {
     if dir.as_os_str().is_empty() {
         return Err(Error::invalid("--state-dir", "must not be empty"));
-    }
-    if dir.exists() && !dir.is_dir() {
-        return Err(Error::invalid("--state-dir", format!("'{}' exists and is not a directory", dir.display())));
-    }
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::invalid("--state-dir", format!("'{}' cannot be created: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -524,6 +609,33 @@ fn validate_kms_window(d: i32) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// The run and stack flags as the command line gives them, parsed by clap alone.
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        stack: StackOverrides,
+    }
+
+    #[test]
+    fn flags_parse_and_validate_without_touching_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("not-yet");
+        let flags = Flags::parse_from(["t", "--suffix", "qa", "--state-dir", state_dir.to_str().unwrap()]);
+        let run = RunConfig::from_args(&flags.run, None).unwrap();
+        validate_stack_args(&flags.stack).unwrap();
+        assert_eq!(run.state_dir, state_dir);
+        assert!(!state_dir.exists(), "checking a flag makes nothing: the store makes the directory when it locks");
+        let flags = Flags::parse_from(["t", "--suffix", "qa", "--parallelism", "0"]);
+        let err = RunConfig::from_args(&flags.run, None).unwrap_err().to_string();
+        assert!(err.contains("--parallelism") && err.contains("between 1 and 64"), "{err}");
+        let flags = Flags::parse_from(["t", "--db-min-acu", "8", "--db-max-acu", "2"]);
+        let err = validate_stack_args(&flags.stack).unwrap_err().to_string();
+        assert!(err.contains("--db-max-acu") || err.contains("--db-min-acu"), "{err}");
+    }
 
     #[test]
     fn default_layout_has_nine_non_overlapping_subnets_inside_the_vpc() {

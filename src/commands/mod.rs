@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     // Everything the user typed is checked before the state is touched or AWS is called.
     // Building needs neither AWS nor a suffix.
     if let Command::Build(args) = &cli.command {
-        return build::run(args, cli.global.json);
+        return build::run(args, cli.global.run.json);
     }
     if let Command::Graph(args) = &cli.command {
         let stack = crate::stack::Stack::payments();
@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         print!("{text}");
         return Ok(0);
     }
-    let run = RunConfig::from_args(&cli.global, config::region_from_env())?;
+    let run = RunConfig::from_args(&cli.global.run, config::region_from_env())?;
     config::validate_stack_args(&cli.global.stack)?;
     if let Command::Shift(args) = &cli.command {
         shift::weights(args)?;
@@ -182,7 +182,7 @@ fn load_packages(cli: &Cli) -> Result<Option<Arc<Packages>>, Error> {
     })?;
     // Without an endpoint the calls go to AWS, which gets what ships, never the demo's build.
     let deploys = matches!(cli.command, Command::Up(_));
-    if deploys && packages.profile != "lambda" && cli.global.endpoint_url.is_none() {
+    if deploys && packages.profile != "lambda" && cli.global.run.endpoint_url.is_none() {
         return Err(Error::invalid(
             "--packages",
             format!(

@@ -24,7 +24,13 @@ impl LocalStore {
     }
 
     /// Takes the lock of `suffix` in `dir`, or refuses naming its holder.
+    /// Makes `dir` if it does not exist yet: the first run of a suffix.
     pub fn lock(dir: &Path, suffix: &str, command: &str) -> Result<LocalStore, Error> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::invalid("--state-dir", format!("'{}' exists and is not a directory", dir.display())));
+        }
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::invalid("--state-dir", format!("'{}' cannot be created: {e}", dir.display())))?;
         let lock_path = dir.join(format!("{suffix}.lock"));
         let mut lock =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(|e| {
