@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::names::Names;
 use crate::package::Packages;
 use crate::resources::Outputs;
-use crate::resources::{Ctx, Input, ResourceError, WaitLimits};
+use crate::resources::{Ctx, Input, ResourceError, RunMemo, WaitLimits};
 use crate::stack::{Stack, OPERATOR_OUTPUTS};
 use crate::state::{LocalStore, S3Store, State, StateStore, Store};
 use std::collections::BTreeMap;
@@ -45,6 +45,8 @@ pub struct Session<'a> {
     pub progress: Progress,
     /// Outputs of the nodes visited so far in this run, for their dependants.
     pub outputs: Mutex<BTreeMap<String, Outputs>>,
+    /// Reads every node of this run shares.
+    pub memo: Arc<RunMemo>,
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
@@ -149,6 +151,7 @@ async fn run_locked(
         stack,
         progress: Progress::new(live),
         outputs: Mutex::new(BTreeMap::new()),
+        memo: Arc::new(RunMemo::default()),
         run,
     };
     match cli.command {
@@ -220,6 +223,7 @@ impl Session<'_> {
             recorded,
             progress: self.progress.start(node, doing),
             waits: self.waits,
+            run: self.memo.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `tapctl shift`: moves payment traffic between the blue and green aliases (design.md §7).
 //!
+//! The stage's traffic is read and patched through `resources::api::stage`, its one owner.
 //! Every change is one UpdateStage call, so the stage is never half-shifted: 1-99 sets the
 //! canary (its `stageVariableOverrides` name the target colour), 100 promotes (the stage
 //! variable becomes the target colour and the canary goes, in the same call), 0 removes the
@@ -9,23 +10,15 @@
 //! the command fails.
 
 use super::{print_json, Session};
-use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::cli::ShiftArgs;
 use crate::error::Error;
 use crate::resources::api::rest::ROUTES;
+use crate::resources::api::stage::{self, patches, restore, update};
 use crate::resources::monitoring::alarms;
-use crate::traffic::{self, Color, Traffic, ALIAS_VARIABLE, STAGE};
-use aws_sdk_apigateway::types::{Op, PatchOperation};
+use crate::traffic::{Traffic, STAGE};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn replace(path: &str, value: impl Into<String>) -> PatchOperation {
-    PatchOperation::builder().op(Op::Replace).path(path).value(value).build()
-}
-
-fn remove_canary() -> PatchOperation {
-    PatchOperation::builder().op(Op::Remove).path("/canarySettings").build()
-}
 
 /// The weights this run walks through, checked (before any AWS call): each 0-100, a
 /// progression only increasing, a watch only over a weight that sends traffic somewhere.
@@ -49,66 +42,14 @@ pub fn weights(args: &ShiftArgs) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// The patch that gives the stage `weight` % towards `to`, from `now`.
-fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec<PatchOperation> {
-    let has_canary = now.canary.is_some();
-    match weight {
-        0 => has_canary.then(remove_canary).into_iter().collect(),
-        100 => {
-            let mut v = vec![replace(&format!("/variables/{ALIAS_VARIABLE}"), to.as_str())];
-            if has_canary {
-                v.push(remove_canary());
-            }
-            v
-        }
-        w => {
-            // The canary runs the stage's own (current) deployment: only the alias differs.
-            let mut v = vec![replace("/canarySettings/deploymentId", deployment_id)];
-            if !has_canary {
-                v.push(replace("/canarySettings/useStageCache", "false"));
-            }
-            v.push(replace("/canarySettings/percentTraffic", format!("{w}.0")));
-            v.push(replace(&format!("/canarySettings/stageVariableOverrides/{ALIAS_VARIABLE}"), to.as_str()));
-            v
-        }
-    }
-}
-
-/// The patch that puts `before` back.
-fn restore(now: &Traffic, before: &Traffic) -> Vec<PatchOperation> {
-    let mut v = Vec::new();
-    if now.live != before.live {
-        v.push(replace(&format!("/variables/{ALIAS_VARIABLE}"), before.live.as_str()));
-    }
-    if now.canary.is_some() {
-        v.push(remove_canary());
-    }
-    v
-}
-
-async fn update(apigw: &aws_sdk_apigateway::Client, api: &str, ops: Vec<PatchOperation>) -> Result<(), AwsError> {
-    if ops.is_empty() {
-        return Ok(());
-    }
-    apigw
-        .update_stage()
-        .rest_api_id(api)
-        .stage_name(STAGE)
-        .set_patch_operations(Some(ops))
-        .send()
-        .await
-        .aws("apigateway:UpdateStage")?;
-    Ok(())
-}
-
-async fn read_stage(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<traffic::Stage, Error> {
-    traffic::stage(apigw, api)
+async fn read_stage(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<stage::Stage, Error> {
+    stage::stage(apigw, api)
         .await?
         .ok_or_else(|| Error::Refused(format!("the API has no stage '{STAGE}': run `tapctl up` first")))
 }
 
 async fn read(apigw: &aws_sdk_apigateway::Client, api: &str) -> Result<Traffic, Error> {
-    Ok(Traffic::of(&read_stage(apigw, api).await?)?)
+    Ok(stage::traffic_of(&read_stage(apigw, api).await?)?)
 }
 
 fn describe(t: &Traffic) -> String {
@@ -148,13 +89,13 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
     let to = args.to;
 
     // Everything that can refuse, before the first change.
-    let api = traffic::find_api(apigw, &names.api())
+    let api = stage::find_api(apigw, &names.api())
         .await?
         .ok_or_else(|| Error::Refused(format!("there is no API {}: run `tapctl up` first", names.api())))?;
     // One read of the stage: the traffic before, and the deployment a canary runs.
-    let stage = read_stage(apigw, &api).await?;
-    let before = Traffic::of(&stage)?;
-    let deployment_id = stage.deployment_id().unwrap_or_default().to_string();
+    let live = read_stage(apigw, &api).await?;
+    let before = stage::traffic_of(&live)?;
+    let deployment_id = live.deployment_id().unwrap_or_default().to_string();
     for f in ROUTES {
         let function = names.function(f);
         let alias = session
@@ -224,69 +165,4 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
         println!("shift: {} ({})", describe(&now), session.cost_line());
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::traffic::Canary;
-
-    fn paths(ops: &[PatchOperation]) -> Vec<String> {
-        ops.iter()
-            .map(|o| {
-                format!(
-                    "{} {} {}",
-                    o.op().map(|x| x.as_str()).unwrap_or(""),
-                    o.path().unwrap_or(""),
-                    o.value().unwrap_or("")
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_first_canary_names_the_stage_deployment_the_weight_and_the_colour() {
-        let now = Traffic { live: Color::Blue, canary: None };
-        assert_eq!(
-            paths(&patches(&now, Color::Green, 10, "d1")),
-            [
-                "replace /canarySettings/deploymentId d1",
-                "replace /canarySettings/useStageCache false",
-                "replace /canarySettings/percentTraffic 10.0",
-                "replace /canarySettings/stageVariableOverrides/lambdaAlias green"
-            ]
-        );
-    }
-
-    #[test]
-    fn raising_a_canary_follows_the_stages_current_deployment() {
-        let now = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 10.0 }) };
-        assert_eq!(
-            paths(&patches(&now, Color::Green, 50, "d2")),
-            [
-                "replace /canarySettings/deploymentId d2",
-                "replace /canarySettings/percentTraffic 50.0",
-                "replace /canarySettings/stageVariableOverrides/lambdaAlias green"
-            ]
-        );
-    }
-
-    #[test]
-    fn promoting_sets_the_variable_and_removes_the_canary_in_one_call() {
-        let now = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 50.0 }) };
-        assert_eq!(
-            paths(&patches(&now, Color::Green, 100, "d1")),
-            ["replace /variables/lambdaAlias green", "remove /canarySettings "]
-        );
-        assert_eq!(paths(&patches(&now, Color::Green, 0, "d1")), ["remove /canarySettings "]);
-    }
-
-    #[test]
-    fn restoring_puts_back_the_live_colour_without_a_canary() {
-        let before = Traffic { live: Color::Blue, canary: None };
-        let now = Traffic { live: Color::Green, canary: None };
-        assert_eq!(paths(&restore(&now, &before)), ["replace /variables/lambdaAlias blue"]);
-        let canary = Traffic { live: Color::Blue, canary: Some(Canary { color: Color::Green, weight: 10.0 }) };
-        assert_eq!(paths(&restore(&canary, &before)), ["remove /canarySettings "]);
-    }
 }

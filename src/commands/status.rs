@@ -63,11 +63,10 @@ struct Report {
 }
 
 async fn traffic_report(session: &Session<'_>) -> Result<Report, Error> {
-    let apigw = &session.clients.apigateway;
-    let traffic = match crate::traffic::find_api(apigw, &session.names.api()).await? {
-        Some(api) => crate::traffic::read(apigw, &api).await?,
-        None => None,
-    };
+    // As the functions' nodes saw it in this run: the stage is read once.
+    let traffic =
+        crate::resources::api::stage::shared_traffic(&session.memo, &session.clients.apigateway, &session.names.api())
+            .await?;
     // {"blue": {"process": "3", …}, "green": {…}} from each function's own outputs.
     let versions = {
         let outputs = session.outputs.lock().unwrap_or_else(|p| p.into_inner());

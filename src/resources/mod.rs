@@ -167,6 +167,15 @@ pub struct Ctx {
     pub recorded: Option<Outputs>,
     pub progress: NodeProgress,
     pub waits: WaitLimits,
+    /// What one run reads once and every node shares.
+    pub run: Arc<RunMemo>,
+}
+
+/// Reads that stay true for a whole run, made once by whichever node needs them first.
+#[derive(Default)]
+pub struct RunMemo {
+    /// Who gets the traffic (`api::stage::live_traffic`).
+    pub traffic: tokio::sync::OnceCell<Option<crate::traffic::Traffic>>,
 }
 
 /// How long each kind of wait may take before the run gives up (and a re-run resumes).

@@ -141,3 +141,25 @@ fn a_stack_made_before_functions_were_nodes_of_their_own_is_adopted_with_nothing
     assert_eq!(plan.code, 0, "{}", plan.stdout);
     assert_exactly_one_stack(&acct, "qa");
 }
+
+#[test]
+fn the_stage_is_read_through_its_owner_once_per_run_not_once_per_function() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10"]);
+    acct.proxy.clear();
+    let status = acct.ok(&["status", "--suffix", "qa", "--json"]);
+    let stage_reads = acct
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| c.0.starts_with("apigateway:GET /restapis/") && c.0.ends_with("/stages/live"))
+        .count();
+    // api.rest reads its stage's configuration; the traffic is read once for the four functions'
+    // nodes and the report together.
+    assert_eq!(stage_reads, 2, "{:?}", acct.proxy.calls());
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(report["traffic"]["live"], "blue", "{report}");
+    assert_eq!(report["traffic"]["canary"]["color"], "green", "{report}");
+    assert_eq!(report["traffic"]["canary"]["weight"], 10.0, "{report}");
+}

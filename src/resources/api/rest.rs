@@ -273,7 +273,7 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
             });
         routes.insert(*route, (id, method));
     }
-    let stage = match crate::traffic::stage(apigw, api_id).await? {
+    let stage = match super::stage::stage(apigw, api_id).await? {
         None => None,
         Some(s) => {
             let deployment_description = match s.deployment_id() {
@@ -380,7 +380,7 @@ impl Resource for RestApi {
             {
                 Some(id)
             }
-            _ => crate::traffic::find_api(&ctx.clients.apigateway, &ctx.names.api()).await?,
+            _ => super::stage::find_api(&ctx.clients.apigateway, &ctx.names.api()).await?,
         };
         match id {
             None => Ok(None),

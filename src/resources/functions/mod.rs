@@ -19,7 +19,7 @@ use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
-use crate::traffic::{self, Color, Traffic};
+use crate::traffic::{Color, Traffic};
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::primitives::Blob;
@@ -218,12 +218,6 @@ pub async fn permission(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid:
 }
 
 /// The traffic of the API's stage, if the API and its stage exist yet.
-async fn observe_traffic(ctx: &Ctx) -> Result<Option<Traffic>> {
-    let apigw = &ctx.clients.apigateway;
-    let Some(api) = traffic::find_api(apigw, &ctx.names.api()).await? else { return Ok(None) };
-    Ok(traffic::read(apigw, &api).await?)
-}
-
 /// Whether Lambda accepts the next change to a function: Active (or Inactive, which a change
 /// wakes) with its last update Successful. Lambda's function-states guide; cargo-lambda's rule:
 /// publishing or updating while an update is in progress fails with ResourceConflictException.
@@ -392,7 +386,8 @@ impl Resource for Lambda {
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let name = ctx.names.function(self.function);
-        let (function, traffic) = futures::try_join!(observe_function(ctx, &name), observe_traffic(ctx))?;
+        let (function, traffic) =
+            futures::try_join!(observe_function(ctx, &name), super::api::stage::live_traffic(ctx))?;
         Ok(function.map(|function| Observed { function, traffic }))
     }
 
@@ -441,7 +436,7 @@ impl Resource for Lambda {
         })?;
         let (have, traffic) = match observed {
             Some(o) => (Some(o.function), o.traffic),
-            None => (None, observe_traffic(ctx).await?),
+            None => (None, super::api::stage::live_traffic(ctx).await?),
         };
         let lambda = &ctx.clients.lambda;
         let name = ctx.names.function(f);
