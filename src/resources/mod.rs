@@ -224,6 +224,7 @@ impl Default for WaitLimits {
                 limit: std::time::Duration::from_secs(15 * 60),
                 first_poll: std::time::Duration::from_millis(500),
                 max_poll: std::time::Duration::from_secs(10),
+                pace: crate::engine::wait::Pace::Backoff(2.0),
             },
             max: std::time::Duration::MAX,
         }

@@ -18,7 +18,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{After, Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{each_member, After, Change, Ctx, Resource, ResourceError, Result};
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
@@ -216,111 +216,249 @@ pub fn url(ctx: &Ctx, api_id: &str) -> String {
     format!("https://{api_id}.execute-api.{}.amazonaws.com/{STAGE}", ctx.names.region)
 }
 
-async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
-    let apigw = &ctx.clients.apigateway;
-    let api = apigw.get_rest_api().rest_api_id(api_id).send().await.aws("apigateway:GetRestApi")?;
-    let regional = api.endpoint_configuration().map(|e| e.types() == [EndpointType::Regional]).unwrap_or(false);
-    let tags = api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let model = apigw
-        .get_model()
+/// The POST method of a route's resource, as API Gateway holds it.
+async fn observe_method(ctx: &Ctx, api_id: &str, resource_id: &str) -> Result<Option<Method>> {
+    let method = ctx
+        .clients
+        .apigateway
+        .get_method()
         .rest_api_id(api_id)
-        .model_name(MODEL)
+        .resource_id(resource_id)
+        .http_method("POST")
         .send()
         .await
-        .aws("apigateway:GetModel")
-        .ok_if_not_found()?
-        .and_then(|m| m.schema().and_then(|s| serde_json::from_str(s).ok()));
-    let validators =
-        apigw.get_request_validators().rest_api_id(api_id).send().await.aws("apigateway:GetRequestValidators")?;
-    let validator =
-        validators.items().iter().find(|v| v.name() == Some(VALIDATOR)).map(|v| {
-            (v.id().unwrap_or_default().to_string(), v.validate_request_body(), v.validate_request_parameters())
-        });
+        .aws("apigateway:GetMethod")
+        .ok_if_not_found()?;
+    Ok(method.map(|m| {
+        let mut required_headers: Vec<String> = m
+            .request_parameters()
+            .map(|p| p.iter().filter(|(_, req)| **req).map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        required_headers.sort();
+        Method {
+            authorization: m.authorization_type().unwrap_or_default().to_string(),
+            validator_id: m.request_validator_id().map(str::to_string),
+            model: m.request_models().and_then(|rm| rm.get("application/json")).cloned(),
+            required_headers,
+            integration_type: m.method_integration().and_then(|i| i.r#type()).map(|t| t.as_str().to_string()),
+            integration_uri: m.method_integration().and_then(|i| i.uri()).map(str::to_string),
+        }
+    }))
+}
+
+/// The root resource's id, and each route's resource id and POST method (read at once).
+async fn observe_routes(ctx: &Ctx, api_id: &str) -> Result<(String, BTreeMap<&'static str, (String, Option<Method>)>)> {
     let mut root_id = String::new();
-    let mut routes = BTreeMap::new();
-    let mut pages = apigw.get_resources().rest_api_id(api_id).limit(500).into_paginator().items().send();
+    let mut found = Vec::new();
+    let mut pages =
+        ctx.clients.apigateway.get_resources().rest_api_id(api_id).limit(500).into_paginator().items().send();
     while let Some(r) = pages.next().await {
         let r = r.aws("apigateway:GetResources")?;
         let path = r.path().unwrap_or_default();
         if path == "/" {
             root_id = r.id().unwrap_or_default().to_string();
         }
-        let Some(route) = ROUTES.iter().find(|x| path == format!("/{x}")) else { continue };
-        let id = r.id().unwrap_or_default().to_string();
-        let method = apigw
-            .get_method()
+        if let Some(route) = ROUTES.iter().find(|x| path == format!("/{x}")) {
+            found.push((*route, r.id().unwrap_or_default().to_string()));
+        }
+    }
+    let routes = futures::future::try_join_all(found.into_iter().map(|(route, id)| async move {
+        let method = observe_method(ctx, api_id, &id).await?;
+        Ok::<_, ResourceError>((route, (id, method)))
+    }))
+    .await?;
+    Ok((root_id, routes.into_iter().collect()))
+}
+
+async fn observe_stage(ctx: &Ctx, api_id: &str) -> Result<Option<Stage>> {
+    let apigw = &ctx.clients.apigateway;
+    let Some(s) = super::stage::stage(apigw, api_id).await? else { return Ok(None) };
+    let deployment_description = match s.deployment_id() {
+        Some(d) => apigw
+            .get_deployment()
             .rest_api_id(api_id)
-            .resource_id(&id)
-            .http_method("POST")
+            .deployment_id(d)
             .send()
             .await
-            .aws("apigateway:GetMethod")
+            .aws("apigateway:GetDeployment")
             .ok_if_not_found()?
-            .map(|m| {
-                let mut required_headers: Vec<String> = m
-                    .request_parameters()
-                    .map(|p| p.iter().filter(|(_, req)| **req).map(|(k, _)| k.clone()).collect())
-                    .unwrap_or_default();
-                required_headers.sort();
-                Method {
-                    authorization: m.authorization_type().unwrap_or_default().to_string(),
-                    validator_id: m.request_validator_id().map(str::to_string),
-                    model: m.request_models().and_then(|rm| rm.get("application/json")).cloned(),
-                    required_headers,
-                    integration_type: m.method_integration().and_then(|i| i.r#type()).map(|t| t.as_str().to_string()),
-                    integration_uri: m.method_integration().and_then(|i| i.uri()).map(str::to_string),
-                }
-            });
-        routes.insert(*route, (id, method));
-    }
-    let stage = match super::stage::stage(apigw, api_id).await? {
+            .and_then(|d| d.description().map(str::to_string)),
         None => None,
-        Some(s) => {
-            let deployment_description = match s.deployment_id() {
-                Some(d) => apigw
-                    .get_deployment()
-                    .rest_api_id(api_id)
-                    .deployment_id(d)
-                    .send()
-                    .await
-                    .aws("apigateway:GetDeployment")
-                    .ok_if_not_found()?
-                    .and_then(|d| d.description().map(str::to_string)),
-                None => None,
-            };
-            let all = s.method_settings().and_then(|m| m.get("*/*"));
-            Some(Stage {
-                deployment_description,
-                variables: s.variables().cloned().unwrap_or_default(),
-                settings: StageSettings {
-                    tracing: s.tracing_enabled(),
-                    access_log_destination: s
-                        .access_log_settings()
-                        .and_then(|a| a.destination_arn())
-                        .unwrap_or_default()
-                        .to_string(),
-                    access_log_format: s.access_log_settings().and_then(|a| a.format()).unwrap_or_default().to_string(),
-                    metrics: all.is_some_and(|m| m.metrics_enabled()),
-                    logging_level: all.and_then(|m| m.logging_level()).unwrap_or("OFF").to_string(),
-                    data_trace: all.is_some_and(|m| m.data_trace_enabled()),
-                    rate_limit: all.map(|m| m.throttling_rate_limit()).unwrap_or_default(),
-                    burst_limit: all.map(|m| m.throttling_burst_limit()).unwrap_or_default(),
-                },
-            })
+    };
+    let all = s.method_settings().and_then(|m| m.get("*/*"));
+    Ok(Some(Stage {
+        deployment_description,
+        variables: s.variables().cloned().unwrap_or_default(),
+        settings: StageSettings {
+            tracing: s.tracing_enabled(),
+            access_log_destination: s
+                .access_log_settings()
+                .and_then(|a| a.destination_arn())
+                .unwrap_or_default()
+                .to_string(),
+            access_log_format: s.access_log_settings().and_then(|a| a.format()).unwrap_or_default().to_string(),
+            metrics: all.is_some_and(|m| m.metrics_enabled()),
+            logging_level: all.and_then(|m| m.logging_level()).unwrap_or("OFF").to_string(),
+            data_trace: all.is_some_and(|m| m.data_trace_enabled()),
+            rate_limit: all.map(|m| m.throttling_rate_limit()).unwrap_or_default(),
+            burst_limit: all.map(|m| m.throttling_burst_limit()).unwrap_or_default(),
+        },
+    }))
+}
+
+/// By (function, colour): whether this API, and only its method, may invoke that alias.
+async fn observe_permissions(ctx: &Ctx, api_id: &str) -> Result<BTreeMap<(&'static str, Color), bool>> {
+    let each = ROUTES.iter().flat_map(|route| Color::BOTH.map(|c| (*route, c))).map(|(route, c)| async move {
+        let found = permission(ctx, &ctx.names.function(route), Some(c.as_str()), &permission_id(c)).await?;
+        let ok = found.is_some_and(|st| {
+            st.to_string().contains(&source_arn(ctx, api_id, route))
+                && st["Principal"].to_string().contains("apigateway")
+        });
+        Ok::<_, ResourceError>(((route, c), ok))
+    });
+    Ok(futures::future::try_join_all(each).await?.into_iter().collect())
+}
+
+/// The API and everything of it `diff` compares; the independent reads are made at once.
+async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
+    let apigw = &ctx.clients.apigateway;
+    let api = async {
+        apigw.get_rest_api().rest_api_id(api_id).send().await.aws("apigateway:GetRestApi").map_err(ResourceError::from)
+    };
+    let model = async {
+        Ok::<_, ResourceError>(
+            apigw
+                .get_model()
+                .rest_api_id(api_id)
+                .model_name(MODEL)
+                .send()
+                .await
+                .aws("apigateway:GetModel")
+                .ok_if_not_found()?
+                .and_then(|m| m.schema().and_then(|s| serde_json::from_str(s).ok())),
+        )
+    };
+    let validator = async {
+        let validators =
+            apigw.get_request_validators().rest_api_id(api_id).send().await.aws("apigateway:GetRequestValidators")?;
+        Ok::<_, ResourceError>(validators.items().iter().find(|v| v.name() == Some(VALIDATOR)).map(|v| {
+            (v.id().unwrap_or_default().to_string(), v.validate_request_body(), v.validate_request_parameters())
+        }))
+    };
+    let (api, model, validator, (root_id, routes), stage, permissions) = futures::try_join!(
+        api,
+        model,
+        validator,
+        observe_routes(ctx, api_id),
+        observe_stage(ctx, api_id),
+        observe_permissions(ctx, api_id)
+    )?;
+    let regional = api.endpoint_configuration().map(|e| e.types() == [EndpointType::Regional]).unwrap_or(false);
+    let tags = api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    Ok(Observed { api_id: api_id.to_string(), regional, tags, model, validator, routes, root_id, stage, permissions })
+}
+
+/// One route's resource, POST method and integration. Routes are put one after another: API
+/// Gateway refuses concurrent changes to one REST API ("ConflictException: Unable to complete
+/// operation due to concurrent modification").
+async fn put_route(
+    ctx: &Ctx,
+    api_id: &str,
+    root_id: &str,
+    route: &'static str,
+    existing: Option<&(String, Option<Method>)>,
+    validator_id: &str,
+) -> Result<()> {
+    let apigw = &ctx.clients.apigateway;
+    let wanted = wanted_method(ctx, route, Some(validator_id));
+    let (resource_id, method) = match existing {
+        Some((id, m)) => (id.clone(), m.clone()),
+        None => {
+            ctx.progress.step(&format!("creating /{route}"));
+            let r = apigw
+                .create_resource()
+                .rest_api_id(api_id)
+                .parent_id(root_id)
+                .path_part(route)
+                .send()
+                .await
+                .aws("apigateway:CreateResource")?;
+            (r.id().unwrap_or_default().to_string(), None)
         }
     };
-    let mut permissions = BTreeMap::new();
-    for route in ROUTES {
-        for c in Color::BOTH {
-            let found = permission(ctx, &ctx.names.function(route), Some(c.as_str()), &permission_id(c)).await?;
-            let ok = found.is_some_and(|st| {
-                st.to_string().contains(&source_arn(ctx, api_id, route))
-                    && st["Principal"].to_string().contains("apigateway")
-            });
-            permissions.insert((route, c), ok);
+    if method.as_ref() != Some(&wanted) {
+        ctx.progress.step(&format!("putting POST /{route} (IAM auth, validated, → {route})"));
+        if method.is_some() {
+            apigw
+                .delete_method()
+                .rest_api_id(api_id)
+                .resource_id(&resource_id)
+                .http_method("POST")
+                .send()
+                .await
+                .aws("apigateway:DeleteMethod")
+                .ok_if_not_found()?;
         }
+        apigw
+            .put_method()
+            .rest_api_id(api_id)
+            .resource_id(&resource_id)
+            .http_method("POST")
+            .authorization_type("AWS_IAM")
+            .request_validator_id(validator_id)
+            .request_models("application/json", MODEL)
+            .set_request_parameters(
+                (!wanted.required_headers.is_empty())
+                    .then(|| wanted.required_headers.iter().map(|h| (h.clone(), true)).collect()),
+            )
+            .send()
+            .await
+            .aws("apigateway:PutMethod")?;
+        apigw
+            .put_integration()
+            .rest_api_id(api_id)
+            .resource_id(&resource_id)
+            .http_method("POST")
+            .r#type(IntegrationType::AwsProxy)
+            .integration_http_method("POST")
+            .uri(integration_uri(ctx, route))
+            .send()
+            .await
+            .aws("apigateway:PutIntegration")?;
     }
-    Ok(Observed { api_id: api_id.to_string(), regional, tags, model, validator, routes, root_id, stage, permissions })
+    Ok(())
+}
+
+/// Lets this API, and only its method, invoke each colour of `route`'s function. The functions
+/// are granted at once (each has its own policy); a function's two colours one after the other.
+async fn grant_invoke(
+    ctx: &Ctx,
+    api_id: &str,
+    route: &'static str,
+    permissions: &BTreeMap<(&'static str, Color), bool>,
+) -> Result<()> {
+    for c in Color::BOTH {
+        if permissions.get(&(route, c)).copied().unwrap_or(false) {
+            continue;
+        }
+        let function = ctx.names.function(route);
+        // A stale statement with our id (another API's source ARN) goes first.
+        revoke_invoke(ctx, route, c).await?;
+        ctx.clients
+            .lambda
+            .add_permission()
+            .function_name(&function)
+            .qualifier(c.as_str())
+            .statement_id(permission_id(c))
+            .action("lambda:InvokeFunction")
+            .principal("apigateway.amazonaws.com")
+            .source_arn(source_arn(ctx, api_id, route))
+            .source_account(&ctx.names.account)
+            .send()
+            .await
+            .aws("lambda:AddPermission")?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -534,85 +672,11 @@ impl Resource for RestApi {
                 .unwrap_or_default()
                 .to_string(),
         };
+        let (root_id, validator_id) = (o.root_id.as_str(), validator_id.as_str());
         for route in ROUTES {
-            let wanted = wanted_method(ctx, route, Some(&validator_id));
-            let (resource_id, method) = match o.routes.get(route) {
-                Some((id, m)) => (id.clone(), m.clone()),
-                None => {
-                    ctx.progress.step(&format!("creating /{route}"));
-                    let r = apigw
-                        .create_resource()
-                        .rest_api_id(&api_id)
-                        .parent_id(&o.root_id)
-                        .path_part(route)
-                        .send()
-                        .await
-                        .aws("apigateway:CreateResource")?;
-                    (r.id().unwrap_or_default().to_string(), None)
-                }
-            };
-            if method.as_ref() != Some(&wanted) {
-                ctx.progress.step(&format!("putting POST /{route} (IAM auth, validated, → {route})"));
-                if method.is_some() {
-                    apigw
-                        .delete_method()
-                        .rest_api_id(&api_id)
-                        .resource_id(&resource_id)
-                        .http_method("POST")
-                        .send()
-                        .await
-                        .aws("apigateway:DeleteMethod")
-                        .ok_if_not_found()?;
-                }
-                apigw
-                    .put_method()
-                    .rest_api_id(&api_id)
-                    .resource_id(&resource_id)
-                    .http_method("POST")
-                    .authorization_type("AWS_IAM")
-                    .request_validator_id(&validator_id)
-                    .request_models("application/json", MODEL)
-                    .set_request_parameters(
-                        (!wanted.required_headers.is_empty())
-                            .then(|| wanted.required_headers.iter().map(|h| (h.clone(), true)).collect()),
-                    )
-                    .send()
-                    .await
-                    .aws("apigateway:PutMethod")?;
-                apigw
-                    .put_integration()
-                    .rest_api_id(&api_id)
-                    .resource_id(&resource_id)
-                    .http_method("POST")
-                    .r#type(IntegrationType::AwsProxy)
-                    .integration_http_method("POST")
-                    .uri(integration_uri(ctx, route))
-                    .send()
-                    .await
-                    .aws("apigateway:PutIntegration")?;
-            }
-            for c in Color::BOTH {
-                if o.permissions.get(&(route, c)).copied().unwrap_or(false) {
-                    continue;
-                }
-                let function = ctx.names.function(route);
-                // A stale statement with our id (another API's source ARN) goes first.
-                revoke_invoke(ctx, route, c).await?;
-                ctx.clients
-                    .lambda
-                    .add_permission()
-                    .function_name(&function)
-                    .qualifier(c.as_str())
-                    .statement_id(permission_id(c))
-                    .action("lambda:InvokeFunction")
-                    .principal("apigateway.amazonaws.com")
-                    .source_arn(source_arn(ctx, &api_id, route))
-                    .source_account(&ctx.names.account)
-                    .send()
-                    .await
-                    .aws("lambda:AddPermission")?;
-            }
+            put_route(ctx, &api_id, root_id, route, o.routes.get(route), validator_id).await?;
         }
+        each_member("function", ROUTES, |route| grant_invoke(ctx, &api_id, route, &o.permissions)).await?;
         let description = deployment_description(ctx);
         let current = o.stage.as_ref().and_then(|s| s.deployment_description.as_deref());
         if current != Some(description.as_str()) {
@@ -691,11 +755,13 @@ impl Resource for RestApi {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        for route in ROUTES {
+        each_member("function", ROUTES, |route| async move {
             for c in Color::BOTH {
                 revoke_invoke(ctx, route, c).await?;
             }
-        }
+            Ok(())
+        })
+        .await?;
         ctx.progress.step(&format!("deleting REST API {} (stage, deployments, models with it)", ctx.names.api()));
         ctx.clients
             .apigateway
