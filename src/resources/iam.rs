@@ -305,11 +305,15 @@ impl Resource for Roles {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        for f in o.roles.keys() {
-            let name = ctx.names.role(f);
-            ctx.progress.step(&format!("deleting role {name}"));
-            delete_role(ctx, &name, &o.roles[f].attached).await?;
-        }
+        each_member("role", o.roles.keys().copied(), |f| {
+            let attached = o.roles.get(f).map(|r| r.attached.as_slice()).unwrap_or_default();
+            async move {
+                let name = ctx.names.role(f);
+                ctx.progress.step(&format!("deleting role {name}"));
+                delete_role(ctx, &name, attached).await
+            }
+        })
+        .await?;
         Ok(())
     }
 }
