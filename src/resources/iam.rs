@@ -11,7 +11,7 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::Outputs;
-use crate::resources::{each_member, Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -147,26 +147,34 @@ async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
         return Ok(None);
     };
     let Some(r) = out.role() else { return Ok(None) };
-    let policy = iam
-        .get_role_policy()
-        .role_name(name)
-        .policy_name(POLICY)
-        .send()
-        .await
-        .aws("iam:GetRolePolicy")
-        .ok_if_not_found()?
-        .map(|p| decode(p.policy_document()));
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .aws("iam:ListAttachedRolePolicies")?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
-    let tags = iam.list_role_tags().role_name(name).send().await.aws("iam:ListRoleTags")?;
+    let policy = async {
+        Ok::<_, ResourceError>(
+            iam.get_role_policy()
+                .role_name(name)
+                .policy_name(POLICY)
+                .send()
+                .await
+                .aws("iam:GetRolePolicy")
+                .ok_if_not_found()?
+                .map(|p| decode(p.policy_document())),
+        )
+    };
+    let attached = async {
+        Ok::<_, ResourceError>(
+            iam.list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .aws("iam:ListAttachedRolePolicies")?
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let tags =
+        async { Ok::<_, ResourceError>(iam.list_role_tags().role_name(name).send().await.aws("iam:ListRoleTags")?) };
+    let (policy, attached, tags) = futures::try_join!(policy, attached, tags)?;
     Ok(Some(Role {
         arn: r.arn().to_string(),
         trust: r.assume_role_policy_document().map(decode).unwrap_or(Value::Null),
@@ -195,12 +203,11 @@ impl Resource for Roles {
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let mut roles = BTreeMap::new();
-        for f in FUNCTIONS {
-            if let Some(r) = observe_role(ctx, &ctx.names.role(f)).await? {
-                roles.insert(f, r);
-            }
-        }
+        let found = futures::future::try_join_all(
+            FUNCTIONS.map(|f| async move { Ok::<_, ResourceError>((f, observe_role(ctx, &ctx.names.role(f)).await?)) }),
+        )
+        .await?;
+        let roles: BTreeMap<_, _> = found.into_iter().filter_map(|(f, r)| Some((f, r?))).collect();
         Ok((!roles.is_empty()).then_some(Observed { roles }))
     }
 

@@ -171,6 +171,17 @@ pub mod catalogue {
         limit: IAM_PROPAGATION,
     };
 
+    /// AssociateWebACL right after the web ACL or the API stage was made: WAF "couldn't retrieve
+    /// the resource that you requested. Retry your request." (WAFUnavailableEntityException).
+    /// terraform `wafv2/web_acl_association.go` retries it for 10 minutes (issues #17527, #29080:
+    /// 5 were not always enough). For the WAF node of the PCI DSS issue, which associates the ACL
+    /// with the stage `api.rest` makes.
+    pub const WAFV2_ASSOCIATION: Propagation = Propagation {
+        waiting_for: "WAF to see the new web ACL and API stage",
+        answers: &[Answer::code("WAFUnavailableEntityException")],
+        limit: Duration::from_secs(10 * 60),
+    };
+
     /// Every entry, for the catalogue's own tests and the harness.
     pub const ALL: &[&Propagation] = &[
         &LAMBDA_FUNCTION,
@@ -181,6 +192,7 @@ pub mod catalogue {
         &LOGS_NEW_KEY,
         &APIGATEWAY_ACCOUNT_ROLE,
         &APIGATEWAY_STAGE_LOGGING,
+        &WAFV2_ASSOCIATION,
     ];
 }
 
@@ -327,6 +339,15 @@ mod tests {
         }
         assert!(!EC2_NEW_RESOURCE.matches(&err("InvalidParameterValue", "does not exist")));
         assert!(!EC2_NEW_RESOURCE.matches(&err("DependencyViolation", "has dependencies")));
+    }
+
+    #[test]
+    fn waf_association_retries_only_the_unavailable_entity_answer() {
+        assert!(
+            WAFV2_ASSOCIATION.matches(&err("WAFUnavailableEntityException", "AWS WAF couldn't retrieve the resource"))
+        );
+        assert!(!WAFV2_ASSOCIATION.matches(&err("WAFNonexistentItemException", "not found")));
+        assert!(!WAFV2_ASSOCIATION.matches(&err("WAFInvalidParameterException", "bad ARN")));
     }
 
     #[test]

@@ -155,36 +155,54 @@ impl Resource for AuditBucket {
         {
             return Ok(None);
         }
-        let versioning = s3.get_bucket_versioning().bucket(&b).send().await.aws("s3:GetBucketVersioning")?;
-        let encryption = unless_absent(
-            s3.get_bucket_encryption().bucket(&b).send().await.aws("s3:GetBucketEncryption"),
-            &["ServerSideEncryptionConfigurationNotFoundError"],
-        )?;
+        // Independent reads of one bucket, made at once.
+        let versioning = async {
+            Ok::<_, ResourceError>(s3.get_bucket_versioning().bucket(&b).send().await.aws("s3:GetBucketVersioning")?)
+        };
+        let encryption = async {
+            unless_absent(
+                s3.get_bucket_encryption().bucket(&b).send().await.aws("s3:GetBucketEncryption"),
+                &["ServerSideEncryptionConfigurationNotFoundError"],
+            )
+        };
+        let pab = async {
+            unless_absent(
+                s3.get_public_access_block().bucket(&b).send().await.aws("s3:GetPublicAccessBlock"),
+                &["NoSuchPublicAccessBlockConfiguration"],
+            )
+        };
+        let ownership = async {
+            unless_absent(
+                s3.get_bucket_ownership_controls().bucket(&b).send().await.aws("s3:GetBucketOwnershipControls"),
+                &["OwnershipControlsNotFoundError"],
+            )
+        };
+        let policy = async {
+            unless_absent(
+                s3.get_bucket_policy().bucket(&b).send().await.aws("s3:GetBucketPolicy"),
+                &["NoSuchBucketPolicy"],
+            )
+        };
+        let lifecycle = async {
+            unless_absent(
+                s3.get_bucket_lifecycle_configuration()
+                    .bucket(&b)
+                    .send()
+                    .await
+                    .aws("s3:GetBucketLifecycleConfiguration"),
+                &["NoSuchLifecycleConfiguration"],
+            )
+        };
+        let tagging = async {
+            unless_absent(s3.get_bucket_tagging().bucket(&b).send().await.aws("s3:GetBucketTagging"), &["NoSuchTagSet"])
+        };
+        let (versioning, encryption, pab, ownership, policy, lifecycle, tagging) =
+            futures::try_join!(versioning, encryption, pab, ownership, policy, lifecycle, tagging)?;
         let rule = encryption
             .as_ref()
             .and_then(|e| e.server_side_encryption_configuration())
             .and_then(|c| c.rules().first().cloned());
-        let pab = unless_absent(
-            s3.get_public_access_block().bucket(&b).send().await.aws("s3:GetPublicAccessBlock"),
-            &["NoSuchPublicAccessBlockConfiguration"],
-        )?;
         let pab = pab.as_ref().and_then(|p| p.public_access_block_configuration());
-        let ownership = unless_absent(
-            s3.get_bucket_ownership_controls().bucket(&b).send().await.aws("s3:GetBucketOwnershipControls"),
-            &["OwnershipControlsNotFoundError"],
-        )?;
-        let policy = unless_absent(
-            s3.get_bucket_policy().bucket(&b).send().await.aws("s3:GetBucketPolicy"),
-            &["NoSuchBucketPolicy"],
-        )?;
-        let lifecycle = unless_absent(
-            s3.get_bucket_lifecycle_configuration().bucket(&b).send().await.aws("s3:GetBucketLifecycleConfiguration"),
-            &["NoSuchLifecycleConfiguration"],
-        )?;
-        let tagging = unless_absent(
-            s3.get_bucket_tagging().bucket(&b).send().await.aws("s3:GetBucketTagging"),
-            &["NoSuchTagSet"],
-        )?;
         Ok(Some(Observed {
             versioning: versioning.status() == Some(&BucketVersioningStatus::Enabled),
             kms_key: rule
