@@ -342,28 +342,26 @@ impl Resource for NetworkAcls {
                                 &catalogue::EC2_NEW_RESOURCE,
                                 &format!("network ACL {acl}"),
                                 || {
+                                    // Create and Replace take the same fields: one list fills either builder.
+                                    macro_rules! entry {
+                                        ($call:expr) => {
+                                            $call
+                                                .network_acl_id(&acl)
+                                                .rule_number(entry.number)
+                                                .egress(entry.egress)
+                                                .protocol(&entry.protocol)
+                                                .rule_action(action.clone())
+                                                .cidr_block(&entry.cidr)
+                                                .set_port_range(ports.clone())
+                                                .send()
+                                        };
+                                    }
                                     if replace {
-                                        ec2.replace_network_acl_entry()
-                                            .network_acl_id(&acl)
-                                            .rule_number(entry.number)
-                                            .egress(entry.egress)
-                                            .protocol(&entry.protocol)
-                                            .rule_action(action.clone())
-                                            .cidr_block(&entry.cidr)
-                                            .set_port_range(ports.clone())
-                                            .send()
+                                        entry!(ec2.replace_network_acl_entry())
                                             .map(|r| r.aws("ec2:ReplaceNetworkAclEntry").map(|_| ()))
                                             .boxed()
                                     } else {
-                                        ec2.create_network_acl_entry()
-                                            .network_acl_id(&acl)
-                                            .rule_number(entry.number)
-                                            .egress(entry.egress)
-                                            .protocol(&entry.protocol)
-                                            .rule_action(action.clone())
-                                            .cidr_block(&entry.cidr)
-                                            .set_port_range(ports.clone())
-                                            .send()
+                                        entry!(ec2.create_network_acl_entry())
                                             .map(|r| r.aws("ec2:CreateNetworkAclEntry").map(|_| ()))
                                             .boxed()
                                     }

@@ -312,26 +312,23 @@ impl Resource for RouteTables {
                                 &catalogue::EC2_NEW_RESOURCE,
                                 &format!("route table {table_id}"),
                                 || {
+                                    // Create and Replace take the same fields: one list fills either builder.
+                                    macro_rules! route {
+                                        ($call:expr) => {{
+                                            let call = $call.route_table_id(&table_id).destination_cidr_block(&dest);
+                                            match &target {
+                                                Target::Nat(n) => call.nat_gateway_id(n),
+                                                Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
+                                            }
+                                            .send()
+                                        }};
+                                    }
                                     if replace {
-                                        let call =
-                                            ec2.replace_route().route_table_id(&table_id).destination_cidr_block(&dest);
-                                        match &target {
-                                            Target::Nat(n) => call.nat_gateway_id(n),
-                                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                                        }
-                                        .send()
-                                        .map(|r| r.aws("ec2:ReplaceRoute").map(|_| ()))
-                                        .boxed()
+                                        route!(ec2.replace_route())
+                                            .map(|r| r.aws("ec2:ReplaceRoute").map(|_| ()))
+                                            .boxed()
                                     } else {
-                                        let call =
-                                            ec2.create_route().route_table_id(&table_id).destination_cidr_block(&dest);
-                                        match &target {
-                                            Target::Nat(n) => call.nat_gateway_id(n),
-                                            Target::Gateway(g) | Target::Other(g) => call.gateway_id(g),
-                                        }
-                                        .send()
-                                        .map(|r| r.aws("ec2:CreateRoute").map(|_| ()))
-                                        .boxed()
+                                        route!(ec2.create_route()).map(|r| r.aws("ec2:CreateRoute").map(|_| ())).boxed()
                                     }
                                 },
                             )
