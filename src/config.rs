@@ -1,3 +1,4 @@
+//! The flags of a run and of the stack (clap derives, composed by `cli.rs`), their checks, and
 //! StackConfig: everything a command needs to know about the stack, validated once, up front,
 //! before any AWS call. Each check names the option and the rule it enforces.
 
