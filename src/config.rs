@@ -34,6 +34,9 @@ pub struct StackSettings {
     pub db_readers: usize,
     #[serde(default = "default_db_engine_version")]
     pub db_engine_version: String,
+    /// Zone ids (`use1-az1`), when the user chose them; else the region's first three by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zones: Option<Vec<String>>,
 }
 
 fn default_db_min_acu() -> f64 {
@@ -77,6 +80,7 @@ impl Default for StackSettings {
             db_max_acu: default_db_max_acu(),
             db_readers: default_db_readers(),
             db_engine_version: default_db_engine_version(),
+            availability_zones: None,
         }
     }
 }
@@ -170,6 +174,13 @@ pub struct StackOverrides {
     /// E-mail address subscribed to the alerts topic (optional; AWS asks it to confirm).
     #[arg(long, global = true)]
     pub alert_email: Option<String>,
+
+    /// The three availability zones, by zone id (e.g. use1-az1,use1-az2,use1-az4: ids name the
+    /// same zone in every account, names do not; `aws ec2 describe-availability-zones` lists
+    /// them). For an account that cannot create subnets or Lambda interfaces in some zone.
+    /// Default: the region's first three available zones by name.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub availability_zones: Option<Vec<String>>,
 }
 
 /// Where and how a command runs: validated before the state is opened or AWS is called.
@@ -238,6 +249,8 @@ pub struct StackConfig {
     pub db_min_acu: f64,
     pub db_max_acu: f64,
     pub db_readers: usize,
+    /// Zone ids the user chose (`--availability-zones`), or None for the default.
+    pub availability_zones: Option<Vec<String>>,
     pub db_engine_version: String,
 }
 
@@ -322,6 +335,9 @@ pub fn validate_stack_args(args: &StackOverrides) -> Result<(), Error> {
     if let Some(r) = args.db_readers {
         validate_readers(r)?;
     }
+    if let Some(z) = &args.availability_zones {
+        validate_zone_ids(z)?;
+    }
     validate_capacity(
         args.db_min_acu.unwrap_or(0.5),
         args.db_max_acu.unwrap_or(args.db_min_acu.unwrap_or(0.5).max(4.0)),
@@ -392,6 +408,33 @@ fn validate_log_retention(d: i32) -> Result<(), Error> {
 }
 
 /// The shape SNS accepts for an e-mail endpoint: one '@', a dotted domain, no spaces.
+/// Three distinct zone ids like `use1-az1` (`<region code>-az<n>`); which exist is AWS's to say.
+fn validate_zone_ids(zones: &[String]) -> Result<(), Error> {
+    let shaped = |z: &str| {
+        z.split_once("-az").is_some_and(|(code, n)| {
+            code.len() >= 3
+                && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && code.chars().last().is_some_and(|c| c.is_ascii_digit())
+                && !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+        })
+    };
+    if let Some(bad) = zones.iter().find(|z| !shaped(z)) {
+        return Err(Error::invalid(
+            "--availability-zones",
+            format!("'{bad}' is not a zone id like use1-az1 (zone ids, not names like us-east-1a: ids name the same zone in every account)"),
+        ));
+    }
+    let distinct: std::collections::BTreeSet<&String> = zones.iter().collect();
+    if zones.len() != 3 || distinct.len() != 3 {
+        return Err(Error::invalid(
+            "--availability-zones",
+            format!("needs exactly three different zone ids, got {}", zones.join(",")),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_email(e: &str) -> Result<(), Error> {
     let ok = e.len() <= 254
         && e.split_once('@').is_some_and(|(local, domain)| {
@@ -424,6 +467,7 @@ impl StackConfig {
             db_max_acu: args.db_max_acu.unwrap_or(base.db_max_acu),
             db_readers: args.db_readers.unwrap_or(base.db_readers),
             db_engine_version: args.db_engine_version.clone().unwrap_or(base.db_engine_version),
+            availability_zones: args.availability_zones.clone().or(base.availability_zones),
         };
         validate_capacity(settings.db_min_acu, settings.db_max_acu)?;
         validate_readers(settings.db_readers)?;
@@ -434,6 +478,9 @@ impl StackConfig {
         validate_log_retention(settings.log_retention_days)?;
         if let Some(e) = &settings.alert_email {
             validate_email(e)?;
+        }
+        if let Some(z) = &settings.availability_zones {
+            validate_zone_ids(z)?;
         }
         Ok(StackConfig {
             packages: None,
@@ -449,6 +496,7 @@ impl StackConfig {
             db_max_acu: settings.db_max_acu,
             db_readers: settings.db_readers,
             db_engine_version: settings.db_engine_version,
+            availability_zones: settings.availability_zones,
         })
     }
 
@@ -464,6 +512,7 @@ impl StackConfig {
             db_max_acu: self.db_max_acu,
             db_readers: self.db_readers,
             db_engine_version: self.db_engine_version.clone(),
+            availability_zones: self.availability_zones.clone(),
         }
     }
 
@@ -532,14 +581,36 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
         && parts[parts.len() - 1].len() <= 2
         && !parts[parts.len() - 1].is_empty()
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
+    if !ok {
+        return Err(Error::invalid(
             "--region",
             format!("'{region}' is not an AWS region name (like us-east-1 or eu-central-2)"),
-        ))
+        ));
     }
+    match partition(region) {
+        "aws" => Ok(()),
+        other => Err(Error::invalid(
+            "--region",
+            format!(
+                "'{region}' is in the {other} partition; tapctl builds ARNs, service principals and endpoints \
+                 for the commercial partition (aws) only, so it refuses rather than make policies that name \
+                 the wrong partition — use a commercial region"
+            ),
+        )),
+    }
+}
+
+/// The AWS partition a region belongs to, by its name's prefix (the SDK's partitions.json).
+pub fn partition(region: &str) -> &'static str {
+    const OTHERS: [(&str, &str); 6] = [
+        ("us-gov-", "aws-us-gov"),
+        ("cn-", "aws-cn"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+    ];
+    OTHERS.iter().find(|(prefix, _)| region.starts_with(prefix)).map_or("aws", |(_, p)| p)
 }
 
 /// No I/O here (flags are checked before anything is touched): the local store makes the
@@ -678,9 +749,31 @@ mod tests {
     }
 
     #[test]
+    fn availability_zones_are_three_distinct_zone_ids() {
+        let z = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(validate_zone_ids(&z(&["use1-az1", "use1-az2", "use1-az4"])).is_ok());
+        for (bad, says) in [
+            (z(&["us-east-1a", "us-east-1b", "us-east-1c"]), "not a zone id"),
+            (z(&["use1-az1", "use1-az2"]), "exactly three"),
+            (z(&["use1-az1", "use1-az1", "use1-az2"]), "exactly three different"),
+        ] {
+            let err = validate_zone_ids(&bad).unwrap_err().to_string();
+            assert!(err.contains("--availability-zones") && err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
     fn regions_are_checked_for_shape() {
-        for ok in ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"] {
+        for ok in ["us-east-1", "ap-southeast-2", "eu-central-2", "il-central-1", "mx-central-1"] {
             assert!(validate_region(ok).is_ok(), "{ok}");
+        }
+        // Other partitions are refused before any call, naming the partition: tapctl's ARNs and
+        // principals say `aws`.
+        for (other, partition) in
+            [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn"), ("us-iso-east-1", "aws-iso")]
+        {
+            let err = validate_region(other).unwrap_err().to_string();
+            assert!(err.contains("--region") && err.contains(&format!("the {partition} partition")), "{err}");
         }
         for bad in ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "us east 1"] {
             assert!(validate_region(bad).is_err(), "{bad}");

@@ -52,6 +52,9 @@ pub mod tag {
     /// For families (subnets, route tables…): which member this is, e.g. `private-1`.
     pub const MEMBER: &str = "tap:member";
     pub const NAME: &str = "Name";
+    /// On a function: the id (not the ARN) of the execution role its configuration was applied
+    /// for — what Lambda's KMS grant for the environment names.
+    pub const ROLE_ID: &str = "tap:role-id";
 }
 
 #[derive(Debug, Clone)]
@@ -158,14 +161,29 @@ impl Names {
     }
     /// API Gateway's account-wide CloudWatch role, when tapctl has to create one. One per
     /// account, shared by every stack (so no suffix): the account setting names only one role.
+    /// API Gateway's CloudWatch role setting is per region while IAM roles are global: one role
+    /// per region, named with it, so that the last stack of one region deleting its role can
+    /// never cut another region's logs. (No suffix: every tapctl stack of the region shares it.)
     pub fn api_logging_role(&self) -> String {
-        "tapctl-apigateway-logs".to_string()
+        format!("tapctl-apigateway-logs-{}", self.region)
     }
     pub fn alarm(&self, what: &str) -> String {
         self.n(&format!("payments-{what}"))
     }
     pub fn api_log_group(&self) -> String {
         format!("/aws/apigateway/{}", self.api())
+    }
+    /// Where Aurora exports the cluster's PostgreSQL log (the name is AWS's, fixed).
+    pub fn db_log_group(&self) -> String {
+        format!("/aws/rds/cluster/{}/postgresql", self.db_cluster())
+    }
+    /// Where API Gateway writes a stage's execution logs (the name is AWS's, fixed).
+    pub fn api_execution_log_group(&self, api_id: &str, stage: &str) -> String {
+        format!("API-Gateway-Execution-Logs_{api_id}/{stage}")
+    }
+    /// The group API Gateway writes one message to when a region's CloudWatch role is set.
+    pub fn api_welcome_log_group(&self) -> String {
+        "/aws/apigateway/welcome".to_string()
     }
     pub fn db_secret(&self) -> String {
         format!("payments/{}/db-master", self.suffix)
@@ -396,10 +414,13 @@ mod tests {
     }
 
     #[test]
-    fn the_accounts_api_logging_role_is_the_one_name_without_a_suffix_and_obeys_iams_rule() {
+    fn the_api_logging_role_is_one_per_region_without_a_suffix_and_obeys_iams_rule() {
         let names = Names::new("qa", "us-east-1", Some("123456789012"));
+        assert_eq!(names.api_logging_role(), "tapctl-apigateway-logs-us-east-1");
         assert!(!names.api_logging_role().contains("qa"));
-        assert_eq!(Rule::IamRole.check(&names.api_logging_role()), Ok(()));
+        let longest = Names::new("qa", "ap-southeast-5", Some("123456789012"));
+        assert_eq!(Rule::IamRole.check(&longest.api_logging_role()), Ok(()));
+        assert_ne!(names.api_logging_role(), Names::new("qa", "eu-west-1", None).api_logging_role());
     }
 
     #[test]

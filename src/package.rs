@@ -33,6 +33,29 @@ pub fn zip(mut entries: Vec<Entry>) -> std::io::Result<Vec<u8>> {
 }
 
 /// Base64 of the SHA-256 of the zip: what Lambda reports as CodeSha256.
+/// The Lambda architecture a package's bootstrap is compiled for, read from its ELF header
+/// (e_machine: 62 x86-64, 183 AArch64). None for a bootstrap that is not an ELF binary (a
+/// script runs on either) or a zip without one.
+pub fn bootstrap_machine(zip: &[u8]) -> Option<&'static str> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).ok()?;
+    let mut bootstrap = archive.by_name("bootstrap").ok()?;
+    let mut header = [0u8; 20];
+    std::io::Read::read_exact(&mut bootstrap, &mut header).ok()?;
+    if header[..4] != *b"\x7fELF" {
+        return None;
+    }
+    // e_machine is at offset 18, in the byte order EI_DATA (offset 5) names: 1 little, 2 big.
+    let machine = match header[5] {
+        1 => u16::from_le_bytes([header[18], header[19]]),
+        _ => u16::from_be_bytes([header[18], header[19]]),
+    };
+    match machine {
+        62 => Some("x86_64"),
+        183 => Some("arm64"),
+        _ => Some("an architecture Lambda does not run"),
+    }
+}
+
 pub fn code_sha256(zip: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip))
 }
@@ -98,9 +121,24 @@ impl Packages {
                     zip.display()
                 ));
             }
+            if let Some(machine) = bootstrap_machine(&bytes) {
+                if machine != architecture {
+                    return Err(format!(
+                        "{}'s bootstrap is built for {machine}, but manifest.json says the set is {architecture}; \
+                         every function of a set is deployed for one architecture — rebuild with `tapctl build --arch {architecture}`",
+                        zip.display()
+                    ));
+                }
+            }
             hashes.insert(f.to_string(), actual);
         }
         Ok(Packages { dir: dir.to_path_buf(), architecture, profile, code_sha256: hashes })
+    }
+
+    /// What `function`'s package makes Lambda run: its CodeSha256 and the set's architecture.
+    pub fn code(&self, function: &str) -> Option<crate::resources::functions::Code> {
+        let sha256 = self.code_sha256.get(function)?.clone();
+        Some(crate::resources::functions::Code { sha256, architecture: self.architecture.clone() })
     }
 
     pub fn zip(&self, function: &str) -> std::io::Result<Vec<u8>> {
@@ -140,6 +178,39 @@ mod tests {
         let dir = packages_dir(true);
         let e = Packages::load(dir.path(), &["validate", "process"]).unwrap_err();
         assert!(e.contains("process.zip does not match manifest.json"), "{e}");
+    }
+
+    /// An ELF header as far as e_machine: little-endian, 64-bit.
+    fn elf(machine: u16) -> Vec<u8> {
+        let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0];
+        h.extend_from_slice(&machine.to_le_bytes());
+        h.extend_from_slice(&[0; 44]);
+        h
+    }
+
+    #[test]
+    fn a_bootstrap_built_for_another_architecture_than_the_sets_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut functions = serde_json::Map::new();
+        for (f, machine) in [("validate", 62), ("process", 183)] {
+            let bytes = zip(vec![Entry { name: "bootstrap".into(), bytes: elf(machine), executable: true }]).unwrap();
+            functions.insert(f.into(), serde_json::json!({ "code_sha256": code_sha256(&bytes) }));
+            std::fs::write(dir.path().join(format!("{f}.zip")), bytes).unwrap();
+        }
+        let manifest = |arch: &str| serde_json::json!({ "architecture": arch, "functions": functions }).to_string();
+        std::fs::write(dir.path().join("manifest.json"), manifest("x86_64")).unwrap();
+        let e = Packages::load(dir.path(), &["validate", "process"]).unwrap_err();
+        assert!(
+            e.contains("process.zip's bootstrap is built for arm64, but manifest.json says the set is x86_64"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("manifest.json"), manifest("arm64")).unwrap();
+        let e = Packages::load(dir.path(), &["validate", "process"]).unwrap_err();
+        assert!(e.contains("validate.zip's bootstrap is built for x86_64"), "{e}");
+        let one = Packages::load(dir.path(), &["process"]).unwrap();
+        assert_eq!(one.code("process").unwrap().architecture, "arm64");
+        let script = zip(vec![Entry { name: "bootstrap".into(), bytes: b"#!/bin/sh\n".to_vec(), executable: true }]);
+        assert_eq!(bootstrap_machine(&script.unwrap()), None, "a script runs on either");
     }
 
     #[test]

@@ -310,7 +310,7 @@ mod tests {
         let graph = stack.teardown_graph().unwrap();
         let expected: usize = graph.nodes().map(|n| graph.dependencies(n).count()).sum();
         assert_eq!(edges, expected, "{dot}");
-        assert!(dot.contains("\"functions.process\" -> \"iam.roles\" [label=\"role_arns\"]"), "{dot}");
+        assert!(dot.contains("\"functions.process\" -> \"iam.roles\" [label=\"role_arns\\nrole_ids\"]"), "{dot}");
         assert!(dot.contains("style=dashed"), "{dot}");
     }
 

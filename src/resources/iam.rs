@@ -26,6 +26,9 @@ pub const POLICY: &str = "payments-least-privilege";
 #[derive(Debug, Clone)]
 pub struct Role {
     pub arn: String,
+    /// AWS's unique id: a role deleted and made again under the same name keeps its ARN and
+    /// gets a new id.
+    pub id: String,
     pub trust: Value,
     pub policy: Option<Value>,
     pub attached: Vec<String>,
@@ -83,10 +86,13 @@ pub fn policy(ctx: &Ctx, function: &str) -> Result<Value> {
         // "*" by necessity: Lambda creates and removes the function's network interfaces in the
         // VPC, and these EC2 actions support no resource-level permissions for that use
         // (Describe* never does; Create/Delete act on interfaces that do not exist yet or whose
-        // ids Lambda chooses).
+        // ids Lambda chooses). The actions of AWS's own AWSLambdaVPCAccessExecutionRole, which
+        // gained ec2:DescribeSubnets in January 2024 (Lambda reads the subnets it places
+        // interfaces in).
         json!({ "Sid": "VpcNetworkInterfaces", "Effect": "Allow",
-                "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
-                           "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+                           "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                           "ec2:UnassignPrivateIpAddresses"],
                 "Resource": "*" }),
         // "*" by necessity: X-Ray's PutTraceSegments and PutTelemetryRecords have no resource types.
         json!({ "Sid": "Tracing", "Effect": "Allow",
@@ -177,6 +183,7 @@ async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
     let (policy, attached, tags) = futures::try_join!(policy, attached, tags)?;
     Ok(Some(Role {
         arn: r.arn().to_string(),
+        id: r.role_id().to_string(),
         trust: r.assume_role_policy_document().map(decode).unwrap_or(Value::Null),
         policy,
         attached,
@@ -239,7 +246,8 @@ impl Resource for Roles {
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
         let arns: serde_json::Map<String, Value> = o.roles.iter().map(|(f, r)| (f.to_string(), json!(r.arn))).collect();
-        Outputs::from([("role_arns".into(), Value::Object(arns))])
+        let ids: serde_json::Map<String, Value> = o.roles.iter().map(|(f, r)| (f.to_string(), json!(r.id))).collect();
+        Outputs::from([("role_arns".into(), Value::Object(arns)), ("role_ids".into(), Value::Object(ids))])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {

@@ -40,6 +40,26 @@ fn usable(meta: &KeyMetadata) -> bool {
 /// The key policy. The account root statement lets IAM policies govern use (the functions'
 /// roles get kms:ViaService-scoped grants); the service statements are the ones AWS requires
 /// in the key policy itself.
+/// What administering the key takes (AWS's "key administrators" statement, with CreateAlias
+/// named instead of `kms:Create*`, which would include CreateGrant, a use of the key).
+pub const ADMINISTRATION: [&str; 15] = [
+    "kms:CreateAlias",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+];
+
 pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
     let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm"]
         .iter()
@@ -49,11 +69,15 @@ pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
         "Version": "2012-10-17",
         "Id": format!("payments-{suffix}"),
         "Statement": [
+            // The account administers the key through IAM — including kms:PutKeyPolicy, so that it
+            // can never be locked out — but may not use it: no statement gives it Encrypt,
+            // Decrypt, GenerateDataKey or CreateGrant except through the stack's services below
+            // (with kms:* here, that statement would add nothing).
             {
                 "Sid": "AccountAdministrationThroughIam",
                 "Effect": "Allow",
                 "Principal": { "AWS": format!("arn:aws:iam::{account}:root") },
-                "Action": "kms:*",
+                "Action": ADMINISTRATION,
                 "Resource": "*"
             },
             {

@@ -1,13 +1,15 @@
-//! `logs.groups`: the log groups the functions and the API write to — one per function and one
-//! for API access logs — created before anything writes, so retention and encryption with the
-//! stack's key hold from the first line (Lambda would otherwise create them unencrypted and
-//! kept forever).
+//! `logs.groups`: the log groups the functions, the API and Aurora write to — one per function,
+//! one for API access logs, and `/aws/rds/cluster/<cluster>/postgresql` for Aurora's log export —
+//! created before anything writes, so retention and encryption with the stack's key hold from
+//! the first line (the service would otherwise create them unencrypted and kept forever). The
+//! helpers below make the groups other nodes own the same way: API Gateway's execution logs
+//! (`api.rest`) and its welcome group (`api.account-logging`).
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, list, Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, list, Change, Ctx, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde_json::json;
@@ -33,7 +35,100 @@ pub struct Observed {
 pub fn group_names(ctx: &Ctx) -> Vec<String> {
     let mut v: Vec<String> = FUNCTIONS.iter().map(|f| ctx.names.function_log_group(f)).collect();
     v.push(ctx.names.api_log_group());
+    v.push(ctx.names.db_log_group());
     v
+}
+
+/// A log group as CloudWatch Logs holds it, if it exists.
+pub async fn observe_group(ctx: &Ctx, name: &str) -> Result<Option<Group>> {
+    let logs = &ctx.clients.logs;
+    let out = logs.describe_log_groups().log_group_name_prefix(name).send().await.aws("logs:DescribeLogGroups")?;
+    let Some(g) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name)) else { return Ok(None) };
+    let arn = g.arn().unwrap_or_default().trim_end_matches(":*").to_string();
+    let tags = logs.list_tags_for_resource().resource_arn(&arn).send().await.aws("logs:ListTagsForResource")?;
+    Ok(Some(Group {
+        arn,
+        retention: g.retention_in_days(),
+        kms_key: g.kms_key_id().map(str::to_string),
+        tags: tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+    }))
+}
+
+/// How a group differs from one made with `key`, the stack's retention and the node's tags.
+pub fn group_drifts(ctx: &Ctx, name: &str, g: Option<&Group>, key: &str) -> Vec<String> {
+    let Some(g) = g else { return vec![format!("log group {name} missing")] };
+    let mut d = Vec::new();
+    if g.retention != Some(ctx.config.log_retention_days) {
+        d.push(format!("log group {name}: retention {:?} days, wanted {}", g.retention, ctx.config.log_retention_days));
+    }
+    if g.kms_key.as_deref() != Some(key) {
+        d.push(format!("log group {name}: encrypted with {:?}, not the stack's key", g.kms_key));
+    }
+    if let Some(t) = ctx.tag_drift(&g.tags) {
+        d.push(format!("log group {name}: {t}"));
+    }
+    d
+}
+
+/// Makes the group, or repairs it, with `key`, the stack's retention and the node's tags. Every
+/// group a service writes to is made this way *before* it writes: otherwise the service makes it
+/// on its first write, unencrypted and kept forever (Lambda's function groups, API Gateway's
+/// execution logs and its welcome message, Aurora's log export).
+pub async fn ensure_group(ctx: &Ctx, name: &str, have: Option<&Group>, key: &str) -> Result<Group> {
+    let logs = &ctx.clients.logs;
+    let tags: std::collections::HashMap<String, String> = ctx.tags(None, None).into_iter().collect();
+    let g = match have {
+        Some(g) => g.clone(),
+        None => {
+            ctx.progress.step(&format!("creating log group {name}"));
+            ctx.retry_while_propagating(&catalogue::LOGS_NEW_KEY, &format!("key {key}"), || {
+                logs.create_log_group()
+                    .log_group_name(name)
+                    .kms_key_id(key)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .map(|r| r.aws("logs:CreateLogGroup").ok_if_exists())
+            })
+            .await?;
+            observe_group(ctx, name)
+                .await?
+                .ok_or_else(|| ResourceError::new("NotFound", format!("log group {name} vanished after its create")))?
+        }
+    };
+    if g.retention != Some(ctx.config.log_retention_days) {
+        logs.put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(ctx.config.log_retention_days)
+            .send()
+            .await
+            .aws("logs:PutRetentionPolicy")?;
+    }
+    if g.kms_key.as_deref() != Some(key) {
+        logs.associate_kms_key().log_group_name(name).kms_key_id(key).send().await.aws("logs:AssociateKmsKey")?;
+    }
+    if ctx.tag_drift(&g.tags).is_some() {
+        logs.tag_resource().resource_arn(&g.arn).set_tags(Some(tags.clone())).send().await.aws("logs:TagResource")?;
+    }
+    Ok(Group {
+        retention: Some(ctx.config.log_retention_days),
+        kms_key: Some(key.to_string()),
+        tags: tags.into_iter().collect(),
+        ..g
+    })
+}
+
+/// Deletes a group; absent is fine.
+pub async fn delete_group(ctx: &Ctx, name: &str) -> Result<()> {
+    ctx.progress.step(&format!("deleting log group {name}"));
+    ctx.clients
+        .logs
+        .delete_log_group()
+        .log_group_name(name)
+        .send()
+        .await
+        .aws("logs:DeleteLogGroup")
+        .ok_if_not_found()?;
+    Ok(())
 }
 
 #[async_trait]
@@ -48,51 +143,16 @@ impl Resource for LogGroups {
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let logs = &ctx.clients.logs;
-        let mut groups = BTreeMap::new();
-        for name in group_names(ctx) {
-            let out =
-                logs.describe_log_groups().log_group_name_prefix(&name).send().await.aws("logs:DescribeLogGroups")?;
-            let Some(g) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str())) else { continue };
-            let arn = g.arn().unwrap_or_default().trim_end_matches(":*").to_string();
-            let tags = logs.list_tags_for_resource().resource_arn(&arn).send().await.aws("logs:ListTagsForResource")?;
-            groups.insert(
-                name,
-                Group {
-                    arn,
-                    retention: g.retention_in_days(),
-                    kms_key: g.kms_key_id().map(str::to_string),
-                    tags: tags
-                        .tags()
-                        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
-                },
-            );
-        }
+        let names = group_names(ctx);
+        let found = futures::future::try_join_all(names.iter().map(|name| observe_group(ctx, name))).await?;
+        let groups: BTreeMap<String, Group> =
+            names.into_iter().zip(found).filter_map(|(name, g)| Some((name, g?))).collect();
         Ok((!groups.is_empty()).then_some(Observed { groups }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let key = ctx.input(super::kms::ID, "key_arn")?;
-        let mut d = Vec::new();
-        for name in group_names(ctx) {
-            let Some(g) = o.groups.get(&name) else {
-                d.push(format!("log group {name} missing"));
-                continue;
-            };
-            if g.retention != Some(ctx.config.log_retention_days) {
-                d.push(format!(
-                    "log group {name}: retention {:?} days, wanted {}",
-                    g.retention, ctx.config.log_retention_days
-                ));
-            }
-            if g.kms_key.as_deref() != Some(key.as_str()) {
-                d.push(format!("log group {name}: encrypted with {:?}, not the stack's key", g.kms_key));
-            }
-            if let Some(t) = ctx.tag_drift(&g.tags) {
-                d.push(format!("log group {name}: {t}"));
-            }
-        }
+        let d = group_names(ctx).iter().flat_map(|name| group_drifts(ctx, name, o.groups.get(name), &key)).collect();
         Ok(Change::from_drifts(d))
     }
 
@@ -106,65 +166,12 @@ impl Resource for LogGroups {
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
-        let logs = &ctx.clients.logs;
         let key = ctx.input(super::kms::ID, "key_arn")?;
-        let tags: std::collections::HashMap<String, String> = ctx.tags(None, None).into_iter().collect();
         let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
-        let (key, tags, have) = (&key, &tags, &o);
+        let (key, have) = (&key, &o);
         let groups = each_member("log group", group_names(ctx), |name| async move {
-            let g = match have.groups.get(&name) {
-                Some(g) => g.clone(),
-                None => {
-                    ctx.progress.step(&format!("creating log group {name}"));
-                    ctx.retry_while_propagating(&catalogue::LOGS_NEW_KEY, &format!("key {key}"), || {
-                        logs.create_log_group()
-                            .log_group_name(&name)
-                            .kms_key_id(key)
-                            .set_tags(Some(tags.clone()))
-                            .send()
-                            .map(|r| r.aws("logs:CreateLogGroup").ok_if_exists())
-                    })
-                    .await?;
-                    let out = logs
-                        .describe_log_groups()
-                        .log_group_name_prefix(&name)
-                        .send()
-                        .await
-                        .aws("logs:DescribeLogGroups")?;
-                    let found = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str()));
-                    Group {
-                        arn: found.and_then(|g| g.arn()).unwrap_or_default().trim_end_matches(":*").to_string(),
-                        retention: found.and_then(|g| g.retention_in_days()),
-                        kms_key: found.and_then(|g| g.kms_key_id()).map(str::to_string),
-                        tags: tags.clone().into_iter().collect(),
-                    }
-                }
-            };
-            if g.retention != Some(ctx.config.log_retention_days) {
-                logs.put_retention_policy()
-                    .log_group_name(&name)
-                    .retention_in_days(ctx.config.log_retention_days)
-                    .send()
-                    .await
-                    .aws("logs:PutRetentionPolicy")?;
-            }
-            if g.kms_key.as_deref() != Some(key.as_str()) {
-                logs.associate_kms_key()
-                    .log_group_name(&name)
-                    .kms_key_id(key)
-                    .send()
-                    .await
-                    .aws("logs:AssociateKmsKey")?;
-            }
-            if ctx.tag_drift(&g.tags).is_some() {
-                logs.tag_resource()
-                    .resource_arn(&g.arn)
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .aws("logs:TagResource")?;
-            }
-            Ok((name, Group { retention: Some(ctx.config.log_retention_days), kms_key: Some(key.clone()), ..g }))
+            let g = ensure_group(ctx, &name, have.groups.get(&name), key).await?;
+            Ok((name, g))
         })
         .await?;
         o.groups.extend(groups);
@@ -172,17 +179,7 @@ impl Resource for LogGroups {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        for name in o.groups.keys() {
-            ctx.progress.step(&format!("deleting log group {name}"));
-            ctx.clients
-                .logs
-                .delete_log_group()
-                .log_group_name(name)
-                .send()
-                .await
-                .aws("logs:DeleteLogGroup")
-                .ok_if_not_found()?;
-        }
+        each_member("log group", o.groups.keys(), |name| delete_group(ctx, name)).await?;
         Ok(())
     }
 }

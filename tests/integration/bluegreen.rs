@@ -295,7 +295,8 @@ fn the_users_story_up_shift_status_destroy() {
     let left = super::readback::inventory(&acct, "qa");
     assert!(left.values().all(Vec::is_empty), "{left:?}");
     assert!(super::readback::leftovers(&acct, "qa").is_empty());
-    let logging_role = acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs").send().await });
+    let logging_role =
+        acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs-us-east-1").send().await });
     assert!(logging_role.is_err(), "the last stack gone, the account's API logging role tapctl made goes too");
 }
 
@@ -313,4 +314,49 @@ fn two_apis_of_the_stacks_name_are_refused_by_up_and_shift_naming_both() {
         assert!(run.stderr.contains("AmbiguousAdoption") || run.stderr.contains("2 REST APIs"), "{}", run.stderr);
         assert!(run.stderr.contains(&first) && run.stderr.contains(&second), "{args:?} names both: {}", run.stderr);
     }
+}
+
+#[test]
+fn an_arm64_set_is_deployed_as_arm64_and_a_change_of_architecture_moves_only_the_idle_colour() {
+    let acct = Account::new();
+    let all = ["validate", "fraud-check", "process", "rotate-secret"];
+    let x86 = stub_packages(&all, "same");
+    // The same bytes declared arm64: only the architecture differs, and that alone is new code.
+    let arm = stub_packages(&all, "same");
+    let manifest = arm.path().join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["architecture"] = "arm64".into();
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let up = |dir: &std::path::Path| {
+        let out = acct.tapctl(&["up", "--suffix", "qa"]).env("TAPCTL_PACKAGES", dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let architecture = |function: &str, qualifier: Option<&str>| {
+        acct.block_on(async {
+            let c = acct
+                .lambda
+                .get_function_configuration()
+                .function_name(format!("payment-{function}-qa"))
+                .set_qualifier(qualifier.map(str::to_string))
+                .send()
+                .await
+                .unwrap();
+            c.architectures().iter().map(|a| a.as_str().to_string()).collect::<Vec<_>>()
+        })
+    };
+    up(x86.path());
+    assert_eq!(architecture("process", None), ["x86_64"]);
+    up(arm.path());
+    for f in all {
+        assert_eq!(architecture(f, None), ["arm64"], "{f}: $LATEST runs the arm64 set");
+        assert_eq!(architecture(f, Some("green")), ["arm64"], "{f}: the idle colour takes it");
+        assert_eq!(architecture(f, Some("blue")), ["x86_64"], "{f}: the live colour is untouched");
+    }
+    assert_eq!(aliases(&acct, "process"), ("1".into(), "2".into()));
+    let plan = acct
+        .tapctl(&["plan", "--suffix", "qa", "--detailed-exitcode"])
+        .env("TAPCTL_PACKAGES", arm.path())
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
 }

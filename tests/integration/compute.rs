@@ -10,9 +10,10 @@ fn decode(doc: &str) -> Value {
 }
 
 /// The actions that AWS gives no resource-level permission for, and so may name "*".
-const STAR_ALLOWED: [&str; 8] = [
+const STAR_ALLOWED: [&str; 9] = [
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
@@ -102,6 +103,14 @@ fn each_function_gets_a_role_trusting_only_lambda_for_this_account_with_exact_re
         let log = format!("arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/payment-{f}-qa:log-stream:*");
         assert!(has("logs:PutLogEvents", &log), "{name}: own log group");
         assert!(has("ssm:GetParametersByPath", "arn:aws:ssm:us-east-1:123456789012:parameter/payments/qa"));
+        for vpc in [
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+        ] {
+            assert!(has(vpc, "*"), "{name}: {vpc}, as AWSLambdaVPCAccessExecutionRole grants it");
+        }
         assert!(!granted.iter().any(|(a, _)| a.ends_with(":*") || a == "*"), "{name}: no action wildcards");
         match f {
             "validate" => {
@@ -126,6 +135,53 @@ fn each_function_gets_a_role_trusting_only_lambda_for_this_account_with_exact_re
             _ => unreachable!(),
         }
     }
+}
+
+#[test]
+fn a_role_made_again_under_its_name_gets_the_functions_configuration_applied_again() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let role = "payment-process-role-qa";
+    let role_id = || {
+        acct.block_on(async {
+            acct.iam.get_role().role_name(role).send().await.unwrap().role().unwrap().role_id().to_string()
+        })
+    };
+    let tagged = || {
+        acct.block_on(async {
+            let c = acct.lambda.get_function_configuration().function_name("payment-process-qa").send().await.unwrap();
+            let t = acct.lambda.list_tags().resource(c.function_arn().unwrap()).send().await.unwrap();
+            t.tags().unwrap().get("tap:role-id").cloned()
+        })
+    };
+    let before = role_id();
+    assert_eq!(tagged().as_deref(), Some(before.as_str()), "the role the configuration was applied for");
+    // Someone deletes the role; the next up makes it again: same name and ARN, a new id, and
+    // Lambda's KMS grant for the environment still names the old one.
+    acct.proxy.clear();
+    acct.block_on(async {
+        acct.iam.delete_role_policy().role_name(role).policy_name("payments-least-privilege").send().await.unwrap();
+        acct.iam.delete_role().role_name(role).send().await.unwrap();
+    });
+    let up = acct.ok(&["up", "--suffix", "qa"]);
+    assert!(up.stderr.contains("its role was re-created"), "{}", up.stderr);
+    let newest = role_id();
+    assert_ne!(newest, before, "a new role, under the same name");
+    let updates: Vec<String> = acct
+        .proxy
+        .calls()
+        .into_iter()
+        .map(|c| c.0)
+        .filter(|c| c.starts_with("lambda:PUT /2015-03-31/functions/") && c.ends_with("/configuration"))
+        .collect();
+    assert_eq!(
+        updates,
+        ["lambda:PUT /2015-03-31/functions/payment-process-qa/configuration"],
+        "only the function whose role is new"
+    );
+    assert_eq!(tagged().as_deref(), Some(newest.as_str()));
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
 }
 
 #[test]
@@ -214,6 +270,11 @@ fn up_deploys_each_function_from_its_package_into_the_private_subnets_with_blue_
         assert_eq!(env["PAYMENTS_CONFIG_PREFIX"], "/payments/qa");
         assert_eq!(c.kms_key_arn(), out["kms_key_arn"].as_str(), "{name}: environment encrypted with the CMK");
         assert_eq!(c.tracing_config().unwrap().mode().unwrap().as_str(), "Active");
+        let timeout = c.timeout().unwrap();
+        if f != "rotate-secret" {
+            // API Gateway answers 504 after 29 s: the function must have ended by then.
+            assert!(timeout <= 25, "{name}: {timeout} s is not below the API's 29 s with room to spare");
+        }
         let logging = c.logging_config().unwrap();
         assert_eq!(logging.log_format().unwrap().as_str(), "JSON");
         assert_eq!(logging.log_group(), Some(format!("/aws/lambda/{name}").as_str()));
@@ -306,6 +367,9 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
         assert_eq!(m.authorization_type(), Some("AWS_IAM"), "/{route}: no anonymous access");
         assert_eq!(m.request_validator_id(), validator.id());
         assert_eq!(m.request_models().unwrap()["application/json"], "PaymentRequest");
+        // Any other Content-Type is validated too: API Gateway skips validation when no model
+        // matches the request's type, unless one is mapped for $default.
+        assert_eq!(m.request_models().unwrap()["$default"], "PaymentRequest", "validated whatever the Content-Type");
         let header = m.request_parameters().and_then(|p| p.get("method.request.header.Idempotency-Key")).copied();
         assert_eq!(header, (route == "process").then_some(true), "/{route}: Idempotency-Key");
         let i = m.method_integration().unwrap();
@@ -359,7 +423,91 @@ fn the_api_is_regional_iam_authorised_validated_and_calls_the_alias_its_stage_va
         acct.logs.describe_log_groups().log_group_name_prefix("/aws/apigateway/payment-api-qa").send().await.unwrap()
     });
     assert_eq!(group.log_groups()[0].kms_key_id(), out["kms_key_arn"].as_str(), "access logs under the CMK");
-    assert_eq!(account.cloudwatch_role_arn(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs"));
+    assert_eq!(account.cloudwatch_role_arn(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs-us-east-1"));
+}
+
+#[test]
+fn the_log_groups_aws_would_make_itself_are_made_first_encrypted_with_retention_and_go_with_destroy() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let out = outputs(&acct);
+    let (key, api_id) = (out["kms_key_arn"].as_str().unwrap().to_string(), out["api_id"].as_str().unwrap().to_string());
+    let execution = format!("API-Gateway-Execution-Logs_{api_id}/live");
+    let names = [
+        "/aws/rds/cluster/payment-db-qa/postgresql".to_string(),
+        execution.clone(),
+        "/aws/apigateway/welcome".to_string(),
+    ];
+    let group = |name: &str| {
+        acct.block_on(async {
+            let out = acct.logs.describe_log_groups().log_group_name_prefix(name).send().await.unwrap();
+            out.log_groups().iter().find(|g| g.log_group_name() == Some(name)).cloned()
+        })
+    };
+    for name in &names {
+        let g = group(name).unwrap_or_else(|| panic!("{name} is made before AWS writes to it"));
+        assert_eq!(g.kms_key_id(), Some(key.as_str()), "{name}: the stack's key");
+        assert_eq!(g.retention_in_days(), Some(365), "{name}: the stack's retention");
+    }
+    // Deleted out of band, the execution group is drift; up makes it again before AWS could.
+    acct.block_on(async { acct.logs.delete_log_group().log_group_name(&execution).send().await.unwrap() });
+    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert!(plan.stdout.contains(&format!("log group {execution} missing")), "{}", plan.stdout);
+    acct.ok(&["up", "--suffix", "qa"]);
+    assert_eq!(group(&execution).and_then(|g| g.kms_key_id().map(str::to_string)), Some(key));
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    for name in &names {
+        assert!(group(name).is_none(), "{name} goes with destroy");
+    }
+}
+
+#[test]
+fn destroying_one_regions_stack_leaves_another_regions_logging_role_and_setting_intact() {
+    let acct = Account::with_stub_packages();
+    let config = acct.via_proxy();
+    let apigw = |region: &'static str| {
+        let conf = aws_sdk_apigateway::config::Builder::from(&config)
+            .region(aws_sdk_apigateway::config::Region::new(region))
+            .build();
+        aws_sdk_apigateway::Client::from_conf(conf)
+    };
+    let setting = |region: &'static str| {
+        acct.block_on(async {
+            apigw(region).get_account().send().await.unwrap().cloudwatch_role_arn().map(str::to_string)
+        })
+    };
+    let role = |name: &str| acct.block_on(async { acct.iam.get_role().role_name(name).send().await.is_ok() });
+    acct.ok(&["up", "--suffix", "qa"]);
+    // Another stack of the account, in another region (its own suffix: one state per suffix).
+    acct.ok(&["up", "--suffix", "eu", "--region", "eu-west-1"]);
+    assert_eq!(
+        setting("us-east-1").as_deref(),
+        Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs-us-east-1")
+    );
+    assert_eq!(
+        setting("eu-west-1").as_deref(),
+        Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs-eu-west-1")
+    );
+    let trust = acct.block_on(async {
+        let r = acct.iam.get_role().role_name("tapctl-apigateway-logs-eu-west-1").send().await.unwrap();
+        decode(r.role().unwrap().assume_role_policy_document().unwrap())
+    });
+    assert_eq!(
+        trust["Statement"],
+        json!([{ "Effect": "Allow", "Principal": { "Service": "apigateway.amazonaws.com" }, "Action": "sts:AssumeRole" }]),
+        "the form AWS documents"
+    );
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    assert!(!role("tapctl-apigateway-logs-us-east-1") && setting("us-east-1").filter(|s| !s.is_empty()).is_none());
+    assert!(role("tapctl-apigateway-logs-eu-west-1"), "the other region's role stays");
+    assert_eq!(
+        setting("eu-west-1").as_deref(),
+        Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs-eu-west-1"),
+        "and its setting still names it: its logs go on"
+    );
+    acct.ok(&["destroy", "--suffix", "eu", "--region", "eu-west-1", "--yes"]);
+    assert!(!role("tapctl-apigateway-logs-eu-west-1"));
 }
 
 #[test]
@@ -388,8 +536,9 @@ fn an_account_logging_role_set_by_someone_else_is_kept_and_tapctls_goes_with_the
             account.cloudwatch_role_arn().filter(|a| !a.is_empty()).map(String::from)
         })
     };
-    let our_role =
-        || acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs").send().await.is_ok() });
+    let our_role = || {
+        acct.block_on(async { acct.iam.get_role().role_name("tapctl-apigateway-logs-us-east-1").send().await.is_ok() })
+    };
     set(theirs);
     acct.ok(&["up", "--suffix", "qa"]);
     assert_eq!(account_role().as_deref(), Some(theirs), "an existing setting is not replaced");
@@ -400,7 +549,7 @@ fn an_account_logging_role_set_by_someone_else_is_kept_and_tapctls_goes_with_the
     set("");
     acct.ok(&["up", "--suffix", "qa"]);
     acct.ok(&["up", "--suffix", "dev"]);
-    assert_eq!(account_role().as_deref(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs"));
+    assert_eq!(account_role().as_deref(), Some("arn:aws:iam::123456789012:role/tapctl-apigateway-logs-us-east-1"));
     acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     assert!(our_role() && account_role().is_some(), "dev's API still logs through it");
     acct.ok(&["destroy", "--suffix", "dev", "--yes"]);
@@ -442,6 +591,14 @@ fn alarms_notify_the_topic_and_the_dashboard_covers_the_payment_path() {
     }
     let cpu = by_name["payments-db-cpu-qa"];
     assert_eq!((cpu.metric_name(), cpu.threshold()), (Some("CPUUtilization"), Some(80.0)));
+    let mut dims: Vec<(&str, &str)> =
+        cpu.dimensions().iter().map(|d| (d.name().unwrap(), d.value().unwrap())).collect();
+    dims.sort();
+    assert_eq!(dims, [("DBClusterIdentifier", "payment-db-qa"), ("Role", "WRITER")], "the writer, not an average");
+    for a in by_name.values() {
+        // Deliberate: the return to OK is what resolves an incident in a pager fed by the topic.
+        assert_eq!(a.ok_actions(), [topic.as_str()], "{:?} says when it is resolved", a.alarm_name());
+    }
     let body = dashboard.dashboard_body().unwrap();
     for metric in [
         "\"Latency\"",

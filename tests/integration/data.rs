@@ -93,6 +93,8 @@ fn up_builds_the_data_layer_with_every_property_read_back() {
         assert_eq!(r.noncurrent_version_transitions()[0].noncurrent_days(), Some(90));
         assert_eq!(r.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()), Some(365));
         assert_eq!(r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()), Some(7));
+        // Only objects of 128 KB and more transition: a 1 KB event stays in Standard (cheaper).
+        assert_eq!(lc.transition_default_minimum_object_size().map(|m| m.as_str()), Some("all_storage_classes_128K"));
         let tags = s3.get_bucket_tagging().bucket(BUCKET).send().await.unwrap();
         assert!(tags.tag_set().iter().any(|t| t.key() == "EnvironmentSuffix" && t.value() == "qa"));
 

@@ -409,6 +409,46 @@ fn the_emulator_keeps_a_stages_canary_settings_as_aws_does() {
 }
 
 #[test]
+fn the_emulator_takes_the_architecture_of_new_code_as_aws_does() {
+    use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
+    let acct = Account::new();
+    acct.block_on(async {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = acct.iam.create_role().role_name("fn-role").assume_role_policy_document(trust).send().await.unwrap();
+        let zip = |b: &[u8]| {
+            let entry = tapctl::package::Entry { name: "bootstrap".into(), bytes: b.to_vec(), executable: true };
+            aws_sdk_lambda::primitives::Blob::new(tapctl::package::zip(vec![entry]).unwrap())
+        };
+        acct.lambda
+            .create_function()
+            .function_name("f")
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(role.role().unwrap().arn())
+            .code(FunctionCode::builder().zip_file(zip(b"x86")).build())
+            .send()
+            .await
+            .unwrap();
+        let arch = || async {
+            let c = acct.lambda.get_function_configuration().function_name("f").send().await.unwrap();
+            c.architectures().to_vec()
+        };
+        assert_eq!(arch().await, [Architecture::X8664], "AWS's default");
+        acct.lambda
+            .update_function_code()
+            .function_name("f")
+            .zip_file(zip(b"arm"))
+            .architectures(Architecture::Arm64)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(arch().await, [Architecture::Arm64], "the new code's");
+        acct.lambda.update_function_code().function_name("f").zip_file(zip(b"arm2")).send().await.unwrap();
+        assert_eq!(arch().await, [Architecture::Arm64], "kept when not given");
+    });
+}
+
+#[test]
 fn the_emulator_keeps_a_functions_logging_config_as_aws_does() {
     use aws_sdk_lambda::types::{FunctionCode, LogFormat, LoggingConfig, Runtime};
     let acct = Account::new();

@@ -31,6 +31,32 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
         let sids: Vec<&str> =
             policy["Statement"].as_array().unwrap().iter().filter_map(|s| s["Sid"].as_str()).collect();
         assert!(sids.contains(&"CloudWatchLogsOfThisAccount"), "{sids:?}");
+        // The policy enforces what it claims: the account administers the key (and can always
+        // change its policy), but uses it only through the stack's services.
+        for s in policy["Statement"].as_array().unwrap() {
+            let actions: Vec<&str> = match &s["Action"] {
+                serde_json::Value::String(a) => vec![a.as_str()],
+                a => a.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect(),
+            };
+            assert!(!actions.contains(&"kms:*"), "no statement grants kms:*: {s}");
+            let uses = actions.iter().any(|a| {
+                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:Create*"].contains(a)
+            });
+            if s["Principal"]["AWS"] == "arn:aws:iam::123456789012:root" && uses {
+                assert!(
+                    s["Condition"]["ForAnyValue:StringEquals"]["kms:ViaService"].is_array(),
+                    "use only via services: {s}"
+                );
+            }
+        }
+        let admin = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "AccountAdministrationThroughIam")
+            .unwrap();
+        assert!(admin["Action"].as_array().unwrap().iter().any(|a| a == "kms:Put*"), "never locked out: {admin}");
+        assert!(admin.get("Condition").is_none());
 
         let ec2 = &acct.ec2;
         // VPC with DNS on.
@@ -327,4 +353,51 @@ fn destroy_leaves_nothing_of_the_suffix_and_spares_another_suffix() {
 
     let again = acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
     assert!(again.stdout.contains(&format!("0 deleted, {NODES} already absent")), "{}", again.stdout);
+}
+
+#[test]
+fn availability_zones_are_chosen_by_zone_id_and_a_zone_aws_refuses_is_named_with_the_option() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa", "--availability-zones", "use1-az4,use1-az6,use1-az1"]);
+    let zones = acct.block_on(async {
+        let out = acct.ec2.describe_subnets().filters(by_suffix("qa")).send().await.unwrap();
+        out.subnets()
+            .iter()
+            .map(|s| s.availability_zone_id().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    });
+    assert_eq!(
+        zones,
+        ["use1-az1", "use1-az4", "use1-az6"].map(String::from).into(),
+        "the zones of those ids, whatever their names"
+    );
+    // Recorded: a plain plan compares against the chosen zones.
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+
+    // A zone id the region does not have is refused naming it and the option, before any subnet.
+    let other = Account::with_stub_packages();
+    let run = other.run(&["up", "--suffix", "qa", "--availability-zones", "use1-az1,use1-az2,use1-az9"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("--availability-zones names use1-az9, which is not an available availability zone of us-east-1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!other.proxy.calls().iter().any(|c| c.0 == "ec2:CreateSubnet"), "no subnet made");
+
+    // A zone AWS refuses for this account: the message names the zone and the option.
+    let refused = Account::with_stub_packages();
+    refused.proxy.answer(super::harness::Answer::new(
+        "ec2:CreateSubnet",
+        "us-east-1a",
+        1000,
+        400,
+        "InvalidParameterValue",
+        "Value (us-east-1a) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: us-east-1b, us-east-1c, us-east-1d.",
+    ));
+    let run = refused.run(&["up", "--suffix", "qa"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("AWS refuses a subnet in availability zone us-east-1a"), "{}", run.stderr);
+    assert!(run.stderr.contains("--availability-zones"), "{}", run.stderr);
 }

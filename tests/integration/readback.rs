@@ -117,6 +117,7 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .filter_map(|g| g.log_group_name())
         .filter(|n| {
             (n.starts_with("/aws/lambda/payment-") || n.starts_with("/aws/apigateway/payment-")) && n.ends_with(&tail)
+                || *n == format!("/aws/rds/cluster/payment-db{tail}/postgresql")
         })
         .map(String::from)
         .collect();

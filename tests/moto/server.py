@@ -41,6 +41,9 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    so JSON logs to the function's own log group could not be read back. Without one, AWS's
    default is returned: Text format to /aws/lambda/<function name>.
 
+8. UpdateFunctionCode takes the new code's Architectures, as AWS does. moto 5.2.5 ignores it, so
+   a function made for x86_64 kept reporting x86_64 after arm64 code was uploaded.
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -253,6 +256,18 @@ def _lambda_update_configuration_with_logging(self, config_updates):
     return _lambda_update_configuration(self, config_updates)
 
 
+_lambda_update_function_code = lambda_models.LambdaFunction.update_function_code
+
+
+def _lambda_update_function_code_with_architectures(self, updated_spec):
+    # AWS: UpdateFunctionCode takes Architectures (the new code's); moto ignores it, and a
+    # function would keep running arm64 code as x86_64.
+    if "Architectures" in updated_spec:
+        self.architectures = updated_spec["Architectures"]
+    return _lambda_update_function_code(self, updated_spec)
+
+
+lambda_models.LambdaFunction.update_function_code = _lambda_update_function_code_with_architectures
 lambda_models.LambdaFunction.__init__ = _lambda_init_with_logging
 lambda_models.LambdaFunction.get_configuration = _lambda_get_configuration_with_logging
 lambda_models.LambdaFunction.update_configuration = _lambda_update_configuration_with_logging

@@ -2,19 +2,25 @@
 //! role per account and region (`cloudwatchRoleArn` of the account settings). Every API in the
 //! account shares it, so tapctl:
 //! - leaves an existing setting alone, whoever made it (and reports it as not ours);
-//! - only when the account has none, creates `tapctl-apigateway-logs` (trusting
-//!   apigateway.amazonaws.com, with AWS's AmazonAPIGatewayPushToCloudWatchLogs policy) and sets
-//!   it. The role is the account's, not a stack's: it carries no suffix, and every tapctl stack
-//!   of the account uses the same one;
+//! - only when the account has none, creates `tapctl-apigateway-logs-<region>` (trusting
+//!   apigateway.amazonaws.com in the form AWS's own examples use, with AWS's
+//!   AmazonAPIGatewayPushToCloudWatchLogs policy) and sets it. The role is the region's, not a
+//!   stack's: it carries no suffix, and every tapctl stack of the region uses it. One per region
+//!   because the setting is per region and IAM roles are global: a role shared by regions would
+//!   be deleted by the last stack of one region while another region's setting still names it,
+//!   and that region's access and execution logs (PCI DSS 10.2 evidence) would stop silently.
+//!   (The single `tapctl-apigateway-logs` of earlier versions is never deleted by tapctl: any
+//!   region may still name it.)
 //! - on destroy of any stack, clears the setting and deletes the role only when the setting is
 //!   still tapctl's and no REST API is left in the region that could be logging through it —
 //!   so the last stack to go takes it, and a stack never pulls it from under another.
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::tag;
+use crate::resources::logs::{self, Group};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{kms, Change, Ctx, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 use aws_sdk_iam::types::Tag;
@@ -31,6 +37,9 @@ pub struct Observed {
     pub account_role: Option<String>,
     /// Our role, if it exists.
     pub our_role: Option<String>,
+    /// `/aws/apigateway/welcome`, which API Gateway writes to when the role is set: made first
+    /// by tapctl (key, retention) when tapctl sets the role, and deleted with the role.
+    pub welcome: Option<Group>,
 }
 
 impl Observed {
@@ -62,6 +71,27 @@ async fn no_rest_api_left(ctx: &Ctx) -> Result<bool> {
     Ok(apis.items().is_empty())
 }
 
+/// The welcome group's drifts, when tapctl set the role (else the group is whoever set it's).
+/// The group is the region's, shared like the role by every stack there: any tapctl key and
+/// retention will do — demanding this stack's would have the stacks of a region take it from
+/// each other on every `up`. Missing, unencrypted or kept forever is drift.
+fn welcome_drifts(ctx: &Ctx, o: &Observed) -> Result<Vec<String>> {
+    let name = ctx.names.api_welcome_log_group();
+    Ok(match &o.welcome {
+        None => vec![format!("log group {name} missing")],
+        Some(g) => {
+            let mut d = Vec::new();
+            if g.kms_key.is_none() {
+                d.push(format!("log group {name} is not encrypted with a customer key"));
+            }
+            if g.retention.is_none() {
+                d.push(format!("log group {name} keeps its events forever"));
+            }
+            d
+        }
+    })
+}
+
 fn set_account_role(value: &str) -> PatchOperation {
     PatchOperation::builder().op(Op::Replace).path("/cloudwatchRoleArn").value(value).build()
 }
@@ -73,22 +103,29 @@ impl Resource for AccountLogging {
     fn id(&self) -> &'static str {
         ID
     }
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: kms::ID, key: "key_arn" }]
+    }
 
     /// The node is this stack's use of the account setting: it exists once the stack recorded
     /// it. Without a record (a lost state, `destroy --discover`) it exists only where this
     /// stack alone could act on it: tapctl's role set and no REST API left to log through it.
     /// So a second destroy of one stack is a no-op while another stack still uses the role.
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let o = Observed { account_role: account_role(ctx).await?, our_role: our_role(ctx).await? };
+        let welcome = ctx.names.api_welcome_log_group();
+        let (account_role, our_role, welcome) =
+            futures::try_join!(account_role(ctx), our_role(ctx), logs::observe_group(ctx, &welcome))?;
+        let o = Observed { account_role, our_role, welcome };
         if ctx.recorded.is_some() {
             return Ok(Some(o));
         }
         Ok((o.ours_in_use() && no_rest_api_left(ctx).await?).then_some(o))
     }
 
-    fn diff(&self, _ctx: &Ctx, o: &Observed) -> Result<Change> {
+    fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         Ok(match &o.account_role {
             None => Change::Update(vec!["the account has no CloudWatch role for API Gateway".into()]),
+            Some(_) if o.ours_in_use() => Change::from_drifts(welcome_drifts(ctx, o)?),
             Some(_) => Change::NoOp,
         })
     }
@@ -103,9 +140,18 @@ impl Resource for AccountLogging {
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let mut o = match observed {
             Some(o) => o,
-            None => Observed { account_role: account_role(ctx).await?, our_role: our_role(ctx).await? },
+            None => Observed {
+                account_role: account_role(ctx).await?,
+                our_role: our_role(ctx).await?,
+                welcome: logs::observe_group(ctx, &ctx.names.api_welcome_log_group()).await?,
+            },
         };
         if o.account_role.is_some() {
+            if o.ours_in_use() && !welcome_drifts(ctx, &o)?.is_empty() {
+                let key = ctx.input(kms::ID, "key_arn")?;
+                o.welcome =
+                    Some(logs::ensure_group(ctx, &ctx.names.api_welcome_log_group(), o.welcome.as_ref(), &key).await?);
+            }
             return Ok(self.outputs(ctx, &o));
         }
         let iam = &ctx.clients.iam;
@@ -114,11 +160,13 @@ impl Resource for AccountLogging {
             Some(arn) => arn,
             None => {
                 ctx.progress.step(&format!("creating role {name} for API Gateway's logs"));
+                // AWS's documented form (API Gateway developer guide, "Set up CloudWatch logging";
+                // AWS::ApiGateway::Account's example): no aws:SourceAccount condition, which AWS
+                // does not document API Gateway as sending when it assumes this role.
                 let trust = json!({
                     "Version": "2012-10-17",
                     "Statement": [{ "Effect": "Allow", "Principal": { "Service": "apigateway.amazonaws.com" },
-                                    "Action": "sts:AssumeRole",
-                                    "Condition": { "StringEquals": { "aws:SourceAccount": ctx.names.account } } }]
+                                    "Action": "sts:AssumeRole" }]
                 });
                 // The account's, not this stack's: no suffix or stack tag.
                 let tags: Vec<Tag> = [(tag::PROJECT, "payments"), (tag::MANAGED_BY, "tapctl"), (tag::RESOURCE, ID)]
@@ -138,6 +186,10 @@ impl Resource for AccountLogging {
             }
         };
         iam.attach_role_policy().role_name(&name).policy_arn(PUSH_TO_LOGS).send().await.aws("iam:AttachRolePolicy")?;
+        // Setting the role makes API Gateway write to this group, creating it unencrypted and
+        // kept forever unless it exists.
+        let key = ctx.input(kms::ID, "key_arn")?;
+        o.welcome = Some(logs::ensure_group(ctx, &ctx.names.api_welcome_log_group(), o.welcome.as_ref(), &key).await?);
         // API Gateway checks that it can assume the role; a new role takes a few seconds to be.
         let apigw = &ctx.clients.apigateway;
         ctx.retry_while_propagating(&catalogue::APIGATEWAY_ACCOUNT_ROLE, &format!("role {name}"), || {
@@ -170,6 +222,7 @@ impl Resource for AccountLogging {
                 .send()
                 .await
                 .aws("apigateway:UpdateAccount")?;
+            logs::delete_group(ctx, &ctx.names.api_welcome_log_group()).await?;
         }
         crate::resources::iam::delete_role(ctx, &ctx.names.api_logging_role(), &[PUSH_TO_LOGS.to_string()]).await
     }

@@ -18,7 +18,7 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, After, Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{each_member, After, Change, Ctx, Input, Resource, ResourceError, Result};
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
@@ -32,7 +32,19 @@ pub struct RestApi;
 pub const ID: &str = "api.rest";
 pub const MODEL: &str = "PaymentRequest";
 pub const VALIDATOR: &str = "body-and-headers";
+/// The content types the model is mapped for: `$default` is every type without a mapping of its
+/// own (API Gateway developer guide, "Request validation for REST APIs": "If no matching content
+/// type is found, request validation is not performed … set the content type for your data model
+/// to $default").
+pub const MODEL_CONTENT_TYPES: [&str; 2] = ["$default", "application/json"];
 pub const IDEMPOTENCY_HEADER: &str = "method.request.header.Idempotency-Key";
+/// API Gateway's REST integration timeout (its default and maximum for a Regional API without a
+/// quota increase): 29 s. Every function behind the API times out sooner (`functions::sizing`),
+/// with room for the SDK's retries of its own calls.
+pub const INTEGRATION_TIMEOUT_SECONDS: i32 = 29;
+/// What a function behind the API must leave between its timeout and the API's.
+pub const INTEGRATION_MARGIN_SECONDS: i32 = 4;
+
 /// The functions behind the API (rotate-secret is Secrets Manager's alone).
 pub const ROUTES: [&str; 3] = ["validate", "fraud-check", "process"];
 /// Steady-state requests per second and burst for every method of the stage.
@@ -113,7 +125,10 @@ impl StageSettings {
 pub struct Method {
     pub authorization: String,
     pub validator_id: Option<String>,
-    pub model: Option<String>,
+    /// Content type → model name. API Gateway validates a body only against the model of its
+    /// Content-Type and lets a body of an unmapped type through unvalidated, so the model is
+    /// mapped for `$default` (every type) as well as `application/json`.
+    pub models: BTreeMap<String, String>,
     pub required_headers: Vec<String>,
     pub integration_type: Option<String>,
     pub integration_uri: Option<String>,
@@ -127,6 +142,8 @@ pub struct Stage {
 
 pub struct Observed {
     pub api_id: String,
+    /// `API-Gateway-Execution-Logs_<api-id>/live`, made by tapctl before logging is on.
+    pub execution_logs: Option<crate::resources::logs::Group>,
     pub regional: bool,
     pub tags: BTreeMap<String, String>,
     pub model: Option<Value>,
@@ -159,7 +176,7 @@ fn wanted_method(ctx: &Ctx, route: &str, validator_id: Option<&str>) -> Method {
     Method {
         authorization: "AWS_IAM".into(),
         validator_id: validator_id.map(str::to_string),
-        model: Some(MODEL.into()),
+        models: MODEL_CONTENT_TYPES.iter().map(|t| (t.to_string(), MODEL.to_string())).collect(),
         required_headers: if route == "process" { vec![IDEMPOTENCY_HEADER.into()] } else { vec![] },
         integration_type: Some("AWS_PROXY".into()),
         integration_uri: Some(integration_uri(ctx, route)),
@@ -177,7 +194,7 @@ fn definition_hash(ctx: &Ctx) -> String {
         .iter()
         .map(|r| {
             let m = wanted_method(ctx, r, Some(VALIDATOR));
-            json!([r, m.authorization, m.model, m.required_headers, m.integration_type, m.integration_uri])
+            json!([r, m.authorization, m.models, m.required_headers, m.integration_type, m.integration_uri])
         })
         .collect();
     let definition = json!({ "model": model_schema(), "validator": [VALIDATOR, true, true], "routes": routes });
@@ -238,7 +255,10 @@ async fn observe_method(ctx: &Ctx, api_id: &str, resource_id: &str) -> Result<Op
         Method {
             authorization: m.authorization_type().unwrap_or_default().to_string(),
             validator_id: m.request_validator_id().map(str::to_string),
-            model: m.request_models().and_then(|rm| rm.get("application/json")).cloned(),
+            models: m
+                .request_models()
+                .map(|rm| rm.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
             required_headers,
             integration_type: m.method_integration().and_then(|i| i.r#type()).map(|t| t.as_str().to_string()),
             integration_uri: m.method_integration().and_then(|i| i.uri()).map(str::to_string),
@@ -345,17 +365,30 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
             (v.id().unwrap_or_default().to_string(), v.validate_request_body(), v.validate_request_parameters())
         }))
     };
-    let (api, model, validator, (root_id, routes), stage, permissions) = futures::try_join!(
+    let execution_logs_name = ctx.names.api_execution_log_group(api_id, STAGE);
+    let (api, model, validator, (root_id, routes), stage, permissions, execution_logs) = futures::try_join!(
         api,
         model,
         validator,
         observe_routes(ctx, api_id),
         observe_stage(ctx, api_id),
-        observe_permissions(ctx, api_id)
+        observe_permissions(ctx, api_id),
+        crate::resources::logs::observe_group(ctx, &execution_logs_name)
     )?;
     let regional = api.endpoint_configuration().map(|e| e.types() == [EndpointType::Regional]).unwrap_or(false);
     let tags = api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    Ok(Observed { api_id: api_id.to_string(), regional, tags, model, validator, routes, root_id, stage, permissions })
+    Ok(Observed {
+        api_id: api_id.to_string(),
+        execution_logs,
+        regional,
+        tags,
+        model,
+        validator,
+        routes,
+        root_id,
+        stage,
+        permissions,
+    })
 }
 
 /// One route's resource, POST method and integration. Routes are put one after another: API
@@ -406,7 +439,7 @@ async fn put_route(
             .http_method("POST")
             .authorization_type("AWS_IAM")
             .request_validator_id(validator_id)
-            .request_models("application/json", MODEL)
+            .set_request_models(Some(MODEL_CONTENT_TYPES.iter().map(|t| (t.to_string(), MODEL.to_string())).collect()))
             .set_request_parameters(
                 (!wanted.required_headers.is_empty())
                     .then(|| wanted.required_headers.iter().map(|h| (h.clone(), true)).collect()),
@@ -468,6 +501,9 @@ impl Resource for RestApi {
     fn id(&self) -> &'static str {
         ID
     }
+    fn reads(&self) -> &'static [Input] {
+        &[Input { node: super::super::kms::ID, key: "key_arn" }]
+    }
     fn after(&self) -> &'static [After] {
         &[
             After {
@@ -527,7 +563,12 @@ impl Resource for RestApi {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        let mut d = Vec::new();
+        let mut d = crate::resources::logs::group_drifts(
+            ctx,
+            &ctx.names.api_execution_log_group(&o.api_id, STAGE),
+            o.execution_logs.as_ref(),
+            &ctx.input(super::super::kms::ID, "key_arn")?,
+        );
         if !o.regional {
             d.push("endpoint type is not REGIONAL".to_string());
         }
@@ -717,6 +758,13 @@ impl Resource for RestApi {
                     .aws("apigateway:CreateStage")?;
             }
         }
+        // Execution logging makes this group on its first write, unencrypted and kept forever,
+        // unless it exists: it is made first, before logging is turned on.
+        let execution_logs = ctx.names.api_execution_log_group(&api_id, STAGE);
+        let key = ctx.input(super::super::kms::ID, "key_arn")?;
+        if !crate::resources::logs::group_drifts(ctx, &execution_logs, o.execution_logs.as_ref(), &key).is_empty() {
+            crate::resources::logs::ensure_group(ctx, &execution_logs, o.execution_logs.as_ref(), &key).await?;
+        }
         let wanted = StageSettings::wanted(ctx);
         if o.stage.as_ref().map(|s| &s.settings) != Some(&wanted) {
             ctx.progress.step(&format!("setting logging, tracing, metrics and throttling of stage {STAGE}"));
@@ -771,6 +819,8 @@ impl Resource for RestApi {
             .await
             .aws("apigateway:DeleteRestApi")
             .ok_if_not_found()?;
+        // The execution log group outlives the API unless deleted with it.
+        crate::resources::logs::delete_group(ctx, &ctx.names.api_execution_log_group(&o.api_id, STAGE)).await?;
         Ok(())
     }
 }

@@ -87,7 +87,13 @@ impl Resource for AuroraInstances {
         &[Input { node: network::subnets::ID, key: "availability_zones" }]
     }
     fn after(&self) -> &'static [After] {
-        &[After { node: super::cluster::ID, why: "the instances join the cluster, which they name" }]
+        &[
+            After { node: super::cluster::ID, why: "the instances join the cluster, which they name" },
+            After {
+                node: crate::resources::logs::ID,
+                why: "the instances export their PostgreSQL log into the group, made first with the key and retention",
+            },
+        ]
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {

@@ -16,6 +16,7 @@
 pub mod network_interfaces;
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
+use crate::names::tag;
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
 use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
@@ -36,12 +37,40 @@ pub const CONFIG_PREFIX_VARIABLE: &str = "PAYMENTS_CONFIG_PREFIX";
 
 /// Memory (MB) and timeout (s) of each function. process holds a database connection and
 /// waits up to 5 s for a concurrent duplicate; rotate-secret talks to Aurora four times.
+/// A function behind the API must end before the API gives up on it
+/// (`api::rest::INTEGRATION_TIMEOUT_SECONDS`): a function still running when API Gateway has
+/// answered 504 would finish a payment the client believes failed.
 pub fn sizing(function: &str) -> (i32, i32) {
     match function {
-        "process" => (512, 30),
+        "process" => (512, 25),
         "rotate-secret" => (256, 60),
         _ => (256, 10),
     }
+}
+
+/// The id of the execution role `function` must be configured for (`tag::ROLE_ID`).
+fn wanted_role_id(ctx: &Ctx, function: &str) -> Result<String> {
+    let ids = ctx.input_value(super::iam::ID, "role_ids")?;
+    ids.get(function).and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+        ResourceError::new("MissingInput", format!("{} did not provide the role id of {function}", super::iam::ID))
+    })
+}
+
+/// Whether the execution role was deleted and made again since the configuration was applied.
+/// Lambda granted the old role the environment's key; the new one cannot decrypt it
+/// (KMSAccessDeniedException on every invocation) until the configuration is applied again,
+/// which makes Lambda create a new grant. A function without the tag (made before it existed)
+/// is tagged, not reconfigured: nothing says its grant is stale.
+fn role_recreated(have: &Function, role_id: &str) -> Option<String> {
+    let recorded = have.tags.get(tag::ROLE_ID)?;
+    (recorded != role_id).then(|| recorded.clone())
+}
+
+/// The function's tags: the standard ones and the role id its configuration was applied for.
+fn function_tags(ctx: &Ctx, name: &str, role_id: &str) -> std::collections::HashMap<String, String> {
+    let mut tags: std::collections::HashMap<String, String> = ctx.tags(None, Some(name)).into_iter().collect();
+    tags.insert(tag::ROLE_ID.to_string(), role_id.to_string());
+    tags
 }
 
 /// What the functions' configuration must be; compared field by field with what Lambda holds.
@@ -136,18 +165,45 @@ impl Settings {
 pub struct Function {
     pub arn: String,
     pub config: Settings,
-    pub code_sha256: String,
-    /// Published versions (never `$LATEST`) and the CodeSha256 of each, oldest first.
-    pub versions: Vec<(String, String)>,
+    /// What `$LATEST` runs.
+    pub code: Code,
+    /// Published versions (never `$LATEST`) and the code of each, oldest first.
+    pub versions: Vec<(String, Code)>,
     /// Alias name → version.
     pub aliases: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
 }
 
+/// A function's code as Lambda runs it: the package's CodeSha256 and the architecture it was
+/// deployed for. Both make a version: an arm64 bootstrap deployed as x86_64 fails every
+/// invocation with an exec format error, so a change of architecture is new code, published and
+/// moved to the idle colour like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    pub sha256: String,
+    pub architecture: String,
+}
+
+impl Code {
+    fn of(sha256: Option<&str>, architectures: &[Architecture]) -> Code {
+        Code {
+            sha256: sha256.unwrap_or_default().to_string(),
+            // Lambda's default, and what every function made before architectures were sent has.
+            architecture: architectures.first().map_or("x86_64", |a| a.as_str()).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.sha256, self.architecture)
+    }
+}
+
 impl Function {
     /// The newest published version holding this code.
-    fn version_with(&self, code_sha256: &str) -> Option<&str> {
-        self.versions.iter().rev().find(|(_, sha)| sha == code_sha256).map(|(v, _)| v.as_str())
+    fn version_with(&self, code: &Code) -> Option<&str> {
+        self.versions.iter().rev().find(|(_, c)| c == code).map(|(v, _)| v.as_str())
     }
 }
 
@@ -172,7 +228,7 @@ async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
         while let Some(v) = pages.next().await {
             let v = v.aws("lambda:ListVersionsByFunction")?;
             if let Some(n) = v.version().filter(|n| *n != "$LATEST") {
-                versions.push((n.to_string(), v.code_sha256().unwrap_or_default().to_string()));
+                versions.push((n.to_string(), Code::of(v.code_sha256(), v.architectures())));
             }
         }
         versions.sort_by_key(|(n, _)| n.parse::<u64>().unwrap_or(0));
@@ -192,7 +248,7 @@ async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
     let (versions, aliases, tags) = futures::try_join!(versions, aliases, tags)?;
     Ok(Some(Function {
         config: Settings::of(&c),
-        code_sha256: c.code_sha256().unwrap_or_default().to_string(),
+        code: Code::of(c.code_sha256(), c.architectures()),
         arn,
         versions,
         aliases,
@@ -277,10 +333,10 @@ fn tracing() -> TracingConfig {
     TracingConfig::builder().mode(TracingMode::Active).build()
 }
 
-async fn create(ctx: &Ctx, function: &str, s: &Settings, zip: Vec<u8>) -> Result<()> {
+async fn create(ctx: &Ctx, function: &str, s: &Settings, code: &Code, zip: Vec<u8>) -> Result<()> {
     let name = ctx.names.function(function);
     let lambda = &ctx.clients.lambda;
-    let tags: std::collections::HashMap<String, String> = ctx.tags(None, Some(&name)).into_iter().collect();
+    let tags = function_tags(ctx, &name, &wanted_role_id(ctx, function)?);
     let zip = Blob::new(zip);
     ctx.progress.step(&format!("creating function {name}"));
     ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &format!("role {}", ctx.names.role(function)), || {
@@ -290,7 +346,7 @@ async fn create(ctx: &Ctx, function: &str, s: &Settings, zip: Vec<u8>) -> Result
             .description(format!("payments {function} ({})", ctx.names.suffix))
             .runtime(Runtime::Providedal2023)
             .handler(&s.handler)
-            .architectures(Architecture::X8664)
+            .architectures(Architecture::from(code.architecture.as_str()))
             .role(&s.role)
             .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip.clone()).build())
             .memory_size(s.memory)
@@ -372,6 +428,7 @@ impl Resource for Lambda {
     fn reads(&self) -> &'static [Input] {
         &[
             Input { node: super::iam::ID, key: "role_arns" },
+            Input { node: super::iam::ID, key: "role_ids" },
             Input { node: super::kms::ID, key: "key_arn" },
             Input { node: super::network::subnets::ID, key: "private_subnet_ids" },
             Input { node: super::network::security_groups::ID, key: "functions_sg_id" },
@@ -401,13 +458,22 @@ impl Resource for Lambda {
         if let Some(t) = ctx.tag_drift(&have.tags) {
             d.push(t);
         }
+        let role_id = wanted_role_id(ctx, f)?;
+        match role_recreated(have, &role_id) {
+            Some(old) => d.push(format!(
+                "execution role re-created (id {old}, now {role_id}): the configuration is applied again so that \
+                 Lambda grants the new role the environment's key"
+            )),
+            None if !have.tags.contains_key(tag::ROLE_ID) => d.push(format!("tag {} missing", tag::ROLE_ID)),
+            None => {}
+        }
         for c in Color::BOTH {
             if !have.aliases.contains_key(c.as_str()) {
                 d.push(format!("alias {c} missing"));
             }
         }
-        if let Some(wanted) = ctx.config.packages.as_deref().and_then(|p| p.code_sha256.get(f)) {
-            let version = have.version_with(wanted);
+        if let Some(wanted) = ctx.config.packages.as_deref().and_then(|p| p.code(f)) {
+            let version = have.version_with(&wanted);
             for c in o.movable() {
                 if o.moves(c, version) {
                     d.push(format!("new code {wanted} goes to the idle colour {c}"));
@@ -441,19 +507,22 @@ impl Resource for Lambda {
         let lambda = &ctx.clients.lambda;
         let name = ctx.names.function(f);
         let wanted = Settings::wanted(ctx, f)?;
-        let code = packages
-            .code_sha256
-            .get(f)
-            .cloned()
-            .ok_or_else(|| ResourceError::new("NoPackages", format!("no package for {f}")))?;
+        let code = packages.code(f).ok_or_else(|| ResourceError::new("NoPackages", format!("no package for {f}")))?;
         let zip = || {
             packages.zip(f).map_err(|e| ResourceError::new("NoPackages", format!("cannot read the {f} package: {e}")))
         };
         let mut reconfigured = false;
         if let Some(current) = have {
             until_ready(ctx, &name).await?;
-            if !current.config.drifts(&wanted).is_empty() {
-                ctx.progress.step(&format!("updating the configuration of {name}"));
+            let role_id = wanted_role_id(ctx, f)?;
+            let recreated = role_recreated(&current, &role_id);
+            if !current.config.drifts(&wanted).is_empty() || recreated.is_some() {
+                ctx.progress.step(&match &recreated {
+                    Some(old) => format!(
+                        "applying the configuration of {name} again: its role was re-created ({old} → {role_id})"
+                    ),
+                    None => format!("updating the configuration of {name}"),
+                });
                 let role = format!("role {}", ctx.names.role(f));
                 ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
                     lambda
@@ -476,31 +545,32 @@ impl Resource for Lambda {
                 reconfigured = true;
                 until_ready(ctx, &name).await?;
             }
-            if current.code_sha256 != code {
-                ctx.progress.step(&format!("uploading new code to {name}"));
+            if current.code != code {
+                ctx.progress.step(&format!("uploading new code to {name}: {code}"));
                 let zip = Blob::new(zip()?);
                 ctx.retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
                     lambda
                         .update_function_code()
                         .function_name(&name)
                         .zip_file(zip.clone())
+                        .architectures(Architecture::from(code.architecture.as_str()))
                         .send()
                         .map(|r| r.aws("lambda:UpdateFunctionCode"))
                 })
                 .await?;
                 until_ready(ctx, &name).await?;
             }
-            if ctx.tag_drift(&current.tags).is_some() {
+            if ctx.tag_drift(&current.tags).is_some() || current.tags.get(tag::ROLE_ID) != Some(&role_id) {
                 lambda
                     .tag_resource()
                     .resource(&current.arn)
-                    .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
+                    .set_tags(Some(function_tags(ctx, &name, &role_id)))
                     .send()
                     .await
                     .aws("lambda:TagResource")?;
             }
         } else {
-            create(ctx, f, &wanted, zip()?).await?;
+            create(ctx, f, &wanted, &code, zip()?).await?;
             until_ready(ctx, &name).await?;
         }
         let mut current = observe_function(ctx, &name)
@@ -516,7 +586,7 @@ impl Resource for Lambda {
                         lambda
                             .publish_version()
                             .function_name(&name)
-                            .code_sha256(&code)
+                            .code_sha256(&code.sha256)
                             .description(format!("code {code}"))
                             .send()
                             .map(|r| r.aws("lambda:PublishVersion"))
@@ -581,6 +651,15 @@ impl Resource for Lambda {
 mod tests {
     use super::*;
     use crate::names::FUNCTIONS;
+
+    #[test]
+    fn every_function_behind_the_api_ends_before_the_api_gives_up_on_it() {
+        use crate::resources::api::rest::{INTEGRATION_MARGIN_SECONDS, INTEGRATION_TIMEOUT_SECONDS, ROUTES};
+        for f in ROUTES {
+            let (_, timeout) = sizing(f);
+            assert!(timeout + INTEGRATION_MARGIN_SECONDS <= INTEGRATION_TIMEOUT_SECONDS, "{f}: {timeout} s");
+        }
+    }
 
     #[test]
     fn each_function_has_its_own_node_id() {

@@ -120,10 +120,12 @@ pub fn specs(n: &Names, topic: &str) -> Vec<Spec> {
         threshold: DB_CPU_THRESHOLD,
         ..base(
             n.alarm("db-cpu"),
-            format!("{} CPU over {DB_CPU_THRESHOLD} %", n.db_cluster()),
+            format!("{} writer CPU over {DB_CPU_THRESHOLD} %", n.db_cluster()),
             "AWS/RDS",
             "CPUUtilization",
-            vec![("DBClusterIdentifier", n.db_cluster())],
+            // The writer alone: by cluster only, RDS averages the writer with idle readers, and a
+            // saturated writer would hide behind them.
+            vec![("DBClusterIdentifier", n.db_cluster()), ("Role", "WRITER".to_string())],
         )
     });
     v

@@ -33,8 +33,9 @@ pub struct Observed {
     pub subnets: BTreeMap<String, Subnet>,
 }
 
-/// The first three available availability zones of the region (local and wavelength zones
-/// excluded: RDS and NAT gateways need real AZs).
+/// The stack's three availability zones, by name: the zones of `--availability-zones` (zone
+/// ids, the same zone in every account), else the region's first three available zones by name
+/// (local and wavelength zones excluded: RDS and NAT gateways need real AZs).
 pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
     let out = ctx
         .clients
@@ -44,12 +45,32 @@ pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
         .send()
         .await
         .aws("ec2:DescribeAvailabilityZones")?;
-    let mut zones: Vec<String> = out
+    let available: Vec<(String, String)> = out
         .availability_zones()
         .iter()
         .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
-        .filter_map(|z| z.zone_name().map(str::to_string))
+        .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_id().unwrap_or_default().to_string())))
         .collect();
+    if let Some(wanted) = &ctx.config.availability_zones {
+        return wanted
+            .iter()
+            .map(|id| {
+                available.iter().find(|(_, zid)| zid == id).map(|(name, _)| name.clone()).ok_or_else(|| {
+                    let ids: Vec<&str> = available.iter().map(|(_, zid)| zid.as_str()).collect();
+                    ResourceError::new(
+                        "InvalidAvailabilityZone",
+                        format!(
+                            "--availability-zones names {id}, which is not an available availability zone of {} (available: {})",
+                            ctx.config.region,
+                            ids.join(", ")
+                        ),
+                    )
+                    .with_hint("choose three of the available zone ids with --availability-zones")
+                })
+            })
+            .collect();
+    }
+    let mut zones: Vec<String> = available.into_iter().map(|(name, _)| name).collect();
     zones.sort();
     if zones.len() < 3 {
         return Err(ResourceError::new(
@@ -60,6 +81,25 @@ pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
     }
     zones.truncate(3);
     Ok(zones)
+}
+
+/// AWS refusing a zone ("Value (us-east-1e) for parameter availabilityZone is invalid. Subnets
+/// can currently only be created in the following availability zones: …") is said in the
+/// stack's words: which zone, and the option that chooses others.
+fn zone_refused(e: ResourceError, zone: &str) -> ResourceError {
+    let about_zone = e.message.to_ascii_lowercase().contains("availabilityzone")
+        || e.message.to_ascii_lowercase().contains("availability zone");
+    if e.code.as_deref() != Some("InvalidParameterValue") || !about_zone {
+        return e;
+    }
+    ResourceError {
+        message: format!("AWS refuses a subnet in availability zone {zone}: {}", e.message),
+        hint: Some(
+            "choose three zones this account can use with --availability-zones (zone ids, e.g. use1-az1,use1-az2,use1-az4)"
+                .into(),
+        ),
+        ..e
+    }
 }
 
 fn member(plan: &SubnetPlan) -> String {
@@ -199,7 +239,8 @@ impl Resource for Subnets {
                             .send()
                             .map(|r| r.aws("ec2:CreateSubnet"))
                     })
-                    .await?;
+                    .await
+                    .map_err(|e| zone_refused(e, &azs[plan.az_index]))?;
                 Ok(out.subnet().map(|s| (m, from_ec2(s))))
             }
         })
