@@ -573,6 +573,17 @@ pub fn validate_suffix(suffix: &str, region: &str) -> Result<(), Error> {
 
 /// AWS region names: `<area>-<place>-<n>`, e.g. us-east-1, ap-southeast-2, us-gov-west-1.
 pub fn validate_region(region: &str) -> Result<(), Error> {
+    let partition = partition(region);
+    if partition != "aws" {
+        return Err(Error::invalid(
+            "--region",
+            format!(
+                "'{region}' is in the {partition} partition; tapctl builds ARNs, service principals and endpoints \
+                 for the commercial partition (aws) only, so it refuses rather than make policies that name \
+                 the wrong partition — use a commercial region"
+            ),
+        ));
+    }
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
         && parts[0].len() == 2
@@ -587,22 +598,13 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
             format!("'{region}' is not an AWS region name (like us-east-1 or eu-central-2)"),
         ));
     }
-    match partition(region) {
-        "aws" => Ok(()),
-        other => Err(Error::invalid(
-            "--region",
-            format!(
-                "'{region}' is in the {other} partition; tapctl builds ARNs, service principals and endpoints \
-                 for the commercial partition (aws) only, so it refuses rather than make policies that name \
-                 the wrong partition — use a commercial region"
-            ),
-        )),
-    }
+    Ok(())
 }
 
 /// The AWS partition a region belongs to, by its name's prefix (the SDK's partitions.json).
 pub fn partition(region: &str) -> &'static str {
-    const OTHERS: [(&str, &str); 6] = [
+    const OTHERS: [(&str, &str); 7] = [
+        ("eusc-", "aws-eusc"),
         ("us-gov-", "aws-us-gov"),
         ("cn-", "aws-cn"),
         ("us-isob-", "aws-iso-b"),

@@ -181,6 +181,10 @@ impl Names {
     pub fn api_execution_log_group(&self, api_id: &str, stage: &str) -> String {
         format!("API-Gateway-Execution-Logs_{api_id}/{stage}")
     }
+    /// The group a canary's logs go to: API Gateway appends "/Canary" to the stage's group.
+    pub fn canary_log_group(&self, stage_group: &str) -> String {
+        format!("{stage_group}/Canary")
+    }
     /// The group API Gateway writes one message to when a region's CloudWatch role is set.
     pub fn api_welcome_log_group(&self) -> String {
         "/aws/apigateway/welcome".to_string()

@@ -35,6 +35,9 @@ pub struct Observed {
 pub fn group_names(ctx: &Ctx) -> Vec<String> {
     let mut v: Vec<String> = FUNCTIONS.iter().map(|f| ctx.names.function_log_group(f)).collect();
     v.push(ctx.names.api_log_group());
+    // A canary's access log goes to the stage's group name + "/Canary" (API Gateway developer
+    // guide, "Set up an API Gateway canary release deployment"): `shift` makes canaries.
+    v.push(ctx.names.canary_log_group(&ctx.names.api_log_group()));
     v.push(ctx.names.db_log_group());
     v
 }
@@ -74,9 +77,15 @@ pub fn group_drifts(ctx: &Ctx, name: &str, g: Option<&Group>, key: &str) -> Vec<
 /// group a service writes to is made this way *before* it writes: otherwise the service makes it
 /// on its first write, unencrypted and kept forever (Lambda's function groups, API Gateway's
 /// execution logs and its welcome message, Aurora's log export).
-pub async fn ensure_group(ctx: &Ctx, name: &str, have: Option<&Group>, key: &str) -> Result<Group> {
+pub async fn ensure_group(
+    ctx: &Ctx,
+    name: &str,
+    have: Option<&Group>,
+    key: &str,
+    tags: &[(String, String)],
+) -> Result<Group> {
     let logs = &ctx.clients.logs;
-    let tags: std::collections::HashMap<String, String> = ctx.tags(None, None).into_iter().collect();
+    let tags: std::collections::HashMap<String, String> = tags.iter().cloned().collect();
     let g = match have {
         Some(g) => g.clone(),
         None => {
@@ -106,7 +115,7 @@ pub async fn ensure_group(ctx: &Ctx, name: &str, have: Option<&Group>, key: &str
     if g.kms_key.as_deref() != Some(key) {
         logs.associate_kms_key().log_group_name(name).kms_key_id(key).send().await.aws("logs:AssociateKmsKey")?;
     }
-    if ctx.tag_drift(&g.tags).is_some() {
+    if tags.iter().any(|(k, v)| g.tags.get(k) != Some(v)) {
         logs.tag_resource().resource_arn(&g.arn).set_tags(Some(tags.clone())).send().await.aws("logs:TagResource")?;
     }
     Ok(Group {
@@ -170,7 +179,7 @@ impl Resource for LogGroups {
         let mut o = observed.unwrap_or(Observed { groups: BTreeMap::new() });
         let (key, have) = (&key, &o);
         let groups = each_member("log group", group_names(ctx), |name| async move {
-            let g = ensure_group(ctx, &name, have.groups.get(&name), key).await?;
+            let g = ensure_group(ctx, &name, have.groups.get(&name), key, &ctx.tags(None, None)).await?;
             Ok((name, g))
         })
         .await?;

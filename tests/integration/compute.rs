@@ -174,11 +174,14 @@ fn a_role_made_again_under_its_name_gets_the_functions_configuration_applied_aga
         .map(|c| c.0)
         .filter(|c| c.starts_with("lambda:PUT /2015-03-31/functions/") && c.ends_with("/configuration"))
         .collect();
-    assert_eq!(
-        updates,
-        ["lambda:PUT /2015-03-31/functions/payment-process-qa/configuration"],
-        "only the function whose role is new"
-    );
+    // Only the function whose role is new; twice: the key away and back, which is what makes
+    // Lambda grant the new role the key (the same configuration again would not).
+    assert_eq!(updates, ["lambda:PUT /2015-03-31/functions/payment-process-qa/configuration"; 2], "{updates:?}");
+    let key = outputs(&acct)["kms_key_arn"].as_str().unwrap().to_string();
+    let config = acct.block_on(async {
+        acct.lambda.get_function_configuration().function_name("payment-process-qa").send().await.unwrap()
+    });
+    assert_eq!(config.kms_key_arn(), Some(key.as_str()), "back on the stack's key");
     assert_eq!(tagged().as_deref(), Some(newest.as_str()));
     let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
@@ -433,9 +436,12 @@ fn the_log_groups_aws_would_make_itself_are_made_first_encrypted_with_retention_
     let out = outputs(&acct);
     let (key, api_id) = (out["kms_key_arn"].as_str().unwrap().to_string(), out["api_id"].as_str().unwrap().to_string());
     let execution = format!("API-Gateway-Execution-Logs_{api_id}/live");
+    // Including the canary's groups (API Gateway appends "/Canary"): `shift` makes canaries.
     let names = [
         "/aws/rds/cluster/payment-db-qa/postgresql".to_string(),
         execution.clone(),
+        format!("{execution}/Canary"),
+        "/aws/apigateway/payment-api-qa/Canary".to_string(),
         "/aws/apigateway/welcome".to_string(),
     ];
     let group = |name: &str| {

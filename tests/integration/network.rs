@@ -379,8 +379,7 @@ fn availability_zones_are_chosen_by_zone_id_and_a_zone_aws_refuses_is_named_with
     let run = other.run(&["up", "--suffix", "qa", "--availability-zones", "use1-az1,use1-az2,use1-az9"]);
     assert_ne!(run.code, 0);
     assert!(
-        run.stderr
-            .contains("--availability-zones names use1-az9, which is not an available availability zone of us-east-1"),
+        run.stderr.contains("--availability-zones names use1-az9, which is not an availability zone of us-east-1"),
         "{}",
         run.stderr
     );

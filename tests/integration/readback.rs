@@ -110,17 +110,17 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .filter(|a| a.ends_with(&format!(":payment-alerts-{suffix}")))
         .map(String::from)
         .collect();
-    let groups = acct.logs.describe_log_groups().send().await.unwrap();
-    let groups = groups
-        .log_groups()
-        .iter()
-        .filter_map(|g| g.log_group_name())
-        .filter(|n| {
-            (n.starts_with("/aws/lambda/payment-") || n.starts_with("/aws/apigateway/payment-")) && n.ends_with(&tail)
-                || *n == format!("/aws/rds/cluster/payment-db{tail}/postgresql")
-        })
-        .map(String::from)
-        .collect();
+    // By the suffix's tag, not by name: the groups named after AWS's own scheme (the API's
+    // execution logs carry its id, not the suffix) must be found too.
+    let all = acct.logs.describe_log_groups().send().await.unwrap();
+    let mut groups = Vec::new();
+    for g in all.log_groups() {
+        let arn = g.arn().unwrap_or_default().trim_end_matches(":*");
+        let tags = acct.logs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        if tags.tags().and_then(|t| t.get("EnvironmentSuffix")).map(String::as_str) == Some(suffix) {
+            groups.push(g.log_group_name().unwrap_or_default().to_string());
+        }
+    }
     let secrets = acct.secrets.list_secrets().send().await.unwrap();
     let secrets = secrets
         .secret_list()

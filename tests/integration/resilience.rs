@@ -26,7 +26,7 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("table", 1),
         ("bucket", 1),
         ("topic", 1),
-        ("log-group", 6),
+        ("log-group", 9),
         ("secret", 2),
         ("parameter", 21),
         ("iam-role", 4),

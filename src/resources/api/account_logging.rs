@@ -71,10 +71,21 @@ async fn no_rest_api_left(ctx: &Ctx) -> Result<bool> {
     Ok(apis.items().is_empty())
 }
 
+/// The region's, not a stack's (like the role): no suffix or stack tag.
+fn region_tags() -> Vec<(String, String)> {
+    [(tag::PROJECT, "payments"), (tag::MANAGED_BY, "tapctl"), (tag::RESOURCE, ID)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The welcome group's drifts, when tapctl set the role (else the group is whoever set it's).
-/// The group is the region's, shared like the role by every stack there: any tapctl key and
+/// The group is the region's, shared like the role by every stack there: any customer key and
 /// retention will do — demanding this stack's would have the stacks of a region take it from
-/// each other on every `up`. Missing, unencrypted or kept forever is drift.
+/// each other on every `up`, and the destroy of one would be drift in the others. Its key may be
+/// the destroyed stack's, scheduled for deletion: that only makes unreadable the one message API
+/// Gateway writes there when the role is set (no request data ever goes to it). Missing,
+/// unencrypted or kept forever is drift.
 fn welcome_drifts(ctx: &Ctx, o: &Observed) -> Result<Vec<String>> {
     let name = ctx.names.api_welcome_log_group();
     Ok(match &o.welcome {
@@ -149,8 +160,16 @@ impl Resource for AccountLogging {
         if o.account_role.is_some() {
             if o.ours_in_use() && !welcome_drifts(ctx, &o)?.is_empty() {
                 let key = ctx.input(kms::ID, "key_arn")?;
-                o.welcome =
-                    Some(logs::ensure_group(ctx, &ctx.names.api_welcome_log_group(), o.welcome.as_ref(), &key).await?);
+                o.welcome = Some(
+                    logs::ensure_group(
+                        ctx,
+                        &ctx.names.api_welcome_log_group(),
+                        o.welcome.as_ref(),
+                        &key,
+                        &region_tags(),
+                    )
+                    .await?,
+                );
             }
             return Ok(self.outputs(ctx, &o));
         }
@@ -169,10 +188,8 @@ impl Resource for AccountLogging {
                                     "Action": "sts:AssumeRole" }]
                 });
                 // The account's, not this stack's: no suffix or stack tag.
-                let tags: Vec<Tag> = [(tag::PROJECT, "payments"), (tag::MANAGED_BY, "tapctl"), (tag::RESOURCE, ID)]
-                    .iter()
-                    .filter_map(|(k, v)| Tag::builder().key(*k).value(*v).build().ok())
-                    .collect();
+                let tags: Vec<Tag> =
+                    region_tags().iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
                 iam.create_role()
                     .role_name(&name)
                     .description("API Gateway writes access and execution logs to CloudWatch (account-wide setting)")
@@ -189,7 +206,10 @@ impl Resource for AccountLogging {
         // Setting the role makes API Gateway write to this group, creating it unencrypted and
         // kept forever unless it exists.
         let key = ctx.input(kms::ID, "key_arn")?;
-        o.welcome = Some(logs::ensure_group(ctx, &ctx.names.api_welcome_log_group(), o.welcome.as_ref(), &key).await?);
+        o.welcome = Some(
+            logs::ensure_group(ctx, &ctx.names.api_welcome_log_group(), o.welcome.as_ref(), &key, &region_tags())
+                .await?,
+        );
         // API Gateway checks that it can assume the role; a new role takes a few seconds to be.
         let apigw = &ctx.clients.apigateway;
         ctx.retry_while_propagating(&catalogue::APIGATEWAY_ACCOUNT_ROLE, &format!("role {name}"), || {
@@ -222,6 +242,10 @@ impl Resource for AccountLogging {
                 .send()
                 .await
                 .aws("apigateway:UpdateAccount")?;
+        }
+        // With the role goes the group its setting made API Gateway write to — also when a run
+        // killed after clearing the setting left only the role to delete.
+        if o.account_role.is_none() || o.ours_in_use() {
             logs::delete_group(ctx, &ctx.names.api_welcome_log_group()).await?;
         }
         crate::resources::iam::delete_role(ctx, &ctx.names.api_logging_role(), &[PUSH_TO_LOGS.to_string()]).await

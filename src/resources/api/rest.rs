@@ -142,8 +142,9 @@ pub struct Stage {
 
 pub struct Observed {
     pub api_id: String,
-    /// `API-Gateway-Execution-Logs_<api-id>/live`, made by tapctl before logging is on.
-    pub execution_logs: Option<crate::resources::logs::Group>,
+    /// `API-Gateway-Execution-Logs_<api-id>/live` and its canary's `…/live/Canary`, by name:
+    /// made by tapctl before logging is on and before any canary.
+    pub execution_logs: BTreeMap<String, Option<crate::resources::logs::Group>>,
     pub regional: bool,
     pub tags: BTreeMap<String, String>,
     pub model: Option<Value>,
@@ -339,6 +340,22 @@ async fn observe_permissions(ctx: &Ctx, api_id: &str) -> Result<BTreeMap<(&'stat
     Ok(futures::future::try_join_all(each).await?.into_iter().collect())
 }
 
+/// The groups API Gateway writes the stage's execution logs to: the stage's, and its canary's.
+fn execution_log_groups(ctx: &Ctx, api_id: &str) -> Vec<String> {
+    let stage = ctx.names.api_execution_log_group(api_id, STAGE);
+    vec![ctx.names.canary_log_group(&stage), stage]
+}
+
+/// The execution log groups' drifts.
+fn execution_log_drifts(ctx: &Ctx, o: &Observed, key: &str) -> Vec<String> {
+    execution_log_groups(ctx, &o.api_id)
+        .iter()
+        .flat_map(|n| {
+            crate::resources::logs::group_drifts(ctx, n, o.execution_logs.get(n).and_then(Option::as_ref), key)
+        })
+        .collect()
+}
+
 /// The API and everything of it `diff` compares; the independent reads are made at once.
 async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
     let apigw = &ctx.clients.apigateway;
@@ -365,7 +382,12 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
             (v.id().unwrap_or_default().to_string(), v.validate_request_body(), v.validate_request_parameters())
         }))
     };
-    let execution_logs_name = ctx.names.api_execution_log_group(api_id, STAGE);
+    let execution_logs = async {
+        let names = execution_log_groups(ctx, api_id);
+        let found =
+            futures::future::try_join_all(names.iter().map(|n| crate::resources::logs::observe_group(ctx, n))).await?;
+        Ok::<_, ResourceError>(names.into_iter().zip(found).collect::<BTreeMap<_, _>>())
+    };
     let (api, model, validator, (root_id, routes), stage, permissions, execution_logs) = futures::try_join!(
         api,
         model,
@@ -373,7 +395,7 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
         observe_routes(ctx, api_id),
         observe_stage(ctx, api_id),
         observe_permissions(ctx, api_id),
-        crate::resources::logs::observe_group(ctx, &execution_logs_name)
+        execution_logs
     )?;
     let regional = api.endpoint_configuration().map(|e| e.types() == [EndpointType::Regional]).unwrap_or(false);
     let tags = api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
@@ -563,12 +585,7 @@ impl Resource for RestApi {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        let mut d = crate::resources::logs::group_drifts(
-            ctx,
-            &ctx.names.api_execution_log_group(&o.api_id, STAGE),
-            o.execution_logs.as_ref(),
-            &ctx.input(super::super::kms::ID, "key_arn")?,
-        );
+        let mut d = execution_log_drifts(ctx, o, &ctx.input(super::super::kms::ID, "key_arn")?);
         if !o.regional {
             d.push("endpoint type is not REGIONAL".to_string());
         }
@@ -760,10 +777,12 @@ impl Resource for RestApi {
         }
         // Execution logging makes this group on its first write, unencrypted and kept forever,
         // unless it exists: it is made first, before logging is turned on.
-        let execution_logs = ctx.names.api_execution_log_group(&api_id, STAGE);
         let key = ctx.input(super::super::kms::ID, "key_arn")?;
-        if !crate::resources::logs::group_drifts(ctx, &execution_logs, o.execution_logs.as_ref(), &key).is_empty() {
-            crate::resources::logs::ensure_group(ctx, &execution_logs, o.execution_logs.as_ref(), &key).await?;
+        if !execution_log_drifts(ctx, &o, &key).is_empty() {
+            for name in execution_log_groups(ctx, &api_id) {
+                let have = o.execution_logs.get(&name).and_then(Option::as_ref);
+                crate::resources::logs::ensure_group(ctx, &name, have, &key, &ctx.tags(None, None)).await?;
+            }
         }
         let wanted = StageSettings::wanted(ctx);
         if o.stage.as_ref().map(|s| &s.settings) != Some(&wanted) {
@@ -810,6 +829,12 @@ impl Resource for RestApi {
             Ok(())
         })
         .await?;
+        // The execution log groups go before the API and again after it: a run killed between
+        // the API's delete and theirs would leave them with nothing recording the API's id, and
+        // a log delivered late would make one again.
+        for name in execution_log_groups(ctx, &o.api_id) {
+            crate::resources::logs::delete_group(ctx, &name).await?;
+        }
         ctx.progress.step(&format!("deleting REST API {} (stage, deployments, models with it)", ctx.names.api()));
         ctx.clients
             .apigateway
@@ -819,8 +844,9 @@ impl Resource for RestApi {
             .await
             .aws("apigateway:DeleteRestApi")
             .ok_if_not_found()?;
-        // The execution log group outlives the API unless deleted with it.
-        crate::resources::logs::delete_group(ctx, &ctx.names.api_execution_log_group(&o.api_id, STAGE)).await?;
+        for name in execution_log_groups(ctx, &o.api_id) {
+            crate::resources::logs::delete_group(ctx, &name).await?;
+        }
         Ok(())
     }
 }

@@ -524,6 +524,23 @@ impl Resource for Lambda {
                     None => format!("updating the configuration of {name}"),
                 });
                 let role = format!("role {}", ctx.names.role(f));
+                if recreated.is_some() {
+                    // Sending the same role and key again does not make Lambda grant the new
+                    // role the key (AWS Knowledge Center, "KMSAccessDeniedException" on Lambda:
+                    // change the key or role, then back). The key goes to AWS's own for a
+                    // moment — the environment holds only the configuration prefix, no secret —
+                    // and back with the full configuration below, which makes a new grant.
+                    ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
+                        lambda
+                            .update_function_configuration()
+                            .function_name(&name)
+                            .kms_key_arn("")
+                            .send()
+                            .map(|r| r.aws("lambda:UpdateFunctionConfiguration"))
+                    })
+                    .await?;
+                    until_ready(ctx, &name).await?;
+                }
                 ctx.retry_while_propagating(&catalogue::LAMBDA_FUNCTION, &role, || {
                     lambda
                         .update_function_configuration()

@@ -37,22 +37,16 @@ pub struct Observed {
 /// ids, the same zone in every account), else the region's first three available zones by name
 /// (local and wavelength zones excluded: RDS and NAT gateways need real AZs).
 pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
-    let out = ctx
-        .clients
-        .ec2
-        .describe_availability_zones()
-        .filters(super::filter("state", ["available"]))
-        .send()
-        .await
-        .aws("ec2:DescribeAvailabilityZones")?;
-    let available: Vec<(String, String)> = out
-        .availability_zones()
-        .iter()
-        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
-        .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_id().unwrap_or_default().to_string())))
-        .collect();
+    let out = ctx.clients.ec2.describe_availability_zones().send().await.aws("ec2:DescribeAvailabilityZones")?;
+    let zones = out.availability_zones().iter().filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"));
     if let Some(wanted) = &ctx.config.availability_zones {
-        return wanted
+        // Chosen zones are resolved whatever their state: an impaired zone must not block a
+        // plan or a destroy of subnets already in it (a create there is AWS's to refuse).
+        let known: Vec<(String, String)> = zones
+            .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_id().unwrap_or_default().to_string())))
+            .collect();
+        let available = &known;
+        let mut names = wanted
             .iter()
             .map(|id| {
                 available.iter().find(|(_, zid)| zid == id).map(|(name, _)| name.clone()).ok_or_else(|| {
@@ -60,7 +54,7 @@ pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
                     ResourceError::new(
                         "InvalidAvailabilityZone",
                         format!(
-                            "--availability-zones names {id}, which is not an available availability zone of {} (available: {})",
+                            "--availability-zones names {id}, which is not an availability zone of {} (its zones: {})",
                             ctx.config.region,
                             ids.join(", ")
                         ),
@@ -68,9 +62,15 @@ pub async fn availability_zones(ctx: &Ctx) -> Result<Vec<String>> {
                     .with_hint("choose three of the available zone ids with --availability-zones")
                 })
             })
-            .collect();
+            .collect::<Result<Vec<String>>>()?;
+        // In name order, like the default: the same zones typed in another order are the same.
+        names.sort();
+        return Ok(names);
     }
-    let mut zones: Vec<String> = available.into_iter().map(|(name, _)| name).collect();
+    let mut zones: Vec<String> = zones
+        .filter(|z| z.state() == Some(&aws_sdk_ec2::types::AvailabilityZoneState::Available))
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
     zones.sort();
     if zones.len() < 3 {
         return Err(ResourceError::new(
