@@ -361,8 +361,22 @@ async fn create(ctx: &Ctx, function: &str, s: &Settings, code: &Code, zip: Vec<u
             .send()
             .map(|r| r.aws("lambda:CreateFunction").ok_if_exists())
     })
-    .await?;
+    .await
+    .map_err(zone_hint)?;
     Ok(())
+}
+
+/// Lambda refusing a subnet for its availability zone (not every zone of every account can hold
+/// Lambda's interfaces) says which option chooses other zones.
+fn zone_hint(e: ResourceError) -> ResourceError {
+    if e.message.to_ascii_lowercase().contains("availability zone") {
+        e.with_hint(
+            "Lambda cannot place interfaces in that zone for this account: choose three zones it supports with \
+             --availability-zones (zone ids, e.g. use1-az1,use1-az2,use1-az4)",
+        )
+    } else {
+        e
+    }
 }
 
 /// One function of the family: a node of its own, so that each waits, fails and is retried on its
@@ -676,6 +690,18 @@ mod tests {
             let (_, timeout) = sizing(f);
             assert!(timeout + INTEGRATION_MARGIN_SECONDS <= INTEGRATION_TIMEOUT_SECONDS, "{f}: {timeout} s");
         }
+    }
+
+    #[test]
+    fn a_zone_lambda_refuses_names_the_option_that_chooses_others() {
+        let refused = ResourceError::new(
+            "InvalidParameterValueException",
+            "lambda:CreateFunction: Lambda doesn't support the Availability Zone of subnet subnet-1 (use1-az3)",
+        );
+        assert!(zone_hint(refused).hint.is_some_and(|h| h.contains("--availability-zones")));
+        let other =
+            ResourceError::new("InvalidParameterValueException", "The role defined for the function cannot be assumed");
+        assert!(zone_hint(other).hint.is_none());
     }
 
     #[test]
