@@ -207,16 +207,22 @@ impl Function {
     }
 }
 
-async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
-    let lambda = &ctx.clients.lambda;
-    let Some(out) = lambda
+/// The function's configuration as Lambda holds it, if the function exists.
+async fn configuration(ctx: &Ctx, name: &str) -> Result<Option<GetFunctionConfigurationOutput>> {
+    Ok(ctx
+        .clients
+        .lambda
         .get_function_configuration()
         .function_name(name)
         .send()
         .await
         .aws("lambda:GetFunctionConfiguration")
-        .ok_if_not_found()?
-    else {
+        .ok_if_not_found()?)
+}
+
+async fn observe_function(ctx: &Ctx, name: &str) -> Result<Option<Function>> {
+    let lambda = &ctx.clients.lambda;
+    let Some(out) = configuration(ctx, name).await? else {
         return Ok(None);
     };
     let c = out;
@@ -300,16 +306,8 @@ fn readiness(c: &GetFunctionConfigurationOutput) -> Readiness<()> {
 }
 
 async fn until_ready(ctx: &Ctx, name: &str) -> Result<()> {
-    let lambda = &ctx.clients.lambda;
     ctx.until_ready(&format!("function {name}"), ctx.waits.function_ready, || async move {
-        Ok(lambda
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .aws("lambda:GetFunctionConfiguration")
-            .ok_if_not_found()?
-            .map_or(Readiness::Absent, |c| readiness(&c)))
+        Ok(configuration(ctx, name).await?.map_or(Readiness::Absent, |c| readiness(&c)))
     })
     .await
 }
