@@ -54,11 +54,7 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
         let nodes: Vec<serde_json::Value> = changes
             .iter()
             .map(|(id, c)| {
-                let details: Vec<String> = match c {
-                    Change::Update(d) => d.clone(),
-                    Change::Replace(r) => vec![r.clone()],
-                    _ => vec![],
-                };
+                let details: Vec<String> = c.drifts().iter().map(|d| d.to_string()).collect();
                 json!({ "node": id, "action": c.action(), "details": details })
             })
             .collect();
@@ -74,6 +70,12 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
             match c {
                 Change::NoOp => println!("  = {id}"),
                 Change::Create => println!("  + {id} (create)"),
+                Change::Waiting(drifts) => {
+                    println!("  … {id} (waiting)");
+                    for d in drifts {
+                        println!("      - {d}");
+                    }
+                }
                 Change::Update(drifts) => {
                     println!("  ~ {id} (update)");
                     for d in drifts {
@@ -98,6 +100,6 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });
     }
-    let has_changes = changes.iter().any(|(_, c)| **c != Change::NoOp);
+    let has_changes = changes.iter().any(|(_, c)| !matches!(c, Change::NoOp | Change::Waiting(_)));
     Ok(if args.detailed_exitcode && has_changes { 2 } else { 0 })
 }

@@ -17,6 +17,7 @@ fn status_of(recorded: bool, change: &Change) -> &'static str {
         (true, Change::Create) => "missing",
         (false, Change::Create) => "absent",
         (_, Change::Update(_) | Change::Replace(_)) => "drifted",
+        (_, Change::Waiting(_)) => "waiting",
         (true, Change::NoOp) => "ok",
         (false, Change::NoOp) => "untracked",
     }
@@ -103,11 +104,7 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
         };
         let status = status_of(recorded.contains_key(id), change);
         let outputs = observed.get(id).or_else(|| recorded.get(id).map(|n| &n.outputs)).cloned().unwrap_or_default();
-        let details = match change {
-            Change::Update(d) => d.clone(),
-            Change::Replace(r) => vec![r.clone()],
-            _ => vec![],
-        };
+        let details: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
         rows.push((id.clone(), status, ids(&outputs), details));
     }
     let healthy = rows.iter().all(|(_, s, _, _)| *s == "ok");

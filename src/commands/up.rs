@@ -32,7 +32,7 @@ async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Actio
     let result = async {
         let planned = node.plan(&ctx).await.map_err(|e| diagnostic(&id, e))?;
         let action = match &planned.change {
-            Change::NoOp => Action::Unchanged,
+            Change::NoOp | Change::Waiting(_) => Action::Unchanged,
             Change::Create => Action::Created,
             Change::Update(_) => Action::Updated,
             Change::Replace(_) if args.allow_replace && node.replaceable() => Action::Replaced,

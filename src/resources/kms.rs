@@ -201,12 +201,12 @@ impl Resource for Key {
         if o.meta.key_spec() != Some(&KeySpec::SymmetricDefault)
             || o.meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt)
         {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "key {} is {:?}/{:?}; the stack needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key, and a key's spec cannot change",
                 o.key_id(),
                 o.meta.key_spec(),
                 o.meta.key_usage()
-            )));
+            ))));
         }
         let mut drifts = Vec::new();
         if o.meta.key_state() == Some(&KeyState::Disabled) {

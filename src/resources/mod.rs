@@ -46,10 +46,13 @@ pub type Outputs = BTreeMap<String, Value>;
 pub enum Change {
     NoOp,
     Create,
-    /// Each entry is one drift, in words, e.g. "route 0.0.0.0/0 missing in the private route table".
-    Update(Vec<String>),
-    /// Why the resource would have to be replaced.
-    Replace(String),
+    /// Each entry is one drift `up` repairs in place.
+    Update(Vec<Drift>),
+    /// What `up` would have to repair but may not yet (new code while a canary is live): `up`
+    /// leaves the node as it is and reports it; it is not a change `plan` counts.
+    Waiting(Vec<Drift>),
+    /// Why the resource would have to be replaced: the immutable setting, as it is and as wanted.
+    Replace(Drift),
 }
 
 impl Change {
@@ -58,17 +61,91 @@ impl Change {
             Change::NoOp => "no-op",
             Change::Create => "create",
             Change::Update(_) => "update",
+            Change::Waiting(_) => "waiting",
             Change::Replace(_) => "replace",
         }
     }
 
-    /// Update with these drifts, or NoOp when there are none.
-    pub fn from_drifts(drifts: Vec<String>) -> Change {
+    /// Update with these drifts; Waiting when every one of them waits; NoOp when there are none.
+    pub fn from_drifts<D: Into<Drift>>(drifts: Vec<D>) -> Change {
+        let drifts: Vec<Drift> = drifts.into_iter().map(Into::into).collect();
         if drifts.is_empty() {
             Change::NoOp
+        } else if drifts.iter().all(|d| d.waits_for.is_some()) {
+            Change::Waiting(drifts)
         } else {
             Change::Update(drifts)
         }
+    }
+
+    /// The drifts behind the change, for reports.
+    pub fn drifts(&self) -> Vec<&Drift> {
+        match self {
+            Change::Update(d) | Change::Waiting(d) => d.iter().collect(),
+            Change::Replace(d) => vec![d],
+            Change::NoOp | Change::Create => vec![],
+        }
+    }
+}
+
+/// One way a resource differs from what the stack wants, in the operator's words:
+/// `memory: 256 MB → 512 MB`, `route 0.0.0.0/0 (private): missing → via the NAT gateway`.
+/// Values are what a person would write (no Rust formatting); secrets never appear.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// What differs: a setting, or a part of the resource ("tags", "alias green").
+    pub field: String,
+    /// What AWS holds now; `missing` when there is none.
+    pub current: String,
+    /// What the stack wants; `absent` when the part should go.
+    pub wanted: String,
+    /// Set when `up` may not repair it yet, and why (e.g. a live canary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
+}
+
+impl Drift {
+    pub fn new(field: impl Into<String>, current: impl std::fmt::Display, wanted: impl std::fmt::Display) -> Drift {
+        Drift { field: field.into(), current: current.to_string(), wanted: wanted.to_string(), waits_for: None }
+    }
+    /// A part the stack wants that does not exist.
+    pub fn missing(field: impl Into<String>, wanted: impl std::fmt::Display) -> Drift {
+        Drift::new(field, "missing", wanted)
+    }
+    /// A part that exists and should not.
+    pub fn unexpected(field: impl Into<String>, current: impl std::fmt::Display) -> Drift {
+        Drift::new(field, current, "absent")
+    }
+    /// The same drift, which `up` may not repair until `why` is over.
+    pub fn waiting(mut self, why: impl Into<String>) -> Drift {
+        self.waits_for = Some(why.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.current.is_empty() && self.wanted.is_empty() {
+            f.write_str(&self.field)?;
+        } else {
+            write!(f, "{}: {} → {}", self.field, self.current, self.wanted)?;
+        }
+        if let Some(why) = &self.waits_for {
+            write!(f, " (waits: {why})")?;
+        }
+        Ok(())
+    }
+}
+
+/// TEMPORARY bridge while the resources move to structured drifts; removed when none is left.
+impl From<String> for Drift {
+    fn from(text: String) -> Drift {
+        Drift { field: text, current: String::new(), wanted: String::new(), waits_for: None }
+    }
+}
+impl From<&str> for Drift {
+    fn from(text: &str) -> Drift {
+        Drift::from(text.to_string())
     }
 }
 

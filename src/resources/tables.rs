@@ -175,12 +175,12 @@ impl Resource for TransactionsTable {
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         if observed_key(&o.table) != wanted_key() {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "table {} has key schema {:?}, the stack needs pk (HASH) + sk (RANGE); a table's key cannot change, \
                  and replacing it deletes every transaction record in it",
                 ctx.names.table(),
                 observed_key(&o.table)
-            )));
+            ))));
         }
         let mut drifts = Vec::new();
         let present: Vec<&str> = o.table.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();

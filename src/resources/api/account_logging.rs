@@ -135,7 +135,7 @@ impl Resource for AccountLogging {
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         Ok(match &o.account_role {
-            None => Change::Update(vec!["the account has no CloudWatch role for API Gateway".into()]),
+            None => Change::from_drifts(vec!["the account has no CloudWatch role for API Gateway"]),
             Some(_) if o.ours_in_use() => Change::from_drifts(welcome_drifts(ctx, o)?),
             Some(_) => Change::NoOp,
         })

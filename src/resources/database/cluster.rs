@@ -127,18 +127,18 @@ impl Resource for AuroraCluster {
         let c = &o.cluster;
         let key = ctx.input(kms::ID, "key_arn")?;
         if c.engine() != Some(ENGINE) {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "cluster engine is {:?}, the stack needs {ENGINE}; an engine cannot change, and a new cluster \
                  starts without the customers, merchants and ledger",
                 c.engine()
-            )));
+            ))));
         }
         if c.storage_encrypted() != Some(true) || c.kms_key_id() != Some(key.as_str()) {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "cluster storage is encrypted {:?} with {:?}, the stack needs its key {key}; encryption cannot change in place",
                 c.storage_encrypted(),
                 c.kms_key_id()
-            )));
+            ))));
         }
         let mut d = drifts(ctx, c)?;
         if c.status() != Some("available") {

@@ -76,10 +76,10 @@ impl Resource for ClusterParameterGroup {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let family = ctx.config.db_parameter_family();
         if o.family != family {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "parameter group family is {}, the engine version wants {family}; a family cannot change",
                 o.family
-            )));
+            ))));
         }
         let mut d: Vec<String> = PARAMETERS
             .iter()

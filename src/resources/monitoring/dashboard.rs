@@ -105,11 +105,7 @@ impl Resource for Dashboard {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(if o.body == body(&ctx.names) {
-            Change::NoOp
-        } else {
-            Change::Update(vec!["dashboard body differs".into()])
-        })
+        Ok(if o.body == body(&ctx.names) { Change::NoOp } else { Change::from_drifts(vec!["dashboard body differs"]) })
     }
 
     fn outputs(&self, ctx: &Ctx, _o: &Observed) -> Outputs {

@@ -122,10 +122,10 @@ impl Resource for NatGatewayNode {
         let subnet = super::subnets::tier_ids(ctx, Tier::Public)?.into_iter().next().unwrap_or_default();
         let eip = ctx.input(super::eip::ID, "allocation_id")?;
         if o.subnet_id != subnet || o.allocation_id.as_deref() != Some(eip.as_str()) {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "NAT gateway {} is in {} with {:?}, the stack wants {subnet} with {eip}; a NAT gateway cannot move",
                 o.id, o.subnet_id, o.allocation_id
-            )));
+            ))));
         }
         let mut drifts = Vec::new();
         if o.state == NatGatewayState::Pending {

@@ -174,10 +174,10 @@ impl Resource for Subnets {
             };
             let az = &o.azs[plan.az_index];
             if s.cidr != plan.cidr.to_string() || &s.az != az {
-                return Ok(Change::Replace(format!(
+                return Ok(Change::Replace(crate::resources::Drift::from(format!(
                     "subnet {m} ({}) is {} in {}, the config wants {} in {az}; a subnet's CIDR and AZ cannot change",
                     s.id, s.cidr, s.az, plan.cidr
-                )));
+                ))));
             }
             drifts.extend(describe_missing_tags(
                 &format!("subnet {m} ({})", s.id),

@@ -73,10 +73,10 @@ impl Resource for Vpc {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let want = ctx.config.vpc_cidr.to_string();
         if o.cidr != want {
-            return Ok(Change::Replace(format!(
+            return Ok(Change::Replace(crate::resources::Drift::from(format!(
                 "VPC {} has CIDR {}, the config wants {want}; a VPC's primary CIDR cannot change",
                 o.id, o.cidr
-            )));
+            ))));
         }
         let mut drifts = Vec::new();
         if !o.dns_support {
