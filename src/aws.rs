@@ -27,6 +27,9 @@ use std::time::Duration;
 pub const MAX_ATTEMPTS: u32 = 8;
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+/// The first call's budget (`Clients::account_id`): enough for a blip, short for a wrong endpoint.
+pub const REACH_ATTEMPTS: u32 = 2;
+pub const REACH_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn sdk_config(region: &str, endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -166,9 +169,27 @@ impl Clients {
         }
     }
 
+    /// The first call of a run, so also the check that AWS (or the emulator) answers at all: two
+    /// attempts of at most 3 s to connect, so that a wrong or unreachable endpoint is named
+    /// within seconds rather than after the SDK's full retry budget.
     pub async fn account_id(&self) -> Result<String, AwsError> {
-        let out =
-            self.sts.get_caller_identity().send().await.map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        let out = self
+            .sts
+            .get_caller_identity()
+            .customize()
+            .config_override(
+                aws_sdk_sts::config::Builder::default()
+                    .retry_config(RetryConfig::standard().with_max_attempts(REACH_ATTEMPTS))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(REACH_CONNECT_TIMEOUT)
+                            .operation_attempt_timeout(Duration::from_secs(10))
+                            .build(),
+                    ),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
         out.account().map(str::to_string).ok_or_else(|| AwsError {
             operation: "sts:GetCallerIdentity".into(),
             code: None,

@@ -1,5 +1,9 @@
 //! Command-line definitions only: no behaviour lives here. `commands::run` turns these into work.
+//!
+//! Each command flattens only the option groups that apply to it (config.rs): `build --help`
+//! lists no stack options, `status --help` no lock timeout. Options go after the command name.
 
+use crate::config::{LockArgs, OutputArgs, RunArgs, StackOverrides, TargetArgs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -11,62 +15,81 @@ use std::path::PathBuf;
     long_about = "tapctl creates, repairs, inspects and removes the payment stack (KMS key, VPC, and the \
 layers built on them) by calling the AWS SDK directly. Every command is idempotent and may be \
 killed at any moment and run again.",
-    after_help = "Examples:\n  tapctl up --suffix qa\n  tapctl plan --suffix qa --detailed-exitcode\n  \
-tapctl status --suffix qa --json\n  tapctl destroy --suffix qa --yes"
+    after_help = "Examples:\n  tapctl up --suffix qa\n  tapctl use qa\n  tapctl plan --detailed-exitcode\n  \
+tapctl shift --to green --weight 10\n  tapctl status\n  tapctl destroy\n\n\
+Which stack: --suffix (TAPCTL_SUFFIX), else the one chosen with `tapctl use`, else the only one in the \
+state location (--state, TAPCTL_STATE; default ~/.local/state/tapctl)."
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Options every command takes, before or after the command name.
+/// Where the function packages are.
 #[derive(Debug, Clone, Args)]
-pub struct GlobalArgs {
-    #[command(flatten)]
-    pub run: crate::config::RunArgs,
-
+pub struct PackagesArgs {
     /// The Lambda packages `up` deploys: the directory `tapctl build` writes (manifest.json and
     /// one zip per function).
-    #[arg(long, global = true, env = "TAPCTL_PACKAGES", default_value = "target/lambda/x86_64")]
+    #[arg(long, env = "TAPCTL_PACKAGES", default_value = "target/lambda/x86_64")]
     pub packages: PathBuf,
-
-    #[command(flatten)]
-    pub stack: crate::config::StackOverrides,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or repair the whole stack, idempotently.
     #[command(after_help = "Example:\n  tapctl up --suffix qa\n\nCreates what is missing, repairs what drifted \
-(a deleted route, a removed tag), and prints what it created, updated and left unchanged.")]
+(a deleted route, a removed tag), adopts what exists without a state, and prints what it did. A setting \
+given once (--vpc-cidr, --db-max-acu…) is recorded when the run applies it; later runs keep it.")]
     Up(UpArgs),
 
-    /// Show what `up` would change, changing nothing.
-    #[command(after_help = "Example:\n  tapctl plan --suffix qa --detailed-exitcode\n\nWith --detailed-exitcode: \
-0 when there is nothing to do, 2 when there are changes, 1 on error.")]
+    /// Show what `up` would change (or, with --destroy, what `destroy` would remove), changing nothing.
+    #[command(after_help = "Examples:\n  tapctl plan --detailed-exitcode\n  tapctl plan --destroy\n\n\
+With --detailed-exitcode: 0 when there is nothing to do, 2 when there are changes, 1 on error. \
+Reads without taking the stack's lock.")]
     Plan(PlanArgs),
 
-    /// Every resource with its id and whether it exists as recorded (ok / missing / drifted).
-    #[command(after_help = "Example:\n  tapctl status --suffix qa --json")]
-    Status,
+    /// Every resource, whether it exists as recorded, who gets the traffic, and the alarms.
+    #[command(after_help = "Examples:\n  tapctl status\n  tapctl status --wide\n  tapctl status --watch 30s\n\n\
+Exit codes: 0 healthy, 2 a resource is missing or drifted, 1 error. Reads without taking the stack's lock.")]
+    Status(StatusArgs),
 
-    /// Remove everything tapctl made for the suffix, in reverse dependency order.
+    /// Remove everything tapctl made for the stack, in reverse dependency order.
     #[command(after_help = "Example:\n  tapctl destroy --suffix qa --yes\n\nAsks for confirmation on a terminal \
-unless --yes; refuses without a terminal and without --yes. A second destroy is a successful no-op.\n\
+unless --yes; refuses without a terminal and without --yes. `tapctl plan --destroy` lists what it removes. \
+A second destroy is a successful no-op.\n\
 Lost the state file? `tapctl destroy --suffix qa --yes --discover` finds everything by its tags.")]
     Destroy(DestroyArgs),
 
     /// Move live traffic between the blue and green aliases (API Gateway canary on the stage).
-    #[command(after_help = "Examples:\n  tapctl shift --suffix qa --to green --weight 10 --watch 10m\n  \
-tapctl shift --suffix qa --to green --steps 10,50,100 --interval 5m\n  tapctl shift --suffix qa --to green --weight 0\n\n\
+    #[command(
+        visible_alias = "shift-traffic",
+        after_help = "Examples:\n  tapctl shift --to green --weight 10 --watch 10m\n  \
+tapctl shift --to green --steps 10,50,100 --interval 5m\n  tapctl shift --to green --weight 0\n\n\
 --weight 1-99 sends that share of requests to the colour through a canary on the stage; 100 promotes it \
 (the stage variable lambdaAlias becomes the colour, the canary is removed); 0 removes the canary (rollback).\n\
 While baking (--watch, or between --steps), an alarm of the target colour or of the API in ALARM rolls the \
 canary back and exits 1. Refused with exit 2, changing nothing: a weight outside 0-100, an unknown colour, \
-a colour whose aliases are missing, a shift towards a colour while a canary towards the other is live.")]
+a colour whose aliases are missing, a colour whose alarms already fire (unless --force), a shift towards a \
+colour while a canary towards the other is live."
+    )]
     Shift(ShiftArgs),
+
+    /// The stack's outputs (API URL, function names, …) as the last `up` recorded them.
+    #[command(after_help = "Examples:\n  tapctl outputs\n  tapctl outputs api_url\n  tapctl outputs --json")]
+    Outputs(OutputsArgs),
+
+    /// Choose the stack later commands work on when --suffix is not given.
+    #[command(after_help = "Example:\n  tapctl use qa\n\nLike `terraform workspace select`: remembered in the \
+state location, per user. `tapctl list` shows the stacks.")]
+    Use(UseArgs),
+
+    /// The stacks in the state location, with the current one marked.
+    #[command(after_help = "Example:\n  tapctl list --json")]
+    List(ListArgs),
+
+    /// A function's logs from CloudWatch Logs, rendered from its JSON lines.
+    #[command(after_help = "Examples:\n  tapctl logs process --since 15m\n  tapctl logs validate --follow")]
+    Logs(LogsArgs),
 
     /// Build the functions as Lambda packages: `bootstrap` for provided.al2023, zipped reproducibly.
     #[command(after_help = "Examples:\n  tapctl build\n  tapctl build --arch arm64 --json\n\nCross-compiles with \
@@ -79,6 +102,17 @@ and manifest.json. The same source gives byte-identical zips (the same CodeSha25
 Each resource's dependencies are derived from the outputs it reads (solid edges, labelled with the keys); \
 edges that only order things are dashed and labelled with their reason. Needs no AWS credentials.")]
     Graph(GraphArgs),
+
+    /// tapctl's version, and the state and output schema versions it speaks.
+    #[command(after_help = "Example:\n  tapctl version --json")]
+    Version(VersionArgs),
+
+    /// A completion script for your shell.
+    #[command(
+        after_help = "Examples:\n  tapctl completions bash > ~/.local/share/bash-completion/completions/tapctl\n  \
+tapctl completions zsh > ~/.zfunc/_tapctl"
+    )]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,6 +165,9 @@ pub struct BuildArgs {
     /// <source>/target/lambda-dev/<arch> for --profile dev.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +180,19 @@ pub struct UpArgs {
     /// then deploy them.
     #[arg(long)]
     pub build: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub packages: PackagesArgs,
+    #[command(flatten)]
+    pub stack: StackOverrides,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub use crate::traffic::Color;
@@ -154,26 +204,36 @@ pub struct ShiftArgs {
     pub to: Color,
 
     /// Percent of requests for that colour: 0 (remove the canary) to 100 (promote).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), required_unless_present = "steps",
-          conflicts_with = "steps")]
-    pub weight: Option<u8>,
+    #[arg(long, allow_negative_numbers = true, required_unless_present = "steps", conflicts_with = "steps")]
+    pub weight: Option<i64>,
 
     /// A progression of weights, each 1-100 and increasing, e.g. 10,50,100; baked for --interval
     /// between steps.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=100), requires = "interval")]
-    pub steps: Option<Vec<u8>>,
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "interval")]
+    pub steps: Option<Vec<i64>>,
 
     /// Bake time between --steps (e.g. 5m, 90s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_duration)]
     pub interval: Option<std::time::Duration>,
 
     /// After setting --weight, watch the alarms this long (e.g. 10m) and roll back if one fires.
-    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "steps")]
+    #[arg(long, value_parser = crate::config::parse_duration, conflicts_with = "steps")]
     pub watch: Option<std::time::Duration>,
 
     /// How often the alarms are read while baking.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    #[arg(long, value_parser = crate::config::parse_duration, default_value = "15s")]
     pub poll: std::time::Duration,
+
+    /// Move traffic even though an alarm of the target colour already fires.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +241,41 @@ pub struct PlanArgs {
     /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+
+    /// What `destroy` would remove, instead of what `up` would change.
+    #[arg(long)]
+    pub destroy: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub packages: PackagesArgs,
+    #[command(flatten)]
+    pub stack: StackOverrides,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also show each resource's ids (the JSON always has them).
+    #[arg(long)]
+    pub wide: bool,
+
+    /// Show the status again every DURATION (e.g. 30s) until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub watch: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub packages: PackagesArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -193,4 +288,86 @@ pub struct DestroyArgs {
     /// tap:resource): for a lost or damaged state.
     #[arg(long)]
     pub discover: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputsArgs {
+    /// Print only this output's value (e.g. api_url), for scripts.
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UseArgs {
+    /// The stack's suffix.
+    pub suffix: String,
+
+    /// The state location (see `tapctl up --help`).
+    #[arg(long, visible_alias = "state-dir", env = "TAPCTL_STATE", value_name = "DIR|S3_URL")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The state location (see `tapctl up --help`).
+    #[arg(long, visible_alias = "state-dir", env = "TAPCTL_STATE", value_name = "DIR|S3_URL")]
+    pub state: Option<String>,
+
+    /// AWS region (only for an s3:// state location).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// Send every AWS call to this endpoint (only for an s3:// state location).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function: validate, fraud-check, process or rotate-secret.
+    pub function: String,
+
+    /// How far back to start (e.g. 15m, 2h).
+    #[arg(long, value_parser = crate::config::parse_duration, default_value = "10m")]
+    pub since: std::time::Duration,
+
+    /// Keep printing new events until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

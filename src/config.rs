@@ -39,6 +39,37 @@ pub struct StackSettings {
     pub availability_zones: Option<Vec<String>>,
 }
 
+impl StackSettings {
+    /// The settings that differ from `recorded`, each as (flag, recorded value, new value), in
+    /// the words of the command line.
+    pub fn changes_from(&self, recorded: &StackSettings) -> Vec<(&'static str, String, String)> {
+        let zones = |z: &Option<Vec<String>>| z.as_ref().map(|z| z.join(",")).unwrap_or_else(|| "the default".into());
+        let email = |e: &Option<String>| e.clone().unwrap_or_else(|| "none".into());
+        let all = [
+            ("--vpc-cidr", recorded.vpc_cidr.clone(), self.vpc_cidr.clone()),
+            ("--cost-center", recorded.cost_center.clone(), self.cost_center.clone()),
+            (
+                "--kms-deletion-window-days",
+                recorded.kms_deletion_window_days.to_string(),
+                self.kms_deletion_window_days.to_string(),
+            ),
+            (
+                "--audit-retention-days",
+                recorded.audit_retention_days.to_string(),
+                self.audit_retention_days.to_string(),
+            ),
+            ("--log-retention-days", recorded.log_retention_days.to_string(), self.log_retention_days.to_string()),
+            ("--alert-email", email(&recorded.alert_email), email(&self.alert_email)),
+            ("--db-min-acu", recorded.db_min_acu.to_string(), self.db_min_acu.to_string()),
+            ("--db-max-acu", recorded.db_max_acu.to_string(), self.db_max_acu.to_string()),
+            ("--db-readers", recorded.db_readers.to_string(), self.db_readers.to_string()),
+            ("--db-engine-version", recorded.db_engine_version.clone(), self.db_engine_version.clone()),
+            ("--availability-zones", zones(&recorded.availability_zones), zones(&self.availability_zones)),
+        ];
+        all.into_iter().filter(|(_, a, b)| a != b).collect()
+    }
+}
+
 fn default_db_min_acu() -> f64 {
     0.5
 }
@@ -85,47 +116,169 @@ impl Default for StackSettings {
     }
 }
 
-/// Where and how a command runs, as given on the command line (checked by `RunConfig::from_args`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Environment suffix carried by every resource name and tag (e.g. qa, pr-123).
-    #[arg(long, global = true, env = "TAPCTL_SUFFIX")]
+/// Which stack a command works on and where its state is kept (checked by `Selection::from_args`,
+/// which does no I/O). The suffix may be left out: `commands::resolve_suffix` then picks the
+/// current stack (`tapctl use`) or the only one the state location holds.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Stack selection")]
+pub struct TargetArgs {
+    /// The stack: the environment suffix carried by every resource name and tag (e.g. qa, pr-123).
+    /// Default: the stack chosen with `tapctl use`, else the only stack in the state location.
+    #[arg(long, env = "TAPCTL_SUFFIX")]
     pub suffix: Option<String>,
 
     /// AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION, then us-east-1.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub region: Option<String>,
 
-    /// Directory holding <suffix>.json (state) and <suffix>.outputs.json.
-    #[arg(long, global = true, default_value = "state")]
-    pub state_dir: PathBuf,
+    /// Where the state is kept: a directory, or s3://bucket/prefix for a team's shared state
+    /// (locked with S3 conditional writes). Default: $XDG_STATE_HOME/tapctl
+    /// (~/.local/state/tapctl), whatever the working directory.
+    #[arg(long, visible_alias = "state-dir", env = "TAPCTL_STATE", value_name = "DIR|S3_URL")]
+    pub state: Option<String>,
 
-    /// Send every AWS call to this endpoint (a local emulator in tests). Default: AWS_ENDPOINT_URL.
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    /// Send every AWS call to this endpoint (a local emulator in tests).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+}
 
-    /// How many resources may be worked on at once (1-64).
-    #[arg(long, global = true, default_value_t = 8)]
-    pub parallelism: usize,
-
-    /// Machine-readable JSON on stdout (plan, status, and the summaries of up and destroy).
-    #[arg(long, global = true)]
+/// How a command reports.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Machine-readable JSON on stdout (one schema for every command: README, "JSON output").
+    #[arg(long)]
     pub json: bool,
 
     /// Plain progress lines instead of live spinners, even on a terminal.
-    #[arg(long, global = true)]
+    #[arg(long, env = "TAPCTL_NO_PROGRESS")]
     pub no_progress: bool,
+}
+
+/// How a command that walks the stack's graph works.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Run")]
+pub struct RunArgs {
+    /// How many resources may be worked on at once (1-64).
+    #[arg(long, default_value_t = 8)]
+    pub parallelism: usize,
 
     /// Give up any single wait (a NAT gateway becoming available, a resource being deleted)
-    /// after this many seconds; a re-run resumes where it stopped. Default: each wait's own
-    /// limit (15 minutes for a NAT gateway).
-    #[arg(long, global = true, value_name = "SECONDS")]
-    pub max_wait: Option<u64>,
+    /// after this long (e.g. 90s, 10m); a re-run resumes where it stopped. Default: each wait's
+    /// own limit (15 minutes for a NAT gateway).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_wait: Option<std::time::Duration>,
+}
 
-    /// Keep the state in S3 instead of --state-dir: s3://bucket/prefix. Locked with S3
-    /// conditional writes, so a team can share one state.
-    #[arg(long, global = true, value_name = "S3_URL")]
-    pub state: Option<String>,
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs { parallelism: 8, max_wait: None }
+    }
+}
+
+/// For the commands that change the stack and so take its lock.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Run")]
+pub struct LockArgs {
+    /// Wait this long for another run to release the stack's lock (e.g. 5m) instead of failing
+    /// at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
+}
+
+/// `90s`, `5m`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 90s, 5m or 1h30m ({e})"))
+}
+
+/// A duration as people write it: `45s`, `5m`, `1h30m`, `2m05s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m:02}m"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+/// Where the state of the stacks is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// An absolute directory.
+    Local(PathBuf),
+    Remote(RemoteState),
+}
+
+impl StateLocation {
+    /// `--state` / TAPCTL_STATE, or the per-user default; made absolute, so that a command run
+    /// from another folder finds the same stacks. No I/O beyond reading the working directory.
+    pub fn from_arg(arg: Option<&str>) -> Result<StateLocation, Error> {
+        let dir = match arg {
+            Some(url) if url.starts_with("s3://") => return Ok(StateLocation::Remote(RemoteState::parse(url)?)),
+            Some("") => return Err(Error::invalid("--state", "must not be empty")),
+            Some(dir) => PathBuf::from(dir),
+            None => default_state_dir()?,
+        };
+        let dir = std::path::absolute(&dir)
+            .map_err(|e| Error::invalid("--state", format!("'{}' cannot be made absolute: {e}", dir.display())))?;
+        Ok(StateLocation::Local(dir))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            StateLocation::Local(dir) => dir.display().to_string(),
+            StateLocation::Remote(r) => format!("s3://{}/{}", r.bucket, r.prefix),
+        }
+    }
+}
+
+/// `$XDG_STATE_HOME/tapctl`, else `~/.local/state/tapctl` (the XDG base directory default).
+fn default_state_dir() -> Result<PathBuf, Error> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("tapctl"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/tapctl")),
+        None => Err(Error::invalid("--state", "is required where neither XDG_STATE_HOME nor HOME is set")),
+    }
+}
+
+/// The stack selection as typed, checked: the suffix (when given), the region, the state
+/// location, the endpoint.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub suffix: Option<String>,
+    pub region: String,
+    pub location: StateLocation,
+    pub endpoint_url: Option<String>,
+}
+
+impl Selection {
+    /// `env_region` is the region from the environment (AWS_REGION, AWS_DEFAULT_REGION,
+    /// CDK_DEFAULT_REGION), passed in so tests need no env.
+    pub fn from_args(args: &TargetArgs, env_region: Option<String>) -> Result<Selection, Error> {
+        let region = args.region.clone().or(env_region).unwrap_or_else(|| "us-east-1".to_string());
+        validate_region(&region)?;
+        if let Some(suffix) = &args.suffix {
+            validate_suffix(suffix, &region)?;
+        }
+        if let Some(url) = &args.endpoint_url {
+            validate_endpoint(url)?;
+        }
+        Ok(Selection {
+            suffix: args.suffix.clone(),
+            region,
+            location: StateLocation::from_arg(args.state.as_deref())?,
+            endpoint_url: args.endpoint_url.clone(),
+        })
+    }
 }
 
 /// Sizing and layout of the stack. Unset options keep the value recorded by the last `up`
@@ -188,13 +341,13 @@ pub struct StackOverrides {
 pub struct RunConfig {
     pub suffix: String,
     pub region: String,
-    pub state_dir: PathBuf,
+    pub location: StateLocation,
     pub endpoint_url: Option<String>,
     pub parallelism: usize,
     pub json: bool,
     pub no_progress: bool,
     pub max_wait: Option<std::time::Duration>,
-    pub remote_state: Option<RemoteState>,
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 /// `--state s3://bucket/prefix`.
@@ -262,41 +415,37 @@ pub struct SubnetPlan {
 }
 
 impl RunConfig {
-    /// Validates the global options. `env_region` is the region from the environment
-    /// (AWS_REGION, AWS_DEFAULT_REGION, CDK_DEFAULT_REGION), passed in so tests need no env.
-    pub fn from_args(args: &RunArgs, env_region: Option<String>) -> Result<Self, Error> {
-        let suffix =
-            args.suffix.clone().ok_or_else(|| Error::invalid("--suffix", "is required (for example --suffix qa)"))?;
-        let region = args.region.clone().or(env_region).unwrap_or_else(|| "us-east-1".to_string());
-        validate_region(&region)?;
-        validate_suffix(&suffix, &region)?;
-        if args.parallelism == 0 || args.parallelism > MAX_PARALLELISM {
+    /// The run of one stack: `suffix` is the selection's, or the one `resolve_suffix` chose
+    /// (already checked).
+    pub fn new(
+        selection: Selection,
+        suffix: String,
+        run: &RunArgs,
+        output: &OutputArgs,
+        lock: &LockArgs,
+    ) -> Result<Self, Error> {
+        validate_suffix(&suffix, &selection.region)?;
+        if run.parallelism == 0 || run.parallelism > MAX_PARALLELISM {
             return Err(Error::invalid(
                 "--parallelism",
-                format!("must be between 1 and {MAX_PARALLELISM}, got {}", args.parallelism),
+                format!("must be between 1 and {MAX_PARALLELISM}, got {}", run.parallelism),
             ));
         }
-        validate_state_dir(&args.state_dir)?;
-        if let Some(url) = &args.endpoint_url {
-            validate_endpoint(url)?;
-        }
-        let max_wait = match args.max_wait {
-            Some(0) | Some(86_401..) => {
-                return Err(Error::invalid("--max-wait", "must be between 1 and 86400 seconds"));
+        if let Some(w) = run.max_wait {
+            if w.is_zero() || w > std::time::Duration::from_secs(86_400) {
+                return Err(Error::invalid("--max-wait", "must be between 1s and 24h"));
             }
-            other => other.map(std::time::Duration::from_secs),
-        };
-        let remote_state = args.state.as_deref().map(RemoteState::parse).transpose()?;
+        }
         Ok(RunConfig {
-            max_wait,
-            remote_state,
             suffix,
-            region,
-            state_dir: args.state_dir.clone(),
-            endpoint_url: args.endpoint_url.clone(),
-            parallelism: args.parallelism,
-            json: args.json,
-            no_progress: args.no_progress,
+            region: selection.region,
+            location: selection.location,
+            endpoint_url: selection.endpoint_url,
+            parallelism: run.parallelism,
+            json: output.json,
+            no_progress: output.no_progress,
+            max_wait: run.max_wait,
+            lock_timeout: lock.lock_timeout,
         })
     }
 }
@@ -617,13 +766,6 @@ pub fn partition(region: &str) -> &'static str {
 
 /// No I/O here (flags are checked before anything is touched): the local store makes the
 /// directory when it takes the lock, and says so if it cannot.
-fn validate_state_dir(dir: &std::path::Path) -> Result<(), Error> {
-    if dir.as_os_str().is_empty() {
-        return Err(Error::invalid("--state-dir", "must not be empty"));
-    }
-    Ok(())
-}
-
 fn validate_endpoint(url: &str) -> Result<(), Error> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
@@ -689,6 +831,8 @@ mod tests {
     #[derive(Parser)]
     struct Flags {
         #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
         run: RunArgs,
         #[command(flatten)]
         stack: StackOverrides,
@@ -699,16 +843,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("not-yet");
         let flags = Flags::parse_from(["t", "--suffix", "qa", "--state-dir", state_dir.to_str().unwrap()]);
-        let run = RunConfig::from_args(&flags.run, None).unwrap();
+        let selection = Selection::from_args(&flags.target, None).unwrap();
+        let run =
+            RunConfig::new(selection, "qa".into(), &flags.run, &OutputArgs::default(), &LockArgs::default()).unwrap();
         validate_stack_args(&flags.stack).unwrap();
-        assert_eq!(run.state_dir, state_dir);
+        assert_eq!(run.location, StateLocation::Local(state_dir.clone()));
         assert!(!state_dir.exists(), "checking a flag makes nothing: the store makes the directory when it locks");
         let flags = Flags::parse_from(["t", "--suffix", "qa", "--parallelism", "0"]);
-        let err = RunConfig::from_args(&flags.run, None).unwrap_err().to_string();
+        let selection = Selection::from_args(&flags.target, None).unwrap();
+        let err = RunConfig::new(selection, "qa".into(), &flags.run, &OutputArgs::default(), &LockArgs::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--parallelism") && err.contains("between 1 and 64"), "{err}");
         let flags = Flags::parse_from(["t", "--db-min-acu", "8", "--db-max-acu", "2"]);
         let err = validate_stack_args(&flags.stack).unwrap_err().to_string();
         assert!(err.contains("--db-max-acu") || err.contains("--db-min-acu"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_state_directory_is_made_absolute_and_s3_urls_stay_remote() {
+        let StateLocation::Local(dir) = StateLocation::from_arg(Some("some/where")).unwrap() else {
+            panic!("a directory is local")
+        };
+        assert!(dir.is_absolute() && dir.ends_with("some/where"), "{}", dir.display());
+        assert!(matches!(StateLocation::from_arg(Some("s3://bucket/team")).unwrap(), StateLocation::Remote(_)));
+        assert!(StateLocation::from_arg(Some("")).unwrap_err().to_string().contains("--state"));
+    }
+
+    #[test]
+    fn durations_read_and_print_as_people_write_them() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("soon").unwrap_err().contains("90s"));
+        let s = |n| human_duration(std::time::Duration::from_secs(n));
+        assert_eq!(
+            [s(0), s(45), s(300), s(125), s(5400), s(3600), s(3661)],
+            ["0s", "45s", "5m", "2m05s", "1h30m", "1h", "1h01m01s"]
+        );
     }
 
     #[test]

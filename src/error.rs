@@ -1,5 +1,6 @@
 //! The errors a command can end with, and the exit code each maps to:
-//! 0 success, 1 failure, 2 invalid usage or input (nothing was changed).
+//! 0 success, 1 failure, 2 invalid usage or input (nothing was changed), 130 interrupted.
+//! (`status` also exits 2 when the stack is unhealthy; `plan --detailed-exitcode` 2 on changes.)
 
 use std::fmt;
 
@@ -29,10 +30,17 @@ pub enum Error {
     #[error("{0}")]
     RolledBack(String),
 
+    /// SIGINT or SIGTERM: what was done and what to run next.
+    #[error("{0}")]
+    Interrupted(String),
+
     /// One or more nodes failed; each diagnostic was already printed.
     #[error("{count} resource(s) failed")]
     NodesFailed { count: usize },
 }
+
+/// The shell's code for a command ended by SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Error {
     pub fn invalid(field: impl Into<String>, rule: impl fmt::Display) -> Self {
@@ -42,6 +50,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Invalid { .. } | Error::Refused(_) => 2,
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
             _ => 1,
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod names;
+pub mod output;
 pub mod package;
 pub mod resources;
 pub mod stack;

@@ -262,11 +262,11 @@ pub fn run(args: &BuildArgs, json_output: bool) -> Result<u8, Error> {
             .iter()
             .map(|b| json!({ "function": b.function, "zip": b.zip, "size": b.size, "code_sha256": b.code_sha256 }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("{:<14} {:>10}  {:<46} zip", "function", "bytes", "CodeSha256");
+        crate::outln!("{:<14} {:>10}  {:<46} zip", "function", "bytes", "CodeSha256");
         for b in &built {
-            println!("{:<14} {:>10}  {:<46} {}", b.function, b.size, b.code_sha256, b.zip.display());
+            crate::outln!("{:<14} {:>10}  {:<46} {}", b.function, b.size, b.code_sha256, b.zip.display());
         }
     }
     Ok(0)

@@ -2,11 +2,12 @@
 //! gone. Resources are found by the state's ids and by their tags, so nothing is orphaned even
 //! when the state is incomplete. A second destroy is a successful no-op.
 
-use super::{close, diagnostic, print_json, report_failures, state_diagnostic, Session};
+use super::report::{Action, Report, Resource};
+use super::{close, diagnostic, report_failures, state_diagnostic, Session};
 use crate::config::RunConfig;
 use crate::engine::{walk, Diagnostic, Direction, Outcome, RetryPolicy};
 use crate::error::Error;
-use serde_json::json;
+use crate::outln;
 use std::io::{BufRead, IsTerminal, Write};
 
 /// Asks on a terminal; refuses without one (a script must say --yes).
@@ -47,25 +48,85 @@ async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
     result
 }
 
+/// `plan --destroy`: what a destroy would remove, found as a destroy finds it (by the state's ids
+/// and by tags), deleting nothing.
+pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
+    let teardown = session.stack.teardown_graph().map_err(crate::stack::invalid)?;
+    let outcomes =
+        walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| async move {
+            if session.stack.finalizer(&id).is_some() {
+                return Ok(None);
+            }
+            let node = session.node(&id)?;
+            let ctx = session.ctx(node.id(), &[], "looking for it");
+            let result = node.exists(&ctx).await.map(Some).map_err(|e| diagnostic(&id, e));
+            close(ctx.progress, &result, |e| if *e == Some(true) { "to delete".into() } else { "absent".into() });
+            result
+        })
+        .await;
+    let (failed, _) = report_failures(&session.progress, &outcomes);
+    let order: Vec<String> = teardown.topological_order().unwrap_or_default().into_iter().rev().collect();
+    let resources: Vec<Resource> = order
+        .iter()
+        .filter_map(|id| match outcomes.get(id)? {
+            Outcome::Done(None) => None,
+            Outcome::Done(Some(exists)) => Some(
+                Resource::new(id, if *exists { Action::Delete } else { Action::Absent })
+                    .with_ids(session.recorded.nodes.get(id).map(|n| &n.outputs)),
+            ),
+            other => Resource::unfinished(id, other),
+        })
+        .collect();
+    let report = Report::new(session, "plan", resources);
+    if session.run.json {
+        report.print();
+    } else {
+        for r in report.resources.iter().filter(|r| r.action == Action::Delete) {
+            outln!("  - {}", r.node);
+        }
+        outln!(
+            "plan --destroy: {} ({})",
+            report.tally(&[Action::Delete, Action::Absent, Action::Failed, Action::Skipped], Action::planned),
+            session.cost_line()
+        );
+    }
+    if failed > 0 {
+        return Err(Error::NodesFailed { count: failed });
+    }
+    Ok(0)
+}
+
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     let teardown = session.stack.teardown_graph().map_err(crate::stack::invalid)?;
     let outcomes =
         walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
             .await;
-    let failed = report_failures(&session.progress, &outcomes);
+    let (failed, skipped) = report_failures(&session.progress, &outcomes);
     // A finalizer owns nothing: it is neither deleted nor absent.
-    let resources = || outcomes.iter().filter(|(id, _)| session.stack.finalizer(id).is_none()).map(|(_, o)| o);
-    let deleted = resources().filter(|o| matches!(o, Outcome::Done(true))).count();
-    let absent = resources().filter(|o| matches!(o, Outcome::Done(false))).count();
-    if failed == 0 {
+    let order: Vec<String> = teardown.topological_order().unwrap_or_default().into_iter().rev().collect();
+    let resources: Vec<Resource> = order
+        .iter()
+        .filter(|id| session.stack.finalizer(id).is_none())
+        .filter_map(|id| match outcomes.get(id)? {
+            Outcome::Done(deleted) => Some(
+                Resource::new(id, if *deleted { Action::Delete } else { Action::Absent })
+                    .with_ids(session.recorded.nodes.get(id).map(|n| &n.outputs)),
+            ),
+            other => Resource::unfinished(id, other),
+        })
+        .collect();
+    if failed + skipped == 0 {
         session.store.remove_files().await?;
     }
+    let report = Report::new(session, "destroy", resources);
     if session.run.json {
-        print_json(
-            &json!({ "command": "destroy", "summary": { "deleted": deleted, "already_absent": absent, "failed": failed } }),
-        );
+        report.print();
     } else {
-        println!("destroy: {deleted} deleted, {absent} already absent, {failed} failed ({})", session.cost_line());
+        outln!(
+            "destroy: {} ({})",
+            report.tally(&[Action::Delete, Action::Absent, Action::Failed, Action::Skipped], Action::done),
+            session.cost_line()
+        );
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });

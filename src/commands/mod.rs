@@ -3,14 +3,19 @@
 
 pub mod build;
 pub mod destroy;
+pub mod logs;
 pub mod plan;
+pub mod report;
 pub mod shift;
+pub mod stacks;
 pub mod status;
 pub mod up;
 
 use crate::aws::{self, Clients};
 use crate::cli::{Cli, Command};
-use crate::config::{self, RunConfig, StackConfig};
+use crate::config::{
+    self, LockArgs, OutputArgs, RunArgs, RunConfig, Selection, StackConfig, StackOverrides, StateLocation, TargetArgs,
+};
 use crate::engine::progress::NodeProgress;
 use crate::engine::{Diagnostic, Outcome, Progress};
 use crate::error::Error;
@@ -22,11 +27,95 @@ use crate::stack::{Stack, OPERATOR_OUTPUTS};
 use crate::state::{LocalStore, S3Store, State, StateStore, Store};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Everything one command run holds: validated config, clients, the locked state.
+/// The verbs that work on one stack's state and resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Up,
+    Plan,
+    Status,
+    Destroy,
+    Shift,
+}
+
+impl Verb {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Up => "up",
+            Verb::Plan => "plan",
+            Verb::Status => "status",
+            Verb::Destroy => "destroy",
+            Verb::Shift => "shift",
+        }
+    }
+
+    /// Readers take no lock: they read a snapshot and may run beside a writer.
+    fn writes(self) -> bool {
+        !matches!(self, Verb::Plan | Verb::Status)
+    }
+}
+
+/// What a stack command was given, whichever command it is: the option groups it flattens, and
+/// the defaults of those it does not.
+pub struct Invocation<'a> {
+    pub verb: Verb,
+    pub target: &'a TargetArgs,
+    pub output: &'a OutputArgs,
+    pub run: RunArgs,
+    pub lock: LockArgs,
+    pub packages: Option<&'a PathBuf>,
+    pub stack: StackOverrides,
+}
+
+impl<'a> Invocation<'a> {
+    fn of(command: &'a Command) -> Option<Invocation<'a>> {
+        let inv = |verb,
+                   target,
+                   output,
+                   run: Option<&RunArgs>,
+                   lock: Option<&LockArgs>,
+                   packages,
+                   stack: Option<&StackOverrides>| {
+            Invocation {
+                verb,
+                target,
+                output,
+                run: run.cloned().unwrap_or_default(),
+                lock: lock.cloned().unwrap_or_default(),
+                packages,
+                stack: stack.cloned().unwrap_or_default(),
+            }
+        };
+        Some(match command {
+            Command::Up(a) => inv(
+                Verb::Up,
+                &a.target,
+                &a.output,
+                Some(&a.run),
+                Some(&a.lock),
+                Some(&a.packages.packages),
+                Some(&a.stack),
+            ),
+            Command::Plan(a) => {
+                inv(Verb::Plan, &a.target, &a.output, Some(&a.run), None, Some(&a.packages.packages), Some(&a.stack))
+            }
+            Command::Status(a) => {
+                inv(Verb::Status, &a.target, &a.output, Some(&a.run), None, Some(&a.packages.packages), None)
+            }
+            Command::Destroy(a) => inv(Verb::Destroy, &a.target, &a.output, Some(&a.run), Some(&a.lock), None, None),
+            Command::Shift(a) => inv(Verb::Shift, &a.target, &a.output, None, Some(&a.lock), None, None),
+            _ => return None,
+        })
+    }
+}
+
+/// Everything one command run holds: validated config, clients, the state (locked for writers,
+/// a snapshot for readers).
 pub struct Session<'a> {
+    pub verb: Verb,
     pub run: RunConfig,
     pub config: Arc<StackConfig>,
     pub names: Arc<Names>,
@@ -39,6 +128,8 @@ pub struct Session<'a> {
     pub waits: WaitLimits,
     pub started: Instant,
     pub state: Mutex<State>,
+    /// The state as it was when the run began (what "recorded" means for adopt and settings).
+    pub recorded: State,
     pub stack: Stack,
     /// The stack's dependency graph, built (and checked for cycles) once per run.
     pub graph: crate::engine::Graph,
@@ -47,69 +138,107 @@ pub struct Session<'a> {
     pub outputs: Mutex<BTreeMap<String, Outputs>>,
     /// Reads every node of this run shares.
     pub memo: Arc<RunMemo>,
+    /// A reader's note that a writer holds the lock (who, doing what).
+    pub lock_holder: Option<crate::state::LockHolder>,
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
     // Everything the user typed is checked before the state is touched or AWS is called.
-    // Building needs neither AWS nor a suffix.
-    if let Command::Build(args) = &cli.command {
-        return build::run(args, cli.global.run.json);
+    match &cli.command {
+        Command::Build(args) => return build::run(args, args.json),
+        Command::Graph(args) => {
+            let stack = crate::stack::Stack::payments();
+            let text = match args.format {
+                crate::cli::GraphFormat::Text => stack.describe()?,
+                crate::cli::GraphFormat::Dot => stack.dot()?,
+            };
+            crate::out!("{text}");
+            return Ok(0);
+        }
+        Command::Version(args) => return Ok(stacks::version(args)),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "tapctl", &mut buf);
+            crate::out!("{}", String::from_utf8_lossy(&buf));
+            return Ok(0);
+        }
+        Command::Use(args) => return stacks::use_stack(args).await,
+        Command::List(args) => return stacks::list(args).await,
+        Command::Outputs(args) => return stacks::outputs(args).await,
+        Command::Logs(args) => return stacks::logs(args).await,
+        _ => {}
     }
-    if let Command::Graph(args) = &cli.command {
-        let stack = crate::stack::Stack::payments();
-        let text = match args.format {
-            crate::cli::GraphFormat::Text => stack.describe()?,
-            crate::cli::GraphFormat::Dot => stack.dot()?,
-        };
-        print!("{text}");
-        return Ok(0);
-    }
-    let run = RunConfig::from_args(&cli.global.run, config::region_from_env())?;
-    config::validate_stack_args(&cli.global.stack)?;
+    let Some(inv) = Invocation::of(&cli.command) else { return Ok(0) };
+    let selection = Selection::from_args(inv.target, config::region_from_env())?;
+    config::validate_stack_args(&inv.stack)?;
     if let Command::Shift(args) = &cli.command {
         shift::weights(args)?;
     }
+    let sdk = aws::sdk_config(&selection.region, selection.endpoint_url.as_deref()).await;
+    let clients = Clients::new(&sdk, selection.endpoint_url.is_some());
+    let suffix = stacks::resolve_suffix(&selection, &clients.s3).await?;
+    let run = RunConfig::new(selection, suffix, &inv.run, inv.output, &inv.lock)?;
     if let Command::Up(args) = &cli.command {
         if args.build {
             let build_args = crate::cli::BuildArgs {
                 arch: crate::cli::Arch::X86_64,
                 profile: crate::cli::BuildProfile::Lambda,
                 source: ".".into(),
-                out: Some(cli.global.packages.clone()),
+                out: Some(args.packages.packages.clone()),
+                json: false,
             };
             build::build(&build_args)?;
         }
     }
-    let command_name = match &cli.command {
-        Command::Up(_) => "up",
-        Command::Plan(_) => "plan",
-        Command::Status => "status",
-        Command::Shift(_) => "shift",
-        Command::Destroy(_) => "destroy",
-        Command::Build(_) => "build",
-        Command::Graph(_) => "graph",
-    };
-    let packages = load_packages(&cli)?;
+    let packages = load_packages(&inv, run.endpoint_url.is_some())?;
     if let Command::Destroy(args) = &cli.command {
         if !args.yes {
             destroy::confirm(&run)?;
         }
     }
+    if let Command::Status(args) = &cli.command {
+        if let Some(every) = args.watch {
+            return status::watch(&cli, &inv, &run, &clients, packages, every).await;
+        }
+    }
+    open_and_run(&cli, &inv, run, clients, packages).await
+}
+
+/// Opens the stack's state (locked for a writer, a snapshot for a reader), runs the command,
+/// and lets go of the lock whatever happened.
+pub async fn open_and_run(
+    cli: &Cli,
+    inv: &Invocation<'_>,
+    run: RunConfig,
+    clients: Clients,
+    packages: Option<Arc<Packages>>,
+) -> Result<u8, Error> {
     let started = Instant::now();
-    let sdk = aws::sdk_config(&run.region, run.endpoint_url.as_deref()).await;
-    let clients = Clients::new(&sdk, run.endpoint_url.is_some());
-    let locked: Box<dyn Store> = match &run.remote_state {
-        None => Box::new(LocalStore::lock(&run.state_dir, &run.suffix, command_name)?),
-        Some(remote) => Box::new(S3Store::lock(clients.s3.clone(), remote.clone(), &run.suffix, command_name).await?),
+    let verb = inv.verb;
+    let store: Box<dyn Store> = match (&run.location, verb.writes()) {
+        (StateLocation::Local(dir), true) => {
+            Box::new(LocalStore::lock(dir, &run.suffix, verb.name(), run.lock_timeout).await?)
+        }
+        (StateLocation::Local(dir), false) => Box::new(LocalStore::snapshot(dir, &run.suffix)),
+        (StateLocation::Remote(r), true) => {
+            Box::new(S3Store::lock(clients.s3.clone(), r.clone(), &run.suffix, verb.name(), run.lock_timeout).await?)
+        }
+        (StateLocation::Remote(r), false) => Box::new(S3Store::snapshot(clients.s3.clone(), r.clone(), &run.suffix)),
     };
-    let (store, state) = StateStore::open(locked, &run.suffix, &run.region).await?;
-    let result = run_locked(cli, run, clients, &store, state, started, packages).await;
+    let (store, state) = StateStore::open(store, &run.suffix, &run.region).await?;
+    if verb == Verb::Status && state.nodes.is_empty() && state.settings.is_none() {
+        let known = stacks::known(&run.location, &clients.s3).await.unwrap_or_default();
+        store.release().await;
+        return Err(stacks::unknown(&run.suffix, &run.location, &known));
+    }
+    let result = run_opened(cli, run, clients, &store, state, started, packages).await;
     store.release().await;
     result
 }
 
-async fn run_locked(
-    cli: Cli,
+async fn run_opened(
+    cli: &Cli,
     run: RunConfig,
     clients: Clients,
     store: &StateStore,
@@ -117,9 +246,10 @@ async fn run_locked(
     started: Instant,
     packages: Option<Arc<Packages>>,
 ) -> Result<u8, Error> {
-    let mut config = StackConfig::resolve(&run, &cli.global.stack, state.settings.as_ref())?;
+    let inv = Invocation::of(&cli.command).ok_or_else(|| Error::Refused("not a stack command".into()))?;
+    let mut config = StackConfig::resolve(&run, &inv.stack, state.settings.as_ref())?;
     config.packages = packages;
-    let account = clients.account_id().await?;
+    let account = clients.account_id().await.map_err(|e| unreachable(e, run.endpoint_url.as_deref(), &run.region))?;
     if let Some(recorded) = &state.account_id {
         if *recorded != account {
             return Err(Error::State {
@@ -127,7 +257,7 @@ async fn run_locked(
                     "the state of suffix '{}' belongs to account {recorded}, but the credentials are for account {account}",
                     run.suffix
                 ),
-                hint: Some("use the credentials of the account the stack lives in, or another --state-dir".into()),
+                hint: Some("use the credentials of the account the stack lives in, or another --state".into()),
             });
         }
     }
@@ -136,8 +266,10 @@ async fn run_locked(
     if let Some(max) = run.max_wait {
         waits.cap(max);
     }
+    let lock_holder = store.holder().await;
     let stack = Stack::payments();
     let session = Session {
+        verb: inv.verb,
         ignore_recorded: matches!(&cli.command, Command::Destroy(d) if d.discover),
         waits,
         started,
@@ -146,32 +278,88 @@ async fn run_locked(
         config: Arc::new(config),
         clients,
         store,
+        recorded: state.clone(),
         state: Mutex::new(state),
         graph: stack.graph().map_err(crate::stack::invalid)?,
         stack,
         progress: Progress::new(live),
         outputs: Mutex::new(BTreeMap::new()),
         memo: Arc::new(RunMemo::default()),
+        lock_holder,
         run,
     };
-    match cli.command {
-        Command::Up(args) => up::run(&session, &args).await,
-        Command::Plan(args) => plan::run(&session, &args).await,
-        Command::Status => status::run(&session).await,
-        Command::Shift(args) => shift::run(&session, &args).await,
-        Command::Destroy(_) => destroy::run(&session).await,
-        Command::Build(args) => build::run(&args, session.run.json),
-        Command::Graph(_) => Ok(0),
+    if let Some(h) = &session.lock_holder {
+        session.progress.println(&format!(
+            "note: {} holds the lock of '{}' and may be changing it; this reads the state as last saved",
+            h.describe(),
+            session.run.suffix
+        ));
+    }
+    let work = async {
+        match &cli.command {
+            Command::Up(args) => up::run(&session, args).await,
+            Command::Plan(args) if args.destroy => destroy::plan(&session).await,
+            Command::Plan(args) => plan::run(&session, args).await,
+            Command::Status(args) => status::run(&session, args).await,
+            Command::Shift(args) => shift::run(&session, args).await,
+            Command::Destroy(_) => destroy::run(&session).await,
+            _ => Ok(0),
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        signal = interrupted() => Err(stacks::interrupted_report(&session, &cli.command, signal).await),
+    }
+}
+
+/// A first call that got no answer names where it went, and what to check.
+fn unreachable(e: crate::aws::AwsError, endpoint: Option<&str>, region: &str) -> Error {
+    if !e.transient {
+        return Error::Aws(e);
+    }
+    let place = match endpoint {
+        Some(url) => format!("the endpoint {url} (--endpoint-url / AWS_ENDPOINT_URL)"),
+        None => format!("AWS STS in {region} (https://sts.{region}.amazonaws.com)"),
+    };
+    Error::State {
+        message: format!("cannot reach {place}: {}", e.message),
+        hint: Some(match endpoint {
+            Some(_) => "check that the emulator runs and the URL is right, or unset AWS_ENDPOINT_URL for AWS".into(),
+            None => "check the network, a proxy (HTTPS_PROXY), and that the region exists".into(),
+        }),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming it.
+pub async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 
 /// The function packages: required by `up`, compared by `plan` and `status` when present, never
 /// needed to shift or destroy. Read and checked here, before the first AWS call.
-fn load_packages(cli: &Cli) -> Result<Option<Arc<Packages>>, Error> {
-    let dir = &cli.global.packages;
-    let wanted = match &cli.command {
-        Command::Up(_) => true,
-        Command::Plan(_) | Command::Status => dir.join("manifest.json").exists(),
+fn load_packages(inv: &Invocation<'_>, emulated: bool) -> Result<Option<Arc<Packages>>, Error> {
+    let Some(dir) = inv.packages else { return Ok(None) };
+    let wanted = match inv.verb {
+        Verb::Up => true,
+        Verb::Plan | Verb::Status => dir.join("manifest.json").exists(),
         _ => false,
     };
     if !wanted {
@@ -184,8 +372,7 @@ fn load_packages(cli: &Cli) -> Result<Option<Arc<Packages>>, Error> {
         )
     })?;
     // Without an endpoint the calls go to AWS, which gets what ships, never the demo's build.
-    let deploys = matches!(cli.command, Command::Up(_));
-    if deploys && packages.profile != "lambda" && cli.global.run.endpoint_url.is_none() {
+    if inv.verb == Verb::Up && packages.profile != "lambda" && !emulated {
         return Err(Error::invalid(
             "--packages",
             format!(
@@ -270,6 +457,16 @@ impl Session<'_> {
         self.store.save(&snapshot).await
     }
 
+    /// The resources in the order the graph walks them (dependencies first).
+    pub fn order(&self) -> Vec<String> {
+        self.graph.topological_order().unwrap_or_default()
+    }
+
+    /// Whether the state knew the node when the run began.
+    pub fn was_recorded(&self, node: &str) -> bool {
+        !self.ignore_recorded && self.recorded.nodes.contains_key(node)
+    }
+
     /// "12 AWS calls, 1 retried, 3.4s": the cost of the run, retries included.
     pub fn cost(&self) -> serde_json::Value {
         let stats = &self.clients.stats;
@@ -282,7 +479,10 @@ impl Session<'_> {
 
     pub fn cost_line(&self) -> String {
         let c = self.cost();
-        format!("{} AWS calls, {} retried attempts, {}s", c["aws_calls"], c["retried_attempts"], c["seconds"])
+        let took = std::time::Duration::from_secs_f64(c["seconds"].as_f64().unwrap_or(0.0));
+        let took =
+            if took.as_secs() < 60 { format!("{:.1}s", took.as_secs_f64()) } else { config::human_duration(took) };
+        format!("{} AWS calls, {} retried, {took}", c["aws_calls"], c["retried_attempts"])
     }
 
     /// The flat, operator-facing outputs from what the state records.
@@ -325,9 +525,10 @@ pub fn close<T>(progress: NodeProgress, result: &Result<T, Diagnostic>, summary:
     }
 }
 
-/// Prints every failure and skip at the end of a run; returns how many nodes did not finish.
-pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outcome<T>>) -> usize {
-    let mut failed = 0;
+/// Prints every failure and skip at the end of a run; returns (failed, skipped). A skipped node
+/// did not fail: a dependency did, and the error printed for it is the one to act on.
+pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outcome<T>>) -> (usize, usize) {
+    let (mut failed, mut skipped) = (0, 0);
     for (node, outcome) in outcomes {
         match outcome {
             Outcome::Failed(d) => {
@@ -335,15 +536,11 @@ pub fn report_failures<T>(progress: &Progress, outcomes: &BTreeMap<String, Outco
                 progress.println(&format!("error: {d}"));
             }
             Outcome::Skipped { because } => {
-                failed += 1;
+                skipped += 1;
                 progress.println(&format!("skipped: {node}: not attempted because {because} failed"));
             }
             Outcome::Done(_) => {}
         }
     }
-    failed
-}
-
-pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
+    (failed, skipped)
 }

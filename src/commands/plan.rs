@@ -1,11 +1,13 @@
-//! `tapctl plan`: observe and diff every node, change nothing.
+//! `tapctl plan`: observe and diff every node, change nothing. Takes no lock: it reads the state
+//! as last saved, beside a running `up` if need be.
 
-use super::{close, diagnostic, print_json, report_failures, Session};
+use super::report::{Action, Report, Resource};
+use super::{close, diagnostic, report_failures, Session};
 use crate::cli::PlanArgs;
 use crate::engine::{walk, Diagnostic, Direction, Outcome, RetryPolicy};
 use crate::error::Error;
+use crate::outln;
 use crate::resources::Change;
-use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Observes and diffs one node. When a dependency does not exist yet the node cannot be
@@ -27,7 +29,7 @@ pub async fn plan_node(session: &Session<'_>, id: String) -> Result<Change, Diag
     } else {
         Ok(Change::Create)
     };
-    close(ctx.progress, &result, |c| c.action().to_string());
+    close(ctx.progress, &result, |c| Action::of(c, session.was_recorded(&id)).as_str().to_string());
     result
 }
 
@@ -38,68 +40,70 @@ pub async fn plan_all(session: &Session<'_>) -> Result<BTreeMap<String, Outcome<
     .await)
 }
 
+/// One entry per node, in walk order: what `up` would do, with the drifts behind it.
+pub fn planned_resources(session: &Session<'_>, outcomes: &BTreeMap<String, Outcome<Change>>) -> Vec<Resource> {
+    let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    session
+        .order()
+        .iter()
+        .filter_map(|id| match outcomes.get(id)? {
+            Outcome::Done(c) => Some(
+                Resource::new(id, Action::of(c, session.was_recorded(id)))
+                    .with_change(c)
+                    .with_ids(observed.get(id).or_else(|| session.recorded.nodes.get(id).map(|n| &n.outputs))),
+            ),
+            other => Resource::unfinished(id, other),
+        })
+        .collect()
+}
+
 pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
-    let failed = report_failures(&session.progress, &outcomes);
-    let order = session.graph.topological_order().unwrap_or_default();
-    let changes: Vec<(&String, &Change)> = order
-        .iter()
-        .filter_map(|id| match outcomes.get(id) {
-            Some(Outcome::Done(c)) => Some((id, c)),
-            _ => None,
-        })
-        .collect();
-    let count = |a: &str| changes.iter().filter(|(_, c)| c.action() == a).count();
+    let (failed, _) = report_failures(&session.progress, &outcomes);
+    let report = Report::new(session, "plan", planned_resources(session, &outcomes));
     if session.run.json {
-        let nodes: Vec<serde_json::Value> = changes
-            .iter()
-            .map(|(id, c)| {
-                let details: Vec<String> = c.drifts().iter().map(|d| d.to_string()).collect();
-                json!({ "node": id, "action": c.action(), "details": details })
-            })
-            .collect();
-        print_json(&json!({
-            "command": "plan",
-            "suffix": session.names.suffix,
-            "summary": { "create": count("create"), "update": count("update"), "replace": count("replace"), "unchanged": count("no-op"), "failed": failed },
-            "nodes": nodes,
-            "cost": session.cost(),
-        }));
+        report.print();
     } else {
-        for (id, c) in &changes {
-            match c {
-                Change::NoOp => println!("  = {id}"),
-                Change::Create => println!("  + {id} (create)"),
-                Change::Waiting(drifts) => {
-                    println!("  … {id} (waiting)");
-                    for d in drifts {
-                        println!("      - {d}");
-                    }
-                }
-                Change::Update(drifts) => {
-                    println!("  ~ {id} (update)");
-                    for d in drifts {
-                        println!("      - {d}");
-                    }
-                }
-                Change::Replace(reason) => {
-                    println!("  ! {id} (replace: refused by `up` unless allowed)");
-                    println!("      - {reason}");
-                }
+        for r in &report.resources {
+            let (mark, note) = match r.action {
+                Action::None => ("=", ""),
+                Action::Create => ("+", " (create)"),
+                Action::Adopt => ("&", " (adopt: exists, not yet in the state)"),
+                Action::Update => ("~", " (update)"),
+                Action::Waiting => ("…", " (waiting)"),
+                Action::Replace => ("!", " (replace: refused by `up` unless --allow-replace)"),
+                Action::Failed | Action::Skipped => continue,
+                Action::Delete | Action::Absent => ("-", ""),
+            };
+            outln!("  {mark} {}{note}", r.node);
+            for d in &r.changes {
+                outln!("      {d}");
             }
         }
-        println!(
-            "plan: {} to create, {} to update, {} to replace, {} unchanged ({})",
-            count("create"),
-            count("update"),
-            count("replace"),
-            count("no-op"),
+        outln!(
+            "plan: {} ({})",
+            report.tally(
+                &[
+                    Action::Create,
+                    Action::Adopt,
+                    Action::Update,
+                    Action::Replace,
+                    Action::Waiting,
+                    Action::None,
+                    Action::Failed,
+                    Action::Skipped
+                ],
+                Action::planned
+            ),
             session.cost_line()
         );
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });
     }
-    let has_changes = changes.iter().any(|(_, c)| !matches!(c, Change::NoOp | Change::Waiting(_)));
+    let has_changes = report
+        .resources
+        .iter()
+        .any(|r| matches!(r.action, Action::Create | Action::Update | Action::Replace | Action::Adopt));
     Ok(if args.detailed_exitcode && has_changes { 2 } else { 0 })
 }

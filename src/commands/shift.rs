@@ -9,9 +9,11 @@
 //! the traffic as it was before the command (the live colour takes every request again) and
 //! the command fails.
 
-use super::{print_json, Session};
+use super::report::print_json;
+use super::Session;
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::cli::ShiftArgs;
+use crate::config::human_duration;
 use crate::error::Error;
 use crate::resources::api::rest::ROUTES;
 use crate::resources::api::stage::{self, patches, restore, update};
@@ -31,13 +33,25 @@ pub fn weights(args: &ShiftArgs) -> Result<Vec<u8>, Error> {
     }
     match (&args.steps, args.weight) {
         (Some(steps), _) => {
-            if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Error::invalid("--steps", "must be increasing weights of 1-100, e.g. 10,50,100"));
+            let ok = !steps.is_empty()
+                && steps.iter().all(|w| (1..=100).contains(w))
+                && steps.windows(2).all(|w| w[0] < w[1]);
+            if !ok {
+                return Err(Error::invalid(
+                    "--steps",
+                    format!(
+                        "must be increasing weights of 1-100, e.g. 10,50,100; got {}",
+                        steps.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+                    ),
+                ));
             }
-            Ok(steps.clone())
+            Ok(steps.iter().map(|w| *w as u8).collect())
         }
-        (None, Some(w)) if w <= 100 => Ok(vec![w]),
-        (None, Some(_)) => Err(Error::invalid("--weight", "must be 0-100")),
+        (None, Some(w)) if (0..=100).contains(&w) => Ok(vec![w as u8]),
+        (None, Some(w)) => Err(Error::invalid(
+            "--weight",
+            format!("must be a percentage from 0 (roll back) to 100 (promote), got {w}"),
+        )),
         (None, None) => Err(Error::invalid("--weight", "is required (or --steps)")),
     }
 }
@@ -73,9 +87,9 @@ async fn bake(session: &Session<'_>, names: &[String], bake: Duration, poll: Dur
             return Ok(vec![]);
         }
         session.progress.println(&format!(
-            "baking: {}s of {}s, {} alarms OK",
-            waited.as_secs(),
-            bake.as_secs(),
+            "baking: {} of {}, {} alarms OK",
+            human_duration(waited),
+            human_duration(bake),
             states.values().filter(|s| *s == "OK").count()
         ));
         tokio::time::sleep(poll.min(bake - waited)).await;
@@ -128,11 +142,30 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
     }
     let watched = alarms::watched(names, to);
     let bakes = args.watch.is_some() || plan.len() > 1;
-    if bakes && alarms::states(&session.clients.cloudwatch, &watched).await?.is_empty() {
+    let states = alarms::states(&session.clients.cloudwatch, &watched).await?;
+    if bakes && states.is_empty() {
         return Err(Error::Refused(format!(
             "none of the alarms to watch exist ({}…): run `tapctl up` to create them",
             watched[0]
         )));
+    }
+    // Moving traffic onto a colour that already fails would only be rolled back (or, unwatched,
+    // hurt payments): refused unless the operator says otherwise. A rollback (weight 0) is never
+    // refused: it moves traffic away from the colour.
+    let firing: Vec<&String> = states.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n).collect();
+    if !firing.is_empty() && plan.iter().any(|w| *w > 0) {
+        let names: Vec<&str> = firing.iter().map(|n| n.as_str()).collect();
+        if args.force {
+            session
+                .progress
+                .println(&format!("warning: moving traffic to {to} although {} in ALARM (--force)", names.join(", ")));
+        } else {
+            return Err(Error::Refused(format!(
+                "{} of {to} already in ALARM: {}; fix it (or roll back) first, or pass --force to shift anyway",
+                if names.len() == 1 { "an alarm is" } else { "alarms are" },
+                names.join(", ")
+            )));
+        }
     }
 
     let mut now = before.clone();
@@ -150,7 +183,7 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
             update(apigw, &api, restore(&now, &before)).await?;
             let after = read(apigw, &api).await?;
             if session.run.json {
-                print_json(&json!({ "command": "shift", "rolled_back": true, "alarms": firing, "traffic": after }));
+                print_json(&shift_report(session, to, &plan, true, &firing, &after, &api));
             }
             return Err(Error::RolledBack(format!(
                 "alarm {} fired while {to} took {weight} %; rolled back: {}",
@@ -160,9 +193,27 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
         }
     }
     if session.run.json {
-        print_json(&json!({ "command": "shift", "rolled_back": false, "traffic": now, "api_id": api }));
+        print_json(&shift_report(session, to, &plan, false, &[], &now, &api));
     } else {
-        println!("shift: {} ({})", describe(&now), session.cost_line());
+        crate::outln!("shift: {} ({})", describe(&now), session.cost_line());
     }
     Ok(0)
+}
+
+/// The shift in the one JSON shape (commands::report): no resource changes, the traffic after.
+fn shift_report(
+    session: &Session<'_>,
+    to: crate::traffic::Color,
+    weights: &[u8],
+    rolled_back: bool,
+    firing: &[String],
+    traffic: &Traffic,
+    api: &str,
+) -> serde_json::Value {
+    let mut report = super::report::Report::new(session, "shift", vec![]);
+    report.traffic = serde_json::to_value(traffic).ok();
+    report.shift = Some(json!({
+        "to": to, "weights": weights, "rolled_back": rolled_back, "alarms": firing, "api_id": api,
+    }));
+    serde_json::to_value(&report).unwrap_or_default()
 }

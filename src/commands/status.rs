@@ -1,18 +1,21 @@
 //! `tapctl status`: every resource, its ids, and whether it exists as recorded.
 
-use super::{plan::plan_all, print_json, report_failures, Session};
+use super::plan::{plan_all, planned_resources};
+use super::report::{Report, Resource};
+use super::{report_failures, Session};
+use crate::cli::StatusArgs;
 use crate::engine::Outcome;
 use crate::error::Error;
+use crate::outln;
 use crate::resources::monitoring::alarms;
 use crate::resources::Change;
-use crate::resources::Outputs;
 use crate::traffic::Traffic;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// ok: exists as recorded. missing: recorded, gone. drifted: exists, differs. untracked: exists,
 /// not in the state (the next `up` adopts it). absent: neither recorded nor present.
-fn status_of(recorded: bool, change: &Change) -> &'static str {
+pub fn status_of(recorded: bool, change: &Change) -> &'static str {
     match (recorded, change) {
         (true, Change::Create) => "missing",
         (false, Change::Create) => "absent",
@@ -21,24 +24,6 @@ fn status_of(recorded: bool, change: &Change) -> &'static str {
         (true, Change::NoOp) => "ok",
         (false, Change::NoOp) => "untracked",
     }
-}
-
-/// The ids, ARNs and names among a node's outputs, for the table (lists and maps flattened).
-fn ids(outputs: &Outputs) -> Vec<String> {
-    let mut v = Vec::new();
-    for (k, val) in outputs {
-        let named = ["_id", "_ids", "_arn", "_arns", "_name", "_names"].iter().any(|s| k.ends_with(s));
-        if !named {
-            continue;
-        }
-        match val {
-            Value::String(s) => v.push(s.clone()),
-            Value::Array(a) => v.extend(a.iter().filter_map(Value::as_str).map(str::to_string)),
-            Value::Object(m) => v.extend(m.values().filter_map(Value::as_str).map(str::to_string)),
-            _ => {}
-        }
-    }
-    v
 }
 
 /// The split drawn as 40 cells: `blue ██████████████████████████████████████░░ green`.
@@ -57,13 +42,13 @@ pub fn bar(t: &Traffic) -> String {
 
 /// Who gets the traffic, the versions behind each colour, and every alarm's state — read from
 /// API Gateway, Lambda (through the functions node's observation) and CloudWatch.
-struct Report {
+struct TrafficReport {
     traffic: Option<Traffic>,
     versions: Value,
     alarms: BTreeMap<String, String>,
 }
 
-async fn traffic_report(session: &Session<'_>) -> Result<Report, Error> {
+async fn traffic_report(session: &Session<'_>) -> Result<TrafficReport, Error> {
     // As the functions' nodes saw it in this run: the stage is read once.
     let traffic =
         crate::resources::api::stage::shared_traffic(&session.memo, &session.clients.apigateway, &session.names.api())
@@ -87,80 +72,128 @@ async fn traffic_report(session: &Session<'_>) -> Result<Report, Error> {
     };
     let names: Vec<String> = alarms::specs(&session.names, "").into_iter().map(|s| s.name).collect();
     let alarms = alarms::states(&session.clients.cloudwatch, &names).await?;
-    Ok(Report { traffic, versions, alarms })
+    Ok(TrafficReport { traffic, versions, alarms })
 }
 
-pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
+/// The widest a line of the human table gets (ids and long drifts are cut; `--wide` and
+/// `--json` show them whole).
+pub const WIDTH: usize = 120;
+
+pub async fn run(session: &Session<'_>, args: &StatusArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
-    let report = traffic_report(session).await?;
-    let failed = report_failures(&session.progress, &outcomes);
-    let order = session.graph.topological_order().unwrap_or_default();
-    let observed = session.outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let recorded = session.lock_state().nodes.clone();
-    let mut rows = Vec::new();
-    for id in &order {
-        let Some(Outcome::Done(change)) = outcomes.get(id) else {
-            continue;
-        };
-        let status = status_of(recorded.contains_key(id), change);
-        let outputs = observed.get(id).or_else(|| recorded.get(id).map(|n| &n.outputs)).cloned().unwrap_or_default();
-        let details: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
-        rows.push((id.clone(), status, ids(&outputs), details));
+    let traffic = traffic_report(session).await?;
+    let (failed, _) = report_failures(&session.progress, &outcomes);
+    let mut resources = planned_resources(session, &outcomes);
+    for r in &mut resources {
+        if let Some(Outcome::Done(change)) = outcomes.get(&r.node) {
+            r.status = Some(status_of(session.was_recorded(&r.node), change));
+        }
     }
-    let healthy = rows.iter().all(|(_, s, _, _)| *s == "ok");
+    // Healthy: everything exists as recorded (a release waiting for a canary to end is not a fault).
+    let unhealthy: Vec<&Resource> =
+        resources.iter().filter(|r| !matches!(r.status, Some("ok") | Some("waiting"))).collect();
+    let healthy = unhealthy.is_empty() && failed == 0;
+    let mut report = Report::new(session, "status", resources.clone());
+    report.healthy = Some(healthy);
+    report.traffic = traffic.traffic.as_ref().and_then(|t| serde_json::to_value(t).ok());
+    report.versions = Some(traffic.versions.clone());
+    report.alarms = Some(traffic.alarms.clone());
+    report.outputs = Some(session.operator_outputs());
     if session.run.json {
-        let resources: Vec<Value> =
-            rows.iter().map(|(id, s, ids, d)| json!({ "node": id, "status": s, "ids": ids, "drift": d })).collect();
-        print_json(&json!({
-            "suffix": session.names.suffix,
-            "region": session.config.region,
-            "account": session.names.account,
-            "healthy": healthy && failed == 0,
-            "resources": resources,
-            "api_url": session.operator_outputs().get("api_url"),
-            "traffic": report.traffic,
-            "versions": report.versions,
-            "alarms": report.alarms,
-            "outputs": session.operator_outputs(),
-        }));
+        report.print();
     } else {
-        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10);
-        println!("{:width$}  {:9}  IDS", "RESOURCE", "STATUS");
-        for (id, s, ids, details) in &rows {
-            println!("{id:width$}  {s:9}  {}", ids.join(", "));
-            for d in details {
-                println!("{:width$}  {:9}  - {d}", "", "");
-            }
+        print_table(&resources, args.wide);
+        outln!();
+        match &traffic.traffic {
+            Some(t) => outln!("traffic: {}", bar(t)),
+            None => outln!("traffic: no stage yet (run `tapctl up`)"),
         }
-        println!();
-        match &report.traffic {
-            Some(t) => println!("traffic: {}", bar(t)),
-            None => println!("traffic: no stage yet (run up)"),
-        }
-        if let Some(v) = report.versions.as_object() {
+        if let Some(v) = traffic.versions.as_object() {
             for (color, per) in v {
                 let list: Vec<String> = per
                     .as_object()
-                    .map(|m| m.iter().map(|(f, n)| format!("{f}:{}", n.as_str().unwrap_or("?"))).collect())
+                    .map(|m| m.iter().map(|(f, n)| format!("{f} v{}", n.as_str().unwrap_or("?"))).collect())
                     .unwrap_or_default();
-                println!("  {color:5} runs {}", list.join(", "));
+                if !list.is_empty() {
+                    outln!("  {color:5} runs {}", list.join(", "));
+                }
             }
         }
-        let firing: Vec<&str> = report.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
+        let firing: Vec<&str> = traffic.alarms.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n.as_str()).collect();
         match firing.is_empty() {
-            true => println!("alarms: {} total, none in ALARM", report.alarms.len()),
-            false => {
-                println!("alarms: {} total, {} in ALARM: {}", report.alarms.len(), firing.len(), firing.join(", "))
-            }
+            true => outln!("alarms: {} total, none in ALARM", traffic.alarms.len()),
+            false => outln!("alarms: {} total, {} in ALARM: {}", traffic.alarms.len(), firing.len(), firing.join(", ")),
         }
-        println!();
-        println!("outputs:");
-        for (k, v) in session.operator_outputs() {
-            println!("  {k} = {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let outputs = session.operator_outputs();
+        if let Some(url) = outputs.get("api_url") {
+            outln!("api: {}", super::stacks::plain(url));
         }
+        outln!(
+            "{}: {} ({})",
+            session.names.suffix,
+            if healthy { "healthy".to_string() } else { format!("{} resource(s) need `tapctl up`", unhealthy.len()) },
+            session.cost_line()
+        );
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });
     }
-    Ok(0)
+    Ok(if healthy { 0 } else { EXIT_UNHEALTHY })
+}
+
+/// `status` exits 2 when a resource is missing, drifted, or not yet in the state.
+pub const EXIT_UNHEALTHY: u8 = 2;
+
+fn print_table(resources: &[Resource], wide: bool) {
+    let width = resources.iter().map(|r| r.node.len()).max().unwrap_or(10).max(8);
+    let fit = |line: String| if wide { line } else { crate::output::fit(&line, WIDTH) };
+    outln!(
+        "{}",
+        fit(format!("{:width$}  {:9}  {}", "RESOURCE", "STATUS", if wide { "IDS" } else { "" }).trim_end().to_string())
+    );
+    for r in resources {
+        let status = r.status.unwrap_or(r.action.as_str());
+        let ids = if wide { plain_ids(r) } else { String::new() };
+        outln!("{}", fit(format!("{:width$}  {status:9}  {ids}", r.node).trim_end().to_string()));
+        for d in &r.changes {
+            outln!("{}", fit(format!("{:width$}  {:9}  {d}", "", "")));
+        }
+        if let Some(e) = &r.error {
+            outln!("{}", fit(format!("{:width$}  {:9}  {}", "", "", e.message)));
+        }
+    }
+}
+
+fn plain_ids(r: &Resource) -> String {
+    r.ids.values().map(super::stacks::plain).collect::<Vec<_>>().join(", ")
+}
+
+/// Repeats the status every `every` until interrupted; each round reads the state and AWS anew.
+pub async fn watch(
+    cli: &crate::cli::Cli,
+    inv: &super::Invocation<'_>,
+    run: &crate::config::RunConfig,
+    clients: &crate::aws::Clients,
+    packages: Option<std::sync::Arc<crate::package::Packages>>,
+    every: std::time::Duration,
+) -> Result<u8, Error> {
+    if every.is_zero() {
+        return Err(Error::invalid("--watch", "must be longer than 0s"));
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        if terminal {
+            crate::out!("\x1b[2J\x1b[H");
+        }
+        let round = super::open_and_run(cli, inv, run.clone(), clients.clone(), packages.clone());
+        let code = tokio::select! {
+            r = round => r?,
+            _ = super::interrupted() => return Ok(0),
+        };
+        outln!("(every {}, Ctrl-C to stop; last exit {code})", crate::config::human_duration(every));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = super::interrupted() => return Ok(0),
+        }
+    }
 }

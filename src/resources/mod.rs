@@ -478,6 +478,8 @@ pub trait Node: Send + Sync {
     async fn apply(&self, ctx: &Ctx, planned: Planned) -> Result<Outputs>;
     /// Deletes the resource if it exists; true when there was something to delete.
     async fn destroy(&self, ctx: &Ctx) -> Result<bool>;
+    /// Whether `destroy` would find something to delete (same context: no inputs).
+    async fn exists(&self, ctx: &Ctx) -> Result<bool>;
 }
 
 #[async_trait]
@@ -518,6 +520,10 @@ impl<R: Resource> Node for R {
             None => None,
         };
         Resource::apply(self, ctx, observed).await
+    }
+
+    async fn exists(&self, ctx: &Ctx) -> Result<bool> {
+        Ok(self.observe(ctx).await?.is_some())
     }
 
     async fn destroy(&self, ctx: &Ctx) -> Result<bool> {

@@ -13,6 +13,7 @@ mod local;
 pub mod s3;
 
 pub use local::LocalStore;
+pub use local::{holder as local_holder, suffixes as local_suffixes};
 pub use s3::S3Store;
 
 use crate::config::StackSettings;
@@ -72,6 +73,10 @@ pub trait Store: Send + Sync {
     async fn save_outputs(&self, text: String) -> Result<(), Error>;
     /// After a destroy: nothing is left to record.
     async fn remove(&self) -> Result<(), Error>;
+    /// The operator-facing outputs, when a run saved them.
+    async fn load_outputs(&self) -> Result<Option<String>, Error>;
+    /// For a reader that took no lock: who holds it now, if anyone.
+    async fn holder(&self) -> Option<LockHolder>;
     /// Releases the lock now.
     async fn release(&self);
 }
@@ -191,6 +196,22 @@ impl StateStore {
 
     pub async fn save_outputs(&self, outputs: &Outputs) -> Result<(), Error> {
         self.store.save_outputs(serde_json::to_string_pretty(outputs).unwrap_or_else(|_| "{}".into())).await
+    }
+
+    /// The outputs the last `up` saved, if any.
+    pub async fn load_outputs(&self) -> Result<Option<Outputs>, Error> {
+        match self.store.load_outputs().await? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| Error::State {
+                message: format!("the outputs beside {} are corrupt: {e}", self.location()),
+                hint: Some("run `tapctl up` to write them again".into()),
+            }),
+        }
+    }
+
+    /// For a snapshot: who holds the lock now, if anyone.
+    pub async fn holder(&self) -> Option<LockHolder> {
+        self.store.holder().await
     }
 
     /// After a destroy: nothing is left to record.

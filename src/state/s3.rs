@@ -27,7 +27,8 @@ pub struct S3Store {
     suffix: String,
     lock_etag: Arc<Mutex<String>>,
     state_etag: Mutex<Option<String>>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    /// None for a snapshot: it holds no lock, and may not write.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn lease() -> Duration {
@@ -61,8 +62,41 @@ impl S3Store {
         self.remote.key(&format!("{}.{ext}", self.suffix))
     }
 
-    /// Takes the lock, or refuses naming its holder.
+    /// A reader that takes no lock: a GetObject returns one whole version of the document.
+    pub fn snapshot(s3: aws_sdk_s3::Client, remote: RemoteState, suffix: &str) -> S3Store {
+        S3Store {
+            s3,
+            remote,
+            suffix: suffix.to_string(),
+            lock_etag: Arc::new(Mutex::new(String::new())),
+            state_etag: Mutex::new(None),
+            heartbeat: None,
+        }
+    }
+
+    /// Takes the lock, waiting up to `wait` for its holder to finish, or refuses naming the holder.
     pub async fn lock(
+        s3: aws_sdk_s3::Client,
+        remote: RemoteState,
+        suffix: &str,
+        command: &str,
+        wait: Option<Duration>,
+    ) -> Result<S3Store, Error> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_lock(s3.clone(), remote.clone(), suffix, command).await {
+                Err(Error::Locked(why)) => match wait {
+                    Some(limit) if started.elapsed() < limit => {
+                        tokio::time::sleep(Duration::from_secs(1).min(limit - started.elapsed())).await
+                    }
+                    _ => return Err(Error::Locked(format!("{why}; pass --lock-timeout 5m to wait for it"))),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_lock(
         s3: aws_sdk_s3::Client,
         remote: RemoteState,
         suffix: &str,
@@ -90,8 +124,58 @@ impl S3Store {
         };
         let lock_etag = Arc::new(Mutex::new(etag));
         let heartbeat = tokio::spawn(renew(s3.clone(), remote.clone(), lock_key, lock_etag.clone(), holder, lease));
-        Ok(S3Store { s3, remote, suffix: suffix.to_string(), lock_etag, state_etag: Mutex::new(None), heartbeat })
+        Ok(S3Store {
+            s3,
+            remote,
+            suffix: suffix.to_string(),
+            lock_etag,
+            state_etag: Mutex::new(None),
+            heartbeat: Some(heartbeat),
+        })
     }
+
+    fn writable(&self) -> Result<(), Error> {
+        match self.heartbeat {
+            Some(_) => Ok(()),
+            None => Err(Error::State {
+                message: format!("the state {} was opened to read; nothing may be written", self.location()),
+                hint: None,
+            }),
+        }
+    }
+
+    async fn get(&self, key: String) -> Result<Option<(Option<String>, Vec<u8>)>, Error> {
+        let got = self.s3.get_object().bucket(&self.remote.bucket).key(&key).send().await.aws("s3:GetObject");
+        let out = match got {
+            Ok(out) => out,
+            Err(e) if e.code.as_deref() == Some("NoSuchKey") => return Ok(None),
+            Err(e) => return Err(state_error(e, "read the remote state")),
+        };
+        let etag = out.e_tag().map(str::to_string);
+        let bytes = out.body.collect().await.map_err(|e| Error::State {
+            message: format!("cannot read s3://{}/{key}: {e}", self.remote.bucket),
+            hint: None,
+        })?;
+        Ok(Some((etag, bytes.into_bytes().to_vec())))
+    }
+}
+
+/// The suffixes with a state document under the remote prefix, sorted.
+pub async fn suffixes(s3: &aws_sdk_s3::Client, remote: &RemoteState) -> Result<Vec<String>, Error> {
+    let prefix = remote.key("");
+    let mut pages = s3.list_objects_v2().bucket(&remote.bucket).prefix(&prefix).into_paginator().send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.aws("s3:ListObjectsV2").map_err(|e| state_error(e, "list the remote states"))?;
+        for o in page.contents() {
+            let name = o.key().unwrap_or_default().strip_prefix(&prefix).unwrap_or_default();
+            if let Some(s) = name.strip_suffix(".json").filter(|s| !s.contains('.') && !s.contains('/')) {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[async_trait]
@@ -106,23 +190,31 @@ impl Store for S3Store {
 
     /// Remembers the document's ETag: a save is conditional on it.
     async fn load(&self) -> Result<Option<String>, Error> {
-        let got =
-            self.s3.get_object().bucket(&self.remote.bucket).key(self.key("json")).send().await.aws("s3:GetObject");
-        let out = match got {
-            Ok(out) => out,
-            Err(e) if e.code.as_deref() == Some("NoSuchKey") => return Ok(None),
-            Err(e) => return Err(state_error(e, "read the remote state")),
-        };
-        let etag = out.e_tag().map(str::to_string);
-        let bytes = out.body.collect().await.map_err(|e| Error::State {
-            message: format!("cannot read the remote state {}: {e}", self.location()),
-            hint: None,
-        })?;
+        let Some((etag, bytes)) = self.get(self.key("json")).await? else { return Ok(None) };
         *self.state_etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
-        Ok(Some(String::from_utf8_lossy(&bytes.into_bytes()).into_owned()))
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    async fn load_outputs(&self) -> Result<Option<String>, Error> {
+        Ok(self.get(self.key("outputs.json")).await?.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    async fn holder(&self) -> Option<LockHolder> {
+        if self.heartbeat.is_some() {
+            return None;
+        }
+        let (_, bytes) = self.get(self.key("lock")).await.ok()??;
+        let holder: LockHolder = serde_json::from_slice(&bytes).ok()?;
+        let live = holder
+            .expires
+            .as_deref()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .is_none_or(|e| e > chrono::Utc::now());
+        live.then_some(holder)
     }
 
     async fn save(&self, text: String) -> Result<(), Error> {
+        self.writable()?;
         let etag = self.state_etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut put = self
             .s3
@@ -149,6 +241,7 @@ impl Store for S3Store {
     }
 
     async fn save_outputs(&self, text: String) -> Result<(), Error> {
+        self.writable()?;
         self.s3
             .put_object()
             .bucket(&self.remote.bucket)
@@ -163,6 +256,7 @@ impl Store for S3Store {
     }
 
     async fn remove(&self) -> Result<(), Error> {
+        self.writable()?;
         for key in [self.key("json"), self.key("outputs.json")] {
             self.s3
                 .delete_object()
@@ -178,7 +272,8 @@ impl Store for S3Store {
     }
 
     async fn release(&self) {
-        self.heartbeat.abort();
+        let Some(heartbeat) = &self.heartbeat else { return };
+        heartbeat.abort();
         let etag = self.lock_etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let deleted = self
             .s3

@@ -765,13 +765,17 @@ impl Account {
         self._rt.block_on(f)
     }
 
-    /// `tapctl <args> --endpoint-url <proxy> --state-dir <dir> --no-progress`, not yet started.
+    /// `tapctl <args>` against the proxy (AWS_ENDPOINT_URL) with this account's state directory
+    /// (TAPCTL_STATE), not yet started. Given as the environment, as an operator's shell would,
+    /// so that every command takes them whichever options it has.
     pub fn tapctl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapctl"));
         cmd.args(args)
-            .args(["--endpoint-url", &self.proxy.url, "--no-progress"])
-            .arg("--state-dir")
-            .arg(self.state_dir.path())
+            .env("AWS_ENDPOINT_URL", &self.proxy.url)
+            .env("TAPCTL_STATE", self.state_dir.path())
+            .env("TAPCTL_NO_PROGRESS", "true")
+            .env_remove("TAPCTL_SUFFIX")
+            .env_remove("XDG_STATE_HOME")
             .stdin(Stdio::null());
         aws_env(&mut cmd);
         if let Some(packages) = &self.packages {
