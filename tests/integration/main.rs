@@ -12,6 +12,7 @@ mod graph;
 mod harness;
 mod harness_tests;
 mod lambda;
+mod logs;
 mod network;
 mod packaging;
 mod postgres;

@@ -44,6 +44,12 @@ Extensions (each tested in tests/integration/harness_tests.rs):
 8. UpdateFunctionCode takes the new code's Architectures, as AWS does. moto 5.2.5 ignores it, so
    a function made for x86_64 kept reporting x86_64 after arm64 code was uploaded.
 
+9. FilterLogEvents interleaves the events of all the group's streams in time order, as AWS has
+   done since June 2019 (the SDK deprecates the `interleaved` parameter; AWS ignores it). moto
+   5.2.5 does so only when asked with interleaved=true, and otherwise returns one stream's events
+   after another's, so `tapctl logs` printed a function's instances one after the other instead
+   of as they happened. (Tested in tests/integration/logs.rs.)
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -271,6 +277,23 @@ lambda_models.LambdaFunction.update_function_code = _lambda_update_function_code
 lambda_models.LambdaFunction.__init__ = _lambda_init_with_logging
 lambda_models.LambdaFunction.get_configuration = _lambda_get_configuration_with_logging
 lambda_models.LambdaFunction.update_configuration = _lambda_update_configuration_with_logging
+
+
+from moto.logs import models as logs_models
+
+_log_group_filter_log_events = logs_models.LogGroup.filter_log_events
+
+
+def _log_group_filter_log_events_interleaved(
+    self, log_group_name, log_stream_names, start_time, end_time, limit, next_token, filter_pattern, interleaved
+):
+    # AWS ignores the parameter and always interleaves (a stable sort: ties keep stream order).
+    return _log_group_filter_log_events(
+        self, log_group_name, log_stream_names, start_time, end_time, limit, next_token, filter_pattern, True
+    )
+
+
+logs_models.LogGroup.filter_log_events = _log_group_filter_log_events_interleaved
 
 
 from moto import backends as moto_backends
