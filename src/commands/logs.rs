@@ -43,8 +43,8 @@ pub async fn run(args: &LogsArgs) -> Result<u8, Error> {
     };
     let since = i64::try_from(args.since.as_millis()).unwrap_or(i64::MAX);
     let mut cursor = Cursor::new(chrono::Utc::now().timestamp_millis().saturating_sub(since).max(0));
-    // Installed before the first read, so that a signal is never the default one (which would
-    // end the process without a word and with the wrong code).
+    // Listened for before the first read: from here on a signal ends the read or the follow
+    // through the select below (a follow's normal end), never as an unhandled signal.
     let signal = super::interrupted();
     tokio::pin!(signal);
     let work = async {
