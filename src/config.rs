@@ -284,6 +284,7 @@ impl Selection {
 /// Sizing and layout of the stack. Unset options keep the value recorded by the last `up`
 /// of this suffix, else the documented default, so `plan` compares against what `up` built.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Stack settings (recorded by up; later runs keep them)")]
 pub struct StackOverrides {
     /// IPv4 CIDR of the VPC, /16 to /23, in a private (RFC 1918) range. Default 10.0.0.0/16.
     /// Subnets are carved from it: three private /(n+2), three public and three database /(n+5).

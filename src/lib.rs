@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod interrupt;
 pub mod names;
 pub mod output;
 pub mod package;

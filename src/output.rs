@@ -22,6 +22,11 @@ pub fn write(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Whether the reader of stdout has gone (a write met a closed pipe).
+pub fn closed() -> bool {
+    CLOSED.load(Ordering::Relaxed)
+}
+
 /// `println!` that survives a closed pipe.
 #[macro_export]
 macro_rules! outln {

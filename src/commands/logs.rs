@@ -111,6 +111,10 @@ impl Reader<'_> {
     async fn follow(&self, cursor: &mut Cursor) -> Result<(), Error> {
         loop {
             tokio::time::sleep(POLL).await;
+            // `tapctl logs -f | head -3`: once the reader has gone there is no one to follow for.
+            if crate::output::closed() {
+                return Ok(());
+            }
             match self.read(cursor).await {
                 Ok(()) => {}
                 // Throttling or the network outlasting the SDK's retries: the next poll asks again

@@ -143,6 +143,7 @@ pub struct Session<'a> {
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
+    crate::interrupt::install();
     // Everything the user typed is checked before the state is touched or AWS is called.
     match &cli.command {
         Command::Build(args) => return build::run(args, args.json),
@@ -330,28 +331,7 @@ fn unreachable(e: crate::aws::AwsError, endpoint: Option<&str>, region: &str) ->
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming it.
-pub async fn interrupted() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
-}
+pub use crate::interrupt::interrupted;
 
 /// The function packages: required by `up`, compared by `plan` and `status` when present, never
 /// needed to shift or destroy. Read and checked here, before the first AWS call.

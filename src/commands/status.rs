@@ -187,7 +187,10 @@ pub async fn watch(
         }
         let round = super::open_and_run(cli, inv, run.clone(), clients.clone(), packages.clone());
         let code = tokio::select! {
-            r = round => r?,
+            r = round => match r {
+                Err(Error::Interrupted(_)) => return Ok(0),
+                other => other?,
+            },
             _ = super::interrupted() => return Ok(0),
         };
         outln!("(every {}, Ctrl-C to stop; last exit {code})", crate::config::human_duration(every));

@@ -84,7 +84,8 @@ impl NodeProgress {
     /// "waiting for <reason> (12s, up to 10m)": shown live, or as a plain line when the reason
     /// changes and every 30 s after.
     pub fn waiting(&self, reason: &str, waited: Duration, limit: Duration) {
-        let msg = format!("waiting for {reason} ({}s, up to {}s)", waited.as_secs(), limit.as_secs());
+        let human = crate::config::human_duration;
+        let msg = format!("waiting for {reason} ({}, up to {})", human(waited), human(limit));
         match &self.bar {
             Some(b) => b.set_message(msg),
             None => {

@@ -285,7 +285,10 @@ fn the_users_story_up_shift_status_destroy() {
     assert_eq!(status["versions"]["blue"]["process"], "1");
     assert_eq!(status["versions"]["green"]["process"], "1");
     assert_eq!(status["alarms"].as_object().unwrap().len(), 13);
-    assert!(status["api_url"].as_str().unwrap().starts_with(&format!("https://{}.execute-api.", api_id(&acct))));
+    assert!(status["outputs"]["api_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("https://{}.execute-api.", api_id(&acct))));
     let table = acct.ok(&["status", "--suffix", "qa"]).stdout;
     assert!(
         table.contains("traffic: blue ████") && table.contains("░ green") && table.contains("green 10 %"),

@@ -70,15 +70,36 @@ fn other_bad_options_are_refused_naming_the_option() {
     }
     let run = acct.run(&["up", "--suffix", "qa", "--state-dir", file.to_str().unwrap()]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("--state-dir"), "{}", run.stderr);
+    assert!(run.stderr.contains("--state"), "{}", run.stderr);
     assert!(acct.proxy.calls().is_empty(), "AWS was called: {:?}", acct.proxy.calls());
 }
 
 #[test]
-fn global_options_work_before_and_after_the_command() {
+fn each_command_lists_its_own_options_apart_and_only_those_that_apply() {
     let acct = Account::new();
-    acct.ok(&["--suffix", "qa", "plan"]);
-    acct.ok(&["plan", "--suffix", "qa", "--json"]);
+    let help = |args: &[&str]| acct.ok(args).stdout;
+    let build = help(&["build", "--help"]);
+    for absent in ["--suffix", "--vpc-cidr", "--endpoint-url", "--lock-timeout", "--parallelism"] {
+        assert!(!build.contains(absent), "build ignores {absent}, so its help must not list it:\n{build}");
+    }
+    let status = help(&["status", "--help"]);
+    assert!(!status.contains("--lock-timeout") && !status.contains("--vpc-cidr"), "{status}");
+    assert!(status.contains("Stack selection:") && status.contains("--wide"), "{status}");
+    let up = help(&["up", "--help"]);
+    for heading in ["Options:", "Stack selection:", "Stack settings", "Run:", "Output:"] {
+        assert!(up.contains(heading), "up --help groups its options under {heading:?}:\n{up}");
+    }
+    // The usage line does not claim that --suffix (which TAPCTL_SUFFIX or `tapctl use` supply) is required.
+    assert!(!up.lines().next().unwrap_or_default().contains("--suffix <"), "{up}");
+    let top = help(&["--help"]);
+    for example in ["tapctl shift --to green --weight 10", "tapctl status", "tapctl destroy", "tapctl use qa"] {
+        assert!(top.contains(example), "top-level examples: {example:?}\n{top}");
+    }
+    assert!(help(&["shift-traffic", "--help"]).contains("--weight"), "the design card's name is an alias");
+    assert!(acct.ok(&["version"]).stdout.starts_with(&format!("tapctl {}", env!("CARGO_PKG_VERSION"))));
+    let completion = help(&["completions", "bash"]);
+    assert!(completion.contains("shift-traffic") && completion.contains("--lock-timeout"), "bash completion");
+    assert!(acct.proxy.calls().is_empty(), "help, version and completions call no AWS");
 }
 
 #[test]

@@ -327,13 +327,13 @@ fn plan_detects_and_up_repairs_data_drift_without_replacing_the_table() {
     let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
     assert_eq!(plan.code, 2, "{}", plan.stderr);
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    let node = |id: &str| plan["nodes"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
+    let node = |id: &str| plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
     assert_eq!(node("tables.transactions")["action"], "update", "a PITR change is an update, never a replace");
-    let table = node("tables.transactions")["details"].to_string();
+    let table = node("tables.transactions")["changes"].to_string();
     assert!(table.contains("point-in-time recovery is off") && table.contains("GSI by-status missing"), "{table}");
-    let bucket = node("storage.audit-bucket")["details"].to_string();
+    let bucket = node("storage.audit-bucket")["changes"].to_string();
     assert!(bucket.contains("versioning") && bucket.contains("lifecycle"), "{bucket}");
-    assert!(node("params.config")["details"].to_string().contains("max-amount-minor has another value"));
+    assert!(node("params.config")["changes"].to_string().contains("max-amount-minor has another value"));
     assert!(!plan.to_string().contains("999999999"), "plan does not show parameter values");
 
     acct.ok(&["up", "--suffix", "qa"]);

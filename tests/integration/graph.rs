@@ -93,6 +93,11 @@ fn one_function_refused_leaves_the_other_three_deployed_and_skips_only_what_need
         run.stderr
     );
     assert!(!run.stderr.contains("skipped: rotation.db-master"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(", 1 failed, ") && run.stdout.contains(" skipped ("),
+        "skipped is not failed: {}",
+        run.stdout
+    );
     let secret = acct
         .block_on(async { acct.secrets.describe_secret().secret_id("payments/qa/db-master").send().await.unwrap() });
     assert_eq!(secret.rotation_enabled(), Some(true), "rotation did not wait for fraud-check");

@@ -770,6 +770,7 @@ impl Account {
     /// so that every command takes them whichever options it has.
     pub fn tapctl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapctl"));
+        aws_env(&mut cmd);
         cmd.args(args)
             .env("AWS_ENDPOINT_URL", &self.proxy.url)
             .env("TAPCTL_STATE", self.state_dir.path())
@@ -777,7 +778,6 @@ impl Account {
             .env_remove("TAPCTL_SUFFIX")
             .env_remove("XDG_STATE_HOME")
             .stdin(Stdio::null());
-        aws_env(&mut cmd);
         if let Some(packages) = &self.packages {
             cmd.env("TAPCTL_PACKAGES", packages.path());
         }

@@ -14,6 +14,7 @@ mod harness_tests;
 mod lambda;
 mod logs;
 mod network;
+mod operator;
 mod packaging;
 mod postgres;
 mod propagation;

@@ -200,7 +200,7 @@ fn a_second_up_makes_no_mutating_call_and_keeps_every_id() {
     assert!(!calls.is_empty(), "the proxy saw nothing: the test would prove nothing");
     let mutating: Vec<_> = calls.iter().filter(|c| c.is_mutating()).collect();
     assert!(mutating.is_empty(), "a converged up made mutating calls: {mutating:?}");
-    assert!(run.stdout.contains(&format!("0 created, 0 updated, {NODES} unchanged")), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("up: 0 created, {NODES} unchanged (")), "{}", run.stdout);
     assert_eq!(inventory(&acct, "qa"), before);
 }
 
@@ -236,15 +236,15 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
     assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
     assert!(acct.proxy.calls()[before..].iter().all(|c| !c.is_mutating()), "plan must change nothing");
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    let changed: Vec<(&str, &str)> = plan["nodes"]
+    let changed: Vec<(&str, &str)> = plan["resources"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["action"] != "no-op")
+        .filter(|n| n["action"] != "none")
         .map(|n| (n["node"].as_str().unwrap(), n["action"].as_str().unwrap()))
         .collect();
     assert_eq!(changed, vec![("network.route-tables", "update"), ("network.endpoints", "update")]);
-    let details = plan["nodes"].to_string();
+    let details = plan["resources"].to_string();
     assert!(details.contains("route 0.0.0.0/0") && details.contains("s3 gateway endpoint missing"), "{details}");
 
     acct.ok(&["up", "--suffix", "qa"]);
