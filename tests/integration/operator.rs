@@ -421,3 +421,31 @@ fn an_unreachable_endpoint_is_named() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("cannot reach the endpoint http://127.0.0.1:9"), "{}", run.stderr);
 }
+
+#[test]
+fn status_watch_repeats_until_interrupted_and_then_exits_0() {
+    let acct = Account::new();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let mut watch = acct
+        .tapctl(&["status", "--suffix", "qa", "--watch", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut rounds = 0;
+    while rounds < 2 {
+        let line = rx.recv_timeout(Duration::from_secs(300)).expect("status --watch went quiet");
+        if line.starts_with("(every 1s, Ctrl-C to stop; last exit 0)") {
+            rounds += 1;
+        }
+    }
+    interrupt(&watch);
+    assert_eq!(watch.wait().unwrap().code(), Some(0), "Ctrl-C is how a watch ends");
+}
