@@ -117,6 +117,7 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
         .collect();
     if failed + skipped == 0 {
         session.store.remove_files().await?;
+        super::stacks::forget_current(&session.run.location, &session.names.suffix);
     }
     let report = Report::new(session, "destroy", resources);
     if session.run.json {

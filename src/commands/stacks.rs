@@ -41,6 +41,15 @@ fn current(location: &StateLocation) -> Option<String> {
     Some(text.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// After a destroy: a `tapctl use` of the destroyed stack no longer chooses anything.
+pub fn forget_current(location: &StateLocation, suffix: &str) {
+    if current(location).as_deref() == Some(suffix) {
+        if let Ok(file) = current_file(location) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
 /// The stacks the location holds, by suffix.
 pub async fn known(location: &StateLocation, s3: &aws_sdk_s3::Client) -> Result<Vec<String>, Error> {
     match location {

@@ -45,7 +45,10 @@ fn refusal(session: &Session<'_>, id: &str, change: &Change, args: &UpArgs) -> D
     }
 }
 
-async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Action, Diagnostic> {
+/// What `up` did to a node, and the drifts it repaired.
+type Visited = (Action, Vec<crate::resources::Drift>);
+
+async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Visited, Diagnostic> {
     let node = session.node(&id)?;
     let ctx = session.ctx(node.id(), node.reads(), "observing");
     let result = async {
@@ -56,6 +59,7 @@ async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Actio
                 return Err(refusal(session, &id, &planned.change, args));
             }
         }
+        let drifts: Vec<crate::resources::Drift> = planned.change.drifts().into_iter().cloned().collect();
         let changes = matches!(planned.change, Change::Create | Change::Update(_) | Change::Replace(_));
         let outputs = match (changes, planned.outputs.clone()) {
             (false, Some(outputs)) => outputs,
@@ -66,10 +70,10 @@ async fn visit(session: &Session<'_>, id: String, args: &UpArgs) -> Result<Actio
             session.record(&id, outputs.clone()).await.map_err(|e| state_diagnostic(&id, e))?;
         }
         session.publish_outputs(&id, outputs);
-        Ok(action)
+        Ok((action, drifts))
     }
     .await;
-    close(ctx.progress, &result, |a| a.done().to_string());
+    close(ctx.progress, &result, |(a, _)| a.done().to_string());
     result
 }
 
@@ -138,7 +142,10 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
         .order()
         .iter()
         .filter_map(|id| match outcomes.get(id)? {
-            Outcome::Done(a) => Some(Resource::new(id, *a).with_ids(recorded.get(id).map(|n| &n.outputs))),
+            Outcome::Done((a, drifts)) => Some(Resource {
+                changes: drifts.clone(),
+                ..Resource::new(id, *a).with_ids(recorded.get(id).map(|n| &n.outputs))
+            }),
             other => Resource::unfinished(id, other),
         })
         .collect();

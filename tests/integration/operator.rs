@@ -95,6 +95,27 @@ fn a_refused_setting_is_not_recorded_and_names_the_value_and_flag_that_keep_the_
     // The blocker: every later plain `up` failed. Now it is a no-op.
     let plain = acct.ok(&["up", "--suffix", "qa", "--json"]);
     assert_eq!(json(&plain)["summary"]["none"], NODES, "{}", plain.stdout);
+    acct.block_on(async {
+        acct.lambda
+            .update_function_configuration()
+            .function_name("payment-validate-qa")
+            .memory_size(1024)
+            .send()
+            .await
+            .unwrap();
+    });
+    let repaired = json(&acct.ok(&["up", "--suffix", "qa", "--json"]));
+    let validate =
+        repaired["resources"].as_array().unwrap().iter().find(|r| r["node"] == "functions.validate").unwrap().clone();
+    assert_eq!(validate["action"], "update", "{validate:#}");
+    assert!(
+        validate["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["current"].as_str().is_some_and(|v| v.contains("1024"))),
+        "up says what it repaired: {validate:#}"
+    );
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 
     // A change that can be applied is applied, recorded, and kept by later plain runs.
@@ -146,6 +167,7 @@ fn the_design_cards_commands_work_without_a_suffix_and_an_unknown_one_lists_the_
 
     acct.ok(&["destroy", "--yes"]);
     assert!(!acct.state_dir.path().join("qa.json").exists(), "the current stack (qa) was destroyed");
+    assert!(!acct.state_dir.path().join("current").exists(), "a destroyed stack is no longer the current one");
 }
 
 #[test]
