@@ -872,6 +872,22 @@ mod tests {
     }
 
     #[test]
+    fn a_settings_change_is_named_by_its_flag_with_both_values() {
+        let recorded = StackSettings::default();
+        let mut wanted = recorded.clone();
+        assert!(wanted.changes_from(&recorded).is_empty());
+        wanted.vpc_cidr = "10.2.0.0/16".into();
+        wanted.availability_zones = Some(vec!["use1-az1".into(), "use1-az2".into(), "use1-az4".into()]);
+        assert_eq!(
+            wanted.changes_from(&recorded),
+            vec![
+                ("--vpc-cidr", "10.0.0.0/16".to_string(), "10.2.0.0/16".to_string()),
+                ("--availability-zones", "the default".to_string(), "use1-az1,use1-az2,use1-az4".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn durations_read_and_print_as_people_write_them() {
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);

@@ -262,6 +262,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tally_always_names_the_first_count_and_otherwise_only_what_happened() {
+        let resources = vec![
+            Resource::new("a", Action::None),
+            Resource::new("b", Action::Failed),
+            Resource::new("c", Action::Skipped),
+            Resource::new("d", Action::Skipped),
+        ];
+        let mut summary = BTreeMap::new();
+        for r in &resources {
+            *summary.entry(r.action.as_str()).or_insert(0) += 1;
+        }
+        let report = Report {
+            schema: SCHEMA,
+            command: "up",
+            stack: StackRef { suffix: "qa".into(), region: "us-east-1".into(), account: None, state: "/s".into() },
+            lock: None,
+            summary,
+            resources,
+            healthy: None,
+            traffic: None,
+            versions: None,
+            alarms: None,
+            shift: None,
+            outputs: None,
+            cost: Value::Null,
+        };
+        let order = [Action::Create, Action::None, Action::Failed, Action::Skipped];
+        assert_eq!(report.tally(&order, Action::done), "0 created, 1 unchanged, 1 failed, 2 skipped");
+        assert_eq!(report.tally(&order, Action::planned), "0 to create, 1 unchanged, 1 failed, 2 skipped");
+    }
+
+    #[test]
     fn ids_are_named_by_their_output() {
         let o = Outputs::from([
             ("vpc_id".to_string(), Value::from("vpc-1")),
