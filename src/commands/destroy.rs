@@ -48,6 +48,27 @@ async fn visit(session: &Session<'_>, id: String) -> Result<bool, Diagnostic> {
     result
 }
 
+/// One entry per resource of a teardown, dependants first: deleted (or to delete), or absent. A
+/// finalizer owns nothing: it is neither.
+fn teardown_resources(
+    session: &Session<'_>,
+    teardown: &crate::engine::Graph,
+    outcomes: &std::collections::BTreeMap<String, Outcome<bool>>,
+) -> Vec<Resource> {
+    let order: Vec<String> = teardown.topological_order().unwrap_or_default().into_iter().rev().collect();
+    order
+        .iter()
+        .filter(|id| session.stack.finalizer(id).is_none())
+        .filter_map(|id| match outcomes.get(id)? {
+            Outcome::Done(exists) => Some(
+                Resource::new(id, if *exists { Action::Delete } else { Action::Absent })
+                    .with_ids(session.recorded.nodes.get(id).map(|n| &n.outputs)),
+            ),
+            other => Resource::unfinished(id, other),
+        })
+        .collect()
+}
+
 /// `plan --destroy`: what a destroy would remove, found as a destroy finds it (by the state's ids
 /// and by tags), deleting nothing.
 pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
@@ -55,28 +76,17 @@ pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
     let outcomes =
         walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| async move {
             if session.stack.finalizer(&id).is_some() {
-                return Ok(None);
+                return Ok(false);
             }
             let node = session.node(&id)?;
             let ctx = session.ctx(node.id(), &[], "looking for it");
-            let result = node.exists(&ctx).await.map(Some).map_err(|e| diagnostic(&id, e));
-            close(ctx.progress, &result, |e| if *e == Some(true) { "to delete".into() } else { "absent".into() });
+            let result = node.exists(&ctx).await.map_err(|e| diagnostic(&id, e));
+            close(ctx.progress, &result, |e| if *e { "to delete".into() } else { "absent".into() });
             result
         })
         .await;
     let (failed, _) = report_failures(&session.progress, &outcomes);
-    let order: Vec<String> = teardown.topological_order().unwrap_or_default().into_iter().rev().collect();
-    let resources: Vec<Resource> = order
-        .iter()
-        .filter_map(|id| match outcomes.get(id)? {
-            Outcome::Done(None) => None,
-            Outcome::Done(Some(exists)) => Some(
-                Resource::new(id, if *exists { Action::Delete } else { Action::Absent })
-                    .with_ids(session.recorded.nodes.get(id).map(|n| &n.outputs)),
-            ),
-            other => Resource::unfinished(id, other),
-        })
-        .collect();
+    let resources = teardown_resources(session, &teardown, &outcomes);
     let report = Report::new(session, "plan", resources);
     if session.run.json {
         report.print();
@@ -84,11 +94,7 @@ pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
         for r in report.resources.iter().filter(|r| r.action == Action::Delete) {
             outln!("  - {}", r.node);
         }
-        outln!(
-            "plan --destroy: {} ({})",
-            report.tally(&[Action::Delete, Action::Absent, Action::Failed, Action::Skipped], Action::planned),
-            session.cost_line()
-        );
+        outln!("plan --destroy: {} ({})", report.tally(&Action::TEARDOWN_TALLY, Action::planned), session.cost_line());
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });
@@ -102,19 +108,7 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
         walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| visit(session, id))
             .await;
     let (failed, skipped) = report_failures(&session.progress, &outcomes);
-    // A finalizer owns nothing: it is neither deleted nor absent.
-    let order: Vec<String> = teardown.topological_order().unwrap_or_default().into_iter().rev().collect();
-    let resources: Vec<Resource> = order
-        .iter()
-        .filter(|id| session.stack.finalizer(id).is_none())
-        .filter_map(|id| match outcomes.get(id)? {
-            Outcome::Done(deleted) => Some(
-                Resource::new(id, if *deleted { Action::Delete } else { Action::Absent })
-                    .with_ids(session.recorded.nodes.get(id).map(|n| &n.outputs)),
-            ),
-            other => Resource::unfinished(id, other),
-        })
-        .collect();
+    let resources = teardown_resources(session, &teardown, &outcomes);
     if failed + skipped == 0 {
         session.store.remove_files().await?;
         super::stacks::forget_current(&session.run.location, &session.names.suffix);
@@ -123,11 +117,7 @@ pub async fn run(session: &Session<'_>) -> Result<u8, Error> {
     if session.run.json {
         report.print();
     } else {
-        outln!(
-            "destroy: {} ({})",
-            report.tally(&[Action::Delete, Action::Absent, Action::Failed, Action::Skipped], Action::done),
-            session.cost_line()
-        );
+        outln!("destroy: {} ({})", report.tally(&Action::TEARDOWN_TALLY, Action::done), session.cost_line());
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });

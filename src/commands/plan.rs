@@ -80,23 +80,7 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
                 outln!("      {d}");
             }
         }
-        outln!(
-            "plan: {} ({})",
-            report.tally(
-                &[
-                    Action::Create,
-                    Action::Adopt,
-                    Action::Update,
-                    Action::Replace,
-                    Action::Waiting,
-                    Action::None,
-                    Action::Failed,
-                    Action::Skipped
-                ],
-                Action::planned
-            ),
-            session.cost_line()
-        );
+        outln!("plan: {} ({})", report.tally(&Action::BUILD_TALLY, Action::planned), session.cost_line());
     }
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });

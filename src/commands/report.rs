@@ -66,6 +66,20 @@ impl Action {
         }
     }
 
+    /// The counts `up` and `plan` report, in the order they are read.
+    pub const BUILD_TALLY: [Action; 8] = [
+        Action::Create,
+        Action::Adopt,
+        Action::Update,
+        Action::Replace,
+        Action::Waiting,
+        Action::None,
+        Action::Failed,
+        Action::Skipped,
+    ];
+    /// The counts `destroy` and `plan --destroy` report.
+    pub const TEARDOWN_TALLY: [Action; 4] = [Action::Delete, Action::Absent, Action::Failed, Action::Skipped];
+
     /// Future tense, for what a run would do: "3 to create, 17 unchanged".
     pub fn planned(self) -> &'static str {
         match self {

@@ -154,23 +154,7 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     if session.run.json {
         report.print();
     } else {
-        outln!(
-            "up: {} ({})",
-            report.tally(
-                &[
-                    Action::Create,
-                    Action::Adopt,
-                    Action::Update,
-                    Action::Replace,
-                    Action::Waiting,
-                    Action::None,
-                    Action::Failed,
-                    Action::Skipped
-                ],
-                Action::done
-            ),
-            session.cost_line()
-        );
+        outln!("up: {} ({})", report.tally(&Action::BUILD_TALLY, Action::done), session.cost_line());
         for r in report.resources.iter().filter(|r| r.action == Action::Waiting) {
             outln!("waiting: {} has a change `up` may not make while a canary is live", r.node);
         }
