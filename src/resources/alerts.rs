@@ -3,7 +3,7 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, Result};
+use crate::resources::{listed, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 use serde_json::json;
@@ -60,11 +60,12 @@ impl Resource for AlertsTopic {
         let key = ctx.input(super::kms::ID, "key_arn")?;
         let mut d = Vec::new();
         if o.kms_key.as_deref() != Some(key.as_str()) {
-            d.push(format!("topic encrypted with {:?}, not the stack's key", o.kms_key));
+            let have = o.kms_key.as_deref().filter(|k| !k.is_empty()).unwrap_or("none (not encrypted)");
+            d.push(Drift::new("encryption key", have, key));
         }
         if let Some(email) = &ctx.config.alert_email {
             if !o.emails.contains(email) {
-                d.push(format!("no e-mail subscription for {email}"));
+                d.push(Drift::new("e-mail subscriptions", listed(&o.emails), format!("{email} too")));
             }
         }
         d.extend(ctx.tag_drift(&o.tags));
@@ -102,6 +103,7 @@ impl Resource for AlertsTopic {
             }
         };
         if o.kms_key.as_deref() != Some(key.as_str()) {
+            ctx.progress.step(&format!("encrypting the topic with {key}"));
             sns.set_topic_attributes()
                 .topic_arn(&o.arn)
                 .attribute_name("KmsMasterKeyId")
@@ -112,6 +114,7 @@ impl Resource for AlertsTopic {
         }
         if let Some(email) = &ctx.config.alert_email {
             if !o.emails.contains(email) {
+                ctx.progress.step(&format!("subscribing {email} (AWS asks the address to confirm)"));
                 sns.subscribe()
                     .topic_arn(&o.arn)
                     .protocol("email")
@@ -121,7 +124,8 @@ impl Resource for AlertsTopic {
                     .aws("sns:Subscribe")?;
             }
         }
-        if ctx.tag_drift(&o.tags).is_some() {
+        if let Some(drift) = ctx.tag_drift(&o.tags) {
+            ctx.progress.step(&format!("tagging the topic: {}", drift.wanted));
             sns.tag_resource().resource_arn(&o.arn).set_tags(Some(tags)).send().await.aws("sns:TagResource")?;
         }
         Ok(self.outputs(ctx, &o))

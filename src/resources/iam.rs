@@ -11,7 +11,9 @@
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::Outputs;
-use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{
+    each_member, listed, policy_difference, principals, Change, Ctx, Drift, Input, Resource, ResourceError, Result,
+};
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -223,23 +225,29 @@ impl Resource for Roles {
         for f in FUNCTIONS {
             let name = ctx.names.role(f);
             let Some(r) = o.roles.get(f) else {
-                d.push(format!("role {name} missing"));
+                d.push(Drift::missing(format!("role {name}"), format!("execution role of payment-{f}")));
                 continue;
             };
-            if r.trust != trust_policy(ctx) {
-                d.push(format!("role {name}: trust policy differs"));
+            let trust = trust_policy(ctx);
+            if r.trust != trust {
+                let (have, want) = (principals(&r.trust), principals(&trust));
+                d.push(if have == want {
+                    Drift::new(format!("role {name} trust policy"), "differs", "Lambda, for this account only")
+                } else {
+                    Drift::new(format!("role {name} trust policy"), listed(have), listed(want))
+                });
             }
+            let wanted = policy(ctx, f)?;
+            let field = format!("role {name} policy {POLICY}");
             match &r.policy {
-                None => d.push(format!("role {name}: policy {POLICY} missing")),
-                Some(p) if *p != policy(ctx, f)? => d.push(format!("role {name}: policy {POLICY} differs")),
+                None => d.push(Drift::missing(field, "least privilege")),
+                Some(p) if *p != wanted => d.push(Drift::new(field, policy_difference(p, &wanted), "least privilege")),
                 Some(_) => {}
             }
             for extra in &r.attached {
-                d.push(format!("role {name}: managed policy {extra} attached out of band"));
+                d.push(Drift::unexpected(format!("role {name} managed policy"), extra));
             }
-            if let Some(t) = ctx.tag_drift(&r.tags) {
-                d.push(format!("role {name}: {t}"));
-            }
+            d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(format!("role {name}"))));
         }
         Ok(Change::from_drifts(d))
     }
@@ -290,7 +298,10 @@ impl Resource for Roles {
                     .aws("iam:UpdateAssumeRolePolicy")?;
             }
             if role.policy.as_ref() != Some(&wanted) {
-                ctx.progress.step(&format!("putting policy {POLICY} on {name}"));
+                ctx.progress.step(&match &role.policy {
+                    None => format!("adding policy {POLICY} to {name}"),
+                    Some(_) => format!("restoring policy {POLICY} of {name}"),
+                });
                 iam.put_role_policy()
                     .role_name(&name)
                     .policy_name(POLICY)
@@ -309,7 +320,8 @@ impl Resource for Roles {
                     .aws("iam:DetachRolePolicy")
                     .ok_if_not_found()?;
             }
-            if ctx.tag_drift(&role.tags).is_some() {
+            if let Some(drift) = ctx.tag_drift(&role.tags) {
+                ctx.progress.step(&format!("tagging role {name}: {}", drift.wanted));
                 iam.tag_role().role_name(&name).set_tags(Some(tags.clone())).send().await.aws("iam:TagRole")?;
             }
             Ok((f, Role { trust: trust.clone(), policy: Some(wanted), ..role }))

@@ -8,7 +8,7 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::tag;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Resource, ResourceError, Result};
+use crate::resources::{policy_difference, Change, Ctx, Drift, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 use serde_json::{json, Value};
@@ -201,29 +201,36 @@ impl Resource for Key {
         if o.meta.key_spec() != Some(&KeySpec::SymmetricDefault)
             || o.meta.key_usage() != Some(&KeyUsageType::EncryptDecrypt)
         {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "key {} is {:?}/{:?}; the stack needs a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key, and a key's spec cannot change",
-                o.key_id(),
-                o.meta.key_spec(),
-                o.meta.key_usage()
-            ))));
+            let kind = |spec: Option<&KeySpec>, usage: Option<&KeyUsageType>| {
+                format!(
+                    "{} {}",
+                    spec.map_or("unknown spec", |s| s.as_str()),
+                    usage.map_or("unknown usage", |u| u.as_str())
+                )
+            };
+            return Ok(Change::Replace(Drift::new(
+                "key spec and usage",
+                kind(o.meta.key_spec(), o.meta.key_usage()),
+                kind(Some(&KeySpec::SymmetricDefault), Some(&KeyUsageType::EncryptDecrypt)),
+            )));
         }
         let mut drifts = Vec::new();
         if o.meta.key_state() == Some(&KeyState::Disabled) {
-            drifts.push(format!("key {} is disabled", o.key_id()));
+            drifts.push(Drift::new("key state", "disabled", "enabled"));
         }
         if !o.rotation {
-            drifts.push(format!("key {}: automatic rotation is off", o.key_id()));
+            drifts.push(Drift::new("automatic rotation", "off", "on"));
         }
-        if o.policy.as_ref() != Some(&key_policy(&ctx.names.account, &ctx.config.region, &ctx.names.suffix)) {
-            drifts.push(format!("key {}: key policy differs from the stack's", o.key_id()));
+        let policy = key_policy(&ctx.names.account, &ctx.config.region, &ctx.names.suffix);
+        if o.policy.as_ref() != Some(&policy) {
+            let have = o.policy.as_ref().map_or_else(|| "missing".to_string(), |p| policy_difference(p, &policy));
+            drifts.push(Drift::new("key policy", have, "the stack's key policy"));
         }
         if o.alias_target.as_deref() != Some(o.key_id()) {
-            drifts.push(format!("alias {} does not point at key {}", ctx.names.kms_alias(), o.key_id()));
+            let have = o.alias_target.as_ref().map_or_else(|| "missing".to_string(), |k| format!("key {k}"));
+            drifts.push(Drift::new(format!("alias {}", ctx.names.kms_alias()), have, format!("key {}", o.key_id())));
         }
-        if let Some(tags) = ctx.tag_drift(&o.tags) {
-            drifts.push(format!("key {}: {tags}", o.key_id()));
-        }
+        drifts.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(drifts))
     }
 
@@ -242,7 +249,7 @@ impl Resource for Key {
         let o = match observed {
             Some(o) => o,
             None => {
-                ctx.progress.step("creating KMS key");
+                ctx.progress.step(&format!("creating the stack's KMS key ({})", ctx.names.kms_alias()));
                 let out = kms
                     .create_key()
                     .description(description(ctx))
@@ -268,13 +275,15 @@ impl Resource for Key {
         };
         let key = o.key_id().to_string();
         if o.meta.key_state() == Some(&KeyState::Disabled) {
+            ctx.progress.step(&format!("enabling key {key}"));
             kms.enable_key().key_id(&key).send().await.aws("kms:EnableKey")?;
         }
         if !o.rotation {
-            ctx.progress.step("enabling automatic key rotation");
+            ctx.progress.step("turning on automatic key rotation");
             kms.enable_key_rotation().key_id(&key).send().await.aws("kms:EnableKeyRotation")?;
         }
         if o.policy.as_ref() != Some(&policy) {
+            ctx.progress.step("restoring the stack's key policy");
             kms.put_key_policy()
                 .key_id(&key)
                 .policy_name("default")
@@ -285,15 +294,18 @@ impl Resource for Key {
         }
         let missing: Vec<(String, String)> = tags.iter().filter(|(k, v)| o.tags.get(k) != Some(v)).cloned().collect();
         if !missing.is_empty() {
+            ctx.progress.step(&format!("tagging key {key}"));
             kms.tag_resource().key_id(&key).set_tags(Some(kms_tags(&missing))).send().await.aws("kms:TagResource")?;
         }
         let alias = ctx.names.kms_alias();
         match o.alias_target.as_deref() {
             Some(t) if t == key => {}
-            Some(_) => {
+            Some(other) => {
+                ctx.progress.step(&format!("pointing alias {alias} at key {key} (it named {other})"));
                 kms.update_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:UpdateAlias")?;
             }
             None => {
+                ctx.progress.step(&format!("creating alias {alias} → key {key}"));
                 kms.create_alias().alias_name(&alias).target_key_id(&key).send().await.aws("kms:CreateAlias")?;
             }
         }

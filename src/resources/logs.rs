@@ -9,7 +9,7 @@ use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::FUNCTIONS;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, list, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{counted, each_member, list, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde_json::json;
@@ -57,19 +57,31 @@ pub async fn observe_group(ctx: &Ctx, name: &str) -> Result<Option<Group>> {
     }))
 }
 
+/// A retention in words: `365 days`, or `forever` when the group has none.
+fn retention_words(days: Option<i32>) -> String {
+    days.map_or_else(|| "forever".to_string(), |n| counted(n.into(), "day"))
+}
+
 /// How a group differs from one made with `key`, the stack's retention and the node's tags.
-pub fn group_drifts(ctx: &Ctx, name: &str, g: Option<&Group>, key: &str) -> Vec<String> {
-    let Some(g) = g else { return vec![format!("log group {name} missing")] };
+pub fn group_drifts(ctx: &Ctx, name: &str, g: Option<&Group>, key: &str) -> Vec<Drift> {
+    let retention = ctx.config.log_retention_days;
+    let Some(g) = g else {
+        let wanted = format!("kept {}, encrypted with {key}", retention_words(Some(retention)));
+        return vec![Drift::missing(format!("log group {name}"), wanted)];
+    };
     let mut d = Vec::new();
-    if g.retention != Some(ctx.config.log_retention_days) {
-        d.push(format!("log group {name}: retention {:?} days, wanted {}", g.retention, ctx.config.log_retention_days));
+    if g.retention != Some(retention) {
+        d.push(Drift::new(
+            format!("log group {name} retention"),
+            retention_words(g.retention),
+            retention_words(Some(retention)),
+        ));
     }
     if g.kms_key.as_deref() != Some(key) {
-        d.push(format!("log group {name}: encrypted with {:?}, not the stack's key", g.kms_key));
+        let have = g.kms_key.as_deref().unwrap_or("none (CloudWatch Logs' own encryption)");
+        d.push(Drift::new(format!("log group {name} encryption key"), have, key));
     }
-    if let Some(t) = ctx.tag_drift(&g.tags) {
-        d.push(format!("log group {name}: {t}"));
-    }
+    d.extend(ctx.tag_drift(&g.tags).map(|t| t.on(format!("log group {name}"))));
     d
 }
 
@@ -105,6 +117,8 @@ pub async fn ensure_group(
         }
     };
     if g.retention != Some(ctx.config.log_retention_days) {
+        let days = retention_words(Some(ctx.config.log_retention_days));
+        ctx.progress.step(&format!("setting the retention of log group {name} to {days}"));
         logs.put_retention_policy()
             .log_group_name(name)
             .retention_in_days(ctx.config.log_retention_days)
@@ -113,9 +127,11 @@ pub async fn ensure_group(
             .aws("logs:PutRetentionPolicy")?;
     }
     if g.kms_key.as_deref() != Some(key) {
+        ctx.progress.step(&format!("encrypting log group {name} with {key}"));
         logs.associate_kms_key().log_group_name(name).kms_key_id(key).send().await.aws("logs:AssociateKmsKey")?;
     }
     if tags.iter().any(|(k, v)| g.tags.get(k) != Some(v)) {
+        ctx.progress.step(&format!("tagging log group {name}"));
         logs.tag_resource().resource_arn(&g.arn).set_tags(Some(tags.clone())).send().await.aws("logs:TagResource")?;
     }
     Ok(Group {
@@ -190,5 +206,24 @@ impl Resource for LogGroups {
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         each_member("log group", o.groups.keys(), |name| delete_group(ctx, name)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::ctx;
+
+    #[test]
+    fn a_group_drift_says_forever_and_names_the_keys() {
+        let ctx = ctx(ID, LogGroups.reads(), &[]);
+        let g = Group { arn: "arn".into(), retention: None, kms_key: None, tags: BTreeMap::new() };
+        let drifts: Vec<String> =
+            group_drifts(&ctx, "/aws/x", Some(&g), "key-1").iter().map(|d| d.to_string()).collect();
+        assert_eq!(drifts[0], "log group /aws/x retention: forever → 365 days");
+        assert_eq!(drifts[1], "log group /aws/x encryption key: none (CloudWatch Logs' own encryption) → key-1");
+        assert!(drifts[2].starts_with("log group /aws/x tags: missing → "), "{}", drifts[2]);
+        let missing = group_drifts(&ctx, "/aws/x", None, "key-1");
+        assert_eq!(missing[0].to_string(), "log group /aws/x: missing → kept 365 days, encrypted with key-1");
     }
 }

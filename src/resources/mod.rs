@@ -67,8 +67,7 @@ impl Change {
     }
 
     /// Update with these drifts; Waiting when every one of them waits; NoOp when there are none.
-    pub fn from_drifts<D: Into<Drift>>(drifts: Vec<D>) -> Change {
-        let drifts: Vec<Drift> = drifts.into_iter().map(Into::into).collect();
+    pub fn from_drifts(drifts: Vec<Drift>) -> Change {
         if drifts.is_empty() {
             Change::NoOp
         } else if drifts.iter().all(|d| d.waits_for.is_some()) {
@@ -121,31 +120,130 @@ impl Drift {
         self.waits_for = Some(why.into());
         self
     }
+    /// The same drift of a part of `owner`, for a node with several parts: `tags` of role R
+    /// becomes `role R tags`.
+    pub fn on(mut self, owner: impl std::fmt::Display) -> Drift {
+        self.field = format!("{owner} {}", self.field);
+        self
+    }
+}
+
+/// Items as a person lists them: `a, b, c`, or `none`.
+pub fn listed<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// A value AWS may not report: the value, or `none`.
+pub fn or_none<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
+/// A setting that is on or off.
+pub fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// A count with its unit: `1 day`, `7 days`.
+pub fn counted(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+/// The statements of a policy document (one, or a list).
+fn statements(doc: &Value) -> Vec<&Value> {
+    match &doc["Statement"] {
+        Value::Array(s) => s.iter().collect(),
+        Value::Null => vec![],
+        one => vec![one],
+    }
+}
+
+/// The strings of a policy element that is one string or a list of them.
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
+    }
+}
+
+/// The actions a policy document allows.
+fn allowed_actions(doc: &Value) -> std::collections::BTreeSet<String> {
+    statements(doc).into_iter().filter(|s| s["Effect"] == "Allow").flat_map(|s| strings(&s["Action"])).collect()
+}
+
+/// Who a policy document names as principals: `lambda.amazonaws.com`, `*`, account ARNs.
+pub fn principals(doc: &Value) -> std::collections::BTreeSet<String> {
+    statements(doc)
+        .into_iter()
+        .flat_map(|s| match &s["Principal"] {
+            Value::Object(by_kind) => by_kind.values().flat_map(strings).collect(),
+            other => strings(other),
+        })
+        .collect()
+}
+
+/// How the policy document `have` differs from `want`, in words: the actions it allows beyond
+/// `want` and those it lacks, or `differs` when it allows the same actions on other terms.
+pub fn policy_difference(have: &Value, want: &Value) -> String {
+    let (have, want) = (allowed_actions(have), allowed_actions(want));
+    let mut parts = Vec::new();
+    let extra: Vec<&String> = have.difference(&want).collect();
+    if !extra.is_empty() {
+        parts.push(format!("also allows {}", listed(extra)));
+    }
+    let lacking: Vec<&String> = want.difference(&have).collect();
+    if !lacking.is_empty() {
+        parts.push(format!("lacks {}", listed(lacking)));
+    }
+    if parts.is_empty() {
+        "differs".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The tags of `want` that `have` lacks or holds with another value, as they are and as wanted:
+/// `tags: CostCenter=x → CostCenter=payments`; `missing` when none of them is there at all.
+pub fn tags_drift(
+    field: impl Into<String>,
+    have: &BTreeMap<String, String>,
+    want: &[(String, String)],
+) -> Option<Drift> {
+    let differ: Vec<&(String, String)> = want.iter().filter(|(k, v)| have.get(k) != Some(v)).collect();
+    if differ.is_empty() {
+        return None;
+    }
+    let current = if differ.iter().all(|(k, _)| !have.contains_key(k)) {
+        "missing".to_string()
+    } else {
+        listed(differ.iter().map(|(k, _)| match have.get(k) {
+            Some(v) => format!("{k}={v}"),
+            None => format!("{k} missing"),
+        }))
+    };
+    Some(Drift::new(field, current, listed(differ.iter().map(|(k, v)| format!("{k}={v}")))))
 }
 
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.current.is_empty() && self.wanted.is_empty() {
-            f.write_str(&self.field)?;
-        } else {
-            write!(f, "{}: {} → {}", self.field, self.current, self.wanted)?;
-        }
+        write!(f, "{}: {} → {}", self.field, self.current, self.wanted)?;
         if let Some(why) = &self.waits_for {
             write!(f, " (waits: {why})")?;
         }
         Ok(())
-    }
-}
-
-/// TEMPORARY bridge while the resources move to structured drifts; removed when none is left.
-impl From<String> for Drift {
-    fn from(text: String) -> Drift {
-        Drift { field: text, current: String::new(), wanted: String::new(), waits_for: None }
-    }
-}
-impl From<&str> for Drift {
-    fn from(text: &str) -> Drift {
-        Drift::from(text.to_string())
     }
 }
 
@@ -344,12 +442,9 @@ impl Ctx {
         standard_tags(&self.names, &self.config.cost_center, self.node, member, name)
     }
 
-    /// "tags A, B missing or changed" when `have` lacks any of this node's standard tags.
-    pub fn tag_drift(&self, have: &BTreeMap<String, String>) -> Option<String> {
-        let wanted = self.tags(None, None);
-        let missing: Vec<&str> =
-            wanted.iter().filter(|(k, v)| have.get(k) != Some(v)).map(|(k, _)| k.as_str()).collect();
-        (!missing.is_empty()).then(|| format!("tags {} missing or changed", missing.join(", ")))
+    /// The `tags` drift when `have` lacks any of this node's standard tags or holds another value.
+    pub fn tag_drift(&self, have: &BTreeMap<String, String>) -> Option<Drift> {
+        tags_drift("tags", have, &self.tags(None, None))
     }
 }
 
@@ -537,9 +632,135 @@ impl<R: Resource> Node for R {
     }
 }
 
+/// A context for a node's `diff` in unit tests: no AWS call is made, the inputs are given.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// `inputs`: (node, key, value) of the outputs the node reads.
+    pub fn ctx(node: &'static str, reads: &'static [Input], inputs: &[(&str, &str, Value)]) -> Ctx {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let mut by_node: BTreeMap<String, Outputs> = BTreeMap::new();
+        for (n, k, v) in inputs {
+            by_node.entry(n.to_string()).or_default().insert(k.to_string(), v.clone());
+        }
+        let config = StackConfig {
+            packages: None,
+            suffix: "qa".into(),
+            region: "us-east-1".into(),
+            vpc_cidr: "10.0.0.0/16".parse().expect("a CIDR"),
+            cost_center: "payments".into(),
+            kms_deletion_window_days: 7,
+            audit_retention_days: 365,
+            log_retention_days: 365,
+            alert_email: None,
+            db_min_acu: 0.5,
+            db_max_acu: 4.0,
+            db_readers: 1,
+            availability_zones: None,
+            db_engine_version: "16.4".into(),
+        };
+        Ctx {
+            clients: Clients::new(&sdk, true),
+            config: Arc::new(config),
+            names: Arc::new(Names::new("qa", "us-east-1", Some("123456789012"))),
+            node,
+            reads,
+            inputs: by_node,
+            recorded: None,
+            progress: crate::engine::progress::Progress::new(false).start(node, "testing"),
+            waits: WaitLimits::default(),
+            run: Arc::new(RunMemo::default()),
+        }
+    }
+
+    /// No drift a person reads may hold Rust's Debug text or a quoted list.
+    pub fn assert_plain(drifts: &[&Drift]) {
+        for d in drifts {
+            let text = d.to_string();
+            for debug in ["Some(", "None", "{ ", "(\"", "[\"", "\\\""] {
+                assert!(!text.contains(debug), "Debug text {debug:?} in a drift: {text}");
+            }
+            assert!(!d.field.is_empty() && !d.current.is_empty() && !d.wanted.is_empty(), "{d:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drift_reads_field_current_and_wanted_and_says_what_it_waits_for() {
+        assert_eq!(Drift::new("memory", "256 MB", "512 MB").to_string(), "memory: 256 MB → 512 MB");
+        assert_eq!(Drift::missing("GSI by-status", "status").to_string(), "GSI by-status: missing → status");
+        assert_eq!(
+            Drift::unexpected("route 10.9.0.0/16", "peering pcx-1").to_string(),
+            "route 10.9.0.0/16: peering pcx-1 → absent"
+        );
+        let waiting = Drift::new("alias green", "version 1", "version 2").waiting("a canary is live");
+        assert_eq!(waiting.to_string(), "alias green: version 1 → version 2 (waits: a canary is live)");
+        assert_eq!(Drift::new("tags", "missing", "A=b").on("role r").field, "role r tags");
+        let json = serde_json::to_value(Drift::new("memory", "256 MB", "512 MB")).unwrap();
+        assert_eq!(json, serde_json::json!({ "field": "memory", "current": "256 MB", "wanted": "512 MB" }));
+    }
+
+    #[test]
+    fn drifts_make_no_op_an_update_or_waiting_when_every_one_waits() {
+        assert_eq!(Change::from_drifts(vec![]), Change::NoOp);
+        let repair = Drift::new("memory", "1024 MB", "256 MB");
+        let waits = Drift::new("version for the idle colour", "blue runs version 1", "version 2").waiting("a canary");
+        assert_eq!(Change::from_drifts(vec![repair.clone()]), Change::Update(vec![repair.clone()]));
+        assert_eq!(Change::from_drifts(vec![waits.clone()]), Change::Waiting(vec![waits.clone()]));
+        assert_eq!(
+            Change::from_drifts(vec![repair.clone(), waits.clone()]),
+            Change::Update(vec![repair, waits]),
+            "a repair that may happen makes the whole an update"
+        );
+        assert_eq!(Change::from_drifts(vec![]).drifts().len(), 0);
+    }
+
+    #[test]
+    fn tags_drift_names_the_values_as_they_are_and_as_wanted() {
+        let want = vec![("CostCenter".to_string(), "payments".to_string()), ("Project".to_string(), "payments".into())];
+        let have = BTreeMap::from([("CostCenter".to_string(), "x".to_string()), ("Project".into(), "payments".into())]);
+        assert_eq!(tags_drift("tags", &have, &want).unwrap().to_string(), "tags: CostCenter=x → CostCenter=payments");
+        let partly = BTreeMap::from([("CostCenter".to_string(), "x".to_string())]);
+        assert_eq!(
+            tags_drift("tags", &partly, &want).unwrap().to_string(),
+            "tags: CostCenter=x, Project missing → CostCenter=payments, Project=payments"
+        );
+        assert_eq!(
+            tags_drift("tags", &BTreeMap::new(), &want).unwrap().to_string(),
+            "tags: missing → CostCenter=payments, Project=payments"
+        );
+        let all: BTreeMap<String, String> = want.iter().cloned().collect();
+        assert_eq!(tags_drift("tags", &all, &want), None);
+    }
+
+    #[test]
+    fn a_policy_difference_names_the_actions_allowed_beyond_and_lacking() {
+        let want =
+            serde_json::json!({ "Statement": [{ "Effect": "Allow", "Action": ["s3:PutObject", "kms:Decrypt"] }] });
+        let wide = serde_json::json!({ "Statement": { "Effect": "Allow", "Action": "*" } });
+        assert_eq!(policy_difference(&wide, &want), "also allows *; lacks kms:Decrypt, s3:PutObject");
+        let other_terms = serde_json::json!({ "Statement": [{ "Effect": "Allow", "Action": ["kms:Decrypt", "s3:PutObject"], "Resource": "*" }] });
+        assert_eq!(policy_difference(&other_terms, &want), "differs");
+        let trust = serde_json::json!({ "Statement": [{ "Principal": { "Service": "lambda.amazonaws.com", "AWS": ["arn:aws:iam::1:root"] } }] });
+        assert_eq!(listed(principals(&trust)), "arn:aws:iam::1:root, lambda.amazonaws.com");
+    }
+
+    #[test]
+    fn values_read_as_people_write_them() {
+        assert_eq!(listed(Vec::<String>::new()), "none");
+        assert_eq!(listed(["a", "b"]), "a, b");
+        assert_eq!(or_none(None::<i32>), "none");
+        assert_eq!(or_none(Some(7)), "7");
+        assert_eq!((counted(1, "day"), counted(7, "day")), ("1 day".to_string(), "7 days".to_string()));
+    }
 
     #[tokio::test]
     async fn every_failing_member_is_reported_and_the_others_still_run() {

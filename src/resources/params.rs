@@ -6,7 +6,7 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, Result};
+use crate::resources::{Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterType, Tag};
 use serde_json::json;
@@ -125,16 +125,17 @@ impl Resource for Parameters {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
+        let kind = |secure: bool| if secure { "SecureString" } else { "String" };
         let mut d = Vec::new();
         for (name, want) in wanted(ctx)? {
+            let field = format!("parameter {name}");
             match o.params.get(&name) {
-                None => d.push(format!("parameter {name} missing")),
+                None => d.push(Drift::missing(field, format!("the stack's value ({})", kind(want.secure)))),
                 // The value itself is not shown: a fraud threshold is a secret of sorts.
-                Some(p) if p.value != want.value => d.push(format!("parameter {name} has another value")),
-                Some(p) if p.secure != want.secure => d.push(format!(
-                    "parameter {name} should be {}",
-                    if want.secure { "a SecureString" } else { "a String" }
-                )),
+                Some(p) if p.value != want.value => d.push(Drift::new(field, "another value", "the stack's value")),
+                Some(p) if p.secure != want.secure => {
+                    d.push(Drift::new(format!("{field} type"), kind(p.secure), kind(want.secure)))
+                }
                 Some(_) => {}
             }
         }
@@ -156,7 +157,10 @@ impl Resource for Parameters {
             if current == Some(&want) {
                 continue;
             }
-            ctx.progress.step(&format!("putting parameter {name}"));
+            ctx.progress.step(&match current {
+                None => format!("creating parameter {name}"),
+                Some(_) => format!("restoring parameter {name}"),
+            });
             let mut put = ssm.put_parameter().name(&name).value(&want.value).r#type(if want.secure {
                 ParameterType::SecureString
             } else {

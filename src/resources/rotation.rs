@@ -11,7 +11,7 @@ use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{counted, or_none, After, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use futures::FutureExt;
@@ -86,16 +86,18 @@ impl Resource for DbMasterRotation {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let mut d = Vec::new();
         if !o.enabled {
-            d.push("rotation is off".to_string());
+            d.push(Drift::new("rotation", "off", "on"));
         }
-        if o.lambda_arn.as_deref() != Some(function_arn(ctx)?.as_str()) {
-            d.push("rotation function differs".to_string());
+        let function = function_arn(ctx)?;
+        if o.lambda_arn.as_deref() != Some(function.as_str()) {
+            d.push(Drift::new("rotation function", or_none(o.lambda_arn.as_ref()), function));
         }
         if o.days != Some(DAYS) {
-            d.push(format!("rotates every {:?} days, not {DAYS}", o.days));
+            let every = |days: i64| format!("every {}", counted(days, "day"));
+            d.push(Drift::new("rotation schedule", or_none(o.days.map(every)), every(DAYS)));
         }
         if o.permission.is_none() {
-            d.push("Secrets Manager may not invoke rotate-secret".to_string());
+            d.push(Drift::missing("Secrets Manager's permission to invoke rotate-secret", "for this secret only"));
         }
         Ok(Change::from_drifts(d))
     }

@@ -11,7 +11,7 @@
 
 use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{counted, or_none, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
@@ -68,6 +68,28 @@ impl Retention {
             noncurrent_expire_after: rule.noncurrent_version_expiration().and_then(|e| e.noncurrent_days()),
             abort_multipart_after: rule.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
         }
+    }
+
+    /// Its parts in words: `Glacier after 90 days`, `expire after 365 days`.
+    fn parts(&self) -> [String; 6] {
+        let days = |label: &str, n: Option<i32>| format!("{label} {}", or_none(n.map(|n| counted(n.into(), "day"))));
+        [
+            if self.enabled { "enabled" } else { "disabled" }.to_string(),
+            days("Glacier after", self.glacier_after),
+            days("expire after", self.expire_after),
+            days("old versions to Glacier after", self.noncurrent_glacier_after),
+            days("old versions expire after", self.noncurrent_expire_after),
+            days("abort incomplete uploads after", self.abort_multipart_after),
+        ]
+    }
+
+    /// How `have` (None: no such rule) differs from this rule.
+    fn drift(&self, have: Option<&Retention>) -> Drift {
+        let field = format!("lifecycle rule {LIFECYCLE_RULE}");
+        let Some(have) = have else { return Drift::missing(field, self.parts().join(", ")) };
+        let (current, wanted): (Vec<String>, Vec<String>) =
+            have.parts().into_iter().zip(self.parts()).filter(|(h, w)| h != w).unzip();
+        Drift::new(field, current.join(", "), wanted.join(", "))
     }
 }
 
@@ -268,32 +290,35 @@ impl Resource for AuditBucket {
         let key = ctx.input(super::kms::ID, "key_arn")?;
         let mut d = Vec::new();
         if !o.versioning {
-            d.push("versioning is not enabled".to_string());
+            d.push(Drift::new("versioning", "off", "on"));
         }
-        if o.kms_key.as_deref() != Some(key.as_str()) || !o.bucket_key {
-            d.push(format!(
-                "default encryption is {:?} (bucket key {}), not SSE-KMS with {key}",
-                o.kms_key, o.bucket_key
-            ));
+        if o.kms_key.as_deref() != Some(key.as_str()) {
+            let have = o.kms_key.as_ref().map_or_else(|| "not SSE-KMS".to_string(), |k| format!("SSE-KMS with {k}"));
+            d.push(Drift::new("default encryption", have, format!("SSE-KMS with {key}")));
+        }
+        if !o.bucket_key {
+            d.push(Drift::new("bucket key", "off", "on"));
         }
         if !o.public_access_blocked {
-            d.push("public access is not fully blocked".into());
+            d.push(Drift::new("public access", "not fully blocked", "blocked"));
         }
         if !o.owner_enforced {
-            d.push("object ownership is not BucketOwnerEnforced (ACLs are on)".into());
+            d.push(Drift::new("object ownership", "ACLs on", "bucket owner enforced (ACLs off)"));
         }
         if o.policy.as_ref() != Some(&bucket_policy(&ctx.names.audit_bucket())) {
-            d.push("bucket policy differs from the TLS-only policy".into());
+            let have = if o.policy.is_some() { "differs" } else { "missing" };
+            d.push(Drift::new("bucket policy", have, "TLS-only policy (TLS 1.2 or later)"));
         }
         let want = Retention::wanted(ctx.config.audit_retention_days);
         if o.retention.as_ref() != Some(&want) {
-            d.push(format!("lifecycle rule {LIFECYCLE_RULE} is {:?}, wanted {want:?}", o.retention));
+            d.push(want.drift(o.retention.as_ref()));
         }
         if small_objects_would_transition(o) {
-            d.push(format!(
-                "the lifecycle's minimum transition size is {}, wanted {}: small events would go to Glacier at a loss",
+            // Smaller events would go to Glacier at a loss.
+            d.push(Drift::new(
+                "lifecycle minimum transition size",
                 o.transition_minimum.as_deref().unwrap_or_default(),
-                TRANSITION_MINIMUM.as_str()
+                TRANSITION_MINIMUM.as_str(),
             ));
         }
         d.extend(ctx.tag_drift(&o.tags));
@@ -338,6 +363,7 @@ impl Resource for AuditBucket {
             }
         };
         if !o.public_access_blocked {
+            ctx.progress.step("blocking all public access");
             s3.put_public_access_block()
                 .bucket(&b)
                 .public_access_block_configuration(
@@ -353,6 +379,7 @@ impl Resource for AuditBucket {
                 .aws("s3:PutPublicAccessBlock")?;
         }
         if !o.owner_enforced {
+            ctx.progress.step("turning ACLs off (bucket owner enforced)");
             s3.put_bucket_ownership_controls()
                 .bucket(&b)
                 .ownership_controls(
@@ -371,7 +398,7 @@ impl Resource for AuditBucket {
                 .aws("s3:PutBucketOwnershipControls")?;
         }
         if o.kms_key.as_deref() != Some(key.as_str()) || !o.bucket_key {
-            ctx.progress.step("setting SSE-KMS default encryption");
+            ctx.progress.step(&format!("setting default encryption to SSE-KMS with {key}"));
             s3.put_bucket_encryption()
                 .bucket(&b)
                 .server_side_encryption_configuration(
@@ -396,7 +423,7 @@ impl Resource for AuditBucket {
                 .aws("s3:PutBucketEncryption")?;
         }
         if !o.versioning {
-            ctx.progress.step("enabling versioning");
+            ctx.progress.step("turning on versioning");
             s3.put_bucket_versioning()
                 .bucket(&b)
                 .versioning_configuration(
@@ -408,12 +435,16 @@ impl Resource for AuditBucket {
         }
         let policy = bucket_policy(&b);
         if o.policy.as_ref() != Some(&policy) {
+            ctx.progress.step("setting the TLS-only bucket policy");
             s3.put_bucket_policy().bucket(&b).policy(policy.to_string()).send().await.aws("s3:PutBucketPolicy")?;
         }
         if o.retention.as_ref() != Some(&Retention::wanted(ctx.config.audit_retention_days))
             || small_objects_would_transition(&o)
         {
-            ctx.progress.step("setting the retention lifecycle");
+            ctx.progress.step(&format!(
+                "setting lifecycle rule {LIFECYCLE_RULE}: {}",
+                Retention::wanted(ctx.config.audit_retention_days).parts().join(", ")
+            ));
             put_lifecycle(s3, &b, ctx.config.audit_retention_days)?
                 .send()
                 .await
@@ -421,6 +452,7 @@ impl Resource for AuditBucket {
         }
         let wanted = ctx.tags(None, None);
         if wanted.iter().any(|(k, v)| o.tags.get(k) != Some(v)) {
+            ctx.progress.step("tagging the bucket");
             // PutBucketTagging replaces the set: keep tags others put there.
             let mut all = o.tags.clone();
             all.extend(wanted);
@@ -523,5 +555,22 @@ mod tests {
         assert!(small_objects_would_transition(&observed(Some("varies_by_storage_class"))));
         assert!(!small_objects_would_transition(&observed(Some("all_storage_classes_128K"))));
         assert!(!small_objects_would_transition(&observed(None)), "absent: AWS's default, the minimum");
+    }
+
+    #[test]
+    fn a_lifecycle_drift_names_only_the_parts_that_differ() {
+        let want = Retention::wanted(365);
+        let short = Retention { expire_after: Some(30), abort_multipart_after: None, ..want.clone() };
+        assert_eq!(
+            want.drift(Some(&short)).to_string(),
+            "lifecycle rule audit-retention: expire after 30 days, abort incomplete uploads after none → \
+             expire after 365 days, abort incomplete uploads after 7 days"
+        );
+        assert_eq!(
+            want.drift(None).to_string(),
+            "lifecycle rule audit-retention: missing → enabled, Glacier after 90 days, expire after 365 days, \
+             old versions to Glacier after 90 days, old versions expire after 365 days, \
+             abort incomplete uploads after 7 days"
+        );
     }
 }

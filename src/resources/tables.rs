@@ -14,7 +14,7 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{listed, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
@@ -70,6 +70,24 @@ fn observed_key(t: &TableDescription) -> Vec<(String, KeyType)> {
 
 fn wanted_key() -> Vec<(String, KeyType)> {
     KEY.iter().map(|(n, k)| (n.to_string(), k.clone())).collect()
+}
+
+/// A key schema as the console shows it: `pk (partition key), sk (sort key)`.
+fn key_words(key: &[(String, KeyType)]) -> String {
+    listed(key.iter().map(|(name, kind)| match kind {
+        KeyType::Hash => format!("{name} (partition key)"),
+        KeyType::Range => format!("{name} (sort key)"),
+        other => format!("{name} ({})", other.as_str()),
+    }))
+}
+
+/// A billing mode in the console's words; a table without one is provisioned.
+fn billing_words(mode: Option<&BillingMode>) -> &str {
+    match mode {
+        Some(BillingMode::PayPerRequest) => "on-demand",
+        Some(BillingMode::Provisioned) | None => "provisioned",
+        Some(other) => other.as_str(),
+    }
 }
 
 fn kms_key_of(t: &TableDescription) -> Option<&str> {
@@ -175,33 +193,34 @@ impl Resource for TransactionsTable {
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         if observed_key(&o.table) != wanted_key() {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "table {} has key schema {:?}, the stack needs pk (HASH) + sk (RANGE); a table's key cannot change, \
-                 and replacing it deletes every transaction record in it",
-                ctx.names.table(),
-                observed_key(&o.table)
-            ))));
+            // Replacing the table deletes every transaction record in it.
+            return Ok(Change::Replace(Drift::new(
+                "key schema",
+                key_words(&observed_key(&o.table)),
+                key_words(&wanted_key()),
+            )));
         }
         let mut drifts = Vec::new();
         let present: Vec<&str> = o.table.global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
-        for (name, _) in INDEXES {
+        for (name, pk) in INDEXES {
             if !present.contains(&name) {
-                drifts.push(format!("GSI {name} missing"));
+                drifts.push(Drift::missing(format!("GSI {name}"), format!("{pk}, sorted by created_at")));
             }
         }
         if !o.pitr {
-            drifts.push("point-in-time recovery is off".into());
+            drifts.push(Drift::new("point-in-time recovery", "off", "on"));
         }
         let billing = o.table.billing_mode_summary().and_then(|b| b.billing_mode());
         if billing != Some(&BillingMode::PayPerRequest) {
-            drifts.push(format!("billing mode is {billing:?}, not on-demand"));
+            drifts.push(Drift::new("billing mode", billing_words(billing), "on-demand"));
         }
         let key_arn = ctx.input(super::kms::ID, "key_arn")?;
         if kms_key_of(&o.table) != Some(key_arn.as_str()) {
-            drifts.push(format!("encrypted with {:?}, not the stack's key {key_arn}", kms_key_of(&o.table)));
+            drifts.push(Drift::new("encryption key", kms_key_of(&o.table).unwrap_or("an AWS owned key"), key_arn));
         }
         if o.table.deletion_protection_enabled() == Some(true) {
-            drifts.push("deletion protection is on (the stack must be destroyable)".into());
+            // Off so that the stack can be destroyed.
+            drifts.push(Drift::new("deletion protection", "on", "off"));
         }
         drifts.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(drifts))
@@ -283,6 +302,7 @@ impl Resource for TransactionsTable {
         }
         let billing = o.table.billing_mode_summary().and_then(|b| b.billing_mode());
         if billing != Some(&BillingMode::PayPerRequest) || o.table.deletion_protection_enabled() == Some(true) {
+            ctx.progress.step("setting on-demand billing, deletion protection off");
             ddb.update_table()
                 .table_name(&name)
                 .billing_mode(BillingMode::PayPerRequest)
@@ -293,10 +313,11 @@ impl Resource for TransactionsTable {
             wait_active(ctx).await?;
         }
         if kms_key_of(&o.table) != Some(key_arn.as_str()) && o.table.sse_description().is_some() {
+            ctx.progress.step(&format!("encrypting table {name} with {key_arn}"));
             ddb.update_table().table_name(&name).sse_specification(sse).send().await.aws("dynamodb:UpdateTable")?;
         }
         if !o.pitr {
-            ctx.progress.step("enabling point-in-time recovery");
+            ctx.progress.step("turning on point-in-time recovery");
             let pitr = PointInTimeRecoverySpecification::builder()
                 .point_in_time_recovery_enabled(true)
                 .build()
@@ -313,6 +334,7 @@ impl Resource for TransactionsTable {
         let missing: Vec<Tag> =
             tags.into_iter().filter(|t| o.tags.get(t.key()) != Some(&t.value().to_string())).collect();
         if !missing.is_empty() {
+            ctx.progress.step(&format!("tagging table {name}"));
             ddb.tag_resource()
                 .resource_arn(o.table.table_arn().unwrap_or_default())
                 .set_tags(Some(missing))

@@ -329,11 +329,23 @@ fn plan_detects_and_up_repairs_data_drift_without_replacing_the_table() {
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let node = |id: &str| plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
     assert_eq!(node("tables.transactions")["action"], "update", "a PITR change is an update, never a replace");
-    let table = node("tables.transactions")["changes"].to_string();
-    assert!(table.contains("point-in-time recovery is off") && table.contains("GSI by-status missing"), "{table}");
-    let bucket = node("storage.audit-bucket")["changes"].to_string();
-    assert!(bucket.contains("versioning") && bucket.contains("lifecycle"), "{bucket}");
-    assert!(node("params.config")["changes"].to_string().contains("max-amount-minor has another value"));
+    // Each change as a person reads it: "field: current → wanted".
+    let changes = |id: &str| -> Vec<String> {
+        let text = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap().to_string();
+        let all = node(id)["changes"].as_array().unwrap().clone();
+        all.iter().map(|c| format!("{}: {} → {}", text(c, "field"), text(c, "current"), text(c, "wanted"))).collect()
+    };
+    let table = changes("tables.transactions");
+    assert!(table.contains(&"point-in-time recovery: off → on".to_string()), "{table:#?}");
+    assert!(table.iter().any(|c| c.starts_with("GSI by-status: missing → ")), "{table:#?}");
+    let bucket = changes("storage.audit-bucket");
+    assert!(bucket.contains(&"versioning: off → on".to_string()), "{bucket:#?}");
+    assert!(bucket.iter().any(|c| c.starts_with("lifecycle rule audit-retention: missing → ")), "{bucket:#?}");
+    let params = changes("params.config");
+    assert!(
+        params.contains(&"parameter /payments/qa/payments/max-amount-minor: another value → the stack's value".into()),
+        "{params:#?}"
+    );
     assert!(!plan.to_string().contains("999999999"), "plan does not show parameter values");
 
     acct.ok(&["up", "--suffix", "qa"]);

@@ -244,8 +244,14 @@ fn plan_lists_exactly_an_out_of_band_deleted_route_and_endpoint_and_up_repairs_b
         .map(|n| (n["node"].as_str().unwrap(), n["action"].as_str().unwrap()))
         .collect();
     assert_eq!(changed, vec![("network.route-tables", "update"), ("network.endpoints", "update")]);
-    let details = plan["resources"].to_string();
-    assert!(details.contains("route 0.0.0.0/0") && details.contains("s3 gateway endpoint missing"), "{details}");
+    let changes: Vec<(&str, &str)> = plan["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["changes"].as_array().unwrap())
+        .map(|c| (c["field"].as_str().unwrap(), c["current"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, vec![("route 0.0.0.0/0 (private)", "missing"), ("s3 gateway endpoint", "missing")]);
 
     acct.ok(&["up", "--suffix", "qa"]);
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);

@@ -20,7 +20,7 @@ use crate::names::tag;
 use crate::resources::logs::{self, Group};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{kms, Change, Ctx, Input, Resource, Result};
+use crate::resources::{kms, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 use aws_sdk_iam::types::Tag;
@@ -86,17 +86,22 @@ fn region_tags() -> Vec<(String, String)> {
 /// the destroyed stack's, scheduled for deletion: that only makes unreadable the one message API
 /// Gateway writes there when the role is set (no request data ever goes to it). Missing,
 /// unencrypted or kept forever is drift.
-fn welcome_drifts(ctx: &Ctx, o: &Observed) -> Result<Vec<String>> {
+fn welcome_drifts(ctx: &Ctx, o: &Observed) -> Result<Vec<Drift>> {
     let name = ctx.names.api_welcome_log_group();
     Ok(match &o.welcome {
-        None => vec![format!("log group {name} missing")],
+        None => vec![Drift::missing(format!("log group {name}"), "encrypted with a customer key, events expire")],
         Some(g) => {
             let mut d = Vec::new();
             if g.kms_key.is_none() {
-                d.push(format!("log group {name} is not encrypted with a customer key"));
+                d.push(Drift::new(
+                    format!("log group {name} encryption key"),
+                    "none (CloudWatch Logs' own encryption)",
+                    "a customer key",
+                ));
             }
             if g.retention.is_none() {
-                d.push(format!("log group {name} keeps its events forever"));
+                let days = crate::resources::counted(ctx.config.log_retention_days.into(), "day");
+                d.push(Drift::new(format!("log group {name} retention"), "forever", days));
             }
             d
         }
@@ -135,7 +140,10 @@ impl Resource for AccountLogging {
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         Ok(match &o.account_role {
-            None => Change::from_drifts(vec!["the account has no CloudWatch role for API Gateway"]),
+            None => Change::from_drifts(vec![Drift::missing(
+                "the account's CloudWatch role for API Gateway",
+                ctx.names.api_logging_role(),
+            )]),
             Some(_) if o.ours_in_use() => Change::from_drifts(welcome_drifts(ctx, o)?),
             Some(_) => Change::NoOp,
         })
@@ -202,6 +210,7 @@ impl Resource for AccountLogging {
                 our_role(ctx).await?.unwrap_or_default()
             }
         };
+        ctx.progress.step(&format!("attaching AmazonAPIGatewayPushToCloudWatchLogs to {name}"));
         iam.attach_role_policy().role_name(&name).policy_arn(PUSH_TO_LOGS).send().await.aws("iam:AttachRolePolicy")?;
         // Setting the role makes API Gateway write to this group, creating it unencrypted and
         // kept forever unless it exists.
@@ -212,6 +221,7 @@ impl Resource for AccountLogging {
         );
         // API Gateway checks that it can assume the role; a new role takes a few seconds to be.
         let apigw = &ctx.clients.apigateway;
+        ctx.progress.step(&format!("setting {name} as the account's CloudWatch role for API Gateway"));
         ctx.retry_while_propagating(&catalogue::APIGATEWAY_ACCOUNT_ROLE, &format!("role {name}"), || {
             apigw
                 .update_account()

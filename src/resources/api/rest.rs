@@ -18,7 +18,9 @@ use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::functions::permission;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, After, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{
+    each_member, listed, on_off, or_none, After, Change, Ctx, Drift, Input, Resource, ResourceError, Result,
+};
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
@@ -106,6 +108,39 @@ impl StageSettings {
         }
     }
 
+    /// Each setting in words, with its name: to show the ones that differ.
+    fn parts(&self) -> [(&'static str, String); 7] {
+        [
+            ("X-Ray tracing", on_off(self.tracing).to_string()),
+            ("access log destination", or_none(Some(&self.access_log_destination).filter(|d| !d.is_empty()))),
+            (
+                "access log format",
+                if self.access_log_format == access_log_format() {
+                    "the stack's fields".to_string()
+                } else if self.access_log_format.is_empty() {
+                    "none".to_string()
+                } else {
+                    "other fields".to_string()
+                },
+            ),
+            ("detailed metrics", on_off(self.metrics).to_string()),
+            ("execution logging level", self.logging_level.clone()),
+            // Request and response bodies would put card numbers in the execution logs.
+            ("data trace (bodies in the logs)", on_off(self.data_trace).to_string()),
+            ("throttling", format!("{} requests/s, burst {}", self.rate_limit, self.burst_limit)),
+        ]
+    }
+
+    /// How `have` differs from these settings, one drift per setting.
+    fn drifts(&self, have: &StageSettings) -> Vec<Drift> {
+        have.parts()
+            .into_iter()
+            .zip(self.parts())
+            .filter(|((_, h), (_, w))| h != w)
+            .map(|((label, h), (_, w))| Drift::new(format!("stage {STAGE} {label}"), h, w))
+            .collect()
+    }
+
     fn patches(&self) -> Vec<PatchOperation> {
         let op = |path: &str, value: String| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
         vec![
@@ -158,6 +193,58 @@ pub struct Observed {
 }
 
 /// Whether the stage variable names blue or green (else every request would fail).
+impl Method {
+    /// Its parts in words, each with a label: to show the ones that differ.
+    fn parts(&self) -> [(&'static str, String); 5] {
+        let authorization = match self.authorization.as_str() {
+            "AWS_IAM" => "IAM".to_string(),
+            "" => "none".to_string(),
+            other => other.to_string(),
+        };
+        // The function and alias the integration invokes, not the whole ARN.
+        let target = self.integration_uri.as_deref().map(|uri| {
+            let after = uri.rsplit_once(":function:").map_or(uri, |(_, f)| f);
+            after.trim_end_matches("/invocations").replace(&format!("${{stageVariables.{ALIAS_VARIABLE}}}"), "<colour>")
+        });
+        [
+            ("authorization", authorization),
+            ("request validator", or_none(self.validator_id.as_ref())),
+            ("request models", listed(self.models.iter().map(|(t, m)| format!("{t}={m}")))),
+            ("required headers", listed(&self.required_headers)),
+            (
+                "integration",
+                match (&self.integration_type, target) {
+                    (Some(t), Some(target)) => format!("{t} → {target}"),
+                    (Some(t), None) => t.clone(),
+                    (None, _) => "none".to_string(),
+                },
+            ),
+        ]
+    }
+
+    /// How `have` differs from this method: the parts that differ, as they are and as wanted.
+    fn drift(&self, route: &str, have: &Method) -> Drift {
+        let (current, wanted): (Vec<String>, Vec<String>) = have
+            .parts()
+            .into_iter()
+            .zip(self.parts())
+            .filter(|((_, h), (_, w))| h != w)
+            .map(|((label, h), (_, w))| (format!("{label} {h}"), format!("{label} {w}")))
+            .unzip();
+        Drift::new(format!("POST /{route}"), current.join("; "), wanted.join("; "))
+    }
+}
+
+/// What a request validator checks: `body and headers`, `body only`, `nothing`.
+fn validates(body: bool, headers: bool) -> &'static str {
+    match (body, headers) {
+        (true, true) => "body and headers",
+        (true, false) => "body only",
+        (false, true) => "headers only",
+        (false, false) => "nothing",
+    }
+}
+
 fn names_a_colour(variables: &HashMap<String, String>) -> bool {
     variables.get(ALIAS_VARIABLE).and_then(|v| Color::parse(v)).is_some()
 }
@@ -347,7 +434,7 @@ fn execution_log_groups(ctx: &Ctx, api_id: &str) -> Vec<String> {
 }
 
 /// The execution log groups' drifts.
-fn execution_log_drifts(ctx: &Ctx, o: &Observed, key: &str) -> Vec<String> {
+fn execution_log_drifts(ctx: &Ctx, o: &Observed, key: &str) -> Vec<Drift> {
     execution_log_groups(ctx, &o.api_id)
         .iter()
         .flat_map(|n| {
@@ -429,7 +516,7 @@ async fn put_route(
     let (resource_id, method) = match existing {
         Some((id, m)) => (id.clone(), m.clone()),
         None => {
-            ctx.progress.step(&format!("creating /{route}"));
+            ctx.progress.step(&format!("creating resource /{route}"));
             let r = apigw
                 .create_resource()
                 .rest_api_id(api_id)
@@ -442,7 +529,11 @@ async fn put_route(
         }
     };
     if method.as_ref() != Some(&wanted) {
-        ctx.progress.step(&format!("putting POST /{route} (IAM auth, validated, → {route})"));
+        let function = ctx.names.function(route);
+        ctx.progress.step(&match &method {
+            None => format!("creating POST /{route} (IAM authorization, validated, → {function})"),
+            Some(_) => format!("restoring POST /{route} (IAM authorization, validated, → {function})"),
+        });
         if method.is_some() {
             apigw
                 .delete_method()
@@ -497,6 +588,7 @@ async fn grant_invoke(
             continue;
         }
         let function = ctx.names.function(route);
+        ctx.progress.step(&format!("letting POST /{route} invoke {function}:{c}"));
         // A stale statement with our id (another API's source ARN) goes first.
         revoke_invoke(ctx, route, c).await?;
         ctx.clients
@@ -587,44 +679,62 @@ impl Resource for RestApi {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let mut d = execution_log_drifts(ctx, o, &ctx.input(super::super::kms::ID, "key_arn")?);
         if !o.regional {
-            d.push("endpoint type is not REGIONAL".to_string());
+            d.push(Drift::new("endpoint type", "edge-optimized or private", "regional"));
         }
-        if let Some(t) = ctx.tag_drift(&o.tags) {
-            d.push(t);
+        d.extend(ctx.tag_drift(&o.tags));
+        let schema = "payments-core's payment request schema";
+        match &o.model {
+            None => d.push(Drift::missing(format!("model {MODEL}"), schema)),
+            Some(m) if *m != model_schema() => d.push(Drift::new(format!("model {MODEL}"), "differs", schema)),
+            Some(_) => {}
         }
-        if o.model.as_ref() != Some(&model_schema()) {
-            d.push(format!("model {MODEL} missing or differs from payments-core's schema"));
-        }
-        if !matches!(&o.validator, Some((_, true, true))) {
-            d.push(format!("request validator {VALIDATOR} missing or not validating body and headers"));
+        let validator = format!("request validator {VALIDATOR}");
+        match &o.validator {
+            None => d.push(Drift::missing(validator, format!("validates {}", validates(true, true)))),
+            Some((_, body, headers)) if !(*body && *headers) => d.push(Drift::new(
+                validator,
+                format!("validates {}", validates(*body, *headers)),
+                format!("validates {}", validates(true, true)),
+            )),
+            Some(_) => {}
         }
         let validator_id = o.validator.as_ref().map(|v| v.0.as_str());
         for route in ROUTES {
+            let function = ctx.names.function(route);
+            let wanted = wanted_method(ctx, route, validator_id);
             match o.routes.get(route) {
-                None => d.push(format!("resource /{route} missing")),
-                Some((_, None)) => d.push(format!("POST /{route} missing")),
-                Some((_, Some(m))) if *m != wanted_method(ctx, route, validator_id) => {
-                    d.push(format!("POST /{route} differs (authorization, validation or integration)"))
-                }
+                None => d.push(Drift::missing(format!("resource /{route}"), format!("POST → {function}"))),
+                Some((_, None)) => d.push(Drift::missing(
+                    format!("POST /{route}"),
+                    format!("IAM authorization, validated, → {function}"),
+                )),
+                Some((_, Some(m))) if *m != wanted => d.push(wanted.drift(route, m)),
                 Some(_) => {}
             }
             for c in Color::BOTH {
                 if !o.permissions.get(&(route, c)).copied().unwrap_or(false) {
-                    d.push(format!("{}:{c} does not let POST /{route} invoke it", ctx.names.function(route)));
+                    d.push(Drift::missing(
+                        format!("permission of POST /{route} to invoke {function}:{c}"),
+                        "this API's method only",
+                    ));
                 }
             }
         }
         match &o.stage {
-            None => d.push(format!("stage {STAGE} missing")),
+            None => d.push(Drift::missing(format!("stage {STAGE}"), format!("{ALIAS_VARIABLE}=blue"))),
             Some(s) => {
-                if s.deployment_description.as_deref() != Some(deployment_description(ctx).as_str()) {
-                    d.push(format!("stage {STAGE} serves an older deployment of the API"));
+                let description = deployment_description(ctx);
+                if s.deployment_description.as_deref() != Some(description.as_str()) {
+                    let have = or_none(s.deployment_description.as_ref());
+                    d.push(Drift::new(format!("stage {STAGE} deployment"), have, description));
                 }
-                if s.settings != StageSettings::wanted(ctx) {
-                    d.push(format!("stage {STAGE}: logging, tracing, metrics or throttling differ"));
-                }
+                d.extend(StageSettings::wanted(ctx).drifts(&s.settings));
                 if !names_a_colour(&s.variables) {
-                    d.push(format!("stage {STAGE}: variable {ALIAS_VARIABLE} names no colour"));
+                    d.push(Drift::new(
+                        format!("stage {STAGE} variable {ALIAS_VARIABLE}"),
+                        or_none(s.variables.get(ALIAS_VARIABLE)),
+                        "blue or green",
+                    ));
                 }
             }
         }
@@ -665,7 +775,8 @@ impl Resource for RestApi {
             return Err(ResourceError::new("ReplaceRefused", format!("{name} is not a REGIONAL API"))
                 .with_hint("delete it (or run `tapctl destroy`) and run up again"));
         }
-        if ctx.tag_drift(&o.tags).is_some() {
+        if let Some(drift) = ctx.tag_drift(&o.tags) {
+            ctx.progress.step(&format!("tagging REST API {name}: {}", drift.wanted));
             let arn = format!("arn:aws:apigateway:{}::/restapis/{api_id}", ctx.names.region);
             apigw
                 .tag_resource()
@@ -677,7 +788,10 @@ impl Resource for RestApi {
         }
         let schema = model_schema();
         if o.model.as_ref() != Some(&schema) {
-            ctx.progress.step(&format!("putting model {MODEL}"));
+            ctx.progress.step(&match &o.model {
+                None => format!("creating model {MODEL} (payments-core's payment request schema)"),
+                Some(_) => format!("restoring model {MODEL} to payments-core's payment request schema"),
+            });
             if o.model.is_some() {
                 apigw
                     .update_model()
@@ -705,6 +819,7 @@ impl Resource for RestApi {
         let validator_id = match &o.validator {
             Some((id, true, true)) => id.clone(),
             Some((id, _, _)) => {
+                ctx.progress.step(&format!("making request validator {VALIDATOR} validate body and headers"));
                 let op = |p: &str| PatchOperation::builder().op(Op::Replace).path(p).value("true").build();
                 apigw
                     .update_request_validator()
@@ -717,18 +832,21 @@ impl Resource for RestApi {
                     .aws("apigateway:UpdateRequestValidator")?;
                 id.clone()
             }
-            None => apigw
-                .create_request_validator()
-                .rest_api_id(&api_id)
-                .name(VALIDATOR)
-                .validate_request_body(true)
-                .validate_request_parameters(true)
-                .send()
-                .await
-                .aws("apigateway:CreateRequestValidator")?
-                .id()
-                .unwrap_or_default()
-                .to_string(),
+            None => {
+                ctx.progress.step(&format!("creating request validator {VALIDATOR} (body and headers)"));
+                apigw
+                    .create_request_validator()
+                    .rest_api_id(&api_id)
+                    .name(VALIDATOR)
+                    .validate_request_body(true)
+                    .validate_request_parameters(true)
+                    .send()
+                    .await
+                    .aws("apigateway:CreateRequestValidator")?
+                    .id()
+                    .unwrap_or_default()
+                    .to_string()
+            }
         };
         let (root_id, validator_id) = (o.root_id.as_str(), validator_id.as_str());
         for route in ROUTES {
@@ -738,7 +856,7 @@ impl Resource for RestApi {
         let description = deployment_description(ctx);
         let current = o.stage.as_ref().and_then(|s| s.deployment_description.as_deref());
         if current != Some(description.as_str()) {
-            ctx.progress.step("deploying the API definition");
+            ctx.progress.step(&format!("deploying the API definition ({description})"));
             // No stageName: creating a deployment into a stage would reset the stage's
             // settings and variables; the stage is pointed at it below instead.
             let deployment = apigw
@@ -786,7 +904,16 @@ impl Resource for RestApi {
         }
         let wanted = StageSettings::wanted(ctx);
         if o.stage.as_ref().map(|s| &s.settings) != Some(&wanted) {
-            ctx.progress.step(&format!("setting logging, tracing, metrics and throttling of stage {STAGE}"));
+            ctx.progress.step(&match &o.stage {
+                Some(s) => format!(
+                    "changing stage {STAGE}: {}",
+                    listed(wanted.drifts(&s.settings).iter().map(|d| {
+                        let setting = d.field.trim_start_matches(&format!("stage {STAGE} ")).to_string();
+                        format!("{setting} to {}", d.wanted)
+                    }))
+                ),
+                None => format!("setting logging, tracing, metrics and throttling of stage {STAGE}"),
+            });
             ctx.retry_while_propagating(&catalogue::APIGATEWAY_STAGE_LOGGING, "the account's CloudWatch role", || {
                 apigw
                     .update_stage()
@@ -848,5 +975,34 @@ impl Resource for RestApi {
             crate::resources::logs::delete_group(ctx, &name).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::ctx;
+
+    #[test]
+    fn stage_and_method_drifts_name_each_setting() {
+        let ctx = ctx(ID, RestApi.reads(), &[]);
+        let want = StageSettings::wanted(&ctx);
+        let have = StageSettings { data_trace: true, logging_level: "INFO".into(), ..want.clone() };
+        let drifts: Vec<String> = want.drifts(&have).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            drifts,
+            [
+                "stage live execution logging level: INFO → ERROR",
+                "stage live data trace (bodies in the logs): on → off"
+            ]
+        );
+        let method = wanted_method(&ctx, "process", Some("v1"));
+        let open = Method { authorization: "NONE".into(), required_headers: vec![], ..method.clone() };
+        assert_eq!(
+            method.drift("process", &open).to_string(),
+            "POST /process: authorization NONE; required headers none → authorization IAM; \
+             required headers method.request.header.Idempotency-Key"
+        );
+        assert!(method.parts()[4].1.ends_with("AWS_PROXY → payment-process-qa:<colour>"), "{}", method.parts()[4].1);
     }
 }

@@ -11,7 +11,8 @@ use super::{ensure_tags, rds_tags, tags_of, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
 use crate::resources::Outputs;
-use crate::resources::{kms, network, secrets, After, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{counted, listed, on_off, or_none};
+use crate::resources::{kms, network, secrets, After, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbCluster, ServerlessV2ScalingConfiguration};
 use serde_json::json;
@@ -57,38 +58,50 @@ async fn wait_available(ctx: &Ctx) -> Result<DbCluster> {
     .await
 }
 
-/// The drifts that ModifyDBCluster can fix, in words.
-fn drifts(ctx: &Ctx, c: &DbCluster) -> Result<Vec<String>> {
+/// Serverless v2 capacity as the console writes it: `0.5–4 ACU`.
+fn capacity(min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (None, None) => "none".to_string(),
+        (min, max) => format!("{}–{} ACU", or_none(min), or_none(max)),
+    }
+}
+
+/// The drifts that ModifyDBCluster can fix.
+fn drifts(ctx: &Ctx, c: &DbCluster) -> Result<Vec<Drift>> {
     let mut d = Vec::new();
     let scaling = c.serverless_v2_scaling_configuration();
     let (min, max) = (scaling.and_then(|s| s.min_capacity()), scaling.and_then(|s| s.max_capacity()));
-    if min != Some(ctx.config.db_min_acu) || max != Some(ctx.config.db_max_acu) {
-        d.push(format!("capacity is {min:?}-{max:?} ACU, wanted {}-{}", ctx.config.db_min_acu, ctx.config.db_max_acu));
+    let (want_min, want_max) = (ctx.config.db_min_acu, ctx.config.db_max_acu);
+    if min != Some(want_min) || max != Some(want_max) {
+        d.push(Drift::new("capacity", capacity(min, max), capacity(Some(want_min), Some(want_max))));
     }
     if c.backup_retention_period() != Some(BACKUP_RETENTION_DAYS) {
-        d.push(format!("backup retention is {:?} days, wanted {BACKUP_RETENTION_DAYS}", c.backup_retention_period()));
+        let have = c.backup_retention_period().map(|n| counted(n.into(), "day"));
+        d.push(Drift::new("backup retention", or_none(have), counted(BACKUP_RETENTION_DAYS.into(), "day")));
     }
     if c.deletion_protection() == Some(true) {
-        d.push("deletion protection is on (the stack must be destroyable)".into());
+        // Off so that the stack can be destroyed.
+        d.push(Drift::new("deletion protection", "on", "off"));
     }
     if c.iam_database_authentication_enabled() != Some(true) {
-        d.push("IAM database authentication is off".into());
+        d.push(Drift::new("IAM database authentication", "off", "on"));
     }
     for log in LOG_EXPORTS {
         if !c.enabled_cloudwatch_logs_exports().iter().any(|e| e == log) {
-            d.push(format!("{log} log export is off"));
+            d.push(Drift::new(format!("{log} log export"), "off", "on"));
         }
     }
     if c.copy_tags_to_snapshot() != Some(true) {
-        d.push("tags are not copied to snapshots".into());
+        d.push(Drift::new("copy tags to snapshots", on_off(false), on_off(true)));
     }
-    if c.db_cluster_parameter_group() != Some(ctx.names.db_parameter_group().as_str()) {
-        d.push(format!("parameter group is {:?}", c.db_cluster_parameter_group()));
+    let group = ctx.names.db_parameter_group();
+    if c.db_cluster_parameter_group() != Some(group.as_str()) {
+        d.push(Drift::new("parameter group", or_none(c.db_cluster_parameter_group()), group));
     }
     let sg = ctx.input(network::security_groups::ID, "database_sg_id")?;
     let groups: Vec<&str> = c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
     if groups != [sg.as_str()] {
-        d.push(format!("security groups are {groups:?}, wanted [{sg}]"));
+        d.push(Drift::new("security groups", listed(&groups), sg));
     }
     Ok(d)
 }
@@ -127,22 +140,17 @@ impl Resource for AuroraCluster {
         let c = &o.cluster;
         let key = ctx.input(kms::ID, "key_arn")?;
         if c.engine() != Some(ENGINE) {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "cluster engine is {:?}, the stack needs {ENGINE}; an engine cannot change, and a new cluster \
-                 starts without the customers, merchants and ledger",
-                c.engine()
-            ))));
+            return Ok(Change::Replace(Drift::new("engine", or_none(c.engine()), ENGINE)));
         }
-        if c.storage_encrypted() != Some(true) || c.kms_key_id() != Some(key.as_str()) {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "cluster storage is encrypted {:?} with {:?}, the stack needs its key {key}; encryption cannot change in place",
-                c.storage_encrypted(),
-                c.kms_key_id()
-            ))));
+        if c.storage_encrypted() != Some(true) {
+            return Ok(Change::Replace(Drift::new("storage encryption", "off", format!("on, with {key}"))));
+        }
+        if c.kms_key_id() != Some(key.as_str()) {
+            return Ok(Change::Replace(Drift::new("storage encryption key", or_none(c.kms_key_id()), key)));
         }
         let mut d = drifts(ctx, c)?;
         if c.status() != Some("available") {
-            d.push(format!("cluster is {}", c.status().unwrap_or("in an unknown state")));
+            d.push(Drift::new("status", c.status().unwrap_or("unknown"), "available"));
         }
         d.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(d))
@@ -223,8 +231,12 @@ impl Resource for AuroraCluster {
         } else {
             o
         };
-        if !drifts(ctx, &o.cluster)?.is_empty() {
-            ctx.progress.step(&format!("modifying Aurora cluster {id}"));
+        let repairs = drifts(ctx, &o.cluster)?;
+        if !repairs.is_empty() {
+            ctx.progress.step(&format!(
+                "changing Aurora cluster {id}: {}",
+                listed(repairs.iter().map(|d| format!("{} to {}", d.field, d.wanted)))
+            ));
             let missing_logs: Vec<String> = LOG_EXPORTS
                 .iter()
                 .filter(|l| !o.cluster.enabled_cloudwatch_logs_exports().iter().any(|e| e == *l))
@@ -270,5 +282,58 @@ impl Resource for AuroraCluster {
             Ok(describe(ctx).await?.map(|c| format!("status {}", c.status().unwrap_or("unknown"))))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{assert_plain, ctx};
+    use aws_sdk_rds::types::{ServerlessV2ScalingConfigurationInfo, VpcSecurityGroupMembership};
+
+    #[test]
+    fn cluster_drifts_read_as_the_console_writes_them() {
+        let ctx = ctx(
+            ID,
+            AuroraCluster.reads(),
+            &[
+                (network::security_groups::ID, "database_sg_id", json!("sg-d")),
+                (kms::ID, "key_arn", json!("arn:aws:kms:us-east-1:123456789012:key/k")),
+            ],
+        );
+        let cluster = DbCluster::builder()
+            .engine(ENGINE)
+            .storage_encrypted(true)
+            .kms_key_id("arn:aws:kms:us-east-1:123456789012:key/k")
+            .status("available")
+            .serverless_v2_scaling_configuration(
+                ServerlessV2ScalingConfigurationInfo::builder().min_capacity(0.5).max_capacity(2.0).build(),
+            )
+            .backup_retention_period(7)
+            .deletion_protection(true)
+            .iam_database_authentication_enabled(true)
+            .enabled_cloudwatch_logs_exports("postgresql")
+            .copy_tags_to_snapshot(true)
+            .db_cluster_parameter_group(ctx.names.db_parameter_group())
+            .vpc_security_groups(VpcSecurityGroupMembership::builder().vpc_security_group_id("sg-other").build())
+            .build();
+        let o = Observed { cluster, tags: ctx.tags(None, None).into_iter().collect() };
+        let change = AuroraCluster.diff(&ctx, &o).unwrap();
+        let drifts: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            drifts,
+            [
+                "capacity: 0.5–2 ACU → 0.5–4 ACU",
+                "backup retention: 7 days → 1 day",
+                "deletion protection: on → off",
+                "security groups: sg-other → sg-d",
+            ]
+        );
+        assert_plain(&change.drifts());
+        let mysql = Observed { cluster: DbCluster::builder().engine("aurora-mysql").build(), tags: BTreeMap::new() };
+        assert_eq!(
+            AuroraCluster.diff(&ctx, &mysql).unwrap(),
+            Change::Replace(Drift::new("engine", "aurora-mysql", ENGINE))
+        );
     }
 }

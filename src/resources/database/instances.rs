@@ -6,7 +6,7 @@ use super::{rds_tags, ENGINE};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::Readiness;
 use crate::resources::Outputs;
-use crate::resources::{list, network, After, Change, Ctx, Input, Resource, Result};
+use crate::resources::{list, network, or_none, After, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, Filter};
 use std::collections::BTreeMap;
@@ -106,18 +106,21 @@ impl Resource for AuroraInstances {
         let mut d = Vec::new();
         for (id, _, _) in &want {
             match o.instances.get(id) {
-                None => d.push(format!("instance {id} missing")),
+                None => d.push(Drift::missing(format!("instance {id}"), CLASS)),
                 Some(i) if i.db_instance_class() != Some(CLASS) => {
-                    d.push(format!("instance {id} is {:?}, wanted {CLASS}", i.db_instance_class()))
+                    d.push(Drift::new(format!("instance {id} class"), or_none(i.db_instance_class()), CLASS))
                 }
-                Some(i) if i.db_instance_status() != Some("available") => {
-                    d.push(format!("instance {id} is {}", i.db_instance_status().unwrap_or("unknown")))
-                }
+                Some(i) if i.db_instance_status() != Some("available") => d.push(Drift::new(
+                    format!("instance {id} status"),
+                    i.db_instance_status().unwrap_or("unknown"),
+                    "available",
+                )),
                 Some(_) => {}
             }
         }
         for id in o.instances.keys().filter(|id| !want.iter().any(|(w, _, _)| w == *id)) {
-            d.push(format!("instance {id} is not wanted (fewer readers configured)"));
+            let readers = ctx.config.db_readers;
+            d.push(Drift::unexpected(format!("instance {id}"), format!("a reader beyond the {readers} configured")));
         }
         Ok(Change::from_drifts(d))
     }
@@ -151,6 +154,10 @@ impl Resource for AuroraInstances {
                     touched.push(id.clone());
                 }
                 Some(i) if i.db_instance_class() != Some(CLASS) => {
+                    ctx.progress.step(&format!(
+                        "changing the class of Aurora instance {id} from {} to {CLASS}",
+                        or_none(i.db_instance_class())
+                    ));
                     rds.modify_db_instance()
                         .db_instance_identifier(id)
                         .db_instance_class(CLASS)

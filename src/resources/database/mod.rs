@@ -24,7 +24,8 @@ pub async fn tags_of(ctx: &Ctx, arn: &str) -> Result<BTreeMap<String, String>> {
 }
 
 pub async fn ensure_tags(ctx: &Ctx, arn: &str, have: &BTreeMap<String, String>) -> Result<()> {
-    if ctx.tag_drift(have).is_some() {
+    if let Some(drift) = ctx.tag_drift(have) {
+        ctx.progress.step(&format!("tagging: {}", drift.wanted));
         ctx.clients
             .rds
             .add_tags_to_resource()

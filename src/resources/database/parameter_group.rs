@@ -5,7 +5,7 @@
 use super::{ensure_tags, rds_tags, tags_of};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{listed, or_none, Change, Ctx, Drift, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 use serde_json::json;
@@ -76,15 +76,12 @@ impl Resource for ClusterParameterGroup {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let family = ctx.config.db_parameter_family();
         if o.family != family {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "parameter group family is {}, the engine version wants {family}; a family cannot change",
-                o.family
-            ))));
+            return Ok(Change::Replace(Drift::new("parameter group family", &o.family, family)));
         }
-        let mut d: Vec<String> = PARAMETERS
+        let mut d: Vec<Drift> = PARAMETERS
             .iter()
             .filter(|(n, v)| o.parameters.get(*n).map(String::as_str) != Some(*v))
-            .map(|(n, v)| format!("{n} is {:?}, wanted {v}", o.parameters.get(*n)))
+            .map(|(n, v)| Drift::new(format!("parameter {n}"), or_none(o.parameters.get(*n)), v))
             .collect();
         d.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(d))
@@ -123,6 +120,12 @@ impl Resource for ClusterParameterGroup {
             })
             .collect();
         if !changes.is_empty() {
+            ctx.progress.step(&format!(
+                "setting {}",
+                listed(changes.iter().map(|p| {
+                    format!("{}={}", p.parameter_name().unwrap_or_default(), p.parameter_value().unwrap_or_default())
+                }))
+            ));
             rds.modify_db_cluster_parameter_group()
                 .db_cluster_parameter_group_name(&name)
                 .set_parameters(Some(changes))

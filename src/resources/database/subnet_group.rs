@@ -4,7 +4,7 @@ use super::{ensure_tags, rds_tags, tags_of};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::Outputs;
-use crate::resources::{network, Change, Ctx, Input, Resource, Result};
+use crate::resources::{listed, network, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -53,7 +53,7 @@ impl Resource for SubnetGroup {
         want.sort();
         let mut d = Vec::new();
         if o.subnets != want {
-            d.push(format!("subnets are {:?}, wanted the database subnets {want:?}", o.subnets));
+            d.push(Drift::new("subnets", listed(&o.subnets), listed(&want)));
         }
         d.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(d))
@@ -82,6 +82,7 @@ impl Resource for SubnetGroup {
             }
             Some(o) => {
                 if o.subnets != want {
+                    ctx.progress.step(&format!("setting the subnets of {name} to {}", listed(&want)));
                     rds.modify_db_subnet_group()
                         .db_subnet_group_name(&name)
                         .set_subnet_ids(Some(want))

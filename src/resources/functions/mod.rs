@@ -9,7 +9,8 @@
 //!   this run repaired the configuration, so that the aliases can reach the repair).
 //! - `up` moves only the idle colour's alias — the one neither the stage variable nor a canary
 //!   sends requests to. Live traffic never changes under `up`; while a canary is live, new code
-//!   waits (the drift says so) until `shift` finishes or rolls back.
+//!   (or a version published for a repaired configuration) waits — the drift says so, and `up`
+//!   leaves the function alone — until `shift` finishes or rolls back.
 //! - A role, key or network permission made seconds ago may not yet be usable by Lambda: create
 //!   and configuration calls retry `catalogue::LAMBDA_FUNCTION`'s answers, with the wait shown.
 
@@ -19,7 +20,7 @@ use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
 use crate::names::tag;
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
-use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{listed, on_off, After, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use crate::traffic::{Color, Traffic};
 use async_trait::async_trait;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
@@ -139,24 +140,42 @@ impl Settings {
         }
     }
 
-    /// Each field that differs, in words.
-    fn drifts(&self, wanted: &Settings) -> Vec<String> {
+    /// The environment in words, as far as it may be shown: the variables tapctl sets with their
+    /// value when it is the stack's, any other only by name (someone may have put a secret there).
+    fn environment_words(&self, wanted: &Settings) -> String {
+        listed(self.environment.iter().map(|(k, v)| match wanted.environment.get(k) {
+            Some(w) if w == v => format!("{k}={v}"),
+            Some(_) => format!("{k} (another value)"),
+            None => k.clone(),
+        }))
+    }
+
+    /// Each field that differs, as it is and as wanted.
+    fn drifts(&self, wanted: &Settings) -> Vec<Drift> {
         let mut d = Vec::new();
-        let mut check = |what: &str, differs: bool| {
-            if differs {
-                d.push(what.to_string());
+        if self.environment != wanted.environment {
+            let want = wanted.environment.iter().map(|(k, v)| format!("{k}={v}"));
+            d.push(Drift::new("environment", self.environment_words(wanted), format!("only {}", listed(want))));
+        }
+        let mut check = |field: &str, have: String, want: String| {
+            if have != want {
+                d.push(Drift::new(field, have, want));
             }
         };
-        check("execution role", self.role != wanted.role);
-        check("memory", self.memory != wanted.memory);
-        check("timeout", self.timeout != wanted.timeout);
-        check("private subnets", self.subnets != wanted.subnets);
-        check("security group", self.security_groups != wanted.security_groups);
-        check("environment (only PAYMENTS_CONFIG_PREFIX)", self.environment != wanted.environment);
-        check("environment encryption key", self.kms_key != wanted.kms_key);
-        check("X-Ray tracing", self.tracing_active != wanted.tracing_active);
-        check("log group / JSON log format", self.log_group != wanted.log_group || self.json_logs != wanted.json_logs);
-        check("runtime / handler", self.runtime != wanted.runtime || self.handler != wanted.handler);
+        check("execution role", self.role.clone(), wanted.role.clone());
+        check("memory", format!("{} MB", self.memory), format!("{} MB", wanted.memory));
+        check("timeout", format!("{} s", self.timeout), format!("{} s", wanted.timeout));
+        check("private subnets", listed(&self.subnets), listed(&wanted.subnets));
+        check("security groups", listed(&self.security_groups), listed(&wanted.security_groups));
+        let key = |k: &str| if k.is_empty() { "Lambda's own key".to_string() } else { k.to_string() };
+        check("environment encryption key", key(&self.kms_key), key(&wanted.kms_key));
+        check("X-Ray tracing", on_off(self.tracing_active).to_string(), on_off(wanted.tracing_active).to_string());
+        let group = |g: &str| if g.is_empty() { "Lambda's default".to_string() } else { g.to_string() };
+        check("log group", group(&self.log_group), group(&wanted.log_group));
+        let format = |json: bool| if json { "JSON" } else { "text" }.to_string();
+        check("log format", format(self.json_logs), format(wanted.json_logs));
+        check("runtime", self.runtime.clone(), wanted.runtime.clone());
+        check("handler", self.handler.clone(), wanted.handler.clone());
         d
     }
 }
@@ -463,36 +482,45 @@ impl Resource for Lambda {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let f = self.function;
         let have = &o.function;
-        let mut d = Vec::new();
-        for drift in have.config.drifts(&Settings::wanted(ctx, f)?) {
-            d.push(format!("{drift} differs"));
-        }
-        if let Some(t) = ctx.tag_drift(&have.tags) {
-            d.push(t);
-        }
+        let mut d = have.config.drifts(&Settings::wanted(ctx, f)?);
+        d.extend(ctx.tag_drift(&have.tags));
         let role_id = wanted_role_id(ctx, f)?;
         match role_recreated(have, &role_id) {
-            Some(old) => d.push(format!(
-                "execution role re-created (id {old}, now {role_id}): the configuration is applied again so that \
-                 Lambda grants the new role the environment's key"
-            )),
-            None if !have.tags.contains_key(tag::ROLE_ID) => d.push(format!("tag {} missing", tag::ROLE_ID)),
+            // The configuration is applied again so that Lambda grants the new role the
+            // environment's key.
+            Some(old) => d.push(Drift::new("execution role id", old, format!("{role_id} (role re-created)"))),
+            None if !have.tags.contains_key(tag::ROLE_ID) => {
+                d.push(Drift::missing(format!("tag {}", tag::ROLE_ID), &role_id))
+            }
             None => {}
         }
+        let wanted = ctx.config.packages.as_deref().and_then(|p| p.code(f));
+        // The version the aliases would go to: published already (new code, or the configuration
+        // repaired while a canary was live), or to be published.
+        let version = wanted.as_ref().and_then(|w| have.version_with(w));
+        let target = match (version, &wanted) {
+            (Some(v), _) => format!("version {v}"),
+            (None, Some(code)) => format!("a new version of code {code}"),
+            (None, None) => "a published version".to_string(),
+        };
         for c in Color::BOTH {
             if !have.aliases.contains_key(c.as_str()) {
-                d.push(format!("alias {c} missing"));
+                d.push(Drift::missing(format!("alias {c}"), &target));
             }
         }
-        if let Some(wanted) = ctx.config.packages.as_deref().and_then(|p| p.code(f)) {
-            let version = have.version_with(&wanted);
+        if wanted.is_some() {
             for c in o.movable() {
-                if o.moves(c, version) {
-                    d.push(format!("new code {wanted} goes to the idle colour {c}"));
+                if let Some(at) = have.aliases.get(c.as_str()).filter(|_| o.moves(c, version)) {
+                    d.push(Drift::new(format!("alias {c}"), format!("version {at}"), &target));
                 }
             }
             if o.movable().is_empty() && version.is_none_or(|v| !have.aliases.values().any(|a| a == v)) {
-                d.push(format!("new code {wanted} waits: a canary is live; finish or roll back the shift first"));
+                let running = Color::BOTH
+                    .iter()
+                    .filter_map(|c| have.aliases.get(c.as_str()).map(|v| format!("{c} runs version {v}")));
+                d.push(Drift::new("version for the idle colour", listed(running), &target).waiting(
+                    "a canary is live: finish the shift (--weight 100) or roll it back (--weight 0), then run up",
+                ));
             }
         }
         Ok(Change::from_drifts(d))
@@ -528,12 +556,16 @@ impl Resource for Lambda {
             until_ready(ctx, &name).await?;
             let role_id = wanted_role_id(ctx, f)?;
             let recreated = role_recreated(&current, &role_id);
-            if !current.config.drifts(&wanted).is_empty() || recreated.is_some() {
+            let repairs = current.config.drifts(&wanted);
+            if !repairs.is_empty() || recreated.is_some() {
                 ctx.progress.step(&match &recreated {
                     Some(old) => format!(
                         "applying the configuration of {name} again: its role was re-created ({old} → {role_id})"
                     ),
-                    None => format!("updating the configuration of {name}"),
+                    None => format!(
+                        "changing the configuration of {name}: {}",
+                        listed(repairs.iter().map(|d| format!("{} to {}", d.field, d.wanted)))
+                    ),
                 });
                 let role = format!("role {}", ctx.names.role(f));
                 if recreated.is_some() {
@@ -590,6 +622,7 @@ impl Resource for Lambda {
                 until_ready(ctx, &name).await?;
             }
             if ctx.tag_drift(&current.tags).is_some() || current.tags.get(tag::ROLE_ID) != Some(&role_id) {
+                ctx.progress.step(&format!("tagging function {name}"));
                 lambda
                     .tag_resource()
                     .resource(&current.arn)
@@ -608,7 +641,11 @@ impl Resource for Lambda {
         let version = match current.version_with(&code) {
             Some(v) if !reconfigured => v.to_string(),
             _ => {
-                ctx.progress.step(&format!("publishing a version of {name}"));
+                ctx.progress.step(&if reconfigured {
+                    format!("publishing a version of {name} with the repaired configuration")
+                } else {
+                    format!("publishing a version of {name}: code {code}")
+                });
                 // CodeSha256 guards the publish: Lambda refuses if $LATEST holds other code.
                 let published = ctx
                     .retry_while_propagating(&catalogue::LAMBDA_UPDATE_IN_PROGRESS, &name, || {
@@ -700,6 +737,91 @@ mod tests {
         let other =
             ResourceError::new("InvalidParameterValueException", "The role defined for the function cannot be assumed");
         assert!(zone_hint(other).hint.is_none());
+    }
+
+    /// A context whose packages hold `code` for process, and the function as `up` left it.
+    fn process_as_deployed(code: &Code) -> (Ctx, Function) {
+        use crate::resources::testing::ctx;
+        let role = "arn:aws:iam::123456789012:role/payment-process-role-qa";
+        let mut ctx = ctx(
+            PROCESS,
+            Lambda { function: "process" }.reads(),
+            &[
+                (super::super::iam::ID, "role_arns", json!({ "process": role })),
+                (super::super::iam::ID, "role_ids", json!({ "process": "AROA1" })),
+                (super::super::kms::ID, "key_arn", json!("arn:aws:kms:us-east-1:123456789012:key/k")),
+                (super::super::network::subnets::ID, "private_subnet_ids", json!(["subnet-2", "subnet-1"])),
+                (super::super::network::security_groups::ID, "functions_sg_id", json!("sg-f")),
+            ],
+        );
+        let mut config = (*ctx.config).clone();
+        config.packages = Some(std::sync::Arc::new(crate::package::Packages {
+            dir: std::path::PathBuf::new(),
+            architecture: code.architecture.clone(),
+            profile: "lambda".into(),
+            code_sha256: BTreeMap::from([("process".to_string(), code.sha256.clone())]),
+        }));
+        ctx.config = std::sync::Arc::new(config);
+        let mut tags: BTreeMap<String, String> = ctx.tags(None, None).into_iter().collect();
+        tags.insert(tag::ROLE_ID.into(), "AROA1".into());
+        let function = Function {
+            arn: "arn:aws:lambda:us-east-1:123456789012:function:payment-process-qa".into(),
+            config: Settings::wanted(&ctx, "process").unwrap(),
+            code: code.clone(),
+            versions: vec![("1".into(), code.clone())],
+            aliases: BTreeMap::from([("blue".into(), "1".into()), ("green".into(), "1".into())]),
+            tags,
+        };
+        (ctx, function)
+    }
+
+    fn canary() -> Option<Traffic> {
+        Some(Traffic { live: Color::Blue, canary: Some(crate::traffic::Canary { color: Color::Green, weight: 10.0 }) })
+    }
+
+    #[test]
+    fn a_version_published_for_a_repair_during_a_canary_waits_and_goes_to_the_idle_colour_after() {
+        let code = Code { sha256: "c0de".into(), architecture: "x86_64".into() };
+        let (ctx, mut f) = process_as_deployed(&code);
+        let node = Lambda { function: "process" };
+        let converged = Observed { function: f.clone(), traffic: canary() };
+        assert_eq!(node.diff(&ctx, &converged).unwrap(), Change::NoOp);
+
+        // `up` repaired the configuration during the canary and published version 2, moving no alias.
+        f.versions.push(("2".into(), code.clone()));
+        let during = node.diff(&ctx, &Observed { function: f.clone(), traffic: canary() }).unwrap();
+        let Change::Waiting(drifts) = &during else { panic!("{during:?}") };
+        assert_eq!(drifts.len(), 1, "{drifts:?}");
+        assert_eq!(drifts[0].current, "blue runs version 1, green runs version 1");
+        assert_eq!(drifts[0].wanted, "version 2", "the published version, not new code to publish again");
+        assert!(drifts[0].waits_for.as_deref().is_some_and(|w| w.contains("--weight 100") && w.contains("--weight 0")));
+
+        let rolled_back = Some(Traffic { live: Color::Blue, canary: None });
+        let after = node.diff(&ctx, &Observed { function: f.clone(), traffic: rolled_back.clone() }).unwrap();
+        assert_eq!(after, Change::Update(vec![Drift::new("alias green", "version 1", "version 2")]));
+        f.aliases.insert("green".into(), "2".into());
+        assert_eq!(node.diff(&ctx, &Observed { function: f, traffic: rolled_back }).unwrap(), Change::NoOp);
+    }
+
+    #[test]
+    fn configuration_drifts_show_values_but_never_an_environment_value_that_is_not_the_stacks() {
+        let code = Code { sha256: "c0de".into(), architecture: "arm64".into() };
+        let (ctx, mut f) = process_as_deployed(&code);
+        f.config.memory = 1024;
+        f.config.environment.insert("DEBUG_DB_PASSWORD".into(), "hunter2".into());
+        f.config.kms_key = String::new();
+        let change = Lambda { function: "process" }.diff(&ctx, &Observed { function: f, traffic: None }).unwrap();
+        let drifts: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            drifts,
+            [
+                "environment: DEBUG_DB_PASSWORD, PAYMENTS_CONFIG_PREFIX=/payments/qa → only PAYMENTS_CONFIG_PREFIX=/payments/qa",
+                "memory: 1024 MB → 512 MB",
+                "environment encryption key: Lambda's own key → arn:aws:kms:us-east-1:123456789012:key/k",
+            ]
+        );
+        assert!(!format!("{change:?}").contains("hunter2"));
+        crate::resources::testing::assert_plain(&change.drifts());
     }
 
     #[test]

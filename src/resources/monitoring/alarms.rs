@@ -10,7 +10,7 @@ use crate::aws::AwsResultExt;
 use crate::names::{Names, FUNCTIONS};
 use crate::resources::api::rest::ROUTES;
 use crate::resources::Outputs;
-use crate::resources::{each_member, list, Change, Ctx, Input, Resource, Result};
+use crate::resources::{each_member, list, listed, Change, Ctx, Drift, Input, Resource, Result};
 use crate::traffic::{Color, STAGE};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
@@ -155,6 +155,51 @@ fn spec_of(a: &MetricAlarm) -> Spec {
     }
 }
 
+impl Spec {
+    /// When it fires: `Errors Sum > 0 (1 of 1 × 60 s)`.
+    fn condition(&self) -> String {
+        let statistic = match (self.statistic.as_deref(), self.extended_statistic.as_deref()) {
+            (Some(s), Some(e)) => format!("{s} and {e}"),
+            (Some(s), None) | (None, Some(s)) => s.to_string(),
+            (None, None) => "no statistic".to_string(),
+        };
+        let comparison = match self.comparison.as_str() {
+            "GreaterThanThreshold" => ">",
+            "GreaterThanOrEqualToThreshold" => "≥",
+            "LessThanThreshold" => "<",
+            "LessThanOrEqualToThreshold" => "≤",
+            other => other,
+        };
+        format!(
+            "{} {statistic} {comparison} {} ({} of {} × {} s)",
+            self.metric, self.threshold, self.datapoints, self.evaluation_periods, self.period
+        )
+    }
+
+    /// Its parts in words, each with a label (none for the condition), to name the ones that differ.
+    fn parts(&self) -> [(&'static str, String); 4] {
+        let dimensions = listed(self.dimensions.iter().map(|(k, v)| format!("{k}={v}")));
+        [
+            ("", self.condition()),
+            ("on", format!("{} {dimensions}", self.namespace)),
+            ("notifies", listed(&self.actions)),
+            ("description", self.description.clone()),
+        ]
+    }
+
+    /// How `have` differs from this alarm: the parts that differ, as they are and as wanted.
+    fn drift(&self, have: &Spec) -> Option<Drift> {
+        let (mut current, mut wanted) = (Vec::new(), Vec::new());
+        for ((label, h), (_, w)) in have.parts().into_iter().zip(self.parts()) {
+            if h != w {
+                current.push(format!("{label} {h}").trim().to_string());
+                wanted.push(format!("{label} {w}").trim().to_string());
+            }
+        }
+        (!wanted.is_empty()).then(|| Drift::new(format!("alarm {}", self.name), current.join("; "), wanted.join("; ")))
+    }
+}
+
 fn sorted(mut s: Spec) -> Spec {
     s.dimensions.sort();
     s
@@ -214,8 +259,14 @@ impl Resource for Alarms {
         let mut d = Vec::new();
         for want in specs(&ctx.names, &topic) {
             match o.alarms.get(&want.name) {
-                None => d.push(format!("alarm {} missing", want.name)),
-                Some(have) if *have != sorted(want.clone()) => d.push(format!("alarm {} differs", want.name)),
+                None => d.push(Drift::missing(format!("alarm {}", want.name), want.condition())),
+                Some(have) if *have != sorted(want.clone()) => {
+                    let want = sorted(want.clone());
+                    d.push(
+                        want.drift(have)
+                            .unwrap_or_else(|| Drift::new(format!("alarm {}", want.name), "differs", want.condition())),
+                    );
+                }
                 Some(_) => {}
             }
         }
@@ -234,11 +285,15 @@ impl Resource for Alarms {
         let mut names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
         let changed = wanted.into_iter().filter(|want| have.get(&want.name) != Some(&sorted(want.clone())));
         let tags = &tags;
+        let have = &have;
         each_member("alarm", changed.map(|w| w.name.clone()).collect::<Vec<_>>(), |name| {
             let want = specs(&ctx.names, &topic).into_iter().find(|w| w.name == name);
             async move {
                 let Some(want) = want else { return Ok(()) };
-                ctx.progress.step(&format!("putting alarm {}", want.name));
+                ctx.progress.step(&match have.get(&want.name).and_then(|h| sorted(want.clone()).drift(h)) {
+                    Some(d) => format!("changing {} from {} to {}", d.field, d.current, d.wanted),
+                    None => format!("creating alarm {}: {}", want.name, want.condition()),
+                });
                 ctx.clients
                     .cloudwatch
                     .put_metric_alarm()
@@ -284,5 +339,26 @@ impl Resource for Alarms {
                 .aws("cloudwatch:DeleteAlarms")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_drift_names_the_parts_that_differ() {
+        let n = Names::new("qa", "us-east-1", Some("123456789012"));
+        let want = sorted(specs(&n, "arn:topic").remove(1));
+        let have = Spec { threshold: 5.0, period: 300, actions: vec![], ..want.clone() };
+        assert_eq!(
+            want.drift(&have).map(|d| d.to_string()),
+            Some(
+                "alarm payments-api-5xx-qa: 5XXError Sum > 5 (1 of 1 × 300 s); notifies none → \
+                 5XXError Sum > 0 (1 of 1 × 60 s); notifies arn:topic"
+                    .to_string()
+            )
+        );
+        assert_eq!(want.drift(&want), None);
     }
 }

@@ -6,7 +6,7 @@
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::{Names, FUNCTIONS};
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Drift, Resource, Result};
 use crate::traffic::STAGE;
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -105,15 +105,21 @@ impl Resource for Dashboard {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(if o.body == body(&ctx.names) { Change::NoOp } else { Change::from_drifts(vec!["dashboard body differs"]) })
+        let want = body(&ctx.names);
+        if o.body == want {
+            return Ok(Change::NoOp);
+        }
+        let widgets = want["widgets"].as_array().map_or(0, Vec::len);
+        Ok(Change::from_drifts(vec![Drift::new("body", "differs", format!("the stack's {widgets} widgets"))]))
     }
 
     fn outputs(&self, ctx: &Ctx, _o: &Observed) -> Outputs {
         Outputs::from([("dashboard_name".into(), json!(ctx.names.dashboard()))])
     }
 
-    async fn apply(&self, ctx: &Ctx, _observed: Option<Observed>) -> Result<Outputs> {
-        ctx.progress.step(&format!("putting dashboard {}", ctx.names.dashboard()));
+    async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
+        let doing = if observed.is_some() { "restoring" } else { "creating" };
+        ctx.progress.step(&format!("{doing} dashboard {}", ctx.names.dashboard()));
         ctx.clients
             .cloudwatch
             .put_dashboard()

@@ -1,7 +1,7 @@
 //! `network.eip`: the Elastic IP of the NAT gateway, so outbound traffic of the functions leaves
 //! from one fixed address (acquirers and card networks allow-list it).
 
-use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
+use super::{ensure_tags, missing_tags, owned_filters, single, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Resource, Result};
@@ -56,10 +56,8 @@ impl Resource for ElasticIp {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        let missing = missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.nat_eip())));
-        Ok(Change::from_drifts(
-            describe_missing_tags(&format!("Elastic IP {}", o.allocation_id), &missing).into_iter().collect(),
-        ))
+        let want = ctx.tags(None, Some(&ctx.names.nat_eip()));
+        Ok(Change::from_drifts(tags_drift("tags", &o.tags, &want).into_iter().collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {

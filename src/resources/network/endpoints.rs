@@ -1,11 +1,11 @@
 //! `network.endpoints`: gateway endpoints for S3 and DynamoDB on the private route table, so the
 //! functions reach the audit bucket and the transactions table without crossing the internet.
 
-use super::{describe_missing_tags, ensure_tags, is_owned, member_of, missing_tags, tag_spec};
+use super::{ensure_tags, is_owned, member_of, missing_tags, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{listed, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag, VpcEndpoint, VpcEndpointType};
 use futures::FutureExt;
@@ -53,8 +53,16 @@ fn wanted_tags(ctx: &Ctx, service: &str) -> Vec<(String, String)> {
 
 enum Fix {
     Create(&'static str),
-    Routes { service: &'static str, add: Vec<String>, remove: Vec<String> },
-    Tags(&'static str, Vec<(String, String)>),
+    /// `have`: the route tables the endpoint is on now; `want`: the private one.
+    Routes {
+        service: &'static str,
+        have: Vec<String>,
+        want: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    /// The tags to add, and the drift they repair.
+    Tags(&'static str, Vec<(String, String)>, Drift),
 }
 
 fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
@@ -69,27 +77,49 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
             (!e.route_tables.contains(&private_rt)).then(|| private_rt.clone()).into_iter().collect();
         let remove: Vec<String> = e.route_tables.iter().filter(|r| **r != private_rt).cloned().collect();
         if !add.is_empty() || !remove.is_empty() {
-            out.push(Fix::Routes { service, add, remove });
+            out.push(Fix::Routes { service, have: e.route_tables.clone(), want: private_rt.clone(), add, remove });
         }
-        let missing = missing_tags(&e.tags, &wanted_tags(ctx, service));
-        if !missing.is_empty() {
-            out.push(Fix::Tags(service, missing));
+        let want = wanted_tags(ctx, service);
+        if let Some(drift) = tags_drift(format!("{service} gateway endpoint tags"), &e.tags, &want) {
+            out.push(Fix::Tags(service, missing_tags(&e.tags, &want), drift));
         }
     }
     Ok(out)
 }
 
 impl Fix {
-    fn describe(&self) -> String {
+    /// How the endpoints differ, for plan and status.
+    fn drift(&self, ctx: &Ctx) -> Drift {
         match self {
-            Fix::Create(s) => format!("{s} gateway endpoint missing"),
-            Fix::Routes { service, add, remove } => {
-                format!("{service} gateway endpoint: route tables to add {add:?}, to remove {remove:?}")
+            Fix::Create(s) => Drift::missing(
+                format!("{s} gateway endpoint"),
+                format!("{} on the private route table", service_name(ctx, s)),
+            ),
+            Fix::Routes { service, have, want, .. } => {
+                Drift::new(format!("{service} gateway endpoint route tables"), listed(have), want)
             }
-            Fix::Tags(s, missing) => {
-                describe_missing_tags(&format!("{s} gateway endpoint"), missing).unwrap_or_default()
-            }
+            Fix::Tags(_, _, drift) => drift.clone(),
         }
+    }
+
+    /// What `up` does about it, for its progress; None where `ensure_tags` says it.
+    fn action(&self, ctx: &Ctx) -> Option<String> {
+        Some(match self {
+            Fix::Create(s) => {
+                format!("creating {s} gateway endpoint ({}) on the private route table", service_name(ctx, s))
+            }
+            Fix::Routes { service, add, remove, .. } => {
+                let mut parts = Vec::new();
+                if !add.is_empty() {
+                    parts.push(format!("adding route table {}", listed(add)));
+                }
+                if !remove.is_empty() {
+                    parts.push(format!("removing route table {}", listed(remove)));
+                }
+                format!("{service} gateway endpoint: {}", parts.join(", "))
+            }
+            Fix::Tags(..) => return None,
+        })
     }
 }
 
@@ -144,7 +174,7 @@ impl Resource for GatewayEndpoints {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(|f| f.drift(ctx)).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
@@ -155,7 +185,9 @@ impl Resource for GatewayEndpoints {
         let ec2 = &ctx.clients.ec2;
         let mut o = observed.unwrap_or(Observed { endpoints: BTreeMap::new() });
         for fix in fixes(ctx, &o)? {
-            ctx.progress.step(&fix.describe());
+            if let Some(step) = fix.action(ctx) {
+                ctx.progress.step(&step);
+            }
             match fix {
                 Fix::Create(service) => {
                     let private_rt = ctx.input(super::route_tables::ID, "private_route_table_id")?;
@@ -181,7 +213,7 @@ impl Resource for GatewayEndpoints {
                         .ok_or_else(|| ResourceError::new("EmptyResponse", "CreateVpcEndpoint returned no endpoint"))?;
                     o.endpoints.insert(service.to_string(), from_ec2(e));
                 }
-                Fix::Routes { service, add, remove } => {
+                Fix::Routes { service, add, remove, .. } => {
                     ec2.modify_vpc_endpoint()
                         .vpc_endpoint_id(&o.endpoints[service].id)
                         .set_add_route_table_ids(Some(add).filter(|v| !v.is_empty()))
@@ -190,7 +222,7 @@ impl Resource for GatewayEndpoints {
                         .await
                         .aws("ec2:ModifyVpcEndpoint")?;
                 }
-                Fix::Tags(service, missing) => ensure_tags(ctx, &o.endpoints[service].id, &missing).await?,
+                Fix::Tags(service, missing, _) => ensure_tags(ctx, &o.endpoints[service].id, &missing).await?,
             }
         }
         Ok(self.outputs(ctx, &o))

@@ -1,10 +1,10 @@
 //! `network.igw`: the internet gateway of the public tier, attached to the VPC.
 
-use super::{describe_missing_tags, ensure_tags, missing_tags, owned_filters, single, tag_spec};
+use super::{ensure_tags, missing_tags, owned_filters, single, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, Result};
+use crate::resources::{listed, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway, ResourceType, Tag};
 use futures::FutureExt;
@@ -69,12 +69,9 @@ impl Resource for InternetGatewayNode {
         let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
         let mut drifts = Vec::new();
         if !o.attached_to.contains(&vpc_id) {
-            drifts.push(format!("internet gateway {} is not attached to {vpc_id}", o.id));
+            drifts.push(Drift::new("attached to", listed(&o.attached_to), vpc_id));
         }
-        drifts.extend(describe_missing_tags(
-            &format!("internet gateway {}", o.id),
-            &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.igw()))),
-        ));
+        drifts.extend(tags_drift("tags", &o.tags, &ctx.tags(None, Some(&ctx.names.igw()))));
         Ok(Change::from_drifts(drifts))
     }
 
@@ -104,7 +101,7 @@ impl Resource for InternetGatewayNode {
             }
         };
         if !o.attached_to.contains(&vpc_id) {
-            ctx.progress.step(&format!("attaching {} to {vpc_id}", o.id));
+            ctx.progress.step(&format!("attaching internet gateway {} to VPC {vpc_id}", o.id));
             ctx.retry_while_propagating(
                 &catalogue::EC2_NEW_RESOURCE,
                 &format!("internet gateway {}, VPC {vpc_id}", o.id),

@@ -11,7 +11,7 @@ pub mod security_groups;
 pub mod subnets;
 pub mod vpc;
 
-use super::{Ctx, Result};
+use super::{Ctx, Drift, Result};
 use crate::aws::AwsResultExt;
 use crate::names::tag;
 use crate::resources::retry::catalogue;
@@ -61,19 +61,21 @@ pub fn missing_tags(have: &[Tag], want: &[(String, String)]) -> Vec<(String, Str
     want.iter().filter(|(k, v)| have.get(k) != Some(v)).cloned().collect()
 }
 
-pub fn describe_missing_tags(what: &str, missing: &[(String, String)]) -> Option<String> {
-    if missing.is_empty() {
-        None
-    } else {
-        let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
-        Some(format!("{what}: tags {} missing or changed", keys.join(", ")))
-    }
+/// The tags drift of an EC2 resource: what it holds of the wanted tags, and what is wanted.
+pub fn tags_drift(field: impl Into<String>, have: &[Tag], want: &[(String, String)]) -> Option<Drift> {
+    crate::resources::tags_drift(field, &tag_map(have), want)
+}
+
+/// The wanted tags `ensure_tags` adds, in the words of a progress step: `CostCenter=payments, …`.
+pub fn tag_list(tags: &[(String, String)]) -> String {
+    crate::resources::listed(tags.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
 pub async fn ensure_tags(ctx: &Ctx, id: &str, missing: &[(String, String)]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    ctx.progress.step(&format!("tagging {id}: {}", tag_list(missing)));
     // terraform `ec2/tags.go::createTags`: tagging retries while the resource is not visible yet.
     ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, id, || {
         ctx.clients

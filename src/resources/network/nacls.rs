@@ -2,12 +2,12 @@
 //! groups. The database tier admits only PostgreSQL (5432) from the private subnets and answers
 //! only to them; nothing else reaches it, in or out (PCI DSS 1.3).
 
-use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
+use super::{ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{each_member, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NetworkAcl, PortRange, ResourceType, RuleAction, Tag};
 use futures::FutureExt;
@@ -40,10 +40,30 @@ impl Entry {
     fn key(&self) -> (bool, i32) {
         (self.egress, self.number)
     }
-    fn describe(&self) -> String {
-        let dir = if self.egress { "egress" } else { "ingress" };
-        let ports = self.ports.map(|(a, b)| format!(" ports {a}-{b}")).unwrap_or_default();
-        format!("{dir} rule {} proto {} {}{ports}", self.number, self.protocol, self.cidr)
+    /// `private network ACL ingress rule 110`: which entry, as the field of a drift.
+    fn name(tier: Tier, egress: bool, number: i32) -> String {
+        format!("{tier} network ACL {} rule {number}", if egress { "egress" } else { "ingress" })
+    }
+}
+
+/// What the entry lets through: `allow TCP 5432 from 10.0.10.0/24`, `allow all traffic to 0.0.0.0/0`.
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.allow { "allow " } else { "deny " })?;
+        let protocol = match self.protocol.as_str() {
+            ALL => "all traffic".to_string(),
+            TCP => "TCP".to_string(),
+            "17" => "UDP".to_string(),
+            "1" => "ICMP".to_string(),
+            other => format!("protocol {other}"),
+        };
+        f.write_str(&protocol)?;
+        match self.ports {
+            Some((a, b)) if a == b => write!(f, " {a}")?,
+            Some((a, b)) => write!(f, " {a}–{b}")?,
+            None => {}
+        }
+        write!(f, " {} {}", if self.egress { "to" } else { "from" }, self.cidr)
     }
 }
 
@@ -117,10 +137,28 @@ pub fn wanted_entries(ctx: &Ctx, tier: Tier) -> Result<Vec<Entry>> {
 #[derive(Clone)]
 enum Fix {
     CreateAcl(Tier),
-    PutEntry { tier: Tier, entry: Entry, replace: bool },
-    DeleteEntry { tier: Tier, egress: bool, number: i32 },
-    Associate { tier: Tier, subnet: String, association: String },
-    Tags { tier: Tier, missing: Vec<(String, String)> },
+    /// `current`: the entry of that number AWS holds now, which this one replaces.
+    PutEntry {
+        tier: Tier,
+        entry: Entry,
+        current: Option<Entry>,
+    },
+    DeleteEntry {
+        tier: Tier,
+        entry: Entry,
+    },
+    /// `current`: the network ACL the subnet uses now.
+    Associate {
+        tier: Tier,
+        subnet: String,
+        association: String,
+        current: String,
+    },
+    Tags {
+        tier: Tier,
+        missing: Vec<(String, String)>,
+        drift: Drift,
+    },
 }
 
 impl Fix {
@@ -134,26 +172,52 @@ impl Fix {
         }
     }
 
-    fn describe(&self) -> String {
+    /// How the ACLs differ, for plan and status.
+    fn drift(&self, ctx: &Ctx, o: &Observed) -> Drift {
         match self {
-            Fix::CreateAcl(t) => format!("{t} network ACL missing"),
-            Fix::PutEntry { tier, entry, replace: false } => {
-                format!("{tier} network ACL: {} missing", entry.describe())
+            Fix::CreateAcl(t) => Drift::missing(format!("{t} network ACL"), ctx.names.network_acl(*t)),
+            Fix::PutEntry { tier, entry, current } => {
+                let field = Entry::name(*tier, entry.egress, entry.number);
+                match current {
+                    None => Drift::missing(field, entry),
+                    Some(current) => Drift::new(field, current, entry),
+                }
             }
-            Fix::PutEntry { tier, entry, replace: true } => format!("{tier} network ACL: {} differs", entry.describe()),
-            Fix::DeleteEntry { tier, egress, number } => {
-                format!(
-                    "{tier} network ACL: unexpected {} rule {number} (to be removed)",
-                    if *egress { "egress" } else { "ingress" }
-                )
+            Fix::DeleteEntry { tier, entry } => {
+                Drift::unexpected(Entry::name(*tier, entry.egress, entry.number), entry)
             }
-            Fix::Associate { tier, subnet, .. } => {
-                format!("subnet {subnet} does not use the {tier} network ACL")
+            Fix::Associate { tier, subnet, current, .. } => {
+                let current = if o.default_acl.as_ref() == Some(current) {
+                    format!("the VPC's default network ACL {current}")
+                } else {
+                    format!("network ACL {current}")
+                };
+                let wanted = match o.acls.get(tier) {
+                    Some(acl) => format!("the {tier} network ACL {}", acl.id),
+                    None => format!("the {tier} network ACL"),
+                };
+                Drift::new(format!("subnet {subnet} network ACL"), current, wanted)
             }
-            Fix::Tags { tier, missing } => {
-                describe_missing_tags(&format!("{tier} network ACL"), missing).unwrap_or_default()
-            }
+            Fix::Tags { drift, .. } => drift.clone(),
         }
+    }
+
+    /// What `up` does about it, for its progress; None where `ensure_tags` says it.
+    fn action(&self, ctx: &Ctx) -> Option<String> {
+        Some(match self {
+            Fix::CreateAcl(t) => format!("creating {t} network ACL {}", ctx.names.network_acl(*t)),
+            Fix::PutEntry { tier, entry, current: None } => {
+                format!("adding {}: {entry}", Entry::name(*tier, entry.egress, entry.number))
+            }
+            Fix::PutEntry { tier, entry, current: Some(current) } => {
+                format!("changing {} from {current} to {entry}", Entry::name(*tier, entry.egress, entry.number))
+            }
+            Fix::DeleteEntry { tier, entry } => {
+                format!("removing {}: {entry}", Entry::name(*tier, entry.egress, entry.number))
+            }
+            Fix::Associate { tier, subnet, .. } => format!("associating subnet {subnet} with the {tier} network ACL"),
+            Fix::Tags { .. } => return None,
+        })
     }
 }
 
@@ -165,23 +229,24 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
         match acl {
             None => {
                 out.push(Fix::CreateAcl(tier));
-                out.extend(want.iter().cloned().map(|entry| Fix::PutEntry { tier, entry, replace: false }));
+                out.extend(want.iter().cloned().map(|entry| Fix::PutEntry { tier, entry, current: None }));
             }
             Some(acl) => {
                 for entry in &want {
                     match acl.entries.iter().find(|e| e.key() == entry.key()) {
-                        None => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: false }),
-                        Some(e) if e != entry => out.push(Fix::PutEntry { tier, entry: entry.clone(), replace: true }),
+                        None => out.push(Fix::PutEntry { tier, entry: entry.clone(), current: None }),
+                        Some(e) if e != entry => {
+                            out.push(Fix::PutEntry { tier, entry: entry.clone(), current: Some(e.clone()) })
+                        }
                         Some(_) => {}
                     }
                 }
                 for e in acl.entries.iter().filter(|e| !want.iter().any(|w| w.key() == e.key())) {
-                    out.push(Fix::DeleteEntry { tier, egress: e.egress, number: e.number });
+                    out.push(Fix::DeleteEntry { tier, entry: e.clone() });
                 }
-                let missing =
-                    missing_tags(&acl.tags, &ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier))));
-                if !missing.is_empty() {
-                    out.push(Fix::Tags { tier, missing });
+                let want = ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier)));
+                if let Some(drift) = tags_drift(format!("{tier} network ACL tags"), &acl.tags, &want) {
+                    out.push(Fix::Tags { tier, missing: missing_tags(&acl.tags, &want), drift });
                 }
             }
         }
@@ -190,7 +255,7 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
                 continue;
             };
             if acl.map(|a| &a.id) != Some(current) {
-                out.push(Fix::Associate { tier, subnet, association: association.clone() });
+                out.push(Fix::Associate { tier, subnet, association: association.clone(), current: current.clone() });
             }
         }
     }
@@ -279,7 +344,7 @@ impl Resource for NetworkAcls {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(|f| f.drift(ctx, o)).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
@@ -314,7 +379,9 @@ impl Resource for NetworkAcls {
                     })
                 };
                 for fix in fixes {
-                    ctx.progress.step(&fix.describe());
+                    if let Some(step) = fix.action(ctx) {
+                        ctx.progress.step(&step);
+                    }
                     match fix {
                         Fix::CreateAcl(_) => {
                             let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
@@ -334,7 +401,8 @@ impl Resource for NetworkAcls {
                             acl_id = Some(acl.id.clone());
                             made = Some(acl);
                         }
-                        Fix::PutEntry { entry, replace, .. } => {
+                        Fix::PutEntry { entry, current, .. } => {
+                            let replace = current.is_some();
                             let acl = id(&acl_id)?;
                             let ports = entry.ports.map(|(a, b)| PortRange::builder().from(a).to(b).build());
                             let action = if entry.allow { RuleAction::Allow } else { RuleAction::Deny };
@@ -369,11 +437,11 @@ impl Resource for NetworkAcls {
                             )
                             .await?;
                         }
-                        Fix::DeleteEntry { egress, number, .. } => {
+                        Fix::DeleteEntry { entry, .. } => {
                             ec2.delete_network_acl_entry()
                                 .network_acl_id(id(&acl_id)?)
-                                .egress(egress)
-                                .rule_number(number)
+                                .egress(entry.egress)
+                                .rule_number(entry.number)
                                 .send()
                                 .await
                                 .aws("ec2:DeleteNetworkAclEntry")
@@ -433,5 +501,64 @@ impl Resource for NetworkAcls {
                 .ok_if_not_found()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{assert_plain, ctx};
+    use serde_json::json;
+
+    #[test]
+    fn entries_read_as_rules_added_changed_and_removed() {
+        let ctx = ctx(
+            ID,
+            NetworkAcls.reads(),
+            &[
+                (super::super::subnets::ID, "private_subnet_cidrs", json!(["10.0.10.0/24"])),
+                (super::super::subnets::ID, "public_subnet_ids", json!([])),
+                (super::super::subnets::ID, "private_subnet_ids", json!([])),
+                (super::super::subnets::ID, "database_subnet_ids", json!(["subnet-db"])),
+            ],
+        );
+        let nothing = Observed { acls: BTreeMap::new(), associations: BTreeMap::new(), default_acl: None };
+        let steps: Vec<String> = fixes(&ctx, &nothing).unwrap().iter().filter_map(|f| f.action(&ctx)).collect();
+        assert!(
+            steps.contains(&"adding database network ACL ingress rule 100: allow TCP 5432 from 10.0.10.0/24".into()),
+            "{steps:#?}"
+        );
+        assert!(steps.iter().all(|s| s.starts_with("creating ") || s.starts_with("adding ")), "{steps:#?}");
+
+        let mut entries = wanted_entries(&ctx, Tier::Database).unwrap();
+        entries[0].ports = Some((0, 65535));
+        entries.push(Entry::allow(false, 200, ALL, ANYWHERE, None));
+        let acl = |tier: Tier, id: &str, entries: Vec<Entry>| Acl {
+            id: id.into(),
+            tags: super::super::ec2_tags(&ctx.tags(Some(tier.as_str()), Some(&ctx.names.network_acl(tier)))),
+            entries,
+        };
+        let mut acls = BTreeMap::new();
+        for tier in [Tier::Public, Tier::Private] {
+            acls.insert(tier, acl(tier, &format!("acl-{tier}"), wanted_entries(&ctx, tier).unwrap()));
+        }
+        acls.insert(Tier::Database, acl(Tier::Database, "acl-db", entries));
+        let o = Observed {
+            acls,
+            associations: BTreeMap::from([("subnet-db".to_string(), ("acl-default".to_string(), "a-1".to_string()))]),
+            default_acl: Some("acl-default".into()),
+        };
+        let change = NetworkAcls.diff(&ctx, &o).unwrap();
+        let drifts: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            drifts,
+            [
+                "database network ACL ingress rule 100: allow TCP 0–65535 from 10.0.10.0/24 → \
+                 allow TCP 5432 from 10.0.10.0/24",
+                "database network ACL ingress rule 200: allow all traffic from 0.0.0.0/0 → absent",
+                "subnet subnet-db network ACL: the VPC's default network ACL acl-default → the database network ACL acl-db",
+            ]
+        );
+        assert_plain(&change.drifts());
     }
 }

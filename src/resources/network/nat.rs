@@ -2,12 +2,12 @@
 //! functions) outbound access. One, not three, by design: cost over AZ-independence of egress.
 //! On AWS it takes a few minutes to become available; the wait is shown and bounded.
 
-use super::{describe_missing_tags, ensure_tags, is_owned, missing_tags, tag_spec};
+use super::{ensure_tags, is_owned, missing_tags, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::{catalogue, Readiness};
 use crate::resources::Outputs;
-use crate::resources::{After, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{or_none, After, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{NatGateway, NatGatewayState, ResourceType, Tag};
 use futures::FutureExt;
@@ -121,20 +121,17 @@ impl Resource for NatGatewayNode {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let subnet = super::subnets::tier_ids(ctx, Tier::Public)?.into_iter().next().unwrap_or_default();
         let eip = ctx.input(super::eip::ID, "allocation_id")?;
-        if o.subnet_id != subnet || o.allocation_id.as_deref() != Some(eip.as_str()) {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "NAT gateway {} is in {} with {:?}, the stack wants {subnet} with {eip}; a NAT gateway cannot move",
-                o.id, o.subnet_id, o.allocation_id
-            ))));
+        if o.subnet_id != subnet {
+            return Ok(Change::Replace(Drift::new("NAT gateway subnet", &o.subnet_id, subnet)));
+        }
+        if o.allocation_id.as_deref() != Some(eip.as_str()) {
+            return Ok(Change::Replace(Drift::new("NAT gateway Elastic IP", or_none(o.allocation_id.as_ref()), eip)));
         }
         let mut drifts = Vec::new();
         if o.state == NatGatewayState::Pending {
-            drifts.push(format!("NAT gateway {} is still pending", o.id));
+            drifts.push(Drift::new("state", "pending", "available"));
         }
-        drifts.extend(describe_missing_tags(
-            &format!("NAT gateway {}", o.id),
-            &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.nat()))),
-        ));
+        drifts.extend(tags_drift("tags", &o.tags, &ctx.tags(None, Some(&ctx.names.nat()))));
         Ok(Change::from_drifts(drifts))
     }
 
@@ -155,7 +152,7 @@ impl Resource for NatGatewayNode {
                     .next()
                     .ok_or_else(|| ResourceError::new("MissingInput", "no public subnet to put the NAT gateway in"))?;
                 let eip = ctx.input(super::eip::ID, "allocation_id")?;
-                ctx.progress.step(&format!("creating NAT gateway in {subnet}"));
+                ctx.progress.step(&format!("creating NAT gateway in subnet {subnet} with Elastic IP {eip}"));
                 // No fixed client token: the SDK sets a fresh one per call and reuses it across its
                 // own retries. A fixed one would make AWS hand back a deleted gateway after an
                 // out-of-band delete. A run killed mid-create is covered by the tags instead.

@@ -5,12 +5,12 @@
 //! 1.3: only the paths the design allows), except the local route and the gateway-endpoint
 //! routes, which AWS manages from `network.endpoints`.
 
-use super::{describe_missing_tags, ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec};
+use super::{ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::names::Tier;
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{each_member, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable, Tag};
 use futures::FutureExt;
@@ -26,7 +26,39 @@ pub const ANYWHERE: &str = "0.0.0.0/0";
 pub enum Target {
     Gateway(String),
     Nat(String),
+    /// A target tapctl never sets, in words (`transit gateway tgw-1`).
     Other(String),
+}
+
+/// `internet gateway igw-1`, `NAT gateway nat-1`.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Gateway(g) if g.starts_with("igw-") => write!(f, "internet gateway {g}"),
+            Target::Gateway(g) if g.starts_with("vgw-") => write!(f, "virtual private gateway {g}"),
+            Target::Gateway(g) => write!(f, "gateway {g}"),
+            Target::Nat(n) => write!(f, "NAT gateway {n}"),
+            Target::Other(what) => f.write_str(what),
+        }
+    }
+}
+
+/// The target of a route that goes neither to a gateway nor to a NAT gateway, in words.
+fn other_target(r: &aws_sdk_ec2::types::Route) -> String {
+    let named = [
+        ("transit gateway", r.transit_gateway_id()),
+        ("peering connection", r.vpc_peering_connection_id()),
+        ("network interface", r.network_interface_id()),
+        ("instance", r.instance_id()),
+        ("egress-only internet gateway", r.egress_only_internet_gateway_id()),
+        ("carrier gateway", r.carrier_gateway_id()),
+        ("local gateway", r.local_gateway_id()),
+        ("core network", r.core_network_arn()),
+    ];
+    named
+        .iter()
+        .find_map(|(what, id)| id.map(|id| format!("{what} {id}")))
+        .unwrap_or_else(|| "a target tapctl does not know".to_string())
 }
 
 #[derive(Debug, Clone)]
@@ -55,7 +87,7 @@ fn from_ec2(t: &RouteTable) -> Table {
             } else if let Some(g) = r.gateway_id() {
                 Target::Gateway(g.to_string())
             } else {
-                Target::Other(format!("{r:?}").chars().take(80).collect())
+                Target::Other(other_target(r))
             };
             Some((dest, target))
         })
@@ -81,12 +113,38 @@ fn wanted_tags(ctx: &Ctx, tier: Tier) -> Vec<(String, String)> {
 #[derive(Clone)]
 enum Fix {
     CreateTable(Tier),
-    CreateRoute { tier: Tier, dest: String, target: Target },
-    ReplaceRoute { tier: Tier, dest: String, target: Target },
-    DeleteRoute { tier: Tier, dest: String },
-    Associate { tier: Tier, subnet: String },
-    Reassociate { tier: Tier, subnet: String, association: String },
-    Tags { tier: Tier, missing: Vec<(String, String)> },
+    CreateRoute {
+        tier: Tier,
+        dest: String,
+        target: Target,
+    },
+    ReplaceRoute {
+        tier: Tier,
+        dest: String,
+        current: Target,
+        target: Target,
+    },
+    DeleteRoute {
+        tier: Tier,
+        dest: String,
+        current: Target,
+    },
+    Associate {
+        tier: Tier,
+        subnet: String,
+    },
+    /// `current`: the route table the subnet is associated with now.
+    Reassociate {
+        tier: Tier,
+        subnet: String,
+        association: String,
+        current: String,
+    },
+    Tags {
+        tier: Tier,
+        missing: Vec<(String, String)>,
+        drift: Drift,
+    },
 }
 
 impl Fix {
@@ -102,28 +160,42 @@ impl Fix {
         }
     }
 
-    fn describe(&self) -> String {
+    /// How the tables differ, for plan and status.
+    fn drift(&self, ctx: &Ctx, o: &Observed) -> Drift {
+        let route = |tier: &Tier, dest: &str| format!("route {dest} ({tier})");
+        let table = |tier: &Tier| match o.tables.get(tier) {
+            Some(t) => format!("the {tier} route table {}", t.id),
+            None => format!("the {tier} route table"),
+        };
         match self {
-            Fix::CreateTable(t) => format!("{t} route table missing"),
-            Fix::CreateRoute { tier, dest, target } => {
-                format!("{tier} route table: route {dest} -> {target:?} missing")
-            }
-            Fix::ReplaceRoute { tier, dest, target } => {
-                format!("{tier} route table: route {dest} should go to {target:?}")
-            }
-            Fix::DeleteRoute { tier, dest } => {
-                format!("{tier} route table: unexpected route {dest} (to be removed)")
-            }
+            Fix::CreateTable(t) => Drift::missing(format!("{t} route table"), ctx.names.route_table(*t)),
+            Fix::CreateRoute { tier, dest, target } => Drift::missing(route(tier, dest), target),
+            Fix::ReplaceRoute { tier, dest, current, target } => Drift::new(route(tier, dest), current, target),
+            Fix::DeleteRoute { tier, dest, current } => Drift::unexpected(route(tier, dest), current),
             Fix::Associate { tier, subnet } => {
-                format!("{tier} route table: subnet {subnet} not associated")
+                Drift::new(format!("subnet {subnet} route table"), "the VPC's main route table", table(tier))
             }
-            Fix::Reassociate { tier, subnet, .. } => {
-                format!("subnet {subnet} is associated with another route table, not the {tier} one")
+            Fix::Reassociate { tier, subnet, current, .. } => {
+                Drift::new(format!("subnet {subnet} route table"), format!("route table {current}"), table(tier))
             }
-            Fix::Tags { tier, missing } => {
-                describe_missing_tags(&format!("{tier} route table"), missing).unwrap_or_default()
-            }
+            Fix::Tags { drift, .. } => drift.clone(),
         }
+    }
+
+    /// What `up` does about it, for its progress; None where `ensure_tags` says it.
+    fn action(&self, ctx: &Ctx) -> Option<String> {
+        Some(match self {
+            Fix::CreateTable(t) => format!("creating {t} route table {}", ctx.names.route_table(*t)),
+            Fix::CreateRoute { tier, dest, target } => format!("adding route {dest} → {target} ({tier})"),
+            Fix::ReplaceRoute { tier, dest, current, target } => {
+                format!("changing route {dest} ({tier}) from {current} to {target}")
+            }
+            Fix::DeleteRoute { tier, dest, current } => format!("removing route {dest} → {current} ({tier})"),
+            Fix::Associate { tier, subnet } | Fix::Reassociate { tier, subnet, .. } => {
+                format!("associating subnet {subnet} with the {tier} route table")
+            }
+            Fix::Tags { .. } => return None,
+        })
     }
 }
 
@@ -137,9 +209,12 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
             }
             for subnet in super::subnets::tier_ids(ctx, tier)? {
                 match o.associations.get(&subnet) {
-                    Some((_, association)) => {
-                        out.push(Fix::Reassociate { tier, subnet, association: association.clone() })
-                    }
+                    Some((current, association)) => out.push(Fix::Reassociate {
+                        tier,
+                        subnet,
+                        association: association.clone(),
+                        current: current.clone(),
+                    }),
                     None => out.push(Fix::Associate { tier, subnet }),
                 }
             }
@@ -150,24 +225,29 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Result<Vec<Fix>> {
             match table.routes.get(dest) {
                 None => out.push(Fix::CreateRoute { tier, dest: dest.clone(), target: target.clone() }),
                 Some(t) if t != target => {
-                    out.push(Fix::ReplaceRoute { tier, dest: dest.clone(), target: target.clone() })
+                    out.push(Fix::ReplaceRoute { tier, dest: dest.clone(), current: t.clone(), target: target.clone() })
                 }
                 Some(_) => {}
             }
         }
-        for dest in table.routes.keys().filter(|d| !want.contains_key(*d)) {
-            out.push(Fix::DeleteRoute { tier, dest: dest.clone() });
+        for (dest, current) in table.routes.iter().filter(|(d, _)| !want.contains_key(*d)) {
+            out.push(Fix::DeleteRoute { tier, dest: dest.clone(), current: current.clone() });
         }
         for subnet in super::subnets::tier_ids(ctx, tier)? {
             match o.associations.get(&subnet) {
                 Some((rt, _)) if *rt == table.id => {}
-                Some((_, association)) => out.push(Fix::Reassociate { tier, subnet, association: association.clone() }),
+                Some((current, association)) => out.push(Fix::Reassociate {
+                    tier,
+                    subnet,
+                    association: association.clone(),
+                    current: current.clone(),
+                }),
                 None => out.push(Fix::Associate { tier, subnet }),
             }
         }
-        let missing = missing_tags(&table.tags, &wanted_tags(ctx, tier));
-        if !missing.is_empty() {
-            out.push(Fix::Tags { tier, missing });
+        let want = wanted_tags(ctx, tier);
+        if let Some(drift) = tags_drift(format!("{tier} route table tags"), &table.tags, &want) {
+            out.push(Fix::Tags { tier, missing: missing_tags(&table.tags, &want), drift });
         }
     }
     Ok(out)
@@ -255,7 +335,7 @@ impl Resource for RouteTables {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(Fix::describe).collect()))
+        Ok(Change::from_drifts(fixes(ctx, o)?.iter().map(|f| f.drift(ctx, o)).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
@@ -288,7 +368,9 @@ impl Resource for RouteTables {
                     })
                 };
                 for fix in fixes {
-                    ctx.progress.step(&fix.describe());
+                    if let Some(step) = fix.action(ctx) {
+                        ctx.progress.step(&step);
+                    }
                     match fix {
                         Fix::CreateTable(_) => {
                             let vpc_id = ctx.input(super::vpc::ID, "vpc_id")?;
@@ -402,5 +484,73 @@ impl Resource for RouteTables {
                 .ok_if_not_found()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{assert_plain, ctx};
+    use serde_json::json;
+
+    fn test_ctx() -> Ctx {
+        ctx(
+            ID,
+            RouteTables.reads(),
+            &[
+                (super::super::vpc::ID, "vpc_id", json!("vpc-1")),
+                (super::super::subnets::ID, "public_subnet_ids", json!(["subnet-pub"])),
+                (super::super::subnets::ID, "private_subnet_ids", json!(["subnet-priv"])),
+                (super::super::subnets::ID, "database_subnet_ids", json!(["subnet-db"])),
+                (super::super::igw::ID, "igw_id", json!("igw-1")),
+                (super::super::nat::ID, "nat_gateway_id", json!("nat-1")),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_first_run_reads_as_creation_and_a_drift_names_the_route_as_it_is_and_as_wanted() {
+        let ctx = test_ctx();
+        let nothing = Observed { tables: BTreeMap::new(), associations: BTreeMap::new() };
+        let steps: Vec<String> = fixes(&ctx, &nothing).unwrap().iter().filter_map(|f| f.action(&ctx)).collect();
+        assert!(steps.contains(&"adding route 0.0.0.0/0 → NAT gateway nat-1 (private)".to_string()), "{steps:#?}");
+        assert!(steps.contains(&"creating private route table payment-private-rt-qa".to_string()), "{steps:#?}");
+        for step in &steps {
+            assert!(["creating ", "adding ", "associating "].iter().any(|s| step.starts_with(s)), "{step}");
+        }
+
+        let tags = ctx.tags(Some("private"), Some(&ctx.names.route_table(Tier::Private)));
+        let table = |id: &str, routes: &[(&str, Target)]| Table {
+            id: id.into(),
+            tags: super::super::ec2_tags(&tags),
+            routes: routes.iter().map(|(d, t)| (d.to_string(), t.clone())).collect(),
+        };
+        let o = Observed {
+            tables: BTreeMap::from([
+                (Tier::Public, table("rtb-pub", &[(ANYWHERE, Target::Gateway("igw-1".into()))])),
+                (
+                    Tier::Private,
+                    table("rtb-priv", &[("10.9.0.0/16", Target::Other("peering connection pcx-1".into()))]),
+                ),
+                (Tier::Database, table("rtb-db", &[])),
+            ]),
+            associations: BTreeMap::from([
+                ("subnet-pub".to_string(), ("rtb-pub".to_string(), "a-1".to_string())),
+                ("subnet-priv".to_string(), ("rtb-other".to_string(), "a-2".to_string())),
+                ("subnet-db".to_string(), ("rtb-db".to_string(), "a-3".to_string())),
+            ]),
+        };
+        let change = RouteTables.diff(&ctx, &o).unwrap();
+        let drifts: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
+        assert!(drifts.contains(&"route 0.0.0.0/0 (private): missing → NAT gateway nat-1".to_string()), "{drifts:#?}");
+        assert!(drifts.contains(&"route 10.9.0.0/16 (private): peering connection pcx-1 → absent".to_string()));
+        assert!(drifts.contains(
+            &"subnet subnet-priv route table: route table rtb-other → the private route table rtb-priv".into()
+        ));
+        assert!(
+            drifts.iter().any(|d| d.starts_with("public route table tags: ")),
+            "the private member's tags on the public table: {drifts:#?}"
+        );
+        assert_plain(&change.drifts());
     }
 }

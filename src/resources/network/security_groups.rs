@@ -3,11 +3,11 @@
 //! functions may reach HTTPS (AWS APIs) and the database, nothing else. AWS's default
 //! allow-all egress rule is removed.
 
-use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
+use super::{ensure_tags, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
 use futures::FutureExt;
@@ -39,17 +39,9 @@ impl Rule {
     fn tcp(egress: bool, port: i32, peer: Peer) -> Rule {
         Rule { egress, protocol: "tcp".into(), ports: Some((port, port)), peer }
     }
-    fn describe(&self) -> String {
-        let dir = if self.egress { "egress to" } else { "ingress from" };
-        let peer = match &self.peer {
-            Peer::Cidr(c) => c.clone(),
-            Peer::Group(g) => g.clone(),
-        };
-        let ports = self
-            .ports
-            .map(|(a, b)| if a == b { format!(" port {a}") } else { format!(" ports {a}-{b}") })
-            .unwrap_or_default();
-        format!("{dir} {peer} ({}{ports})", self.protocol)
+    /// AWS's rule in every new group, which the functions' design removes.
+    fn is_aws_default(&self) -> bool {
+        self.egress && self.protocol == "-1" && self.peer == Peer::Cidr("0.0.0.0/0".into())
     }
     fn permission(&self) -> IpPermission {
         let mut p = IpPermission::builder().ip_protocol(&self.protocol);
@@ -61,6 +53,28 @@ impl Rule {
             Peer::Group(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
         };
         p.build()
+    }
+}
+
+/// `egress to 0.0.0.0/0 TCP 443`, `ingress from sg-1 TCP 5432`, `egress to 0.0.0.0/0 all traffic`.
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peer = match &self.peer {
+            Peer::Cidr(c) | Peer::Group(c) => c,
+        };
+        write!(f, "{} {peer} ", if self.egress { "egress to" } else { "ingress from" })?;
+        let protocol = match self.protocol.as_str() {
+            "-1" => return f.write_str("all traffic"),
+            "tcp" | "6" => "TCP".to_string(),
+            "udp" | "17" => "UDP".to_string(),
+            "icmp" | "1" => "ICMP".to_string(),
+            other => format!("protocol {other}"),
+        };
+        match self.ports {
+            Some((a, b)) if a == b => write!(f, "{protocol} {a}"),
+            Some((a, b)) => write!(f, "{protocol} {a}–{b}"),
+            None => write!(f, "{protocol} all ports"),
+        }
     }
 }
 
@@ -128,7 +142,8 @@ enum Fix {
     Create(&'static str),
     Authorize(&'static str, Rule),
     Revoke(&'static str, Rule),
-    Tags(&'static str, Vec<(String, String)>),
+    /// The tags to add, and the drift they repair.
+    Tags(&'static str, Vec<(String, String)>, Drift),
 }
 
 fn fixes(ctx: &Ctx, o: &Observed) -> Vec<Fix> {
@@ -147,21 +162,35 @@ fn fixes(ctx: &Ctx, o: &Observed) -> Vec<Fix> {
         let want = wanted_rules(m, &f.id, &d.id);
         out.extend(want.iter().filter(|r| !g.rules.contains(r)).map(|r| Fix::Authorize(m, r.clone())));
         out.extend(g.rules.iter().filter(|r| !want.contains(r)).map(|r| Fix::Revoke(m, r.clone())));
-        let missing = missing_tags(&g.tags, &ctx.tags(Some(m), Some(&name(ctx, m))));
-        if !missing.is_empty() {
-            out.push(Fix::Tags(m, missing));
+        let want = ctx.tags(Some(m), Some(&name(ctx, m)));
+        if let Some(drift) = tags_drift(format!("{m} security group tags"), &g.tags, &want) {
+            out.push(Fix::Tags(m, missing_tags(&g.tags, &want), drift));
         }
     }
     out
 }
 
 impl Fix {
-    fn describe(&self) -> String {
+    /// How the group differs, for plan and status.
+    fn drift(&self, ctx: &Ctx) -> Drift {
         match self {
-            Fix::Create(m) => format!("{m} security group missing"),
-            Fix::Authorize(m, r) => format!("{m} security group: rule {} missing", r.describe()),
-            Fix::Revoke(m, r) => format!("{m} security group: unexpected rule {} (to be removed)", r.describe()),
-            Fix::Tags(m, missing) => describe_missing_tags(&format!("{m} security group"), missing).unwrap_or_default(),
+            Fix::Create(m) => Drift::missing(format!("{m} security group"), name(ctx, m)),
+            Fix::Authorize(m, r) => Drift::missing(format!("{m} security group rule"), r),
+            Fix::Revoke(m, r) => Drift::unexpected(format!("{m} security group rule"), r),
+            Fix::Tags(_, _, drift) => drift.clone(),
+        }
+    }
+
+    /// What `up` does about it, for its progress; None where `ensure_tags` says it.
+    fn action(&self, ctx: &Ctx) -> Option<String> {
+        match self {
+            Fix::Create(m) => Some(format!("creating {m} security group {}", name(ctx, m))),
+            Fix::Authorize(m, r) => Some(format!("adding {m} security group rule: {r}")),
+            Fix::Revoke(m, r) if r.is_aws_default() => {
+                Some(format!("removing AWS's default rule from the {m} security group: {r}"))
+            }
+            Fix::Revoke(m, r) => Some(format!("removing {m} security group rule: {r}")),
+            Fix::Tags(..) => None,
         }
     }
 }
@@ -212,7 +241,7 @@ impl Resource for SecurityGroups {
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
-        Ok(Change::from_drifts(fixes(ctx, o).iter().map(Fix::describe).collect()))
+        Ok(Change::from_drifts(fixes(ctx, o).iter().map(|f| f.drift(ctx)).collect()))
     }
 
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
@@ -225,7 +254,9 @@ impl Resource for SecurityGroups {
         // Two rounds: the first creates the groups, the second sets the rules that name them.
         for _ in 0..2 {
             for fix in fixes(ctx, &o) {
-                ctx.progress.step(&fix.describe());
+                if let Some(step) = fix.action(ctx) {
+                    ctx.progress.step(&step);
+                }
                 match fix {
                     Fix::Create(m) => {
                         let description = if m == FUNCTIONS {
@@ -302,7 +333,7 @@ impl Resource for SecurityGroups {
                             g.rules.retain(|r| *r != rule);
                         }
                     }
-                    Fix::Tags(m, missing) => ensure_tags(ctx, &o.groups[m].id, &missing).await?,
+                    Fix::Tags(m, missing, _) => ensure_tags(ctx, &o.groups[m].id, &missing).await?,
                 }
             }
         }
@@ -367,4 +398,51 @@ async fn revoke(ctx: &Ctx, group: &str, rule: &Rule, absent: Gone) -> Result<()>
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{assert_plain, ctx};
+
+    #[test]
+    fn new_groups_read_as_rules_added_and_aws_default_removed_and_drift_names_each_rule() {
+        let ctx = ctx(ID, SecurityGroups.reads(), &[]);
+        let group = |m: &str, id: &str, rules: Vec<Rule>| Group {
+            id: id.into(),
+            tags: super::super::ec2_tags(&ctx.tags(Some(m), Some(&name(&ctx, m)))),
+            rules,
+        };
+        let aws_default =
+            Rule { egress: true, protocol: "-1".into(), ports: None, peer: Peer::Cidr("0.0.0.0/0".into()) };
+        // As CreateSecurityGroup leaves them.
+        let o = Observed {
+            groups: BTreeMap::from([
+                (FUNCTIONS.to_string(), group(FUNCTIONS, "sg-f", vec![aws_default.clone()])),
+                (DATABASE.to_string(), group(DATABASE, "sg-d", vec![aws_default])),
+            ]),
+        };
+        let steps: Vec<String> = fixes(&ctx, &o).iter().filter_map(|f| f.action(&ctx)).collect();
+        assert!(
+            steps.contains(&"adding functions security group rule: egress to 0.0.0.0/0 TCP 443".into()),
+            "{steps:#?}"
+        );
+        assert!(
+            steps.contains(&"adding database security group rule: ingress from sg-f TCP 5432".into()),
+            "{steps:#?}"
+        );
+        assert!(steps.contains(
+            &"removing AWS's default rule from the functions security group: egress to 0.0.0.0/0 all traffic".into()
+        ));
+        assert!(steps.iter().all(|s| !s.contains("missing") && !s.contains("unexpected")), "{steps:#?}");
+
+        let change = SecurityGroups.diff(&ctx, &o).unwrap();
+        let drifts: Vec<String> = change.drifts().iter().map(|d| d.to_string()).collect();
+        assert!(
+            drifts.contains(&"functions security group rule: missing → egress to sg-d TCP 5432".into()),
+            "{drifts:#?}"
+        );
+        assert!(drifts.contains(&"database security group rule: egress to 0.0.0.0/0 all traffic → absent".into()));
+        assert_plain(&change.drifts());
+    }
 }

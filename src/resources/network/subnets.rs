@@ -2,13 +2,13 @@
 //! availability zones. CIDRs come from `StackConfig::subnet_layout` (non-overlapping by
 //! construction); AZs are the region's first three available zones, in name order.
 
-use super::{describe_missing_tags, ensure_tags, member_of, missing_tags, owned_filters, tag_spec};
+use super::{ensure_tags, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::config::SubnetPlan;
 use crate::names::{Names, Tier};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{each_member, list, Change, Ctx, Input, Resource, ResourceError, Result};
+use crate::resources::{each_member, list, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Tag};
 use futures::FutureExt;
@@ -168,21 +168,19 @@ impl Resource for Subnets {
         let mut drifts = Vec::new();
         for plan in ctx.config.subnet_layout() {
             let m = member(&plan);
+            let az = &o.azs[plan.az_index];
             let Some(s) = o.subnets.get(&m) else {
-                drifts.push(format!("subnet {m} ({}) missing", plan.cidr));
+                drifts.push(Drift::missing(format!("subnet {m}"), format!("{} in {az}", plan.cidr)));
                 continue;
             };
-            let az = &o.azs[plan.az_index];
             if s.cidr != plan.cidr.to_string() || &s.az != az {
-                return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                    "subnet {m} ({}) is {} in {}, the config wants {} in {az}; a subnet's CIDR and AZ cannot change",
-                    s.id, s.cidr, s.az, plan.cidr
-                ))));
+                return Ok(Change::Replace(Drift::new(
+                    format!("subnet {m}"),
+                    format!("{} in {}", s.cidr, s.az),
+                    format!("{} in {az}", plan.cidr),
+                )));
             }
-            drifts.extend(describe_missing_tags(
-                &format!("subnet {m} ({})", s.id),
-                &missing_tags(&s.tags, &Self::wanted_tags(ctx, &plan)),
-            ));
+            drifts.extend(tags_drift(format!("subnet {m} tags"), &s.tags, &Self::wanted_tags(ctx, &plan)));
         }
         Ok(Change::from_drifts(drifts))
     }
@@ -226,7 +224,7 @@ impl Resource for Subnets {
             async move {
                 let plan = plan.ok_or_else(|| ResourceError::new("Internal", format!("no plan for subnet {m}")))?;
                 let tags = Self::wanted_tags(ctx, &plan);
-                ctx.progress.step(&format!("creating subnet {m}"));
+                ctx.progress.step(&format!("creating subnet {m}: {} in {}", plan.cidr, azs[plan.az_index]));
                 let out = ctx
                     .retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {vpc_id}"), || {
                         ctx.clients

@@ -1,11 +1,11 @@
 //! `network.vpc`: the VPC, with DNS support and DNS host names (needed by the interface and
 //! gateway endpoints and by RDS endpoints resolving inside the VPC).
 
-use super::{describe_missing_tags, ensure_tags, filter, missing_tags, owned_filters, single, tag_spec};
+use super::{ensure_tags, filter, missing_tags, owned_filters, single, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
-use crate::resources::{Change, Ctx, Resource, Result};
+use crate::resources::{Change, Ctx, Drift, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Tag, VpcAttributeName};
 use futures::FutureExt;
@@ -73,22 +73,16 @@ impl Resource for Vpc {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let want = ctx.config.vpc_cidr.to_string();
         if o.cidr != want {
-            return Ok(Change::Replace(crate::resources::Drift::from(format!(
-                "VPC {} has CIDR {}, the config wants {want}; a VPC's primary CIDR cannot change",
-                o.id, o.cidr
-            ))));
+            return Ok(Change::Replace(Drift::new("VPC CIDR", &o.cidr, want)));
         }
         let mut drifts = Vec::new();
         if !o.dns_support {
-            drifts.push(format!("VPC {}: DNS support is off", o.id));
+            drifts.push(Drift::new("DNS support", "off", "on"));
         }
         if !o.dns_hostnames {
-            drifts.push(format!("VPC {}: DNS host names are off", o.id));
+            drifts.push(Drift::new("DNS host names", "off", "on"));
         }
-        drifts.extend(describe_missing_tags(
-            &format!("VPC {}", o.id),
-            &missing_tags(&o.tags, &ctx.tags(None, Some(&ctx.names.vpc()))),
-        ));
+        drifts.extend(tags_drift("tags", &o.tags, &ctx.tags(None, Some(&ctx.names.vpc()))));
         Ok(Change::from_drifts(drifts))
     }
 
@@ -102,7 +96,7 @@ impl Resource for Vpc {
         let o = match observed {
             Some(o) => o,
             None => {
-                ctx.progress.step("creating VPC");
+                ctx.progress.step(&format!("creating VPC {}", ctx.config.vpc_cidr));
                 let out = ec2
                     .create_vpc()
                     .cidr_block(ctx.config.vpc_cidr.to_string())
@@ -123,6 +117,7 @@ impl Resource for Vpc {
         let on = || AttributeBooleanValue::builder().value(true).build();
         // AWS takes one attribute per ModifyVpcAttribute call.
         if !o.dns_support {
+            ctx.progress.step("turning on DNS support");
             ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {}", o.id), || {
                 ec2.modify_vpc_attribute()
                     .vpc_id(&o.id)
@@ -133,6 +128,7 @@ impl Resource for Vpc {
             .await?;
         }
         if !o.dns_hostnames {
+            ctx.progress.step("turning on DNS host names");
             ctx.retry_while_propagating(&catalogue::EC2_NEW_RESOURCE, &format!("VPC {}", o.id), || {
                 ec2.modify_vpc_attribute()
                     .vpc_id(&o.id)
