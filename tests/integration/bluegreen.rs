@@ -363,3 +363,67 @@ fn an_arm64_set_is_deployed_as_arm64_and_a_change_of_architecture_moves_only_the
         .unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
 }
+
+/// How many resources an `up --json` updated. The summary counts resources by action; its keys
+/// are moving to the past tense ("updated"), so either spelling is read.
+fn updated(up: &Value) -> u64 {
+    ["updated", "update"].iter().find_map(|k| up["summary"][*k].as_u64()).unwrap_or(0)
+}
+
+#[test]
+fn a_configuration_repaired_during_a_canary_waits_quietly_and_then_goes_to_the_idle_colour() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10"]);
+    let function = "payment-process-qa";
+    let memory = |qualifier: Option<&str>| {
+        acct.block_on(async {
+            let c = acct
+                .lambda
+                .get_function_configuration()
+                .function_name(function)
+                .set_qualifier(qualifier.map(str::to_string))
+                .send()
+                .await
+                .unwrap();
+            c.memory_size().unwrap()
+        })
+    };
+    let versions = || {
+        acct.block_on(async {
+            let out = acct.lambda.list_versions_by_function().function_name(function).send().await.unwrap();
+            out.versions().iter().filter_map(|v| v.version()).filter(|v| *v != "$LATEST").count()
+        })
+    };
+    let up = || -> Value { serde_json::from_str(&acct.ok(&["up", "--suffix", "qa", "--json"]).stdout).unwrap() };
+    let plan_code = || acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code;
+    acct.block_on(async {
+        acct.lambda.update_function_configuration().function_name(function).memory_size(1024).send().await.unwrap();
+    });
+
+    // The repair: $LATEST back to 512 MB, published as version 2, and no colour moves during a canary.
+    assert_eq!(updated(&up()), 1);
+    assert_eq!(memory(None), 512);
+    assert_eq!((versions(), memory(Some("2"))), (2, 512), "the repair is published");
+    assert_eq!(aliases(&acct, "process"), ("1".into(), "1".into()), "no colour moves while a canary is live");
+
+    // While the canary lasts, the published version waits: nothing to do, nothing to plan.
+    for _ in 0..2 {
+        acct.proxy.clear();
+        assert_eq!(updated(&up()), 0, "the waiting version is not an update");
+        let mutating: Vec<_> = acct.proxy.calls().into_iter().filter(|c| c.is_mutating()).collect();
+        assert!(mutating.is_empty(), "a waiting up changes nothing: {mutating:?}");
+        assert_eq!(plan_code(), 0, "plan --detailed-exitcode: nothing up may do now");
+    }
+    assert_eq!((versions(), aliases(&acct, "process")), (2, ("1".into(), "1".into())));
+
+    // Rolled back, green is idle again and takes the repaired version; then nothing is left.
+    acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "0"]);
+    assert_eq!(plan_code(), 2);
+    assert_eq!(updated(&up()), 1);
+    assert_eq!(aliases(&acct, "process"), ("1".into(), "2".into()), "the idle colour runs the repair");
+    assert_eq!((memory(Some("green")), memory(Some("blue"))), (512, 512));
+    assert_eq!(versions(), 2, "moving the alias publishes nothing");
+    assert_eq!(updated(&up()), 0);
+    assert_eq!(plan_code(), 0);
+}
