@@ -156,7 +156,9 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     } else {
         outln!("up: {} ({})", report.tally(&Action::BUILD_TALLY, Action::done), session.cost_line());
         for r in report.resources.iter().filter(|r| r.action == Action::Waiting) {
-            outln!("waiting: {} has a change `up` may not make while a canary is live", r.node);
+            for d in &r.changes {
+                outln!("waiting: {}: {d}", r.node);
+            }
         }
         outln!("outputs:");
         for (k, v) in &outputs {

@@ -312,7 +312,8 @@ impl Resource for TransactionsTable {
                 .aws("dynamodb:UpdateTable")?;
             wait_active(ctx).await?;
         }
-        if kms_key_of(&o.table) != Some(key_arn.as_str()) && o.table.sse_description().is_some() {
+        // Also from an AWS-owned key (no SSE description): DynamoDB switches a table's key in place.
+        if kms_key_of(&o.table) != Some(key_arn.as_str()) {
             ctx.progress.step(&format!("encrypting table {name} with {key_arn}"));
             ddb.update_table().table_name(&name).sse_specification(sse).send().await.aws("dynamodb:UpdateTable")?;
         }
