@@ -247,22 +247,36 @@ fn remote_state_in_s3_is_shared_locked_and_left_clean() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!acct.state_dir.path().join("qa.json").exists());
 
-    // Two commands at once: the second is refused, naming the first.
-    acct.proxy.set_delay(Duration::from_millis(100));
-    let mut first =
-        acct.tapctl(&with(&["up", "--suffix", "qa"])).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // A writer holds the lock (a watched shift, until interrupted): another writer is refused naming it,
+    // a reader reads the state beside it and names it too.
+    let mut first = acct
+        .tapctl(&with(&["shift", "--suffix", "qa", "--to", "green", "--weight", "10", "--watch", "1h", "--poll", "1s"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
-    let _ = lines.next();
-    let second = acct.run(&with(&["status", "--suffix", "qa"]));
+    for line in lines.by_ref() {
+        if line.unwrap().contains("baking:") {
+            break;
+        }
+    }
+    let second = acct.run(&with(&["up", "--suffix", "qa"]));
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(
         second.stderr.contains(&format!("pid {}", first.id())) && second.stderr.contains("lease"),
         "{}",
         second.stderr
     );
-    acct.proxy.set_delay(Duration::ZERO);
+    let reader = acct.run(&with(&["status", "--suffix", "qa"]));
+    assert_eq!(reader.code, 0, "{}", reader.stderr);
+    assert!(reader.stderr.contains(&format!("pid {}", first.id())) && reader.stderr.contains("holds the lock"));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGINT) }, 0);
     for _ in lines.by_ref() {}
-    assert!(first.wait().unwrap().success());
+    assert_eq!(first.wait().unwrap().code(), Some(130));
+    assert!(s3_text(&acct, "team-state", "tapctl/qa.lock").is_none(), "an interrupted run releases the lock");
+    acct.ok(&with(&["shift", "--suffix", "qa", "--to", "green", "--weight", "0"]));
     let state: serde_json::Value =
         serde_json::from_str(&s3_text(&acct, "team-state", "tapctl/qa.json").unwrap()).unwrap();
     assert_eq!(state["nodes"].as_object().unwrap().len(), NODES, "state intact");
