@@ -20,7 +20,7 @@ pub fn install() {
         loop {
             let name = next_signal().await;
             if LISTENING.load(Ordering::SeqCst) == 0 {
-                eprintln!("interrupted by {name} before anything was changed");
+                crate::errln!("interrupted by {name}; nothing was changed");
                 std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
             }
             let _ = tx.send(Some(name));
@@ -49,7 +49,16 @@ async fn next_signal() -> &'static str {
     "SIGINT"
 }
 
-struct Listening;
+/// While held, a signal does not end the process at once: it is kept for the next `interrupted()`
+/// (or dropped if none comes). Held across a run that holds a lock only a release can return
+/// (an S3 lock would otherwise stay until its lease ran out).
+pub struct Listening;
+
+/// Defers signals until the guard is dropped; see `Listening`.
+pub fn defer() -> Listening {
+    LISTENING.fetch_add(1, Ordering::SeqCst);
+    Listening
+}
 
 impl Drop for Listening {
     fn drop(&mut self) {
@@ -61,8 +70,7 @@ impl Drop for Listening {
 /// listening from this call on (not from the first poll), so that a `select!` between it and
 /// the work it guards never lets a signal through to the exit-at-once path.
 pub fn interrupted() -> impl Future<Output = &'static str> {
-    LISTENING.fetch_add(1, Ordering::SeqCst);
-    let listening = Listening;
+    let listening = defer();
     let mut rx = RECEIVED.get_or_init(|| watch::channel(None).0).subscribe();
     async move {
         let _listening = listening;

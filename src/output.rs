@@ -40,6 +40,25 @@ macro_rules! out {
     ($($t:tt)*) => { $crate::output::write(format_args!($($t)*)) };
 }
 
+/// Writes formatted text to stderr; a closed stderr (`tapctl up 2>&1 | head`) is ignored rather
+/// than a panic that would end a run mid-walk (and, in the signal task, stop signal handling).
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|_| err.flush());
+}
+
+/// `eprintln!` that survives a closed pipe.
+#[macro_export]
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `eprint!` that survives a closed pipe.
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::output::write_err(format_args!($($t)*)) };
+}
+
 /// Cuts a line to `width` characters, marking the cut with `…`.
 pub fn fit(line: &str, width: usize) -> String {
     if line.chars().count() <= width {

@@ -184,7 +184,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     // union of the features the functions ask for (payments-runtime's clients included). Each
     // bootstrap still links only the clients its code calls, because payments-runtime builds a
     // client only in the accessor that code calls (packaging.rs reads the bootstraps to check).
-    eprintln!(
+    crate::errln!(
         "building {} for {} (glibc {}.{}, {} profile): {}",
         FUNCTIONS.join(", "),
         args.arch.lambda(),
@@ -211,7 +211,7 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Built>, Error> {
     let bundle = source.join(CA_BUNDLE);
     let bundle_bytes = std::fs::read(&bundle).ok();
     if bundle_bytes.is_none() {
-        eprintln!(
+        crate::errln!(
             "warning: no RDS CA bundle at {CA_BUNDLE}: process and rotate-secret will not reach Aurora. Download \
              https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem to that path and build again."
         );

@@ -18,7 +18,7 @@ pub fn confirm(run: &RunConfig) -> Result<(), Error> {
             run.suffix
         )));
     }
-    eprint!("Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ", run.suffix, run.region);
+    crate::err!("Destroy every resource of suffix '{}' in {}? Type the suffix to confirm: ", run.suffix, run.region);
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("no answer read: {e}")))?;
@@ -71,7 +71,7 @@ fn teardown_resources(
 
 /// `plan --destroy`: what a destroy would remove, found as a destroy finds it (by the state's ids
 /// and by tags), deleting nothing.
-pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
+pub async fn plan(session: &Session<'_>, detailed_exitcode: bool) -> Result<u8, Error> {
     let teardown = session.stack.teardown_graph().map_err(crate::stack::invalid)?;
     let outcomes =
         walk(&teardown, Direction::Reverse, session.run.parallelism, RetryPolicy::default(), |id| async move {
@@ -99,7 +99,7 @@ pub async fn plan(session: &Session<'_>) -> Result<u8, Error> {
     if failed > 0 {
         return Err(Error::NodesFailed { count: failed });
     }
-    Ok(0)
+    Ok(if detailed_exitcode && report.count(Action::Delete) > 0 { 2 } else { 0 })
 }
 
 pub async fn run(session: &Session<'_>) -> Result<u8, Error> {

@@ -119,7 +119,7 @@ impl Reader<'_> {
                 Ok(()) => {}
                 // Throttling or the network outlasting the SDK's retries: the next poll asks again
                 // from the same cursor, so nothing is lost; a follow should outlive a blip.
-                Err(Error::Aws(e)) if e.transient => eprintln!("warning: {e}; trying again"),
+                Err(Error::Aws(e)) if e.transient => crate::errln!("warning: {e}; trying again"),
                 Err(e) => return Err(e),
             }
         }

@@ -227,6 +227,8 @@ pub async fn open_and_run(
         }
         (StateLocation::Remote(r), false) => Box::new(S3Store::snapshot(clients.s3.clone(), r.clone(), &run.suffix)),
     };
+    // From here the lock is held: a signal is kept for the run's own report, and the lock released.
+    let _deferred = crate::interrupt::defer();
     let (store, state) = StateStore::open(store, &run.suffix, &run.region).await?;
     if verb == Verb::Status && state.nodes.is_empty() && state.settings.is_none() {
         let known = stacks::known(&run.location, &clients.s3).await.unwrap_or_default();
@@ -299,7 +301,7 @@ async fn run_opened(
     let work = async {
         match &cli.command {
             Command::Up(args) => up::run(&session, args).await,
-            Command::Plan(args) if args.destroy => destroy::plan(&session).await,
+            Command::Plan(args) if args.destroy => destroy::plan(&session, args.detailed_exitcode).await,
             Command::Plan(args) => plan::run(&session, args).await,
             Command::Status(args) => status::run(&session, args).await,
             Command::Shift(args) => shift::run(&session, args).await,

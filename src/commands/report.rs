@@ -179,7 +179,9 @@ fn error_of(d: &Diagnostic) -> NodeError {
 pub fn ids(outputs: &Outputs) -> BTreeMap<String, Value> {
     outputs
         .iter()
-        .filter(|(k, _)| ["_id", "_ids", "_arn", "_arns", "_name", "_names"].iter().any(|s| k.ends_with(s)))
+        .filter(|(k, v)| {
+            !v.is_null() && ["_id", "_ids", "_arn", "_arns", "_name", "_names"].iter().any(|s| k.ends_with(s))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

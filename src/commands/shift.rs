@@ -152,7 +152,11 @@ pub async fn run(session: &Session<'_>, args: &ShiftArgs) -> Result<u8, Error> {
     // Moving traffic onto a colour that already fails would only be rolled back (or, unwatched,
     // hurt payments): refused unless the operator says otherwise. A rollback (weight 0) is never
     // refused: it moves traffic away from the colour.
-    let firing: Vec<&String> = states.iter().filter(|(_, s)| *s == "ALARM").map(|(n, _)| n).collect();
+    // Only the colour's own alarms: the API's fire when the *live* colour fails, and must not block
+    // moving traffic away from it.
+    let own: Vec<String> = ROUTES.iter().map(|f| alarms::color_alarm_name(names, f, to)).collect();
+    let firing: Vec<&String> =
+        states.iter().filter(|(n, s)| *s == "ALARM" && own.contains(n)).map(|(n, _)| n).collect();
     if !firing.is_empty() && plan.iter().any(|w| *w > 0) {
         let names: Vec<&str> = firing.iter().map(|n| n.as_str()).collect();
         if args.force {

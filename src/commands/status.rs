@@ -189,7 +189,12 @@ pub async fn watch(
         let code = tokio::select! {
             r = round => match r {
                 Err(Error::Interrupted(_)) => return Ok(0),
-                other => other?,
+                // A failed round (a throttle, a blip) is shown and the watch goes on.
+                Err(e) => {
+                    crate::errln!("{}", e.render());
+                    e.exit_code()
+                }
+                Ok(code) => code,
             },
             _ = super::interrupted() => return Ok(0),
         };

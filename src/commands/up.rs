@@ -108,7 +108,9 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     let wanted = session.config.settings();
     let first_build = session.recorded.settings.is_none();
     let settings_change = session.recorded.settings.as_ref().is_some_and(|r| *r != wanted);
-    if settings_change {
+    // A first build may be an adoption (a lost state over existing resources): its settings are
+    // checked against what exists before anything is changed or recorded, like a change.
+    if settings_change || first_build {
         refuse_early(session, args).await?;
     }
     {

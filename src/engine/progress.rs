@@ -24,7 +24,7 @@ impl Progress {
             Some(m) => {
                 let _ = m.println(line);
             }
-            None => eprintln!("{line}"),
+            None => crate::errln!("{line}"),
         }
     }
 
@@ -53,7 +53,7 @@ impl Progress {
     }
 
     fn plain(&self, node: &str, msg: &str) {
-        eprintln!("[{:>6.1}s] {node}: {msg}", self.started.elapsed().as_secs_f64());
+        crate::errln!("[{:>6.1}s] {node}: {msg}", self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -14,6 +14,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// How long a writer without --lock-timeout keeps trying a lock it finds held: longer than a
+/// reader's probe of it, far shorter than any run.
+const PROBE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct LocalStore {
     dir: PathBuf,
     suffix: String,
@@ -62,13 +66,16 @@ impl LocalStore {
                         .map(|h| h.describe())
                         .unwrap_or_else(|| "another tapctl process".to_string());
                     let waited = started.elapsed();
-                    match wait {
+                    // A reader's probe (`holder`) holds a shared lock for microseconds: a writer
+                    // without --lock-timeout still tries for PROBE_GRACE before it gives up.
+                    match wait.or(Some(PROBE_GRACE)) {
                         Some(limit) if waited < limit => {
-                            if !told {
-                                eprintln!("waiting up to {} for the lock of '{suffix}', held by {who}", crate::config::human_duration(limit));
+                            if !told && wait.is_some() {
+                                crate::errln!("waiting up to {} for the lock of '{suffix}', held by {who}", crate::config::human_duration(limit));
                                 told = true;
                             }
-                            tokio::time::sleep(std::time::Duration::from_millis(500).min(limit - waited)).await;
+                            let poll = if wait.is_some() { 500 } else { 20 };
+                            tokio::time::sleep(std::time::Duration::from_millis(poll).min(limit - waited)).await;
                         }
                         _ => {
                             return Err(Error::Locked(format!(
@@ -122,7 +129,8 @@ pub fn holder(dir: &Path, suffix: &str) -> Option<LockHolder> {
             None
         }
         Err(fs::TryLockError::WouldBlock) => {
-            Some(read_holder(&mut file).unwrap_or_else(|| LockHolder::me("(unknown command)")))
+            // A writer that has just taken the lock may not have written its name yet.
+            read_holder(&mut file)
         }
         Err(fs::TryLockError::Error(_)) => None,
     }

@@ -85,10 +85,8 @@ impl S3Store {
         let started = std::time::Instant::now();
         loop {
             match Self::try_lock(s3.clone(), remote.clone(), suffix, command).await {
-                Err(Error::Locked(why)) => match wait {
-                    Some(limit) if started.elapsed() < limit => {
-                        tokio::time::sleep(Duration::from_secs(1).min(limit - started.elapsed())).await
-                    }
+                Err(Error::Locked(why)) => match wait.map(|limit| limit.saturating_sub(started.elapsed())) {
+                    Some(left) if !left.is_zero() => tokio::time::sleep(Duration::from_secs(1).min(left)).await,
                     _ => return Err(Error::Locked(format!("{why}; pass --lock-timeout 5m to wait for it"))),
                 },
                 other => return other,
@@ -285,7 +283,7 @@ impl Store for S3Store {
             .await
             .aws("s3:DeleteObject");
         if let Err(e) = deleted {
-            eprintln!("warning: could not release the remote lock {}: {e}", self.key("lock"));
+            crate::errln!("warning: could not release the remote lock {}: {e}", self.key("lock"));
         }
     }
 }
@@ -371,7 +369,7 @@ async fn renew(
         match out {
             Ok(o) => *etag.lock().unwrap_or_else(|p| p.into_inner()) = o.e_tag().unwrap_or_default().to_string(),
             Err(e) => {
-                eprintln!("warning: could not renew the remote state lock ({e}); another run may take it over");
+                crate::errln!("warning: could not renew the remote state lock ({e}); another run may take it over");
                 if precondition_failed(&e) {
                     return;
                 }

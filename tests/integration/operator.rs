@@ -275,6 +275,14 @@ fn a_closed_pipe_ends_the_output_not_the_command() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+    // `tapctl up 2>&1 | head -0`: progress goes to a closed stderr too; the run still finishes.
+    acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
+    for args in [&["up", "--suffix", "qa"][..]] {
+        let mut child = acct.tapctl(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{args:?}");
+    }
     assert_eq!(state_file(&acct, "qa")["nodes"].as_object().unwrap().len(), NODES, "up finished its work");
 }
 
@@ -285,6 +293,13 @@ fn plan_says_adopt_for_what_exists_without_a_state_and_up_adopts_it() {
     for f in ["qa.json", "qa.json.bak", "qa.outputs.json"] {
         let _ = std::fs::remove_file(acct.state_dir.path().join(f));
     }
+    // Adopting with a setting the resources do not have is refused before any change, recording nothing.
+    let before = acct.proxy.calls().len();
+    let wrong = acct.run(&["up", "--suffix", "qa", "--vpc-cidr", "10.2.0.0/16"]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("network.vpc"), "{}", wrong.stderr);
+    assert!(acct.proxy.calls()[before..].iter().all(|c| !c.is_mutating()), "nothing was changed");
+    assert!(!acct.state_dir.path().join("qa.json").exists(), "nothing was recorded");
     let plan = acct.run(&["plan", "--suffix", "qa", "--json", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}", plan.stderr);
     let plan = json(&plan);
@@ -332,6 +347,7 @@ fn every_command_prints_the_one_json_schema() {
     check(&["outputs", "--suffix", "qa", "--json"]);
     check(&["list", "--json"]);
     check(&["version", "--json"]);
+    assert_eq!(acct.run(&["plan", "--destroy", "--suffix", "qa", "--detailed-exitcode"]).code, 2);
     let doomed = check(&["plan", "--destroy", "--suffix", "qa", "--json"]);
     assert_eq!(
         doomed["summary"]["delete"], NODES,
@@ -342,6 +358,7 @@ fn every_command_prints_the_one_json_schema() {
     assert_eq!(destroy["summary"]["delete"], NODES);
     let again = check(&["plan", "--destroy", "--suffix", "qa", "--json"]);
     assert_eq!(again["summary"]["absent"], NODES);
+    assert_eq!(acct.run(&["plan", "--destroy", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 }
 
 /// The user's story, read as a person would: status codes, a table that fits 120 columns, drift
@@ -434,6 +451,23 @@ fn a_shift_onto_a_colour_whose_alarm_fires_is_refused_naming_it_unless_forced() 
     assert_eq!(status["traffic"]["canary"]["weight"], 10.0);
     // Rolling back is never refused: it takes traffic away from the failing colour.
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "0"]);
+    // The API's alarms fire when the live colour fails: they never block moving traffic to the other.
+    acct.block_on(async {
+        for (alarm, state) in [
+            ("payments-process-green-errors-qa", aws_sdk_cloudwatch::types::StateValue::Ok),
+            ("payments-api-5xx-qa", aws_sdk_cloudwatch::types::StateValue::Alarm),
+        ] {
+            acct.cloudwatch
+                .set_alarm_state()
+                .alarm_name(alarm)
+                .state_value(state)
+                .state_reason("test")
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "100"]);
 }
 
 #[test]
