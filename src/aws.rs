@@ -112,6 +112,9 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub s3: aws_sdk_s3::Client,
     pub sts: aws_sdk_sts::Client,
+    pub wafv2: aws_sdk_wafv2::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
     pub stats: Arc<CallStats>,
 }
 
@@ -163,6 +166,15 @@ impl Clients {
                     .force_path_style(path_style)
                     .interceptor(count.clone())
                     .build(),
+            ),
+            wafv2: aws_sdk_wafv2::Client::from_conf(
+                aws_sdk_wafv2::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
+                aws_sdk_cloudtrail::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(config).interceptor(count.clone()).build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(config).interceptor(count).build()),
             stats,

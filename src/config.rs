@@ -37,6 +37,40 @@ pub struct StackSettings {
     /// Zone ids (`use1-az1`), when the user chose them; else the region's first three by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zones: Option<Vec<String>>,
+    /// Requests per client IP per five minutes the WAF's rate-based rule admits.
+    #[serde(default = "default_waf_rate_limit")]
+    pub waf_rate_limit: i64,
+    /// The default Object Lock retention mode of the audit and trail buckets.
+    #[serde(default)]
+    pub audit_lock: AuditLock,
+}
+
+/// How the audit and trail buckets lock what they receive (S3 Object Lock default retention,
+/// PCI DSS 10.3.2–10.3.4). GOVERNANCE: nobody can shorten or remove a version before its
+/// retention ends unless allowed `s3:BypassGovernanceRetention` (so `destroy` can still remove a
+/// non-production stack). COMPLIANCE: nobody at all, not even the account's root user — the
+/// buckets cannot be deleted until the last version's retention has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditLock {
+    #[default]
+    Governance,
+    Compliance,
+}
+
+impl AuditLock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditLock::Governance => "governance",
+            AuditLock::Compliance => "compliance",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl StackSettings {
@@ -65,6 +99,8 @@ impl StackSettings {
             ("--db-readers", recorded.db_readers.to_string(), self.db_readers.to_string()),
             ("--db-engine-version", recorded.db_engine_version.clone(), self.db_engine_version.clone()),
             ("--availability-zones", zones(&recorded.availability_zones), zones(&self.availability_zones)),
+            ("--waf-rate-limit", recorded.waf_rate_limit.to_string(), self.waf_rate_limit.to_string()),
+            ("--audit-lock", recorded.audit_lock.to_string(), self.audit_lock.to_string()),
         ];
         all.into_iter().filter(|(_, a, b)| a != b).collect()
     }
@@ -84,6 +120,16 @@ fn default_db_engine_version() -> String {
 }
 
 pub const DEFAULT_DB_ENGINE_VERSION: &str = "16.6";
+
+fn default_waf_rate_limit() -> i64 {
+    DEFAULT_WAF_RATE_LIMIT
+}
+
+/// About 7 requests a second from one address, sustained for five minutes: far above what one
+/// merchant integration sends, far below what a card-testing bot needs.
+pub const DEFAULT_WAF_RATE_LIMIT: i64 = 2000;
+/// What WAF accepts as a rate-based rule's limit (CreateWebACL: RateBasedStatement.Limit).
+pub const WAF_RATE_LIMIT_RANGE: std::ops::RangeInclusive<i64> = 10..=2_000_000_000;
 
 fn default_audit_retention() -> i32 {
     DEFAULT_AUDIT_RETENTION_DAYS
@@ -112,6 +158,8 @@ impl Default for StackSettings {
             db_readers: default_db_readers(),
             db_engine_version: default_db_engine_version(),
             availability_zones: None,
+            waf_rate_limit: DEFAULT_WAF_RATE_LIMIT,
+            audit_lock: AuditLock::default(),
         }
     }
 }
@@ -335,6 +383,17 @@ pub struct StackOverrides {
     /// Default: the region's first three available zones by name.
     #[arg(long, global = true, value_delimiter = ',')]
     pub availability_zones: Option<Vec<String>>,
+
+    /// Requests one client IP may send in five minutes before the WAF blocks it (10 to
+    /// 2000000000). Default 2000.
+    #[arg(long, global = true)]
+    pub waf_rate_limit: Option<i64>,
+
+    /// Object Lock mode of the audit and trail buckets: governance (destroy can still remove
+    /// them) or compliance (for production: nobody can delete a locked version, so the buckets
+    /// outlive `destroy` until the retention ends). Default governance.
+    #[arg(long, global = true, value_enum)]
+    pub audit_lock: Option<AuditLock>,
 }
 
 /// Where and how a command runs: validated before the state is opened or AWS is called.
@@ -406,6 +465,8 @@ pub struct StackConfig {
     /// Zone ids the user chose (`--availability-zones`), or None for the default.
     pub availability_zones: Option<Vec<String>>,
     pub db_engine_version: String,
+    pub waf_rate_limit: i64,
+    pub audit_lock: AuditLock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,6 +549,9 @@ pub fn validate_stack_args(args: &StackOverrides) -> Result<(), Error> {
     if let Some(z) = &args.availability_zones {
         validate_zone_ids(z)?;
     }
+    if let Some(l) = args.waf_rate_limit {
+        validate_waf_rate_limit(l)?;
+    }
     validate_capacity(
         args.db_min_acu.unwrap_or(0.5),
         args.db_max_acu.unwrap_or(args.db_min_acu.unwrap_or(0.5).max(4.0)),
@@ -542,6 +606,21 @@ fn validate_audit_retention(d: i32) -> Result<(), Error> {
         Err(Error::invalid(
             "--audit-retention-days",
             format!("must be between 365 and 3650, got {d} (PCI DSS 10.5.1 keeps audit trails at least 12 months)"),
+        ))
+    }
+}
+
+fn validate_waf_rate_limit(l: i64) -> Result<(), Error> {
+    if WAF_RATE_LIMIT_RANGE.contains(&l) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--waf-rate-limit",
+            format!(
+                "must be {} to {} requests per client IP in five minutes (WAF's range for a rate-based rule), got {l}",
+                WAF_RATE_LIMIT_RANGE.start(),
+                WAF_RATE_LIMIT_RANGE.end()
+            ),
         ))
     }
 }
@@ -618,7 +697,10 @@ impl StackConfig {
             db_readers: args.db_readers.unwrap_or(base.db_readers),
             db_engine_version: args.db_engine_version.clone().unwrap_or(base.db_engine_version),
             availability_zones: args.availability_zones.clone().or(base.availability_zones),
+            waf_rate_limit: args.waf_rate_limit.unwrap_or(base.waf_rate_limit),
+            audit_lock: args.audit_lock.unwrap_or(base.audit_lock),
         };
+        validate_waf_rate_limit(settings.waf_rate_limit)?;
         validate_capacity(settings.db_min_acu, settings.db_max_acu)?;
         validate_readers(settings.db_readers)?;
         validate_engine_version(&settings.db_engine_version)?;
@@ -647,6 +729,8 @@ impl StackConfig {
             db_readers: settings.db_readers,
             db_engine_version: settings.db_engine_version,
             availability_zones: settings.availability_zones,
+            waf_rate_limit: settings.waf_rate_limit,
+            audit_lock: settings.audit_lock,
         })
     }
 
@@ -663,6 +747,8 @@ impl StackConfig {
             db_readers: self.db_readers,
             db_engine_version: self.db_engine_version.clone(),
             availability_zones: self.availability_zones.clone(),
+            waf_rate_limit: self.waf_rate_limit,
+            audit_lock: self.audit_lock,
         }
     }
 

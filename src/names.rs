@@ -202,6 +202,52 @@ impl Names {
         self.n("payments")
     }
 
+    // --- PCI DSS controls (issue 15)
+    /// The regional web ACL in front of the API stage.
+    pub fn waf_acl(&self) -> String {
+        self.n("payment-waf")
+    }
+    /// WAF delivers to CloudWatch Logs only into groups whose name starts with `aws-waf-logs-`.
+    pub fn waf_log_group(&self) -> String {
+        format!("aws-waf-logs-payments-{}", self.suffix)
+    }
+    pub fn trail(&self) -> String {
+        format!("payments-trail-{}", self.suffix)
+    }
+    pub fn trail_arn(&self) -> String {
+        format!("arn:aws:cloudtrail:{}:{}:trail/{}", self.region, self.account, self.trail())
+    }
+    /// The trail's own bucket: Object Lock, like the audit bucket, and as long a name.
+    pub fn trail_bucket(&self) -> String {
+        format!("payments-trail-{}-{}-{}", self.account, self.region, self.suffix)
+    }
+    /// Where S3 writes the server access logs of the audit and trail buckets (a bucket with
+    /// Object Lock cannot receive them). One character shorter than the audit bucket's name.
+    pub fn access_log_bucket(&self) -> String {
+        format!("payments-logs-{}-{}-{}", self.account, self.region, self.suffix)
+    }
+    pub fn trail_log_group(&self) -> String {
+        format!("/aws/cloudtrail/{}", self.trail())
+    }
+    /// The role CloudTrail assumes to write into its log group.
+    pub fn trail_logs_role(&self) -> String {
+        self.n("payment-trail-logs-role")
+    }
+    pub fn flow_log_group(&self) -> String {
+        format!("/aws/vpc/flow-logs/{}", self.vpc())
+    }
+    /// The role VPC Flow Logs assumes to write into its log group, and nowhere else.
+    pub fn flow_logs_role(&self) -> String {
+        self.n("payment-flow-logs-role")
+    }
+    pub fn db_event_subscription(&self) -> String {
+        self.n("payment-db-events")
+    }
+    /// The EventBridge rule carrying HIGH and CRITICAL GuardDuty and Security Hub findings.
+    pub fn findings_rule(&self) -> String {
+        self.n("payment-security-findings")
+    }
+
     /// Every name the stack will ever use, with the rule of the service that stores it.
     pub fn all(&self) -> Vec<(String, Rule)> {
         let mut v = vec![
@@ -222,6 +268,13 @@ impl Names {
             (self.parameter_prefix(), Rule::Parameter),
             (self.dashboard(), Rule::Dashboard),
             (self.stack_tag(), Rule::TagValue),
+            (self.waf_log_group(), Rule::LogGroup),
+            (self.trail_bucket(), Rule::S3Bucket),
+            (self.access_log_bucket(), Rule::S3Bucket),
+            (self.trail_log_group(), Rule::LogGroup),
+            (self.trail_logs_role(), Rule::IamRole),
+            (self.flow_log_group(), Rule::LogGroup),
+            (self.flow_logs_role(), Rule::IamRole),
         ];
         for i in 0..3 {
             v.push((self.db_instance(i), Rule::RdsIdentifier));

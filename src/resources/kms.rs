@@ -101,13 +101,36 @@ pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
                     "ArnLike": { "kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:{region}:{account}:log-group:*") }
                 }
             },
+            // The alerts topic is encrypted with this key: whoever publishes to it must be able
+            // to make a data key — CloudWatch alarms, EventBridge (security findings) and RDS
+            // event subscriptions — and only for this account's resources.
             {
-                "Sid": "CloudWatchAlarmsToEncryptedTopic",
+                "Sid": "AlertPublishersToEncryptedTopic",
                 "Effect": "Allow",
-                "Principal": { "Service": "cloudwatch.amazonaws.com" },
+                "Principal": { "Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com", "events.rds.amazonaws.com"] },
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
                 "Condition": { "StringEquals": { "aws:SourceAccount": account } }
+            },
+            // CloudTrail encrypts the stack's trail's log files (AWS's documented statement,
+            // scoped to this account's trails and to the stack's own trail as the source).
+            {
+                "Sid": "CloudTrailEncryptsTheStackTrail",
+                "Effect": "Allow",
+                "Principal": { "Service": "cloudtrail.amazonaws.com" },
+                "Action": "kms:GenerateDataKey*",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": { "aws:SourceArn": crate::names::Names::new(suffix, region, Some(account)).trail_arn() },
+                    "StringLike": { "kms:EncryptionContext:aws:cloudtrail:arn": format!("arn:aws:cloudtrail:*:{account}:trail/*") }
+                }
+            },
+            {
+                "Sid": "CloudTrailDescribesTheKey",
+                "Effect": "Allow",
+                "Principal": { "Service": "cloudtrail.amazonaws.com" },
+                "Action": "kms:DescribeKey",
+                "Resource": "*"
             }
         ]
     })

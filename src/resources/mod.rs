@@ -662,6 +662,8 @@ pub(crate) mod testing {
             db_readers: 1,
             availability_zones: None,
             db_engine_version: "16.4".into(),
+            waf_rate_limit: crate::config::DEFAULT_WAF_RATE_LIMIT,
+            audit_lock: crate::config::AuditLock::Governance,
         };
         Ctx {
             clients: Clients::new(&sdk, true),
