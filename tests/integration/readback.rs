@@ -99,7 +99,10 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .buckets()
         .iter()
         .filter_map(|b| b.name())
-        .filter(|n| n.starts_with("payments-audit-") && n.ends_with(&tail))
+        .filter(|n| {
+            ["payments-audit-", "payments-trail-", "payments-logs-"].iter().any(|p| n.starts_with(p))
+                && n.ends_with(&tail)
+        })
         .map(String::from)
         .collect();
     let topics = acct.sns.list_topics().send().await.unwrap();

@@ -24,7 +24,7 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("security-group", 2),
         ("vpc-endpoint", 2),
         ("table", 1),
-        ("bucket", 1),
+        ("bucket", 2),
         ("topic", 1),
         ("log-group", 9),
         ("secret", 2),
