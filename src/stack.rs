@@ -13,6 +13,8 @@
 //!   network.route-tables   → vpc, subnets, igw, nat   public → IGW, private → NAT, database → nowhere
 //!   network.nacls          → vpc, subnets   per-tier ACLs (database: 5432 from private only)
 //!   network.security-groups → vpc   functions → database on 5432 only
+//!   network.default-security-group → vpc   the VPC's default group, every rule removed
+//!   network.flow-logs      → vpc, kms.key   flow log of ALL traffic → its own encrypted group, via its own role
 //!   network.endpoints      → vpc, route-tables   S3 and DynamoDB gateway endpoints, private tier
 //!
 //!   Data layer (everything → kms.key):
@@ -76,6 +78,8 @@ impl Stack {
             Arc::new(network::route_tables::RouteTables),
             Arc::new(network::nacls::NetworkAcls),
             Arc::new(network::security_groups::SecurityGroups),
+            Arc::new(network::default_security_group::DefaultSecurityGroup),
+            Arc::new(network::flow_logs::FlowLogs),
             Arc::new(network::endpoints::GatewayEndpoints),
             Arc::new(tables::TransactionsTable),
             Arc::new(storage::Bucket { kind: storage::Kind::Audit }),
@@ -221,6 +225,7 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("nat_public_ip", network::eip::ID, "public_ip"),
     ("functions_security_group_id", network::security_groups::ID, "functions_sg_id"),
     ("database_security_group_id", network::security_groups::ID, "database_sg_id"),
+    ("flow_log_group", network::flow_logs::ID, "flow_log_group"),
     ("transactions_table", tables::ID, "table_name"),
     ("audit_bucket", storage::ID, "bucket_name"),
     ("trail_bucket", storage::TRAIL_ID, "bucket_name"),

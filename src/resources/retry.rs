@@ -182,6 +182,17 @@ pub mod catalogue {
         limit: Duration::from_secs(10 * 60),
     };
 
+    /// CreateFlowLogs right after the flow logs' delivery role was made: EC2 cannot yet assume it
+    /// ("Unable to assume given IAM role"). terraform `ec2/vpc_flow_log.go` retries exactly this
+    /// answer (InvalidParameter + message) for `iamPropagationTimeout` (2 min). The same role not
+    /// yet usable *after* a create shows as the flow log's DeliverLogsStatus FAILED ("Access
+    /// error"), which AWS keeps retrying itself; `network.flow-logs` reports it, never waits on it.
+    pub const FLOW_LOGS_ROLE: Propagation = Propagation {
+        waiting_for: "IAM to propagate the flow logs' delivery role to VPC Flow Logs",
+        answers: &[Answer::says("InvalidParameter", "Unable to assume given IAM role")],
+        limit: IAM_PROPAGATION,
+    };
+
     /// Every entry, for the catalogue's own tests and the harness.
     pub const ALL: &[&Propagation] = &[
         &LAMBDA_FUNCTION,
@@ -193,6 +204,7 @@ pub mod catalogue {
         &APIGATEWAY_ACCOUNT_ROLE,
         &APIGATEWAY_STAGE_LOGGING,
         &WAFV2_ASSOCIATION,
+        &FLOW_LOGS_ROLE,
     ];
 }
 

@@ -641,3 +641,47 @@ fn the_emulator_answers_index_queries_with_exactly_the_partitions_items_in_index
         assert_eq!(by_key.count(), 1, "a query on the table's own key is answered as before");
     });
 }
+
+/// server.py extension 12: a new VPC's default security group admits all traffic from itself
+/// and sends anywhere, as AWS makes it; a group of one's own starts with the egress rule only.
+#[test]
+fn the_emulator_makes_a_vpcs_default_security_group_with_the_rules_aws_gives_it() {
+    let acct = Account::new();
+    acct.block_on(async {
+        let vpc = acct.ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap();
+        let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+        let f = |name: &str, value: &str| aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
+        let groups = acct
+            .ec2
+            .describe_security_groups()
+            .filters(f("vpc-id", &vpc))
+            .filters(f("group-name", "default"))
+            .send()
+            .await
+            .unwrap();
+        let g = &groups.security_groups()[0];
+        let id = g.group_id().unwrap();
+        assert_eq!(g.ip_permissions().len(), 1, "{g:?}");
+        let ingress = &g.ip_permissions()[0];
+        assert_eq!(ingress.ip_protocol(), Some("-1"));
+        assert_eq!(ingress.user_id_group_pairs()[0].group_id(), Some(id), "from the group itself");
+        assert!(ingress.ip_ranges().is_empty());
+        let egress = &g.ip_permissions_egress()[0];
+        assert_eq!((egress.ip_protocol(), egress.ip_ranges()[0].cidr_ip()), (Some("-1"), Some("0.0.0.0/0")));
+
+        let own = acct.ec2.create_security_group().group_name("own").description("own").vpc_id(&vpc).send().await;
+        let own_id = own.unwrap().group_id().unwrap().to_string();
+        let own = acct.ec2.describe_security_groups().group_ids(&own_id).send().await.unwrap();
+        assert!(own.security_groups()[0].ip_permissions().is_empty(), "only the default group admits itself");
+        acct.ec2.delete_security_group().group_id(&own_id).send().await.unwrap();
+        // Revoked, it stays revoked; and the VPC still deletes (with its default group).
+        let all_from_itself = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("-1")
+            .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(id).build())
+            .build();
+        acct.ec2.revoke_security_group_ingress().group_id(id).ip_permissions(all_from_itself).send().await.unwrap();
+        let after = acct.ec2.describe_security_groups().group_ids(id).send().await.unwrap();
+        assert!(after.security_groups()[0].ip_permissions().is_empty());
+        acct.ec2.delete_vpc().vpc_id(&vpc).send().await.unwrap();
+    });
+}

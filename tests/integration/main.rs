@@ -11,6 +11,7 @@ mod functions;
 mod graph;
 mod harness;
 mod harness_tests;
+mod hygiene;
 mod lambda;
 mod logs;
 mod network;

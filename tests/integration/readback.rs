@@ -64,9 +64,15 @@ pub fn inventory(acct: &Account, suffix: &str) -> BTreeMap<&'static str, Vec<Str
             acls.network_acls().iter().filter_map(|v| v.network_acl_id().map(String::from)).collect(),
         );
         let sgs = ec2.describe_security_groups().filters(f()).send().await.unwrap();
+        // The VPC's default group is AWS's, tagged by network.default-security-group: a kind apart.
+        let (defaults, groups): (Vec<_>, Vec<_>) =
+            sgs.security_groups().iter().partition(|g| g.group_name() == Some("default"));
+        inv.insert("security-group", groups.iter().filter_map(|v| v.group_id().map(String::from)).collect());
+        inv.insert("default-security-group", defaults.iter().filter_map(|v| v.group_id().map(String::from)).collect());
+        let flow_logs = ec2.describe_flow_logs().filter(f()).send().await.unwrap();
         inv.insert(
-            "security-group",
-            sgs.security_groups().iter().filter_map(|v| v.group_id().map(String::from)).collect(),
+            "flow-log",
+            flow_logs.flow_logs().iter().filter_map(|v| v.flow_log_id().map(String::from)).collect(),
         );
         let eps = ec2.describe_vpc_endpoints().send().await.unwrap();
         inv.insert(
@@ -288,6 +294,9 @@ pub fn leftovers(acct: &Account, suffix: &str) -> Vec<String> {
                 "network-acl",
                 "security-group",
                 "vpc-endpoint",
+                // AWS's name for a flow log; moto 5.2.5 says "flow-logs".
+                "vpc-flow-log",
+                "flow-logs",
             ];
             assert!(
                 known.contains(&kind.as_str()),

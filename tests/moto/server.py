@@ -50,6 +50,10 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    after another's, so `tapctl logs` printed a function's instances one after the other instead
    of as they happened. (Tested in tests/integration/logs.rs.)
 
+12. A VPC's default security group holds the rules AWS gives it: an allow-all ingress rule from the
+   group itself beside the allow-all egress rule. moto 5.2.5 makes it with the egress rule only, so
+   a stack that never removed the ingress rule could not be told from one that did.
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -298,6 +302,28 @@ logs_models.LogGroup.filter_log_events = _log_group_filter_log_events_interleave
 
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+# Extension 12: a VPC's default security group admits all traffic from itself, as on AWS.
+from moto.ec2.models import security_groups as ec2_security_groups
+
+_create_security_group = ec2_security_groups.SecurityGroupBackend.create_security_group
+
+
+def _create_security_group_default_admits_itself(
+    self, name, description, vpc_id=None, tags=None, force=False, is_default=None
+):
+    group = _create_security_group(
+        self, name, description, vpc_id=vpc_id, tags=tags, force=force, is_default=is_default
+    )
+    if is_default and group.vpc_id:
+        self.authorize_security_group_ingress(
+            group.id, "-1", None, None, [], source_groups=[{"GroupId": group.id}], vpc_id=group.vpc_id
+        )
+    return group
+
+
+ec2_security_groups.SecurityGroupBackend.create_security_group = _create_security_group_default_admits_itself
+
 
 # The set of moto's service modules does not change while it runs; moto lists the folder per request.
 _MOTO_MODULES = frozenset(moto_backends.list_of_moto_modules())

@@ -1,8 +1,10 @@
 //! The network layer: a VPC over three AZs with public, private and database tiers. Shared EC2
 //! helpers live here; each node has its own module.
 
+pub mod default_security_group;
 pub mod eip;
 pub mod endpoints;
+pub mod flow_logs;
 pub mod igw;
 pub mod nacls;
 pub mod nat;

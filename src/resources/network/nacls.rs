@@ -1,6 +1,13 @@
 //! `network.nacls`: a network ACL per tier, the stateless second fence behind the security
 //! groups. The database tier admits only PostgreSQL (5432) from the private subnets and answers
 //! only to them; nothing else reaches it, in or out (PCI DSS 1.3).
+//!
+//! Every tier denies TCP 22 (SSH) and 3389 (RDP) from anywhere, IPv4 and IPv6, in rules numbered
+//! below every allow: ACLs apply the lowest-numbered matching rule, and the ephemeral-port allow
+//! (1024–65535 from anywhere, for answers through the NAT gateway) would otherwise admit 3389
+//! (PCI DSS v4.0.1 1.3.1, 1.4.1, 1.4.2; Security Hub EC2.21). The IPv6 entries are accepted on a
+//! VPC without an IPv6 block (CreateNetworkAclEntry documents no such refusal) and hold the line
+//! the day one is added.
 
 use super::{ensure_tags, filter, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
@@ -18,6 +25,11 @@ pub struct NetworkAcls;
 
 pub const ID: &str = "network.nacls";
 const ANYWHERE: &str = "0.0.0.0/0";
+const ANYWHERE_V6: &str = "::/0";
+/// SSH and RDP: remote administration, never admitted from the internet.
+pub const ADMIN_PORTS: [i32; 2] = [22, 3389];
+/// The first of the deny rules; every allow is numbered 100 or more.
+pub const FIRST_DENY: i32 = 50;
 const TCP: &str = "6";
 const ALL: &str = "-1";
 /// AWS's catch-all deny, present in every ACL and not removable.
@@ -36,6 +48,20 @@ pub struct Entry {
 impl Entry {
     fn allow(egress: bool, number: i32, protocol: &str, cidr: &str, ports: Option<(i32, i32)>) -> Self {
         Entry { egress, number, protocol: protocol.into(), allow: true, cidr: cidr.into(), ports }
+    }
+    fn deny_in(number: i32, cidr: &str, port: i32) -> Self {
+        Entry {
+            egress: false,
+            number,
+            protocol: TCP.into(),
+            allow: false,
+            cidr: cidr.into(),
+            ports: Some((port, port)),
+        }
+    }
+    /// AWS takes an IPv6 range in its own field (Ipv6CidrBlock).
+    fn is_ipv6(&self) -> bool {
+        self.cidr.contains(':')
     }
     fn key(&self) -> (bool, i32) {
         (self.egress, self.number)
@@ -99,7 +125,7 @@ fn from_ec2(a: &NetworkAcl) -> Acl {
             number: e.rule_number().unwrap_or_default(),
             protocol: normalize_protocol(e.protocol().unwrap_or(ALL)),
             allow: e.rule_action() == Some(&RuleAction::Allow),
-            cidr: e.cidr_block().unwrap_or_default().to_string(),
+            cidr: e.cidr_block().or(e.ipv6_cidr_block()).unwrap_or_default().to_string(),
             ports: if e.protocol().map(normalize_protocol).as_deref() == Some(ALL) {
                 None
             } else {
@@ -114,24 +140,37 @@ fn from_ec2(a: &NetworkAcl) -> Acl {
 pub fn wanted_entries(ctx: &Ctx, tier: Tier) -> Result<Vec<Entry>> {
     let vpc = ctx.config.vpc_cidr.to_string();
     let ephemeral = Some((1024, 65535));
-    Ok(match tier {
-        Tier::Public | Tier::Private => vec![
-            Entry::allow(false, 100, ALL, &vpc, None),
-            // Answers to connections the NAT gateway made on the functions' behalf.
-            Entry::allow(false, 110, TCP, ANYWHERE, ephemeral),
-            Entry::allow(true, 100, ALL, ANYWHERE, None),
-        ],
-        Tier::Database => {
-            let private = ctx.input_list(super::subnets::ID, "private_subnet_cidrs")?;
-            let mut v = Vec::new();
-            for (i, cidr) in private.iter().enumerate() {
-                let n = 100 + 10 * i as i32;
-                v.push(Entry::allow(false, n, TCP, cidr, Some((5432, 5432))));
-                v.push(Entry::allow(true, n, TCP, cidr, ephemeral));
+    // 50 and 51: SSH and RDP from any IPv4 address; 52 and 53: from any IPv6 address. On the
+    // public tier this also drops an answer to a connection the NAT gateway happened to make from
+    // its port 3389 (it uses 1024–65535): that one connection fails and is retried from another
+    // port, the price of never admitting RDP.
+    let mut denies = Vec::new();
+    for (i, (cidr, port)) in
+        [ANYWHERE, ANYWHERE_V6].iter().flat_map(|c| ADMIN_PORTS.iter().map(move |p| (*c, *p))).enumerate()
+    {
+        denies.push(Entry::deny_in(FIRST_DENY + i as i32, cidr, port));
+    }
+    Ok(denies
+        .into_iter()
+        .chain(match tier {
+            Tier::Public | Tier::Private => vec![
+                Entry::allow(false, 100, ALL, &vpc, None),
+                // Answers to connections the NAT gateway made on the functions' behalf.
+                Entry::allow(false, 110, TCP, ANYWHERE, ephemeral),
+                Entry::allow(true, 100, ALL, ANYWHERE, None),
+            ],
+            Tier::Database => {
+                let private = ctx.input_list(super::subnets::ID, "private_subnet_cidrs")?;
+                let mut v = Vec::new();
+                for (i, cidr) in private.iter().enumerate() {
+                    let n = 100 + 10 * i as i32;
+                    v.push(Entry::allow(false, n, TCP, cidr, Some((5432, 5432))));
+                    v.push(Entry::allow(true, n, TCP, cidr, ephemeral));
+                }
+                v
             }
-            v
-        }
-    })
+        })
+        .collect())
 }
 
 #[derive(Clone)]
@@ -419,7 +458,8 @@ impl Resource for NetworkAcls {
                                                 .egress(entry.egress)
                                                 .protocol(&entry.protocol)
                                                 .rule_action(action.clone())
-                                                .cidr_block(&entry.cidr)
+                                                .set_cidr_block((!entry.is_ipv6()).then(|| entry.cidr.clone()))
+                                                .set_ipv6_cidr_block(entry.is_ipv6().then(|| entry.cidr.clone()))
                                                 .set_port_range(ports.clone())
                                                 .send()
                                         };
@@ -531,7 +571,8 @@ mod tests {
         assert!(steps.iter().all(|s| s.starts_with("creating ") || s.starts_with("adding ")), "{steps:#?}");
 
         let mut entries = wanted_entries(&ctx, Tier::Database).unwrap();
-        entries[0].ports = Some((0, 65535));
+        let rule_100 = entries.iter().position(|e| !e.egress && e.number == 100).unwrap();
+        entries[rule_100].ports = Some((0, 65535));
         entries.push(Entry::allow(false, 200, ALL, ANYWHERE, None));
         let acl = |tier: Tier, id: &str, entries: Vec<Entry>| Acl {
             id: id.into(),
@@ -560,5 +601,46 @@ mod tests {
             ]
         );
         assert_plain(&change.drifts());
+    }
+
+    #[test]
+    fn every_tier_denies_ssh_and_rdp_from_anywhere_before_any_allow_could_admit_them() {
+        let ctx = ctx(
+            ID,
+            NetworkAcls.reads(),
+            &[(super::super::subnets::ID, "private_subnet_cidrs", json!(["10.0.10.0/24", "10.0.11.0/24"]))],
+        );
+        for tier in Tier::ALL {
+            let entries = wanted_entries(&ctx, tier).unwrap();
+            let inbound: Vec<&Entry> = entries.iter().filter(|e| !e.egress).collect();
+            for cidr in [ANYWHERE, ANYWHERE_V6] {
+                for port in ADMIN_PORTS {
+                    // A packet from an internet address matches only the rules for anywhere.
+                    let admits = |e: &&&Entry| {
+                        (e.protocol == ALL || e.protocol == TCP)
+                            && e.ports.is_none_or(|(a, b)| a <= port && port <= b)
+                            && e.cidr == cidr
+                    };
+                    // The rule AWS applies is the lowest-numbered one that matches.
+                    let first = inbound.iter().filter(admits).min_by_key(|e| e.number);
+                    let first = first.unwrap_or_else(|| panic!("{tier}: no rule for {port} from {cidr}"));
+                    assert!(!first.allow, "{tier}: TCP {port} from {cidr} first meets {first}");
+                    assert_eq!(first.cidr, cidr);
+                }
+            }
+            let lowest_allow = inbound.iter().filter(|e| e.allow).map(|e| e.number).min().unwrap();
+            assert!(inbound.iter().filter(|e| !e.allow).all(|e| e.number < lowest_allow), "{tier}");
+        }
+        let public = wanted_entries(&ctx, Tier::Public).unwrap();
+        let shown: Vec<String> = public.iter().filter(|e| !e.allow).map(|e| format!("{} {e}", e.number)).collect();
+        assert_eq!(
+            shown,
+            [
+                "50 deny TCP 22 from 0.0.0.0/0",
+                "51 deny TCP 3389 from 0.0.0.0/0",
+                "52 deny TCP 22 from ::/0",
+                "53 deny TCP 3389 from ::/0"
+            ]
+        );
     }
 }

@@ -9,7 +9,9 @@ use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, Tag, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, SecurityGroup, Tag, UserIdGroupPair,
+};
 use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -24,7 +26,10 @@ const MEMBERS: [&str; 2] = [FUNCTIONS, DATABASE];
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Peer {
     Cidr(String),
+    /// An IPv6 range (`::/0`): read so that a rule added for it out of band is seen and revoked.
+    Ipv6Cidr(String),
     Group(String),
+    PrefixList(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,14 +48,16 @@ impl Rule {
     fn is_aws_default(&self) -> bool {
         self.egress && self.protocol == "-1" && self.peer == Peer::Cidr("0.0.0.0/0".into())
     }
-    fn permission(&self) -> IpPermission {
+    pub(super) fn permission(&self) -> IpPermission {
         let mut p = IpPermission::builder().ip_protocol(&self.protocol);
         if let Some((from, to)) = self.ports {
             p = p.from_port(from).to_port(to);
         }
         p = match &self.peer {
             Peer::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+            Peer::Ipv6Cidr(c) => p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).build()),
             Peer::Group(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
+            Peer::PrefixList(l) => p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build()),
         };
         p.build()
     }
@@ -60,7 +67,7 @@ impl Rule {
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let peer = match &self.peer {
-            Peer::Cidr(c) | Peer::Group(c) => c,
+            Peer::Cidr(c) | Peer::Ipv6Cidr(c) | Peer::Group(c) | Peer::PrefixList(c) => c,
         };
         write!(f, "{} {peer} ", if self.egress { "egress to" } else { "ingress from" })?;
         let protocol = match self.protocol.as_str() {
@@ -89,7 +96,7 @@ pub struct Observed {
     pub groups: BTreeMap<String, Group>,
 }
 
-fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
+pub(super) fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in perms {
         let protocol = p.ip_protocol().unwrap_or("-1").to_string();
@@ -99,9 +106,19 @@ fn flatten(perms: &[IpPermission], egress: bool) -> Vec<Rule> {
                 out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Cidr(c.to_string()) });
             }
         }
+        for r in p.ipv6_ranges() {
+            if let Some(c) = r.cidr_ipv6() {
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Ipv6Cidr(c.to_string()) });
+            }
+        }
         for g in p.user_id_group_pairs() {
             if let Some(id) = g.group_id() {
                 out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::Group(id.to_string()) });
+            }
+        }
+        for l in p.prefix_list_ids() {
+            if let Some(id) = l.prefix_list_id() {
+                out.push(Rule { egress, protocol: protocol.clone(), ports, peer: Peer::PrefixList(id.to_string()) });
             }
         }
     }
@@ -364,14 +381,14 @@ impl Resource for SecurityGroups {
 
 /// What an absent group means to a revoke.
 #[derive(Clone, Copy, PartialEq)]
-enum Gone {
+pub(super) enum Gone {
     /// Repairing: the group may have been made moments ago and not be visible to EC2 yet.
     MayBeNew,
     /// Destroying: a group already gone has no rules left to drop.
     IsDone,
 }
 
-async fn revoke(ctx: &Ctx, group: &str, rule: &Rule, absent: Gone) -> Result<()> {
+pub(super) async fn revoke(ctx: &Ctx, group: &str, rule: &Rule, absent: Gone) -> Result<()> {
     let ec2 = &ctx.clients.ec2;
     // A rule already gone is done (and so is its group, when destroying).
     let gone = |r: std::result::Result<(), AwsError>| match r {

@@ -1,6 +1,11 @@
 //! `network.subnets`: nine subnets, a public, a private and a database subnet in each of three
 //! availability zones. CIDRs come from `StackConfig::subnet_layout` (non-overlapping by
 //! construction); AZs are the region's first three available zones, in name order.
+//!
+//! No subnet gives what is launched in it a public address (MapPublicIpOnLaunch off, AWS's
+//! default for a subnet it did not make itself), the public tier included: the NAT gateway has
+//! its Elastic IP and nothing else of the stack should be reachable from the internet
+//! (PCI DSS v4.0.1 1.3.1, 1.4.1; Security Hub EC2.15). Turned on out of band, it is drift.
 
 use super::{ensure_tags, member_of, missing_tags, owned_filters, tag_spec, tags_drift};
 use crate::aws::{AwsResultExt, NotFoundExt};
@@ -10,7 +15,7 @@ use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
 use crate::resources::{each_member, list, Change, Ctx, Drift, Input, Resource, ResourceError, Result};
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{ResourceType, Tag};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Tag};
 use futures::FutureExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -25,6 +30,8 @@ pub struct Subnet {
     pub cidr: String,
     pub az: String,
     pub tags: Vec<Tag>,
+    /// MapPublicIpOnLaunch.
+    pub public_ip_on_launch: bool,
 }
 
 pub struct Observed {
@@ -112,6 +119,7 @@ fn from_ec2(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
         cidr: s.cidr_block().unwrap_or_default().to_string(),
         az: s.availability_zone().unwrap_or_default().to_string(),
         tags: s.tags().to_vec(),
+        public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
     }
 }
 
@@ -180,6 +188,9 @@ impl Resource for Subnets {
                     format!("{} in {az}", plan.cidr),
                 )));
             }
+            if s.public_ip_on_launch {
+                drifts.push(Drift::new(format!("subnet {m} public IP on launch"), "on", "off"));
+            }
             drifts.extend(tags_drift(format!("subnet {m} tags"), &s.tags, &Self::wanted_tags(ctx, &plan)));
         }
         Ok(Change::from_drifts(drifts))
@@ -214,7 +225,20 @@ impl Resource for Subnets {
         each_member("subnet", have.iter().map(member), |m| {
             let plan = have.iter().find(|p| member(p) == m);
             let (s, tags) = (&o.subnets[&m], plan.map(|p| Self::wanted_tags(ctx, p)).unwrap_or_default());
-            async move { ensure_tags(ctx, &s.id, &missing_tags(&s.tags, &tags)).await }
+            async move {
+                if s.public_ip_on_launch {
+                    ctx.progress.step(&format!("turning off public IPs on launch in subnet {m} ({})", s.id));
+                    ctx.clients
+                        .ec2
+                        .modify_subnet_attribute()
+                        .subnet_id(&s.id)
+                        .map_public_ip_on_launch(AttributeBooleanValue::builder().value(false).build())
+                        .send()
+                        .await
+                        .aws("ec2:ModifySubnetAttribute")?;
+                }
+                ensure_tags(ctx, &s.id, &missing_tags(&s.tags, &tags)).await
+            }
         })
         .await?;
         let azs = &o.azs;
