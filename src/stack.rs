@@ -46,6 +46,11 @@
 //!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU
 //!   monitoring.dashboard            one dashboard of the payment path
 //!
+//!   Events to the team (PCI DSS 10.7.2, 11.5.1, 12.10.5):
+//!   events.db-subscriptions → alerts.topic, cluster, instances   RDS events of the cluster and of its
+//!                            instances (failover, failure, maintenance, notification, configuration change)
+//!   events.security-findings → alerts.topic   EventBridge rule: HIGH/CRITICAL GuardDuty and Security Hub findings
+//!
 //!   Finalizers (destroy only: cleanup owed after a family is deleted, owning nothing):
 //!   functions.network-interfaces  after every functions.<name>, before subnets and security-groups:
 //!                            Lambda releases the functions' interfaces minutes after the deletes
@@ -54,7 +59,7 @@ use crate::engine::{Graph, GraphError};
 use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
-    alerts, api, database, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
+    alerts, api, database, events, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
     Finalizer, Node,
 };
 use std::collections::BTreeMap;
@@ -99,6 +104,8 @@ impl Stack {
             Arc::new(api::rest::RestApi),
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
+            Arc::new(events::db_subscriptions::DbEventSubscriptions),
+            Arc::new(events::security_findings::SecurityFindings),
         ];
         nodes.extend(FUNCTIONS.map(|function| Arc::new(functions::Lambda { function }) as Arc<dyn Node>));
         Stack { nodes, finalizers: vec![Arc::new(functions::network_interfaces::NetworkInterfaces)] }
@@ -239,6 +246,8 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("api_url", api::rest::ID, "url"),
     ("api_id", api::rest::ID, "api_id"),
     ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
+    ("findings_rule_arn", events::security_findings::ID, "rule_arn"),
+    ("db_event_subscriptions", events::db_subscriptions::ID, "subscription_names"),
 ];
 
 #[cfg(test)]

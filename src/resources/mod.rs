@@ -13,6 +13,7 @@
 pub mod alerts;
 pub mod api;
 pub mod database;
+pub mod events;
 pub mod functions;
 pub mod iam;
 pub mod kms;

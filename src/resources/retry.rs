@@ -182,6 +182,34 @@ pub mod catalogue {
         limit: Duration::from_secs(10 * 60),
     };
 
+    /// CloudTrail CreateTrail / UpdateTrail right after what CloudTrail checks when it accepts a
+    /// trail was made or changed in the same run:
+    /// - the role it assumes to write into the log group: "Access denied. Check the trust
+    ///   relationships for your role." (InvalidCloudWatchLogsRoleArnException) or "Access denied.
+    ///   Verify in IAM that the role has adequate permissions."
+    ///   (InvalidCloudWatchLogsLogGroupArnException). terraform `cloudtrail/trail.go` retries
+    ///   exactly these two ("Access denied.") for its `propagationTimeout`, 2 min
+    ///   (`cloudtrail/consts.go`);
+    /// - the trail bucket's policy (InsufficientS3BucketPolicyException, "Incorrect S3 bucket
+    ///   policy is detected for bucket") and the key policy's CloudTrail statement
+    ///   (InsufficientEncryptionPolicyException, "Insufficient permissions to access S3 bucket …
+    ///   or KMS key …"): S3 bucket configuration and KMS key policies are eventually consistent
+    ///   (S3 user guide, "Amazon S3 data consistency model"; KMS developer guide, "Key policy
+    ///   changes … eventual consistency"). terraform does not retry these (its users write the
+    ///   policy in the same apply and re-run); tapctl does, because `storage.trail-bucket` and
+    ///   `kms.key` write them in the same run. After 2 minutes a policy is wrong, not late, and
+    ///   the error names which.
+    pub const CLOUDTRAIL_DELIVERY: Propagation = Propagation {
+        waiting_for: "IAM, S3 and KMS to propagate the trail's role, bucket policy and key policy to CloudTrail",
+        answers: &[
+            Answer::says("InvalidCloudWatchLogsRoleArnException", "Access denied."),
+            Answer::says("InvalidCloudWatchLogsLogGroupArnException", "Access denied."),
+            Answer::code("InsufficientS3BucketPolicyException"),
+            Answer::code("InsufficientEncryptionPolicyException"),
+        ],
+        limit: IAM_PROPAGATION,
+    };
+
     /// CreateFlowLogs right after the flow logs' delivery role was made: EC2 cannot yet assume it
     /// ("Unable to assume given IAM role"). terraform `ec2/vpc_flow_log.go` retries exactly this
     /// answer (InvalidParameter + message) for `iamPropagationTimeout` (2 min). The same role not
@@ -205,6 +233,7 @@ pub mod catalogue {
         &APIGATEWAY_STAGE_LOGGING,
         &WAFV2_ASSOCIATION,
         &FLOW_LOGS_ROLE,
+        &CLOUDTRAIL_DELIVERY,
     ];
 }
 

@@ -685,3 +685,151 @@ fn the_emulator_makes_a_vpcs_default_security_group_with_the_rules_aws_gives_it(
         acct.ec2.delete_vpc().vpc_id(&vpc).send().await.unwrap();
     });
 }
+
+/// server.py extension 10: RDS event subscriptions are changed in place as AWS changes them,
+/// and are enabled unless asked otherwise.
+#[test]
+fn the_emulator_modifies_rds_event_subscriptions_and_their_sources_as_aws_does() {
+    let acct = Account::new();
+    let rds = &acct.rds;
+    let read = || {
+        acct.block_on(async {
+            let out = rds.describe_event_subscriptions().subscription_name("subs-check").send().await.unwrap();
+            let s = out.event_subscriptions_list()[0].clone();
+            (
+                s.enabled(),
+                s.sns_topic_arn().unwrap().to_string(),
+                s.event_categories_list().to_vec(),
+                s.source_ids_list().to_vec(),
+            )
+        })
+    };
+    acct.block_on(async {
+        rds.create_db_cluster()
+            .db_cluster_identifier("cluster-check")
+            .engine("aurora-postgresql")
+            .master_username("check")
+            .master_user_password("check-password-1")
+            .send()
+            .await
+            .unwrap();
+        rds.create_event_subscription()
+            .subscription_name("subs-check")
+            .sns_topic_arn("arn:aws:sns:us-east-1:123456789012:a")
+            .source_type("db-cluster")
+            .event_categories("failover")
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(read().0, Some(true), "AWS's default is enabled");
+    acct.block_on(async {
+        rds.modify_event_subscription()
+            .subscription_name("subs-check")
+            .enabled(false)
+            .sns_topic_arn("arn:aws:sns:us-east-1:123456789012:b")
+            .event_categories("failure")
+            .event_categories("maintenance")
+            .send()
+            .await
+            .unwrap();
+        rds.add_source_identifier_to_subscription()
+            .subscription_name("subs-check")
+            .source_identifier("cluster-check")
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        read(),
+        (
+            Some(false),
+            "arn:aws:sns:us-east-1:123456789012:b".to_string(),
+            vec!["failure".to_string(), "maintenance".to_string()],
+            vec!["cluster-check".to_string()]
+        )
+    );
+    acct.block_on(async {
+        let absent = rds
+            .add_source_identifier_to_subscription()
+            .subscription_name("subs-check")
+            .source_identifier("no-such-cluster")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(absent.code(), Some("SourceNotFound"));
+        let unknown =
+            rds.modify_event_subscription().subscription_name("no-such").enabled(true).send().await.unwrap_err();
+        assert_eq!(unknown.code(), Some("SubscriptionNotFound"));
+        rds.remove_source_identifier_from_subscription()
+            .subscription_name("subs-check")
+            .source_identifier("cluster-check")
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(read().3, Vec::<String>::new());
+}
+
+/// server.py extension 14: WAF lists an ACL's resources by type, refuses to delete an ACL that
+/// still guards one, and names a duplicate as AWS does.
+#[test]
+fn the_emulator_lists_a_web_acls_resources_and_refuses_to_delete_an_associated_one_as_aws_does() {
+    use aws_sdk_wafv2::types::{AllowAction, DefaultAction, ResourceType, Scope, VisibilityConfig};
+    let acct = Account::new();
+    let waf = aws_sdk_wafv2::Client::new(&acct.via_proxy());
+    let stage = "arn:aws:apigateway:us-east-1::/restapis/abc123/stages/live";
+    let alb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188";
+    acct.block_on(async {
+        let create = || {
+            waf.create_web_acl()
+                .name("guard")
+                .scope(Scope::Regional)
+                .default_action(DefaultAction::builder().allow(AllowAction::builder().build()).build())
+                .visibility_config(
+                    VisibilityConfig::builder()
+                        .cloud_watch_metrics_enabled(true)
+                        .sampled_requests_enabled(true)
+                        .metric_name("guard")
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+        };
+        let summary = create().await.unwrap().summary().unwrap().clone();
+        let dup = create().await.unwrap_err();
+        assert_eq!(dup.code(), Some("WAFDuplicateItemException"), "AWS's code for a name that exists");
+        let arn = summary.arn().unwrap();
+        for resource in [stage, alb] {
+            waf.associate_web_acl().web_acl_arn(arn).resource_arn(resource).send().await.unwrap();
+        }
+        let of = |kind: Option<ResourceType>| {
+            let waf = waf.clone();
+            async move {
+                let out =
+                    waf.list_resources_for_web_acl().web_acl_arn(arn).set_resource_type(kind).send().await.unwrap();
+                out.resource_arns().to_vec()
+            }
+        };
+        assert_eq!(of(Some(ResourceType::ApiGateway)).await, [stage]);
+        assert_eq!(of(None).await, [alb], "load balancers when no type is asked, as AWS");
+        let delete = || {
+            waf.delete_web_acl()
+                .name("guard")
+                .scope(Scope::Regional)
+                .id(summary.id().unwrap())
+                .lock_token(summary.lock_token().unwrap())
+                .send()
+        };
+        let refused = delete().await.unwrap_err();
+        assert_eq!(refused.code(), Some("WAFAssociatedItemException"));
+        assert!(waf.get_web_acl_for_resource().resource_arn(stage).send().await.unwrap().web_acl().is_some());
+        for resource in [stage, alb] {
+            waf.disassociate_web_acl().resource_arn(resource).send().await.unwrap();
+        }
+        assert!(of(Some(ResourceType::ApiGateway)).await.is_empty());
+        delete().await.unwrap();
+        let left = waf.list_web_acls().scope(Scope::Regional).send().await.unwrap();
+        assert!(left.web_acls().is_empty());
+    });
+}

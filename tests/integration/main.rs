@@ -7,6 +7,7 @@ mod cli;
 mod compute;
 mod data;
 mod dependencies;
+mod events;
 mod functions;
 mod graph;
 mod harness;

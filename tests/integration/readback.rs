@@ -242,7 +242,52 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         ("db-instance", instances),
         ("db-subnet-group", subnet_groups),
         ("db-parameter-group", parameter_groups),
+        ("db-event-subscription", event_subscriptions(acct, suffix).await),
+        ("events-rule", events_rules(acct, suffix).await),
+        ("web-acl", web_acls(acct, suffix).await),
     ]
+}
+
+/// The regional web ACLs of the suffix (waf.web-acl), by name; its log group is found with the
+/// other groups, by tag. Read from the emulator itself: inventories are taken while the proxy
+/// injects faults, and must not count among a run's calls.
+async fn web_acls(acct: &Account, suffix: &str) -> Vec<String> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(super::harness::REGION))
+        .endpoint_url(acct.emulator_url())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let waf = aws_sdk_wafv2::Client::new(&config);
+    let acls = waf.list_web_acls().scope(aws_sdk_wafv2::types::Scope::Regional).send().await.unwrap();
+    acls.web_acls()
+        .iter()
+        .filter(|a| a.name() == Some(format!("payment-waf-{suffix}").as_str()))
+        .filter_map(|a| a.arn().map(String::from))
+        .collect()
+}
+
+/// The RDS event subscriptions of the suffix (events.db-subscriptions), by name.
+async fn event_subscriptions(acct: &Account, suffix: &str) -> Vec<String> {
+    let subs = acct.rds.describe_event_subscriptions().send().await.unwrap();
+    subs.event_subscriptions_list()
+        .iter()
+        .filter_map(|s| s.cust_subscription_id())
+        .filter(|n| n.starts_with("payment-") && n.ends_with(&format!("-{suffix}")))
+        .map(String::from)
+        .collect()
+}
+
+/// The EventBridge rules of the suffix on the default bus (events.security-findings).
+async fn events_rules(acct: &Account, suffix: &str) -> Vec<String> {
+    let rules = crate::events::eventbridge(acct).list_rules().name_prefix("payment-").send().await.unwrap();
+    rules
+        .rules()
+        .iter()
+        .filter_map(|r| r.name())
+        .filter(|n| n.ends_with(&format!("-{suffix}")))
+        .map(String::from)
+        .collect()
 }
 
 /// KMS keys of the suffix that are not pending deletion.

@@ -40,6 +40,8 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("db-instance", 2),
         ("db-subnet-group", 1),
         ("db-parameter-group", 1),
+        ("db-event-subscription", 2),
+        ("events-rule", 1),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);

@@ -54,6 +54,13 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    group itself beside the allow-all egress rule. moto 5.2.5 makes it with the egress rule only, so
    a stack that never removed the ingress rule could not be told from one that did.
 
+10. RDS event subscriptions can be changed, as AWS's can: ModifyEventSubscription (SnsTopicArn,
+   SourceType, EventCategories, Enabled), AddSourceIdentifierToSubscription and
+   RemoveSourceIdentifierFromSubscription, which moto 5.2.5 does not implement; adding a DB
+   instance or cluster that does not exist answers SourceNotFound, an unknown subscription
+   SubscriptionNotFound, as AWS. CreateEventSubscription without Enabled makes an enabled
+   subscription (AWS's default; moto's was disabled).
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -299,6 +306,72 @@ def _log_group_filter_log_events_interleaved(
 
 logs_models.LogGroup.filter_log_events = _log_group_filter_log_events_interleaved
 
+
+
+# Extension 10: RDS event subscriptions can be changed.
+from moto.rds import models as rds_models
+from moto.rds import responses as rds_responses
+from moto.rds.exceptions import RDSClientError, SubscriptionNotFoundError
+from moto.core.responses import ActionResult
+
+_event_subscription_init = rds_models.EventSubscription.__init__
+
+
+def _event_subscription_init_enabled_by_default(self, backend, subscription_name, **kwargs):
+    _event_subscription_init(self, backend, subscription_name, **kwargs)
+    if kwargs.get("enabled") is None:
+        self.enabled = True
+
+
+rds_models.EventSubscription.__init__ = _event_subscription_init_enabled_by_default
+
+
+def _subscription(backend, name):
+    if name not in backend.event_subscriptions:
+        raise SubscriptionNotFoundError(name)
+    return backend.event_subscriptions[name]
+
+
+def _modify_event_subscription(self):
+    sub = _subscription(self.backend, self.params.get("subscription_name"))
+    for key, attr in (("sns_topic_arn", "sns_topic_arn"), ("source_type", "source_type"), ("enabled", "enabled")):
+        if self.params.get(key) is not None:
+            setattr(sub, attr, self.params[key])
+    if self.params.get("event_categories") is not None:
+        sub.event_categories = list(self.params["event_categories"])
+    return ActionResult({"EventSubscription": sub})
+
+
+def _source_exists(backend, source_type, source_id):
+    if source_type == "db-instance":
+        return source_id in backend.databases
+    if source_type == "db-cluster":
+        return source_id in backend.clusters
+    return True
+
+
+def _add_source_identifier_to_subscription(self):
+    sub = _subscription(self.backend, self.params.get("subscription_name"))
+    source_id = self.params.get("source_identifier")
+    if not _source_exists(self.backend, sub.source_type, source_id):
+        raise RDSClientError("SourceNotFound", f"Could not find source {source_id}")
+    if source_id not in sub.source_ids:
+        sub.source_ids = list(sub.source_ids) + [source_id]
+    return ActionResult({"EventSubscription": sub})
+
+
+def _remove_source_identifier_from_subscription(self):
+    sub = _subscription(self.backend, self.params.get("subscription_name"))
+    source_id = self.params.get("source_identifier")
+    if source_id not in sub.source_ids:
+        raise RDSClientError("SourceNotFound", f"Could not find source {source_id} in subscription")
+    sub.source_ids = [s for s in sub.source_ids if s != source_id]
+    return ActionResult({"EventSubscription": sub})
+
+
+rds_responses.RDSResponse.modify_event_subscription = _modify_event_subscription
+rds_responses.RDSResponse.add_source_identifier_to_subscription = _add_source_identifier_to_subscription
+rds_responses.RDSResponse.remove_source_identifier_from_subscription = _remove_source_identifier_from_subscription
 
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
