@@ -243,6 +243,10 @@ impl Names {
     pub fn db_event_subscription(&self) -> String {
         self.n("payment-db-events")
     }
+    /// RDS event subscriptions have one source type each: the instances need their own.
+    pub fn db_instance_event_subscription(&self) -> String {
+        self.n("payment-db-instance-events")
+    }
     /// The EventBridge rule carrying HIGH and CRITICAL GuardDuty and Security Hub findings.
     pub fn findings_rule(&self) -> String {
         self.n("payment-security-findings")
@@ -275,6 +279,9 @@ impl Names {
             (self.trail_logs_role(), Rule::IamRole),
             (self.flow_log_group(), Rule::LogGroup),
             (self.flow_logs_role(), Rule::IamRole),
+            (self.db_event_subscription(), Rule::RdsEventSubscription),
+            (self.db_instance_event_subscription(), Rule::RdsEventSubscription),
+            (self.findings_rule(), Rule::EventBridgeRule),
         ];
         for i in 0..3 {
             v.push((self.db_instance(i), Rule::RdsIdentifier));
@@ -311,6 +318,8 @@ pub enum Rule {
     Dashboard,
     Ec2Tag,
     TagValue,
+    RdsEventSubscription,
+    EventBridgeRule,
 }
 
 impl Rule {
@@ -332,6 +341,8 @@ impl Rule {
             Rule::Secret => ("Secrets Manager secret name", 512, 1),
             Rule::Parameter => ("SSM parameter name", 1011, 1),
             Rule::Dashboard => ("CloudWatch dashboard name", 255, 1),
+            Rule::RdsEventSubscription => ("RDS event subscription name", 255, 1),
+            Rule::EventBridgeRule => ("EventBridge rule name", 64, 1),
             Rule::Ec2Tag | Rule::TagValue => ("tag value", 256, 0),
         };
         if len > max {
@@ -420,6 +431,16 @@ impl Rule {
                 }
                 if name.to_ascii_lowercase().starts_with("/aws") || name.to_ascii_lowercase().starts_with("/ssm") {
                     return bad("must not begin with aws or ssm");
+                }
+            }
+            Rule::RdsEventSubscription => {
+                if !all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    return bad("only letters, digits and hyphens");
+                }
+            }
+            Rule::EventBridgeRule => {
+                if !all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)) {
+                    return bad("only letters, digits, '.', '-' and '_'");
                 }
             }
             Rule::Ec2Tag | Rule::TagValue => {
