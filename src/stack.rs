@@ -51,6 +51,12 @@
 //!                            instances (failover, failure, maintenance, notification, configuration change)
 //!   events.security-findings → alerts.topic   EventBridge rule: HIGH/CRITICAL GuardDuty and Security Hub findings
 //!
+//!   Audit (PCI DSS 10):
+//!   audit.trail            → key, table, audit-bucket, trail-bucket   multi-region CloudTrail trail, validated,
+//!                            CMK, data events of the table, audit objects and the four functions (their ARNs
+//!                            derived, so it logs before they run); its log group and delivery role
+//!   audit.alarms           → audit.trail, alerts.topic   CIS metric filters + alarms on the trail's group
+//!
 //!   Finalizers (destroy only: cleanup owed after a family is deleted, owning nothing):
 //!   functions.network-interfaces  after every functions.<name>, before subnets and security-groups:
 //!                            Lambda releases the functions' interfaces minutes after the deletes
@@ -59,8 +65,8 @@ use crate::engine::{Graph, GraphError};
 use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
-    alerts, api, database, events, functions, iam, kms, logs, monitoring, network, params, rotation, secrets, storage, tables,
-    Finalizer, Node,
+    alerts, api, audit, database, events, functions, iam, kms, logs, monitoring, network, params, rotation, secrets,
+    storage, tables, Finalizer, Node,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,6 +110,8 @@ impl Stack {
             Arc::new(api::rest::RestApi),
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
+            Arc::new(audit::trail::Trail),
+            Arc::new(audit::alarms::CisAlarms),
             Arc::new(events::db_subscriptions::DbEventSubscriptions),
             Arc::new(events::security_findings::SecurityFindings),
         ];
@@ -246,6 +254,7 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("api_url", api::rest::ID, "url"),
     ("api_id", api::rest::ID, "api_id"),
     ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
+    ("trail_arn", audit::trail::ID, "trail_arn"),
     ("findings_rule_arn", events::security_findings::ID, "rule_arn"),
     ("db_event_subscriptions", events::db_subscriptions::ID, "subscription_names"),
 ];

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod database;
 pub mod events;
 pub mod functions;

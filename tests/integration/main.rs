@@ -23,3 +23,4 @@ mod propagation;
 mod readback;
 mod resilience;
 mod rotation;
+mod trail;

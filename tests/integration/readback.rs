@@ -226,7 +226,27 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .filter(|n| *n == format!("payments{tail}"))
         .map(String::from)
         .collect();
+    // The trail (audit.trail) and the CIS metric filters on its group (audit.alarms).
+    let ct = cloudtrail(acct);
+    let trails = ct.describe_trails().send().await.unwrap();
+    let trails = trails
+        .trail_list()
+        .iter()
+        .filter_map(|t| t.name())
+        .filter(|n| *n == format!("payments-trail{tail}"))
+        .map(String::from)
+        .collect();
+    let metric_filters = acct.logs.describe_metric_filters().send().await.unwrap();
+    let metric_filters = metric_filters
+        .metric_filters()
+        .iter()
+        .filter_map(|f| f.filter_name())
+        .filter(|n| n.starts_with("payments-") && n.ends_with(tail.as_str()))
+        .map(String::from)
+        .collect();
     vec![
+        ("trail", trails),
+        ("metric-filter", metric_filters),
         ("iam-role", roles),
         ("function", functions),
         ("rest-api", apis),
@@ -288,6 +308,18 @@ async fn events_rules(acct: &Account, suffix: &str) -> Vec<String> {
         .filter(|n| n.ends_with(&format!("-{suffix}")))
         .map(String::from)
         .collect()
+}
+
+/// A CloudTrail client straight to the emulator (the Account has none; built without a runtime,
+/// so inside an async read-back too).
+fn cloudtrail(acct: &Account) -> aws_sdk_cloudtrail::Client {
+    let conf = aws_sdk_cloudtrail::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(acct.emulator_url())
+        .credentials_provider(aws_sdk_cloudtrail::config::Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    aws_sdk_cloudtrail::Client::from_conf(conf)
 }
 
 /// KMS keys of the suffix that are not pending deletion.

@@ -28,13 +28,13 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("table", 1),
         ("bucket", 2),
         ("topic", 1),
-        ("log-group", 10),
+        ("log-group", 11),
         ("secret", 2),
         ("parameter", 21),
-        ("iam-role", 5),
+        ("iam-role", 6),
         ("function", 4),
         ("rest-api", 1),
-        ("alarm", 13),
+        ("alarm", 22),
         ("dashboard", 1),
         ("db-cluster", 1),
         ("db-instance", 2),
@@ -42,6 +42,8 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("db-parameter-group", 1),
         ("db-event-subscription", 2),
         ("events-rule", 1),
+        ("trail", 1),
+        ("metric-filter", 9),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);

@@ -50,6 +50,11 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    after another's, so `tapctl logs` printed a function's instances one after the other instead
    of as they happened. (Tested in tests/integration/logs.rs.)
 
+11. CloudWatch Logs metric filters are kept as AWS keeps them: PutMetricFilter creates the filter
+   or replaces the one of the same name on the same group (moto 5.2.5 appends a second filter of
+   that name, so a repaired pattern left the old one beside it), and DeleteLogGroup deletes the
+   group's metric filters with it (moto kept them, matching a group that no longer exists).
+
 12. A VPC's default security group holds the rules AWS gives it: an allow-all ingress rule from the
    group itself beside the allow-all egress rule. moto 5.2.5 makes it with the egress rule only, so
    a stack that never removed the ingress rule could not be told from one that did.
@@ -305,6 +310,32 @@ def _log_group_filter_log_events_interleaved(
 
 
 logs_models.LogGroup.filter_log_events = _log_group_filter_log_events_interleaved
+
+
+from moto.logs.metric_filters import MetricFilters as _MetricFilters
+
+_add_metric_filter = _MetricFilters.add_filter
+
+
+def _add_or_replace_metric_filter(self, filter_name, filter_pattern, log_group_name, metric_transformations):
+    # AWS: a filter is identified by its group and name; putting it again replaces it.
+    self.metric_filters = [
+        f for f in self.metric_filters if not (f["filterName"] == filter_name and f["logGroupName"] == log_group_name)
+    ]
+    return _add_metric_filter(self, filter_name, filter_pattern, log_group_name, metric_transformations)
+
+
+_MetricFilters.add_filter = _add_or_replace_metric_filter
+
+_delete_log_group = logs_models.LogsBackend.delete_log_group
+
+
+def _delete_log_group_and_its_metric_filters(self, log_group_name):
+    _delete_log_group(self, log_group_name)
+    self.filters.metric_filters = [f for f in self.filters.metric_filters if f["logGroupName"] != log_group_name]
+
+
+logs_models.LogsBackend.delete_log_group = _delete_log_group_and_its_metric_filters
 
 
 
