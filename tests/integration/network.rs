@@ -158,8 +158,14 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
         assert_eq!(db_subnets.len(), 3);
 
         // Security groups: database admits 5432 from the functions' group only, opens nothing.
-        let sgs = ec2.describe_security_groups().filters(by_suffix("qa")).send().await.unwrap();
-        assert_eq!(sgs.security_groups().len(), 2);
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(by_suffix("qa"))
+            .filters(f("tag:tap:resource", "network.security-groups"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sgs.security_groups().len(), 2, "the stack's own two (the VPC's default group is hygiene.rs's)");
         let sg = |m: &str| sgs.security_groups().iter().find(|g| tag(g.tags(), "tap:member") == Some(m)).unwrap();
         let (functions, database) = (sg("functions"), sg("database"));
         assert_eq!(database.ip_permissions().len(), 1);
