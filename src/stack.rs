@@ -43,7 +43,7 @@
 //!                            everything the functions use at run time: params, instances, routes
 //!
 //!   Monitoring (metrics are named, not read: only the topic is an input):
-//!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU
+//!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU, WAF blocked requests
 //!   monitoring.dashboard            one dashboard of the payment path
 //!
 //!   Events to the team (PCI DSS 10.7.2, 11.5.1, 12.10.5):
@@ -57,6 +57,11 @@
 //!                            derived, so it logs before they run); its log group and delivery role
 //!   audit.alarms           → audit.trail, alerts.topic   CIS metric filters + alarms on the trail's group
 //!
+//!   PCI DSS 6.4.2 (a WAF in front of the public-facing application):
+//!   waf.web-acl            → kms.key, api.rest (api_id, stage)   regional web ACL: rate limit per client IP,
+//!                            AWS managed rules (IP reputation, common, known bad inputs, SQLi); its encrypted
+//!                            log group (authorization redacted); associated with the stage
+//!
 //!   Finalizers (destroy only: cleanup owed after a family is deleted, owning nothing):
 //!   functions.network-interfaces  after every functions.<name>, before subnets and security-groups:
 //!                            Lambda releases the functions' interfaces minutes after the deletes
@@ -66,7 +71,7 @@ use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
     alerts, api, audit, database, events, functions, iam, kms, logs, monitoring, network, params, rotation, secrets,
-    storage, tables, Finalizer, Node,
+    storage, tables, waf, Finalizer, Node,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -110,6 +115,7 @@ impl Stack {
             Arc::new(api::rest::RestApi),
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
+            Arc::new(waf::WebAcl),
             Arc::new(audit::trail::Trail),
             Arc::new(audit::alarms::CisAlarms),
             Arc::new(events::db_subscriptions::DbEventSubscriptions),
@@ -254,6 +260,7 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("api_url", api::rest::ID, "url"),
     ("api_id", api::rest::ID, "api_id"),
     ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
+    ("waf_web_acl_arn", waf::ID, "web_acl_arn"),
     ("trail_arn", audit::trail::ID, "trail_arn"),
     ("findings_rule_arn", events::security_findings::ID, "rule_arn"),
     ("db_event_subscriptions", events::db_subscriptions::ID, "subscription_names"),

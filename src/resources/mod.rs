@@ -27,6 +27,7 @@ pub mod rotation;
 pub mod secrets;
 pub mod storage;
 pub mod tables;
+pub mod waf;
 
 use crate::aws::{AwsError, Clients};
 use crate::config::StackConfig;

@@ -221,6 +221,29 @@ pub mod catalogue {
         limit: IAM_PROPAGATION,
     };
 
+    /// UpdateWebACL while another writer changed the ACL (WAFOptimisticLockException: its lock
+    /// token moved on; the caller reads the token again before each retry) or while WAF does not
+    /// yet see the ACL (WAFUnavailableEntityException). API_UpdateWebACL; terraform
+    /// `wafv2/web_acl.go` retries both for 5 minutes. For `waf.web-acl`.
+    pub const WAFV2_WEB_ACL_UPDATE: Propagation = Propagation {
+        waiting_for: "WAF to settle the web ACL (another change moved its lock token on)",
+        answers: &[Answer::code("WAFOptimisticLockException"), Answer::code("WAFUnavailableEntityException")],
+        limit: Duration::from_secs(5 * 60),
+    };
+
+    /// DeleteWebACL right after its associations were removed: WAF still sees one for a while
+    /// (WAFAssociatedItemException), or the lock token moved on. API_DeleteWebACL ("first
+    /// disassociate it from all resources"); terraform `wafv2/web_acl.go` retries for 5 minutes.
+    pub const WAFV2_WEB_ACL_DELETE: Propagation = Propagation {
+        waiting_for: "WAF to see the web ACL disassociated from every resource",
+        answers: &[
+            Answer::code("WAFAssociatedItemException"),
+            Answer::code("WAFUnavailableEntityException"),
+            Answer::code("WAFOptimisticLockException"),
+        ],
+        limit: Duration::from_secs(5 * 60),
+    };
+
     /// Every entry, for the catalogue's own tests and the harness.
     pub const ALL: &[&Propagation] = &[
         &LAMBDA_FUNCTION,
@@ -232,6 +255,8 @@ pub mod catalogue {
         &APIGATEWAY_ACCOUNT_ROLE,
         &APIGATEWAY_STAGE_LOGGING,
         &WAFV2_ASSOCIATION,
+        &WAFV2_WEB_ACL_UPDATE,
+        &WAFV2_WEB_ACL_DELETE,
         &FLOW_LOGS_ROLE,
         &CLOUDTRAIL_DELIVERY,
     ];

@@ -284,7 +284,7 @@ fn the_users_story_up_shift_status_destroy() {
     assert_eq!(status["healthy"], true, "{status:#}");
     assert_eq!(status["versions"]["blue"]["process"], "1");
     assert_eq!(status["versions"]["green"]["process"], "1");
-    assert_eq!(status["alarms"].as_object().unwrap().len(), 13);
+    assert_eq!(status["alarms"].as_object().unwrap().len(), 14);
     assert!(status["outputs"]["api_url"]
         .as_str()
         .unwrap()

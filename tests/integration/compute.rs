@@ -579,7 +579,7 @@ fn alarms_notify_the_topic_and_the_dashboard_covers_the_payment_path() {
     });
     let by_name: std::collections::BTreeMap<&str, &aws_sdk_cloudwatch::types::MetricAlarm> =
         alarms.metric_alarms().iter().map(|a| (a.alarm_name().unwrap(), a)).collect();
-    assert_eq!(by_name.len(), 13, "{:?}", by_name.keys());
+    assert_eq!(by_name.len(), 14, "{:?}", by_name.keys());
     for a in by_name.values() {
         assert_eq!(a.alarm_actions(), [topic.as_str()], "{:?} notifies the topic", a.alarm_name());
     }

@@ -24,3 +24,4 @@ mod readback;
 mod resilience;
 mod rotation;
 mod trail;
+mod waf;

@@ -28,13 +28,13 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("table", 1),
         ("bucket", 2),
         ("topic", 1),
-        ("log-group", 11),
+        ("log-group", 12),
         ("secret", 2),
         ("parameter", 21),
         ("iam-role", 6),
         ("function", 4),
         ("rest-api", 1),
-        ("alarm", 22),
+        ("alarm", 23),
         ("dashboard", 1),
         ("db-cluster", 1),
         ("db-instance", 2),
@@ -44,6 +44,7 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("events-rule", 1),
         ("trail", 1),
         ("metric-filter", 9),
+        ("web-acl", 1),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);

@@ -66,6 +66,14 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    SubscriptionNotFound, as AWS. CreateEventSubscription without Enabled makes an enabled
    subscription (AWS's default; moto's was disabled).
 
+14. WAFv2 web ACLs and their associations behave as AWS's: ListResourcesForWebACL (absent from
+   moto 5.2.5) answers the ARNs of the resources of the asked ResourceType the ACL guards
+   (APPLICATION_LOAD_BALANCER when none is asked, as AWS), each once; DeleteWebACL of an ACL that
+   still guards a resource answers WAFAssociatedItemException (moto deleted it and left the
+   association dangling; API_DeleteWebACL: "first disassociate it from all resources"); and a
+   CreateWebACL of a name that exists answers AWS's code, WAFDuplicateItemException (moto:
+   WafV2DuplicateItem).
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -404,6 +412,70 @@ rds_responses.RDSResponse.modify_event_subscription = _modify_event_subscription
 rds_responses.RDSResponse.add_source_identifier_to_subscription = _add_source_identifier_to_subscription
 rds_responses.RDSResponse.remove_source_identifier_from_subscription = _remove_source_identifier_from_subscription
 
+
+import json as _json
+
+from moto.wafv2 import exceptions as wafv2_exceptions
+from moto.wafv2 import models as wafv2_models
+from moto.wafv2 import responses as wafv2_responses
+
+
+class WAFAssociatedItemException(wafv2_exceptions.WAFv2ClientError):
+    def __init__(self):
+        super().__init__(
+            "WAFAssociatedItemException",
+            "AWS WAF couldn’t perform the operation because your resource is being used by another resource "
+            "or it’s associated with another resource.",
+        )
+
+
+def _wafv2_duplicate_with_aws_code(self):
+    wafv2_exceptions.WAFv2ClientError.__init__(
+        self,
+        "WAFDuplicateItemException",
+        "AWS WAF couldn’t perform the operation because some resource in your request is a duplicate of an "
+        "existing one.",
+    )
+
+
+wafv2_exceptions.WAFV2DuplicateItemException.__init__ = _wafv2_duplicate_with_aws_code
+
+_wafv2_delete_web_acl = wafv2_models.WAFV2Backend.delete_web_acl
+
+
+def _wafv2_delete_web_acl_unless_associated(self, name, scope, _id, lock_token):
+    for wacl in self.wacls.values():
+        if wacl.name == name and wacl.id == _id and wacl.associated_resources:
+            raise WAFAssociatedItemException()
+    return _wafv2_delete_web_acl(self, name, scope, _id, lock_token)
+
+
+wafv2_models.WAFV2Backend.delete_web_acl = _wafv2_delete_web_acl_unless_associated
+
+# The service part of the ARN of each ResourceType (API_ListResourcesForWebACL).
+_WAFV2_RESOURCE_SERVICES = {
+    "APPLICATION_LOAD_BALANCER": ":elasticloadbalancing:",
+    "API_GATEWAY": ":apigateway:",
+    "APPSYNC": ":appsync:",
+    "COGNITO_USER_POOL": ":cognito-idp:",
+    "APP_RUNNER_SERVICE": ":apprunner:",
+    "VERIFIED_ACCESS_INSTANCE": ":ec2:",
+    "AMPLIFY": ":amplify:",
+}
+
+
+def _wafv2_list_resources_for_web_acl(self):
+    body = _json.loads(self.body)
+    wacl = self.wafv2_backend.wacls.get(body["WebACLArn"])
+    if wacl is None:
+        raise wafv2_exceptions.WAFNonexistentItemException()
+    service = _WAFV2_RESOURCE_SERVICES.get(body.get("ResourceType") or "APPLICATION_LOAD_BALANCER", "")
+    arns = sorted({arn for arn in wacl.associated_resources if service and service in arn})
+    return 200, {"Content-Type": "application/json"}, _json.dumps({"ResourceArns": arns})
+
+
+wafv2_responses.WAFV2Response.list_resources_for_web_acl = _wafv2_list_resources_for_web_acl
+
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
@@ -508,6 +580,7 @@ WARM_UP_READS = {
     "lambda": ("GET", "/2015-03-31/functions/", None, ""),
     "apigateway": ("GET", "/restapis", None, ""),
     "s3": ("GET", "/", None, ""),
+    "wafv2": ("POST", "/", "AWSWAF_20190729.ListWebACLs", '{"Scope": "REGIONAL"}'),
 }
 
 

@@ -4,7 +4,10 @@
 //! - API 5XX responses (any in a minute: each one is a payment that did not go through);
 //! - Lambda Errors per function, and per alias colour for the functions behind the API — the
 //!   colour alarms are what `shift --watch` bakes a canary against;
-//! - Aurora writer CPU over 80 % for 10 minutes.
+//! - Aurora writer CPU over 80 % for 10 minutes;
+//! - the web ACL's blocked requests (`waf.web-acl`, all its rules) over 100 in 5 minutes: an
+//!   attack, a flood the rate rule is holding back, or a rule blocking real customers — each
+//!   worth a look (PCI DSS 6.4.2 asks that the solution generate alerts that are acted on).
 
 use crate::aws::AwsResultExt;
 use crate::names::{Names, FUNCTIONS};
@@ -21,6 +24,8 @@ pub struct Alarms;
 pub const ID: &str = "monitoring.alarms";
 pub const API_P99_THRESHOLD_MS: f64 = 200.0;
 pub const DB_CPU_THRESHOLD: f64 = 80.0;
+/// Blocked requests in 5 minutes over which someone should look: scanners alone block a few.
+pub const WAF_BLOCKED_THRESHOLD: f64 = 100.0;
 
 /// One alarm as tapctl wants it, in the terms DescribeAlarms answers with.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +131,18 @@ pub fn specs(n: &Names, topic: &str) -> Vec<Spec> {
             // The writer alone: by cluster only, RDS averages the writer with idle readers, and a
             // saturated writer would hide behind them.
             vec![("DBClusterIdentifier", n.db_cluster()), ("Role", "WRITER".to_string())],
+        )
+    });
+    v.push(Spec {
+        period: 300,
+        threshold: WAF_BLOCKED_THRESHOLD,
+        ..base(
+            n.alarm("waf-blocked"),
+            format!("{} blocked over {WAF_BLOCKED_THRESHOLD} requests in 5 minutes", n.waf_acl()),
+            "AWS/WAFV2",
+            "BlockedRequests",
+            // A regional ACL's metrics carry its Region; Rule=ALL is the sum over every rule.
+            vec![("WebACL", n.waf_acl()), ("Region", n.region.clone()), ("Rule", "ALL".to_string())],
         )
     });
     v
@@ -345,6 +362,19 @@ impl Resource for Alarms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_waf_alarm_counts_what_every_rule_of_the_stack_s_acl_blocks() {
+        let n = Names::new("qa", "eu-west-1", Some("123456789012"));
+        let waf: Vec<Spec> = specs(&n, "arn:topic").into_iter().filter(|s| s.namespace == "AWS/WAFV2").collect();
+        assert_eq!(waf.len(), 1);
+        let s = sorted(waf[0].clone());
+        assert_eq!((s.name.as_str(), s.metric.as_str()), ("payments-waf-blocked-qa", "BlockedRequests"));
+        let dims: Vec<(&str, &str)> = s.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(dims, [("Region", "eu-west-1"), ("Rule", "ALL"), ("WebACL", "payment-waf-qa")]);
+        assert_eq!(s.condition(), "BlockedRequests Sum > 100 (1 of 1 × 300 s)");
+        assert_eq!(s.actions, ["arn:topic"]);
+    }
 
     #[test]
     fn an_alarm_drift_names_the_parts_that_differ() {
