@@ -228,8 +228,8 @@ fn assert_trail_as_built(acct: &Account) {
         assert_eq!(a.statistic().map(|s| s.as_str()), Some("Sum"));
         assert_eq!((a.threshold(), a.period(), a.evaluation_periods()), (Some(1.0), Some(300), Some(1)));
         assert_eq!(a.comparison_operator().map(|c| c.as_str()), Some("GreaterThanOrEqualToThreshold"));
-        assert_eq!(a.alarm_actions(), [topic.clone()]);
-        assert_eq!(a.ok_actions(), [topic.clone()]);
+        assert_eq!(a.alarm_actions(), std::slice::from_ref(&topic));
+        assert_eq!(a.ok_actions(), std::slice::from_ref(&topic));
     }
 }
 
