@@ -579,7 +579,8 @@ fn alarms_notify_the_topic_and_the_dashboard_covers_the_payment_path() {
     });
     let by_name: std::collections::BTreeMap<&str, &aws_sdk_cloudwatch::types::MetricAlarm> =
         alarms.metric_alarms().iter().map(|a| (a.alarm_name().unwrap(), a)).collect();
-    assert_eq!(by_name.len(), 14, "{:?}", by_name.keys());
+    // 14 of monitoring.alarms and the 9 CIS alarms of audit.alarms.
+    assert_eq!(by_name.len(), 23, "{:?}", by_name.keys());
     for a in by_name.values() {
         assert_eq!(a.alarm_actions(), [topic.as_str()], "{:?} notifies the topic", a.alarm_name());
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 31;
+pub const NODES: usize = 40;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {

@@ -3,14 +3,12 @@
 //! a running `up`, a panic on a closed pipe, a silent Ctrl-C, plan's "create" for what `up`
 //! adopts, three JSON shapes, status exit codes, Debug text in human output.
 
-use super::harness::{Account, Run};
+use super::harness::{Account, Run, NODES};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-const NODES: usize = 31;
 
 fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr))

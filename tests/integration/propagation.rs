@@ -132,6 +132,32 @@ fn propagation_answers(suffix: &str) -> Vec<Answer> {
         Answer::new("ec2:AssociateRouteTable", "", 1, 400, "InvalidSubnetID.NotFound", "The subnet ID does not exist"),
         Answer::new("ec2:CreateNatGateway", "", 1, 400, "InvalidSubnetID.NotFound", "The subnet ID does not exist"),
         Answer::new("ec2:CreateVpcEndpoint", "", 1, 400, "InvalidVpcID.NotFound", "The vpc ID does not exist"),
+        // The PCI controls: a stage WAF does not see yet, a trail's delivery role and a flow
+        // log's role moments after they were made.
+        Answer::new(
+            "wafv2:AssociateWebACL",
+            "/stages/live",
+            1,
+            400,
+            "WAFUnavailableEntityException",
+            "AWS WAF couldn’t retrieve the resource that you requested. Retry your request.",
+        ),
+        Answer::new(
+            "cloudtrail:CreateTrail",
+            &format!("payments-trail-{suffix}"),
+            1,
+            400,
+            "InvalidCloudWatchLogsRoleArnException",
+            "Access denied. Check the trust relationships for your role.",
+        ),
+        Answer::new(
+            "ec2:CreateFlowLogs",
+            "",
+            1,
+            400,
+            "InvalidParameter",
+            &format!("Unable to assume given IAM role: arn:aws:iam::123456789012:role/payment-flow-logs-role-{suffix}"),
+        ),
     ]
 }
 

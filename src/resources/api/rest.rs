@@ -648,6 +648,14 @@ impl Resource for RestApi {
                 node: super::super::network::endpoints::ID,
                 why: "the functions reach S3 and DynamoDB through the endpoints",
             },
+            After {
+                node: super::super::audit::trail::ID,
+                why: "no payment is taken before the trail records access to the table, bucket and functions (PCI DSS 10.2.1)",
+            },
+            After {
+                node: super::super::network::flow_logs::ID,
+                why: "no payment is taken before the VPC's traffic is recorded (PCI DSS 10.2.1)",
+            },
         ]
     }
 
