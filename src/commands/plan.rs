@@ -60,7 +60,8 @@ pub fn planned_resources(session: &Session<'_>, outcomes: &BTreeMap<String, Outc
 pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     let outcomes = plan_all(session).await?;
     let (failed, _) = report_failures(&session.progress, &outcomes);
-    let report = Report::new(session, "plan", planned_resources(session, &outcomes));
+    let mut report = Report::new(session, "plan", planned_resources(session, &outcomes));
+    report.warnings.extend(crate::resources::storage::compliance_warning(&session.config, &session.names));
     if session.run.json {
         report.print();
     } else {
@@ -79,6 +80,9 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
             for d in &r.changes {
                 outln!("      {d}");
             }
+        }
+        for w in &report.warnings {
+            outln!("warning: {w}");
         }
         outln!("plan: {} ({})", report.tally(&Action::BUILD_TALLY, Action::planned), session.cost_line());
     }

@@ -208,6 +208,10 @@ pub struct Report {
     pub shift: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Outputs>,
+    /// What the operator should know before going on (plan, up): e.g. buckets that compliance
+    /// retention will make undeletable for a year.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub cost: Value,
 }
 
@@ -235,6 +239,7 @@ impl Report {
             alarms: None,
             shift: None,
             outputs: None,
+            warnings: Vec::new(),
             cost: session.cost(),
         }
     }
@@ -302,6 +307,7 @@ mod tests {
             alarms: None,
             shift: None,
             outputs: None,
+            warnings: Vec::new(),
             cost: Value::Null,
         };
         let order = [Action::Create, Action::None, Action::Failed, Action::Skipped];

@@ -153,9 +153,13 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
         .collect();
     let mut report = Report::new(session, "up", resources);
     report.outputs = Some(outputs.clone());
+    report.warnings.extend(crate::resources::storage::compliance_warning(&session.config, &session.names));
     if session.run.json {
         report.print();
     } else {
+        for w in &report.warnings {
+            outln!("warning: {w}");
+        }
         outln!("up: {} ({})", report.tally(&Action::BUILD_TALLY, Action::done), session.cost_line());
         for r in report.resources.iter().filter(|r| r.action == Action::Waiting) {
             for d in &r.changes {

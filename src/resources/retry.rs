@@ -244,8 +244,21 @@ pub mod catalogue {
         limit: Duration::from_secs(5 * 60),
     };
 
+    /// S3 configuration calls (PutPublicAccessBlock, PutBucketEncryption, PutBucketVersioning,
+    /// PutObjectLockConfiguration, PutBucketPolicy, PutBucketLogging…) right after CreateBucket:
+    /// S3 may not yet see the bucket (NoSuchBucket). Bucket configuration is eventually consistent
+    /// (S3 User Guide, "Amazon S3 data consistency model"); terraform retries NoSuchBucket on each
+    /// of these calls for `bucketPropagationTimeout`, 2 min (`s3/bucket_*.go`, catalogue §7).
+    /// Only on a bucket the same run created: one that was there and is gone is drift.
+    pub const S3_NEW_BUCKET: Propagation = Propagation {
+        waiting_for: "S3 to propagate a bucket created moments ago",
+        answers: &[Answer::code("NoSuchBucket")],
+        limit: Duration::from_secs(2 * 60),
+    };
+
     /// Every entry, for the catalogue's own tests and the harness.
     pub const ALL: &[&Propagation] = &[
+        &S3_NEW_BUCKET,
         &LAMBDA_FUNCTION,
         &LAMBDA_UPDATE_IN_PROGRESS,
         &EC2_NEW_RESOURCE,

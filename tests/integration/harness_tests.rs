@@ -879,3 +879,92 @@ fn the_emulator_keeps_metric_filters_by_group_and_name_as_aws_does() {
     assert!(filters("g1").is_empty(), "a deleted group's filters went with it");
     assert_eq!(filters("g2").len(), 1);
 }
+
+/// server.py extension 13.
+#[test]
+fn the_emulator_turns_object_lock_on_for_a_versioned_bucket_that_holds_objects_as_aws_does() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule, VersioningConfiguration,
+    };
+    let acct = Account::new();
+    let lock = ObjectLockConfiguration::builder()
+        .object_lock_enabled(ObjectLockEnabled::Enabled)
+        .rule(
+            ObjectLockRule::builder()
+                .default_retention(
+                    DefaultRetention::builder().mode(ObjectLockRetentionMode::Governance).days(3).build(),
+                )
+                .build(),
+        )
+        .build();
+    acct.block_on(async {
+        let s3 = &acct.s3;
+        s3.create_bucket().bucket("old").send().await.unwrap();
+        s3.put_object().bucket("old").key("a").body(ByteStream::from_static(b"a")).send().await.unwrap();
+        let unversioned = s3.put_object_lock_configuration().bucket("old").object_lock_configuration(lock.clone());
+        let err = unversioned.send().await.unwrap_err();
+        assert_eq!(err.into_service_error().meta().code(), Some("InvalidBucketState"), "versioning is required");
+        s3.put_bucket_versioning()
+            .bucket("old")
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        s3.put_object_lock_configuration().bucket("old").object_lock_configuration(lock).send().await.unwrap();
+        let got = s3.get_object_lock_configuration().bucket("old").send().await.unwrap();
+        let c = got.object_lock_configuration().unwrap();
+        assert_eq!(c.object_lock_enabled(), Some(&ObjectLockEnabled::Enabled));
+        assert_eq!(c.rule().and_then(|r| r.default_retention()).and_then(|r| r.days()), Some(3));
+        // The object from before is still there; a new one gets the default retention.
+        s3.get_object().bucket("old").key("a").send().await.unwrap();
+        let put = s3.put_object().bucket("old").key("b").body(ByteStream::from_static(b"b")).send().await.unwrap();
+        let head = s3.head_object().bucket("old").key("b").version_id(put.version_id().unwrap()).send().await.unwrap();
+        assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("GOVERNANCE"));
+    });
+}
+
+/// server.py extension 15.
+#[test]
+fn the_emulator_accepts_a_logging_target_whose_policy_also_denies_insecure_transport_as_aws_does() {
+    use aws_sdk_s3::types::{BucketLoggingStatus, LoggingEnabled};
+    let acct = Account::new();
+    let s3 = acct.s3.clone();
+    let enable = |prefix: &'static str| {
+        let s3 = s3.clone();
+        acct.block_on(async move {
+            s3.put_bucket_logging()
+                .bucket("source")
+                .bucket_logging_status(
+                    BucketLoggingStatus::builder()
+                        .logging_enabled(
+                            LoggingEnabled::builder().target_bucket("target").target_prefix(prefix).build().unwrap(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| e.into_service_error().meta().code().map(str::to_string))
+        })
+    };
+    acct.block_on(async {
+        acct.s3.create_bucket().bucket("source").send().await.unwrap();
+        acct.s3.create_bucket().bucket("target").send().await.unwrap();
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                { "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::target/*",
+                  "Condition": { "Bool": { "aws:SecureTransport": "false" } } },
+                { "Effect": "Allow", "Principal": { "Service": "logging.s3.amazonaws.com" }, "Action": "s3:PutObject",
+                  "Resource": "arn:aws:s3:::target/src/*" }
+            ]
+        });
+        acct.s3.put_bucket_policy().bucket("target").policy(policy.to_string()).send().await.unwrap();
+    });
+    assert!(enable("src/").is_ok(), "the Allow for the log delivery service grants it beside a Principal \"*\" Deny");
+    // The grant is still checked: another prefix is not granted.
+    assert_eq!(enable("other/").unwrap_err(), Some("InvalidTargetBucketForLogging".to_string()));
+}

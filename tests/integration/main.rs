@@ -3,6 +3,7 @@
 //! the whole AWS SDK.
 
 mod bluegreen;
+mod buckets;
 mod cli;
 mod compute;
 mod data;

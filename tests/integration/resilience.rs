@@ -26,7 +26,7 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("flow-log", 1),
         ("vpc-endpoint", 2),
         ("table", 1),
-        ("bucket", 2),
+        ("bucket", 3),
         ("topic", 1),
         ("log-group", 12),
         ("secret", 2),

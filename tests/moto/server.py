@@ -66,6 +66,13 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    SubscriptionNotFound, as AWS. CreateEventSubscription without Enabled makes an enabled
    subscription (AWS's default; moto's was disabled).
 
+13. S3 Object Lock can be turned on for an existing bucket, as AWS has allowed since November 2023
+   (PutObjectLockConfiguration with ObjectLockEnabled=Enabled on a bucket whose versioning is
+   Enabled; S3 User Guide, "Enable Object Lock on an existing S3 bucket"). moto 5.2.5 refuses it
+   for any bucket that holds an object ("InvalidBucket: Bucket needs to be empty"), so a stack made
+   before its audit bucket was locked could not be locked in place. Versioning is still required
+   (InvalidBucketState otherwise, as on AWS and moto).
+
 14. WAFv2 web ACLs and their associations behave as AWS's: ListResourcesForWebACL (absent from
    moto 5.2.5) answers the ARNs of the resources of the asked ResourceType the ACL guards
    (APPLICATION_LOAD_BALANCER when none is asked, as AWS), each once; DeleteWebACL of an ACL that
@@ -73,6 +80,11 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    association dangling; API_DeleteWebACL: "first disassociate it from all resources"); and a
    CreateWebACL of a name that exists answers AWS's code, WAFDuplicateItemException (moto:
    WafV2DuplicateItem).
+
+15. PutBucketLogging reads the target bucket's policy as AWS does, whatever else it holds. moto 5.2.5
+   looks for the log delivery grant assuming every statement's Principal is an object, and fails
+   with an internal error (HTTP 500) on `"Principal": "*"`, which a TLS-only Deny statement has;
+   here such statements are passed over (they grant nothing), and the check is moto's own.
 
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
@@ -95,6 +107,7 @@ defaults AWS has in a new account), and dies with the zygote, which dies when th
 its stdin.
 """
 
+import json
 import os
 import random
 import signal
@@ -499,6 +512,49 @@ def _create_security_group_default_admits_itself(
 
 
 ec2_security_groups.SecurityGroupBackend.create_security_group = _create_security_group_default_admits_itself
+
+
+# Extension 13: Object Lock turned on in place, on a versioned bucket that already holds objects.
+_put_object_lock_configuration = s3_models.S3Backend.put_object_lock_configuration
+
+
+def _put_object_lock_configuration_in_place(self, bucket_name, lock_enabled, mode=None, days=None, years=None):
+    bucket = self.get_bucket(bucket_name)
+    if bucket.is_versioned and bucket.keys.item_size() > 0:
+        # moto's emptiness check is the only refusal left to skip; everything else is its own code.
+        if lock_enabled:
+            bucket.object_lock_enabled = True
+        bucket.default_lock_mode = mode
+        bucket.default_lock_days = days
+        bucket.default_lock_years = years
+        return
+    return _put_object_lock_configuration(self, bucket_name, lock_enabled, mode=mode, days=days, years=years)
+
+
+s3_models.S3Backend.put_object_lock_configuration = _put_object_lock_configuration_in_place
+
+
+# Extension 15: PutBucketLogging's target policy check passes over statements of Principal "*".
+def _log_permissions_for_service_principals_only(target_bucket, target_prefix):
+    # moto's check (FakeBucket._log_permissions_enabled_policy), reading the policy without
+    # changing it: only statements naming principals by kind can grant the log delivery service.
+    if not target_bucket.policy:
+        return False
+    policy = target_bucket.policy
+    doc = json.loads(policy.decode() if isinstance(policy, bytes) else policy)
+    statements = doc.get("Statement", [])
+    arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
+    allowed = {f"{arn}/{target_prefix or ''}*", f"{arn}/*", arn}
+    for st in statements if isinstance(statements, list) else [statements]:
+        principal = st.get("Principal")
+        if not isinstance(principal, dict) or principal.get("Service") != s3_models.LOGGING_SERVICE_PRINCIPAL:
+            continue
+        if st.get("Effect", "") == "Allow" and "s3:PutObject" in st.get("Action", []) and st.get("Resource") in allowed:
+            return True
+    return False
+
+
+s3_models.FakeBucket._log_permissions_enabled_policy = staticmethod(_log_permissions_for_service_principals_only)
 
 
 # The set of moto's service modules does not change while it runs; moto lists the folder per request.

@@ -7,23 +7,29 @@
 //! policy refusing any request without TLS or with TLS older than 1.2, and the lifecycle of
 //! `lifecycle.rs` (PCI DSS 10.5.1). The kinds differ in name, policy statements, encryption
 //! (SSE-KMS with the stack's key and a bucket key, but SSE-S3 for the access-log bucket: S3's log
-//! delivery cannot write into a bucket whose default encryption is SSE-KMS) and lock.
-//! Destroy empties every version and delete marker first.
+//! delivery cannot write into a bucket whose default encryption is SSE-KMS) and lock (`lock.rs`:
+//! the audit and trail buckets only; a bucket with Object Lock cannot receive access logs). The
+//! audit and trail buckets send their server access logs to the access-log bucket, each under
+//! its own prefix. Destroy empties every version and delete marker first (`empty.rs`).
 
+pub mod empty;
 pub mod lifecycle;
+pub mod lock;
 pub mod policy;
 
 use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
 use crate::names::Names;
+use crate::resources::retry::catalogue;
 use crate::resources::{policy_difference, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    BucketLocationConstraint, BucketLoggingStatus, BucketVersioningStatus, CreateBucketConfiguration, LoggingEnabled,
     ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
 use lifecycle::{put_lifecycle, small_objects_would_transition, Retention, LIFECYCLE_RULE, TRANSITION_MINIMUM};
+use lock::Lock;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -81,11 +87,37 @@ impl Kind {
     }
 
     fn reads(self) -> &'static [Input] {
-        const KEYED: &[Input] = &[Input { node: super::kms::ID, key: "key_arn" }];
+        const LOCKED: &[Input] =
+            &[Input { node: super::kms::ID, key: "key_arn" }, Input { node: ACCESS_LOGS_ID, key: "bucket_name" }];
         match self {
-            Kind::Audit | Kind::Trail => KEYED,
+            Kind::Audit | Kind::Trail => LOCKED,
             // SSE-S3: S3's log delivery cannot use a customer key.
             Kind::AccessLogs => &[],
+        }
+    }
+
+    /// The Object Lock default retention the bucket wants; None for a bucket without Object Lock.
+    fn lock(self, ctx: &Ctx) -> Option<Lock> {
+        match self {
+            Kind::Audit | Kind::Trail => Some(lock::wanted(ctx.config.audit_lock, ctx.config.audit_retention_days)),
+            Kind::AccessLogs => None,
+        }
+    }
+
+    /// Where, in the access-log bucket, S3 writes this bucket's server access logs.
+    pub fn log_prefix(self) -> Option<&'static str> {
+        match self {
+            Kind::Audit => Some("audit-bucket/"),
+            Kind::Trail => Some("trail-bucket/"),
+            Kind::AccessLogs => None,
+        }
+    }
+
+    /// The server access logging the bucket wants: (target bucket, prefix).
+    fn logging(self, ctx: &Ctx) -> Result<Option<(String, String)>> {
+        match self.log_prefix() {
+            Some(prefix) => Ok(Some((ctx.input(ACCESS_LOGS_ID, "bucket_name")?, prefix.to_string()))),
+            None => Ok(None),
         }
     }
 
@@ -103,7 +135,11 @@ impl Kind {
         match self {
             Kind::Audit => {}
             Kind::Trail => statements.extend(policy::cloudtrail(names)),
-            Kind::AccessLogs => statements.extend(policy::log_delivery(&bucket, &names.account, &[])),
+            Kind::AccessLogs => {
+                let sources: Vec<(String, &str)> =
+                    Kind::ALL.iter().filter_map(|k| Some((k.bucket(names), k.log_prefix()?))).collect();
+                statements.extend(policy::log_delivery(&bucket, &names.account, &sources))
+            }
         }
         policy::document(statements)
     }
@@ -135,6 +171,10 @@ pub struct Observed {
     pub retention: Option<Retention>,
     /// `TransitionDefaultMinimumObjectSize` of the lifecycle configuration, as AWS reports it.
     pub transition_minimum: Option<String>,
+    /// None: Object Lock is off.
+    pub lock: Option<Lock>,
+    /// Server access logging: (target bucket, prefix); None when off.
+    pub logging: Option<(String, String)>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -151,6 +191,8 @@ impl Observed {
             policy: None,
             retention: None,
             transition_minimum: None,
+            lock: None,
+            logging: None,
             tags: BTreeMap::new(),
         }
     }
@@ -194,6 +236,26 @@ fn internal(e: aws_sdk_s3::error::BuildError) -> ResourceError {
     ResourceError::new("Internal", e.to_string())
 }
 
+/// Server access logging in words: `into <bucket>/<prefix>`, or `off`.
+fn logging_words(l: Option<&(String, String)>) -> String {
+    l.map_or_else(|| "off".to_string(), |(bucket, prefix)| format!("into {bucket}/{prefix}"))
+}
+
+/// One configuration call on bucket `b`. Right after this run created the bucket, S3 may answer
+/// NoSuchBucket for a while (`catalogue::S3_NEW_BUCKET`); on a bucket that was there, that answer
+/// is believed.
+async fn configure<T, F, Fut>(ctx: &Ctx, created: bool, b: &str, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, AwsError>>,
+{
+    if created {
+        ctx.retry_while_propagating(&catalogue::S3_NEW_BUCKET, b, call).await
+    } else {
+        Ok(call().await?)
+    }
+}
+
 /// Reads everything tapctl manages on bucket `b`; None when there is no such bucket.
 async fn observe_bucket(s3: &aws_sdk_s3::Client, b: &str) -> Result<Option<Observed>> {
     if unless_absent(s3.head_bucket().bucket(b).send().await.aws("s3:HeadBucket"), &["NotFound", "NoSuchBucket"])?
@@ -235,8 +297,16 @@ async fn observe_bucket(s3: &aws_sdk_s3::Client, b: &str) -> Result<Option<Obser
     let tagging = async {
         unless_absent(s3.get_bucket_tagging().bucket(b).send().await.aws("s3:GetBucketTagging"), &["NoSuchTagSet"])
     };
-    let (versioning, encryption, pab, ownership, policy, lifecycle, tagging) =
-        futures::try_join!(versioning, encryption, pab, ownership, policy, lifecycle, tagging)?;
+    let lock = async {
+        unless_absent(
+            s3.get_object_lock_configuration().bucket(b).send().await.aws("s3:GetObjectLockConfiguration"),
+            &["ObjectLockConfigurationNotFoundError"],
+        )
+    };
+    let logging =
+        async { Ok::<_, ResourceError>(s3.get_bucket_logging().bucket(b).send().await.aws("s3:GetBucketLogging")?) };
+    let (versioning, encryption, pab, ownership, policy, lifecycle, tagging, lock, logging) =
+        futures::try_join!(versioning, encryption, pab, ownership, policy, lifecycle, tagging, lock, logging)?;
     let rule = encryption
         .as_ref()
         .and_then(|e| e.server_side_encryption_configuration())
@@ -264,6 +334,8 @@ async fn observe_bucket(s3: &aws_sdk_s3::Client, b: &str) -> Result<Option<Obser
             .and_then(|l| l.transition_default_minimum_object_size())
             .map(|m| m.as_str().to_string()),
         retention: lifecycle.and_then(|l| l.rules().iter().find(|r| r.id() == Some(LIFECYCLE_RULE)).map(Retention::of)),
+        lock: lock.as_ref().and_then(|l| l.object_lock_configuration()).and_then(Lock::of),
+        logging: logging.logging_enabled().map(|l| (l.target_bucket().to_string(), l.target_prefix().to_string())),
         tags: tagging
             .map(|t| t.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
             .unwrap_or_default(),
@@ -291,6 +363,9 @@ impl Resource for Bucket {
         if !o.versioning {
             d.push(Drift::new("versioning", "off", "on"));
         }
+        if let Some(want) = self.kind.lock(ctx) {
+            d.extend(lock::drift(o.lock.as_ref(), &want));
+        }
         if !o.encryption_is(&encryption) {
             d.push(Drift::new("default encryption", o.encryption(), encryption));
         }
@@ -317,6 +392,14 @@ impl Resource for Bucket {
                 TRANSITION_MINIMUM.as_str(),
             ));
         }
+        let logging = self.kind.logging(ctx)?;
+        if o.logging != logging {
+            d.push(Drift::new(
+                "server access logging",
+                logging_words(o.logging.as_ref()),
+                logging_words(logging.as_ref()),
+            ));
+        }
         d.extend(ctx.tag_drift(&o.tags));
         Ok(Change::from_drifts(d))
     }
@@ -330,11 +413,19 @@ impl Resource for Bucket {
         let s3 = &ctx.clients.s3;
         let b = self.kind.bucket(&ctx.names);
         let encryption = self.kind.encryption(ctx)?;
+        let lock = self.kind.lock(ctx);
+        let logging = self.kind.logging(ctx)?;
+        let created = observed.is_none();
         let o = match observed {
             Some(o) => o,
             None => {
                 ctx.progress.step(&format!("creating bucket {b}"));
-                let mut create = s3.create_bucket().bucket(&b).object_ownership(ObjectOwnership::BucketOwnerEnforced);
+                // Object Lock from the start where it is wanted (S3 turns versioning on with it).
+                let mut create = s3
+                    .create_bucket()
+                    .bucket(&b)
+                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                    .object_lock_enabled_for_bucket(lock.is_some());
                 if ctx.config.region != "us-east-1" {
                     create = create.create_bucket_configuration(
                         CreateBucketConfiguration::builder()
@@ -342,45 +433,50 @@ impl Resource for Bucket {
                             .build(),
                     );
                 }
-                // A run killed after CreateBucket: the bucket is ours already.
+                // A run killed after CreateBucket: the bucket is ours already, and observed
+                // again by the next run, which repairs what this one did not set.
                 create.send().await.aws("s3:CreateBucket").ok_if_exists()?;
                 Observed::new_bucket()
             }
         };
         if !o.public_access_blocked {
             ctx.progress.step("blocking all public access");
-            s3.put_public_access_block()
-                .bucket(&b)
-                .public_access_block_configuration(
-                    PublicAccessBlockConfiguration::builder()
-                        .block_public_acls(true)
-                        .ignore_public_acls(true)
-                        .block_public_policy(true)
-                        .restrict_public_buckets(true)
-                        .build(),
-                )
-                .send()
-                .await
-                .aws("s3:PutPublicAccessBlock")?;
+            let pab = PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build();
+            configure(ctx, created, &b, || async {
+                s3.put_public_access_block()
+                    .bucket(&b)
+                    .public_access_block_configuration(pab.clone())
+                    .send()
+                    .await
+                    .aws("s3:PutPublicAccessBlock")
+            })
+            .await?;
         }
         if !o.owner_enforced {
             ctx.progress.step("turning ACLs off (bucket owner enforced)");
-            s3.put_bucket_ownership_controls()
-                .bucket(&b)
-                .ownership_controls(
-                    OwnershipControls::builder()
-                        .rules(
-                            OwnershipControlsRule::builder()
-                                .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-                                .build()
-                                .map_err(internal)?,
-                        )
+            let controls = OwnershipControls::builder()
+                .rules(
+                    OwnershipControlsRule::builder()
+                        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
                         .build()
                         .map_err(internal)?,
                 )
-                .send()
-                .await
-                .aws("s3:PutBucketOwnershipControls")?;
+                .build()
+                .map_err(internal)?;
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_ownership_controls()
+                    .bucket(&b)
+                    .ownership_controls(controls.clone())
+                    .send()
+                    .await
+                    .aws("s3:PutBucketOwnershipControls")
+            })
+            .await?;
         }
         if !o.encryption_is(&encryption) {
             ctx.progress.step(&format!("setting default encryption to {encryption}"));
@@ -390,48 +486,103 @@ impl Resource for Bucket {
                     .kms_master_key_id(key),
                 Encryption::S3 => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
             };
-            s3.put_bucket_encryption()
-                .bucket(&b)
-                .server_side_encryption_configuration(
-                    ServerSideEncryptionConfiguration::builder()
-                        .rules(
-                            ServerSideEncryptionRule::builder()
-                                .apply_server_side_encryption_by_default(default.build().map_err(internal)?)
-                                .bucket_key_enabled(matches!(encryption, Encryption::Kms(_)))
-                                .build(),
-                        )
-                        .build()
-                        .map_err(internal)?,
+            let config = ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(default.build().map_err(internal)?)
+                        .bucket_key_enabled(matches!(encryption, Encryption::Kms(_)))
+                        .build(),
                 )
-                .send()
-                .await
-                .aws("s3:PutBucketEncryption")?;
+                .build()
+                .map_err(internal)?;
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_encryption()
+                    .bucket(&b)
+                    .server_side_encryption_configuration(config.clone())
+                    .send()
+                    .await
+                    .aws("s3:PutBucketEncryption")
+            })
+            .await?;
         }
-        if !o.versioning {
+        // Versioning before Object Lock: S3 turns the lock on only for a versioned bucket. A
+        // bucket created with Object Lock is versioned already.
+        let versioned = o.versioning || (created && lock.is_some());
+        if !versioned {
             ctx.progress.step("turning on versioning");
-            s3.put_bucket_versioning()
-                .bucket(&b)
-                .versioning_configuration(
-                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-                )
-                .send()
-                .await
-                .aws("s3:PutBucketVersioning")?;
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_versioning()
+                    .bucket(&b)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+                    )
+                    .send()
+                    .await
+                    .aws("s3:PutBucketVersioning")
+            })
+            .await?;
+        }
+        if let Some(want) = &lock {
+            if o.lock.as_ref() != Some(want) {
+                let what = if o.lock.is_none() && !created {
+                    "turning Object Lock on in place"
+                } else {
+                    "setting Object Lock"
+                };
+                ctx.progress.step(&format!("{what}: default retention {}", want.describe()));
+                configure(ctx, created, &b, || async {
+                    s3.put_object_lock_configuration()
+                        .bucket(&b)
+                        .object_lock_configuration(want.configuration())
+                        .send()
+                        .await
+                        .aws("s3:PutObjectLockConfiguration")
+                })
+                .await?;
+            }
         }
         let policy = self.kind.policy(&ctx.names);
         if o.policy.as_ref() != Some(&policy) {
             ctx.progress.step(&format!("setting the bucket policy: {}", self.kind.policy_purpose()));
-            s3.put_bucket_policy().bucket(&b).policy(policy.to_string()).send().await.aws("s3:PutBucketPolicy")?;
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_policy().bucket(&b).policy(policy.to_string()).send().await.aws("s3:PutBucketPolicy")
+            })
+            .await?;
         }
         let retention = Retention::wanted(ctx.config.audit_retention_days);
         if o.retention.as_ref() != Some(&retention)
             || small_objects_would_transition(o.retention.as_ref(), o.transition_minimum.as_deref())
         {
             ctx.progress.step(&format!("setting lifecycle rule {LIFECYCLE_RULE}: {}", retention.parts().join(", ")));
-            put_lifecycle(s3, &b, ctx.config.audit_retention_days)?
-                .send()
-                .await
-                .aws("s3:PutBucketLifecycleConfiguration")?;
+            let put = put_lifecycle(s3, &b, ctx.config.audit_retention_days)?;
+            configure(ctx, created, &b, || async {
+                put.clone().send().await.aws("s3:PutBucketLifecycleConfiguration")
+            })
+            .await?;
+        }
+        if o.logging != logging {
+            ctx.progress.step(&format!("server access logging {}", logging_words(logging.as_ref())));
+            let status = match &logging {
+                Some((target, prefix)) => BucketLoggingStatus::builder()
+                    .logging_enabled(
+                        LoggingEnabled::builder()
+                            .target_bucket(target)
+                            .target_prefix(prefix)
+                            .build()
+                            .map_err(internal)?,
+                    )
+                    .build(),
+                None => BucketLoggingStatus::builder().build(),
+            };
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_logging()
+                    .bucket(&b)
+                    .bucket_logging_status(status.clone())
+                    .send()
+                    .await
+                    .aws("s3:PutBucketLogging")
+            })
+            .await?;
         }
         let wanted = ctx.tags(None, None);
         if wanted.iter().any(|(k, v)| o.tags.get(k) != Some(v)) {
@@ -440,63 +591,56 @@ impl Resource for Bucket {
             let mut all = o.tags.clone();
             all.extend(wanted);
             let set: Vec<Tag> = all.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
-            s3.put_bucket_tagging()
-                .bucket(&b)
-                .tagging(Tagging::builder().set_tag_set(Some(set)).build().map_err(internal)?)
-                .send()
-                .await
-                .aws("s3:PutBucketTagging")?;
+            let tagging = Tagging::builder().set_tag_set(Some(set)).build().map_err(internal)?;
+            configure(ctx, created, &b, || async {
+                s3.put_bucket_tagging().bucket(&b).tagging(tagging.clone()).send().await.aws("s3:PutBucketTagging")
+            })
+            .await?;
         }
         Ok(self.outputs(ctx, &o))
     }
 
-    async fn delete(&self, ctx: &Ctx, _o: Observed) -> Result<()> {
+    async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
         let s3 = &ctx.clients.s3;
         let b = self.kind.bucket(&ctx.names);
+        // Versions under GOVERNANCE retention go with the bypass; COMPLIANCE ones stay (empty.rs).
+        let bypass = o.lock.is_some();
         let mut removed = 0usize;
-        // Every version and delete marker, 1,000 per DeleteObjects call, until none is left.
-        loop {
-            // Each round lists from the start: what the last round deleted is gone.
-            let mut batch: Vec<ObjectIdentifier> = Vec::new();
-            {
-                let page =
-                    s3.list_object_versions().bucket(&b).max_keys(1000).send().await.aws("s3:ListObjectVersions")?;
-                for (key, version) in page
-                    .versions()
-                    .iter()
-                    .map(|v| (v.key(), v.version_id()))
-                    .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
-                {
-                    if let Some(key) = key {
-                        batch.push(
-                            ObjectIdentifier::builder()
-                                .key(key)
-                                .set_version_id(version.map(str::to_string))
-                                .build()
-                                .map_err(internal)?,
-                        );
-                    }
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            for chunk in batch.chunks(1000) {
-                ctx.progress.step(&format!("emptying {b}: {removed} versions removed"));
-                s3.delete_objects()
-                    .bucket(&b)
-                    .delete(Delete::builder().set_objects(Some(chunk.to_vec())).quiet(true).build().map_err(internal)?)
-                    .send()
-                    .await
-                    .aws("s3:DeleteObjects")?;
-                removed += chunk.len();
+        // Writes may still arrive while the bucket is emptied (S3 delivers access logs minutes to
+        // hours late): DeleteBucket answers BucketNotEmpty, and the bucket is emptied again
+        // (terraform's force_destroy does the same).
+        for round in 1..=EMPTY_ROUNDS {
+            removed += empty::empty(ctx, &b, bypass).await?;
+            ctx.progress.step(&format!("deleting bucket {b} ({removed} versions removed)"));
+            match s3.delete_bucket().bucket(&b).send().await.aws("s3:DeleteBucket").ok_if_not_found() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code.as_deref() == Some("BucketNotEmpty") && round < EMPTY_ROUNDS => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        ctx.progress.step(&format!("deleting bucket {b} ({removed} versions removed)"));
-        s3.delete_bucket().bucket(&b).send().await.aws("s3:DeleteBucket").ok_if_not_found()?;
         Ok(())
     }
 }
+
+/// The warning `plan` and `up` give when `--audit-lock compliance` is wanted: what the lock
+/// means for the buckets' end, with the retention, before anything is locked.
+pub fn compliance_warning(config: &crate::config::StackConfig, names: &Names) -> Option<String> {
+    if config.audit_lock != crate::config::AuditLock::Compliance {
+        return None;
+    }
+    let days = crate::resources::counted(config.audit_retention_days.into(), "day");
+    Some(format!(
+        "--audit-lock compliance: every object version the audit bucket {} and the trail bucket {} receive is \
+         locked for {days} in COMPLIANCE mode. Nobody, not even the account's root user, can delete it or shorten \
+         its retention, so `destroy` cannot remove these buckets (nor the KMS key their objects are encrypted \
+         with) until {days} after their newest object was written",
+        names.audit_bucket(),
+        names.trail_bucket()
+    ))
+}
+
+/// How many times a destroy empties a bucket that keeps receiving writes before it gives up.
+const EMPTY_ROUNDS: usize = 5;
 
 #[cfg(test)]
 mod tests {
@@ -527,12 +671,18 @@ mod tests {
             policy: Some(kind.policy(&ctx.names)),
             retention: Some(Retention::wanted(ctx.config.audit_retention_days)),
             transition_minimum: Some(TRANSITION_MINIMUM.as_str().to_string()),
+            lock: kind.lock(ctx),
+            logging: kind.logging(ctx).unwrap(),
             tags: ctx.tags(None, None).into_iter().collect(),
         }
     }
 
     fn ctx(kind: Kind) -> Ctx {
-        testing::ctx(kind.id(), kind.reads(), &[("kms.key", "key_arn", json!(KEY))])
+        testing::ctx(
+            kind.id(),
+            kind.reads(),
+            &[("kms.key", "key_arn", json!(KEY)), (ACCESS_LOGS_ID, "bucket_name", json!("logs-qa"))],
+        )
     }
 
     #[test]
@@ -554,6 +704,57 @@ mod tests {
             assert!(text.contains(&"versioning: off → on".to_string()), "{text:?}");
             assert!(text.iter().any(|t| t.starts_with("default encryption: none → SSE-")), "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_audit_and_trail_buckets_are_locked_and_log_to_the_access_log_bucket_each_under_its_prefix() {
+        for (kind, prefix) in [(Kind::Audit, "audit-bucket/"), (Kind::Trail, "trail-bucket/")] {
+            let ctx = ctx(kind);
+            let o = Observed { lock: None, logging: None, ..clean(kind, &ctx) };
+            let text: Vec<String> =
+                Bucket { kind }.diff(&ctx, &o).unwrap().drifts().iter().map(|d| d.to_string()).collect();
+            assert_eq!(
+                text,
+                [
+                    "Object Lock: off → on, default retention governance, 365 days".to_string(),
+                    format!("server access logging: off → into logs-qa/{prefix}"),
+                ]
+            );
+        }
+        let ctx = ctx(Kind::AccessLogs);
+        assert_eq!(Kind::AccessLogs.lock(&ctx), None, "S3 cannot deliver access logs into a locked bucket");
+        let logged = Observed { logging: Some(("elsewhere".into(), "x/".into())), ..clean(Kind::AccessLogs, &ctx) };
+        let change = Bucket { kind: Kind::AccessLogs }.diff(&ctx, &logged).unwrap();
+        assert_eq!(change.drifts()[0].to_string(), "server access logging: into elsewhere/x/ → off");
+    }
+
+    #[test]
+    fn the_access_log_bucket_admits_log_delivery_from_exactly_the_audit_and_trail_buckets() {
+        let names = Names::new("qa", "us-east-1", Some("123456789012"));
+        let policy = Kind::AccessLogs.policy(&names);
+        let delivery: Vec<&Value> = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Principal"]["Service"] == policy::LOG_DELIVERY)
+            .collect();
+        let logs = names.access_log_bucket();
+        let sources: Vec<(String, String)> = delivery
+            .iter()
+            .map(|s| {
+                (
+                    s["Condition"]["ArnLike"]["aws:SourceArn"].as_str().unwrap().to_string(),
+                    s["Resource"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                (format!("arn:aws:s3:::{}", names.audit_bucket()), format!("arn:aws:s3:::{logs}/audit-bucket/*")),
+                (format!("arn:aws:s3:::{}", names.trail_bucket()), format!("arn:aws:s3:::{logs}/trail-bucket/*")),
+            ]
+        );
     }
 
     #[test]
