@@ -41,7 +41,8 @@
 //!                            rotation connects to the database)
 //!   api.account-logging             API Gateway's account-wide CloudWatch role, only if absent
 //!   api.rest               ⇢ validate, fraud-check, process, logs, account-logging, and — because it takes traffic —
-//!                            everything the functions use at run time: params, instances, routes
+//!                            everything the functions use at run time: params, instances, routes; and the
+//!                            records of it: audit.trail, network.flow-logs (PCI DSS 10.2.1)
 //!
 //!   Monitoring (metrics are named, not read: only the topic is an input):
 //!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU, WAF blocked requests
@@ -118,10 +119,10 @@ impl Stack {
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
             Arc::new(waf::WebAcl),
-            Arc::new(audit::trail::Trail),
-            Arc::new(audit::alarms::CisAlarms),
             Arc::new(events::db_subscriptions::DbEventSubscriptions),
             Arc::new(events::security_findings::SecurityFindings),
+            Arc::new(audit::trail::Trail),
+            Arc::new(audit::alarms::CisAlarms),
         ];
         nodes.extend(FUNCTIONS.map(|function| Arc::new(functions::Lambda { function }) as Arc<dyn Node>));
         Stack { nodes, finalizers: vec![Arc::new(functions::network_interfaces::NetworkInterfaces)] }
@@ -264,9 +265,9 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("api_id", api::rest::ID, "api_id"),
     ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
     ("waf_web_acl_arn", waf::ID, "web_acl_arn"),
-    ("trail_arn", audit::trail::ID, "trail_arn"),
     ("findings_rule_arn", events::security_findings::ID, "rule_arn"),
     ("db_event_subscriptions", events::db_subscriptions::ID, "subscription_names"),
+    ("trail_arn", audit::trail::ID, "trail_arn"),
 ];
 
 #[cfg(test)]

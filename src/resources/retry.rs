@@ -182,6 +182,17 @@ pub mod catalogue {
         limit: Duration::from_secs(10 * 60),
     };
 
+    /// CreateFlowLogs right after the flow logs' delivery role was made: EC2 cannot yet assume it
+    /// ("Unable to assume given IAM role"). terraform `ec2/vpc_flow_log.go` retries exactly this
+    /// answer (InvalidParameter + message) for `iamPropagationTimeout` (2 min). The same role not
+    /// yet usable *after* a create shows as the flow log's DeliverLogsStatus FAILED ("Access
+    /// error"), which AWS keeps retrying itself; `network.flow-logs` reports it, never waits on it.
+    pub const FLOW_LOGS_ROLE: Propagation = Propagation {
+        waiting_for: "IAM to propagate the flow logs' delivery role to VPC Flow Logs",
+        answers: &[Answer::says("InvalidParameter", "Unable to assume given IAM role")],
+        limit: IAM_PROPAGATION,
+    };
+
     /// CloudTrail CreateTrail / UpdateTrail right after what CloudTrail checks when it accepts a
     /// trail was made or changed in the same run:
     /// - the role it assumes to write into the log group: "Access denied. Check the trust
@@ -207,17 +218,6 @@ pub mod catalogue {
             Answer::code("InsufficientS3BucketPolicyException"),
             Answer::code("InsufficientEncryptionPolicyException"),
         ],
-        limit: IAM_PROPAGATION,
-    };
-
-    /// CreateFlowLogs right after the flow logs' delivery role was made: EC2 cannot yet assume it
-    /// ("Unable to assume given IAM role"). terraform `ec2/vpc_flow_log.go` retries exactly this
-    /// answer (InvalidParameter + message) for `iamPropagationTimeout` (2 min). The same role not
-    /// yet usable *after* a create shows as the flow log's DeliverLogsStatus FAILED ("Access
-    /// error"), which AWS keeps retrying itself; `network.flow-logs` reports it, never waits on it.
-    pub const FLOW_LOGS_ROLE: Propagation = Propagation {
-        waiting_for: "IAM to propagate the flow logs' delivery role to VPC Flow Logs",
-        answers: &[Answer::says("InvalidParameter", "Unable to assume given IAM role")],
         limit: IAM_PROPAGATION,
     };
 
@@ -270,8 +270,8 @@ pub mod catalogue {
         &WAFV2_ASSOCIATION,
         &WAFV2_WEB_ACL_UPDATE,
         &WAFV2_WEB_ACL_DELETE,
-        &FLOW_LOGS_ROLE,
         &CLOUDTRAIL_DELIVERY,
+        &FLOW_LOGS_ROLE,
     ];
 }
 

@@ -103,11 +103,12 @@ fn up_builds_the_data_layer_with_every_property_read_back() {
         let attrs = acct.sns.get_topic_attributes().topic_arn(topic).send().await.unwrap();
         assert_eq!(attrs.attributes().unwrap().get("KmsMasterKeyId"), Some(&key));
 
-        // Log groups: one per function and the API's, 365 days, the CMK.
+        // Log groups: one per function, the API's, the WAF's, the trail's and the flow log's: 365
+        // days, the CMK.
         let groups = acct.logs.describe_log_groups().send().await.unwrap();
         let ours: Vec<_> =
             groups.log_groups().iter().filter(|g| g.log_group_name().unwrap().ends_with("-qa")).collect();
-        assert_eq!(ours.len(), 5);
+        assert_eq!(ours.len(), 8, "{ours:?}");
         for g in ours {
             assert_eq!(g.retention_in_days(), Some(365), "{:?}", g.log_group_name());
             assert_eq!(g.kms_key_id(), Some(key.as_str()), "{:?}", g.log_group_name());

@@ -642,6 +642,52 @@ fn the_emulator_answers_index_queries_with_exactly_the_partitions_items_in_index
     });
 }
 
+/// server.py extension 11: a metric filter is replaced by name, and goes with its group.
+#[test]
+fn the_emulator_keeps_metric_filters_by_group_and_name_as_aws_does() {
+    let acct = Account::new();
+    let logs = &acct.logs;
+    let filters = |group: &'static str| {
+        acct.block_on(async move {
+            let out = logs.describe_metric_filters().log_group_name(group).send().await.unwrap();
+            out.metric_filters()
+                .iter()
+                .map(|f| (f.filter_name().unwrap().to_string(), f.filter_pattern().unwrap().to_string()))
+                .collect::<Vec<_>>()
+        })
+    };
+    let put = |group: &'static str, pattern: &'static str| {
+        acct.block_on(async move {
+            let t = aws_sdk_cloudwatchlogs::types::MetricTransformation::builder()
+                .metric_namespace("ns")
+                .metric_name("m")
+                .metric_value("1")
+                .build()
+                .unwrap();
+            logs.put_metric_filter()
+                .log_group_name(group)
+                .filter_name("f")
+                .filter_pattern(pattern)
+                .metric_transformations(t)
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    for g in ["g1", "g2"] {
+        acct.block_on(async { logs.create_log_group().log_group_name(g).send().await.unwrap() });
+    }
+    put("g1", "{ $.a = 1 }");
+    put("g2", "{ $.a = 1 }");
+    put("g1", "{ $.b = 2 }");
+    assert_eq!(filters("g1"), vec![("f".to_string(), "{ $.b = 2 }".to_string())], "replaced, not appended");
+    assert_eq!(filters("g2"), vec![("f".to_string(), "{ $.a = 1 }".to_string())], "another group's is its own");
+    acct.block_on(async { logs.delete_log_group().log_group_name("g1").send().await.unwrap() });
+    acct.block_on(async { logs.create_log_group().log_group_name("g1").send().await.unwrap() });
+    assert!(filters("g1").is_empty(), "a deleted group's filters went with it");
+    assert_eq!(filters("g2").len(), 1);
+}
+
 /// server.py extension 12: a new VPC's default security group admits all traffic from itself
 /// and sends anywhere, as AWS makes it; a group of one's own starts with the egress rule only.
 #[test]
@@ -832,52 +878,6 @@ fn the_emulator_lists_a_web_acls_resources_and_refuses_to_delete_an_associated_o
         let left = waf.list_web_acls().scope(Scope::Regional).send().await.unwrap();
         assert!(left.web_acls().is_empty());
     });
-}
-
-/// server.py extension 11: a metric filter is replaced by name, and goes with its group.
-#[test]
-fn the_emulator_keeps_metric_filters_by_group_and_name_as_aws_does() {
-    let acct = Account::new();
-    let logs = &acct.logs;
-    let filters = |group: &'static str| {
-        acct.block_on(async move {
-            let out = logs.describe_metric_filters().log_group_name(group).send().await.unwrap();
-            out.metric_filters()
-                .iter()
-                .map(|f| (f.filter_name().unwrap().to_string(), f.filter_pattern().unwrap().to_string()))
-                .collect::<Vec<_>>()
-        })
-    };
-    let put = |group: &'static str, pattern: &'static str| {
-        acct.block_on(async move {
-            let t = aws_sdk_cloudwatchlogs::types::MetricTransformation::builder()
-                .metric_namespace("ns")
-                .metric_name("m")
-                .metric_value("1")
-                .build()
-                .unwrap();
-            logs.put_metric_filter()
-                .log_group_name(group)
-                .filter_name("f")
-                .filter_pattern(pattern)
-                .metric_transformations(t)
-                .send()
-                .await
-                .unwrap();
-        })
-    };
-    for g in ["g1", "g2"] {
-        acct.block_on(async { logs.create_log_group().log_group_name(g).send().await.unwrap() });
-    }
-    put("g1", "{ $.a = 1 }");
-    put("g2", "{ $.a = 1 }");
-    put("g1", "{ $.b = 2 }");
-    assert_eq!(filters("g1"), vec![("f".to_string(), "{ $.b = 2 }".to_string())], "replaced, not appended");
-    assert_eq!(filters("g2"), vec![("f".to_string(), "{ $.a = 1 }".to_string())], "another group's is its own");
-    acct.block_on(async { logs.delete_log_group().log_group_name("g1").send().await.unwrap() });
-    acct.block_on(async { logs.create_log_group().log_group_name("g1").send().await.unwrap() });
-    assert!(filters("g1").is_empty(), "a deleted group's filters went with it");
-    assert_eq!(filters("g2").len(), 1);
 }
 
 /// server.py extension 13.

@@ -82,12 +82,15 @@ fn seed() -> u64 {
 fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one_of_everything() {
     let acct = Account::with_stub_packages();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    // Moments spread over the whole run, however many nodes the stack has: as many as a full
+    // up prints lines.
+    let full = acct.ok(&["up", "--suffix", "qa"]).stderr.lines().count();
+    assert!(full > 200, "a full up prints a line per step ({full})");
     let mut killed = 0;
     for i in 0..30 {
         // Each round starts from an empty account, so the kill lands in a run that creates.
-        // A full up prints about 210 lines: moments spread over the whole run.
         acct.ok(&["destroy", "--suffix", "qa", "--yes"]);
-        if kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=210)) {
+        if kill_after_lines(&acct, &["up", "--suffix", "qa"], rng.random_range(1..=full)) {
             killed += 1;
         }
         if i % 2 == 1 {
@@ -107,10 +110,13 @@ fn sigkill_at_thirty_random_moments_of_up_then_up_again_converges_to_exactly_one
 fn sigkill_at_thirty_random_moments_of_destroy_then_destroy_again_leaves_nothing() {
     let acct = Account::with_stub_packages();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed() + 1);
+    acct.ok(&["up", "--suffix", "qa"]);
+    let full = acct.ok(&["destroy", "--suffix", "qa", "--yes"]).stderr.lines().count();
+    assert!(full > 40, "a full destroy prints a line per step ({full})");
     let mut killed = 0;
     for _ in 0..30 {
         acct.ok(&["up", "--suffix", "qa"]);
-        let lines = rng.random_range(1..=42);
+        let lines = rng.random_range(1..=full);
         if kill_after_lines(&acct, &["destroy", "--suffix", "qa", "--yes"], lines) {
             killed += 1;
         }

@@ -50,6 +50,13 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    after another's, so `tapctl logs` printed a function's instances one after the other instead
    of as they happened. (Tested in tests/integration/logs.rs.)
 
+10. RDS event subscriptions can be changed, as AWS's can: ModifyEventSubscription (SnsTopicArn,
+   SourceType, EventCategories, Enabled), AddSourceIdentifierToSubscription and
+   RemoveSourceIdentifierFromSubscription, which moto 5.2.5 does not implement; adding a DB
+   instance or cluster that does not exist answers SourceNotFound, an unknown subscription
+   SubscriptionNotFound, as AWS. CreateEventSubscription without Enabled makes an enabled
+   subscription (AWS's default; moto's was disabled).
+
 11. CloudWatch Logs metric filters are kept as AWS keeps them: PutMetricFilter creates the filter
    or replaces the one of the same name on the same group (moto 5.2.5 appends a second filter of
    that name, so a repaired pattern left the old one beside it), and DeleteLogGroup deletes the
@@ -58,13 +65,6 @@ Extensions (each tested in tests/integration/harness_tests.rs):
 12. A VPC's default security group holds the rules AWS gives it: an allow-all ingress rule from the
    group itself beside the allow-all egress rule. moto 5.2.5 makes it with the egress rule only, so
    a stack that never removed the ingress rule could not be told from one that did.
-
-10. RDS event subscriptions can be changed, as AWS's can: ModifyEventSubscription (SnsTopicArn,
-   SourceType, EventCategories, Enabled), AddSourceIdentifierToSubscription and
-   RemoveSourceIdentifierFromSubscription, which moto 5.2.5 does not implement; adding a DB
-   instance or cluster that does not exist answers SourceNotFound, an unknown subscription
-   SubscriptionNotFound, as AWS. CreateEventSubscription without Enabled makes an enabled
-   subscription (AWS's default; moto's was disabled).
 
 13. S3 Object Lock can be turned on for an existing bucket, as AWS has allowed since November 2023
    (PutObjectLockConfiguration with ObjectLockEnabled=Enabled on a bucket whose versioning is
@@ -359,7 +359,6 @@ def _delete_log_group_and_its_metric_filters(self, log_group_name):
 logs_models.LogsBackend.delete_log_group = _delete_log_group_and_its_metric_filters
 
 
-
 # Extension 10: RDS event subscriptions can be changed.
 from moto.rds import models as rds_models
 from moto.rds import responses as rds_responses
@@ -426,6 +425,7 @@ rds_responses.RDSResponse.add_source_identifier_to_subscription = _add_source_id
 rds_responses.RDSResponse.remove_source_identifier_from_subscription = _remove_source_identifier_from_subscription
 
 
+
 import json as _json
 
 from moto.wafv2 import exceptions as wafv2_exceptions
@@ -488,6 +488,7 @@ def _wafv2_list_resources_for_web_acl(self):
 
 
 wafv2_responses.WAFV2Response.list_resources_for_web_acl = _wafv2_list_resources_for_web_acl
+
 
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
