@@ -145,7 +145,8 @@ pub fn canonical(doc: &Value) -> Value {
                 Value::Object(kinds) => {
                     Value::Object(kinds.iter().map(|(k, v)| (k.clone(), values(v, false))).collect())
                 }
-                other => json!({ "*": values(other, false) }),
+                // AWS answers a bare `"Principal": "*"` as `{"AWS": "*"}` (as SQS does): the same.
+                other => json!({ "AWS": values(other, false) }),
             };
             let condition: serde_json::Map<String, Value> = s["Condition"]
                 .as_object()

@@ -332,22 +332,20 @@ impl Resource for Roles {
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        each_member("role", o.roles.keys().copied(), |f| {
-            let attached = o.roles.get(f).map(|r| r.attached.as_slice()).unwrap_or_default();
-            async move {
-                let name = ctx.names.role(f);
-                ctx.progress.step(&format!("deleting role {name}"));
-                delete_role(ctx, &name, attached).await
-            }
+        each_member("role", o.roles.keys().copied(), |f| async move {
+            let name = ctx.names.role(f);
+            ctx.progress.step(&format!("deleting role {name}"));
+            delete_role(ctx, &name).await
         })
         .await?;
         Ok(())
     }
 }
 
-/// Deletes a role and, first, what IAM requires gone before it: its inline policies and the
-/// managed policies attached (`attached`). Absent is success.
-pub async fn delete_role(ctx: &Ctx, name: &str, attached: &[String]) -> Result<()> {
+/// Deletes a role and, first, what IAM requires gone before it: its inline policies and every
+/// managed policy attached to it — read here, so that one attached out of band never blocks a
+/// destroy (DeleteConflict). Absent is success.
+pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<()> {
     let iam = &ctx.clients.iam;
     let inline = iam.list_role_policies().role_name(name).send().await.aws("iam:ListRolePolicies").ok_if_not_found()?;
     for p in inline.iter().flat_map(|l| l.policy_names()) {
@@ -359,7 +357,13 @@ pub async fn delete_role(ctx: &Ctx, name: &str, attached: &[String]) -> Result<(
             .aws("iam:DeleteRolePolicy")
             .ok_if_not_found()?;
     }
-    for arn in attached {
+    let mut attached = Vec::new();
+    let mut pages = iam.list_attached_role_policies().role_name(name).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let Some(page) = page.aws("iam:ListAttachedRolePolicies").ok_if_not_found()? else { return Ok(()) };
+        attached.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)));
+    }
+    for arn in &attached {
         iam.detach_role_policy()
             .role_name(name)
             .policy_arn(arn)

@@ -61,7 +61,10 @@ pub const ADMINISTRATION: [&str; 15] = [
 ];
 
 pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
-    let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm"]
+    // cloudtrail: with a Bucket Key on the trail bucket, creating or updating an SSE-KMS trail needs
+    // kms:Decrypt for the caller through CloudTrail (CloudTrail guide, "Configure AWS KMS key
+    // policies for CloudTrail").
+    let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm", "cloudtrail"]
         .iter()
         .map(|s| format!("{s}.{region}.amazonaws.com"))
         .collect();

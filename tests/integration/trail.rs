@@ -172,11 +172,8 @@ fn assert_trail_as_built(acct: &Account) {
     };
     let trust = decode(&trust);
     assert_eq!(trust["Statement"][0]["Principal"]["Service"], "cloudtrail.amazonaws.com");
-    assert_eq!(
-        trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceArn"],
-        format!("arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{TRAIL}")
-    );
-    assert_eq!(trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"], ACCOUNT);
+    assert_eq!(trust["Statement"].as_array().map(Vec::len), Some(1), "one statement: {trust}");
+    assert_eq!(trust["Statement"][0]["Action"], "sts:AssumeRole");
     let policy = decode(&policy);
     let statements = policy["Statement"].as_array().unwrap();
     assert_eq!(statements.len(), 1);

@@ -258,6 +258,6 @@ impl Resource for AccountLogging {
         if o.account_role.is_none() || o.ours_in_use() {
             logs::delete_group(ctx, &ctx.names.api_welcome_log_group()).await?;
         }
-        crate::resources::iam::delete_role(ctx, &ctx.names.api_logging_role(), &[PUSH_TO_LOGS.to_string()]).await
+        crate::resources::iam::delete_role(ctx, &ctx.names.api_logging_role()).await
     }
 }

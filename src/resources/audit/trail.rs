@@ -200,18 +200,18 @@ fn role_arn(ctx: &Ctx) -> String {
     format!("arn:aws:iam::{}:role/{}", ctx.names.account, ctx.names.trail_logs_role())
 }
 
-pub fn trust_policy(ctx: &Ctx) -> Value {
+pub fn trust_policy() -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": { "Service": "cloudtrail.amazonaws.com" },
-            "Action": "sts:AssumeRole",
-            // Confused-deputy guard: only this stack's trail, in this account, may use the role.
-            "Condition": { "StringEquals": {
-                "aws:SourceArn": ctx.names.trail_arn(),
-                "aws:SourceAccount": ctx.names.account
-            } }
+            // No aws:SourceArn / aws:SourceAccount condition: CloudTrail documents its confused-deputy
+            // conditions for the bucket, key and topic policies only, not for the role it assumes to
+            // write to CloudWatch Logs (its documented trust has none; terraform and CDK add none),
+            // and a condition on a key it does not send would refuse every delivery. Who may attach
+            // the role to a trail is limited by iam:PassRole; what it can do, by its one-group policy.
+            "Action": "sts:AssumeRole"
         }]
     })
 }
@@ -383,7 +383,7 @@ fn role_drifts(ctx: &Ctx, r: Option<&RoleState>) -> Vec<Drift> {
         return vec![Drift::missing(format!("role {name}"), "CloudTrail's delivery role for the trail's log group")];
     };
     let mut d = Vec::new();
-    let trust = trust_policy(ctx);
+    let trust = trust_policy();
     if r.trust != trust {
         let (have, want) = (principals(&r.trust), principals(&trust));
         d.push(if have == want {
@@ -435,7 +435,7 @@ fn tags_of(ctx: &Ctx) -> Vec<Tag> {
 async fn ensure_role(ctx: &Ctx, have: Option<RoleState>) -> Result<RoleState> {
     let iam = &ctx.clients.iam;
     let name = ctx.names.trail_logs_role();
-    let trust = trust_policy(ctx);
+    let trust = trust_policy();
     let tags: Vec<aws_sdk_iam::types::Tag> = ctx
         .tags(None, None)
         .iter()
@@ -674,9 +674,9 @@ impl Resource for Trail {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(r) = &o.role {
+        if o.role.is_some() {
             ctx.progress.step(&format!("deleting role {}", ctx.names.trail_logs_role()));
-            crate::resources::iam::delete_role(ctx, &ctx.names.trail_logs_role(), &r.attached).await?;
+            crate::resources::iam::delete_role(ctx, &ctx.names.trail_logs_role()).await?;
         }
         if o.group.is_some() {
             logs::delete_group(ctx, &ctx.names.trail_log_group()).await?;
@@ -766,10 +766,11 @@ mod tests {
     }
 
     #[test]
-    fn the_role_trusts_only_this_trail_and_writes_only_its_group() {
+    fn the_role_trusts_only_cloudtrail_and_writes_only_its_group() {
         let c = ctx(ID, Trail.reads(), &inputs());
-        let trust = trust_policy(&c);
-        assert_eq!(trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceArn"], json!(c.names.trail_arn()));
+        let trust = trust_policy();
+        assert_eq!(crate::resources::principals(&trust).into_iter().collect::<Vec<_>>(), ["cloudtrail.amazonaws.com"]);
+        assert!(trust["Statement"][0]["Condition"].is_null(), "no condition CloudTrail does not document: {trust}");
         let p = role_policy(&c);
         assert_eq!(
             p["Statement"][0]["Resource"],

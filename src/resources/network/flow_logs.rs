@@ -440,7 +440,7 @@ impl Resource for FlowLogs {
         if o.role.is_some() {
             let name = ctx.names.flow_logs_role();
             ctx.progress.step(&format!("deleting role {name}"));
-            crate::resources::iam::delete_role(ctx, &name, &[]).await?;
+            crate::resources::iam::delete_role(ctx, &name).await?;
         }
         if o.group.is_some() {
             logs::delete_group(ctx, &ctx.names.flow_log_group()).await?;
