@@ -284,11 +284,12 @@ impl Resource for CisAlarms {
         Ok(Change::from_drifts(d))
     }
 
-    fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
-        Outputs::from([
-            ("metric_filters".into(), list(o.filters.keys().cloned())),
-            ("alarm_names".into(), list(o.alarms.keys().cloned())),
-        ])
+    /// The names of the node's filters and alarms in the checks' order, as `apply` returns them:
+    /// the same outputs whether they were just made or read back, so a plain re-run rewrites no
+    /// state.
+    fn outputs(&self, ctx: &Ctx, _o: &Observed) -> Outputs {
+        let names = alarm_names(&ctx.names);
+        Outputs::from([("metric_filters".into(), list(names.clone())), ("alarm_names".into(), list(names))])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
