@@ -115,6 +115,11 @@ pub struct Clients {
     pub wafv2: aws_sdk_wafv2::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    pub backup: aws_sdk_backup::Client,
+    pub guardduty: aws_sdk_guardduty::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
+    /// AWS Config (the recorder and delivery channel).
+    pub config: aws_sdk_config::Client,
     pub stats: Arc<CallStats>,
 }
 
@@ -175,6 +180,18 @@ impl Clients {
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
                 aws_sdk_eventbridge::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            backup: aws_sdk_backup::Client::from_conf(
+                aws_sdk_backup::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            guardduty: aws_sdk_guardduty::Client::from_conf(
+                aws_sdk_guardduty::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            securityhub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::config::Builder::from(config).interceptor(count.clone()).build(),
+            ),
+            config: aws_sdk_config::Client::from_conf(
+                aws_sdk_config::config::Builder::from(config).interceptor(count.clone()).build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(config).interceptor(count).build()),
             stats,

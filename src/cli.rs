@@ -74,6 +74,14 @@ colour while a canary towards the other is live."
     )]
     Shift(ShiftArgs),
 
+    /// A recovery drill: restore the transactions table and the Aurora cluster to new resources.
+    #[command(after_help = "Examples:\n  tapctl restore --suffix qa\n  tapctl restore --suffix qa --point-in-time \
+2026-12-01T03:00:00Z\n  tapctl restore --suffix qa --cleanup\n\nRestores to new resources beside the live ones \
+(transactions-<suffix>-drill-<YYYYMMDDHHMM>, payments-<suffix>-drill-<YYYYMMDDHHMM> with one db.serverless instance), \
+tagged tap:drill, and waits until they can be used. A re-run finishes the drill in progress; --cleanup removes every \
+drill of the stack; destroy removes them too.")]
+    Restore(RestoreArgs),
+
     /// The stack's outputs (API URL, function names, …) as the last `up` recorded them.
     #[command(after_help = "Examples:\n  tapctl outputs\n  tapctl outputs api_url\n  tapctl outputs --json")]
     Outputs(OutputsArgs),
@@ -274,6 +282,27 @@ pub struct StatusArgs {
     pub packages: PackagesArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The instant to restore to (RFC 3339, e.g. 2026-12-01T03:00:00Z): not in the future, within
+    /// the last day (the Aurora cluster's automated backups). Default: the latest restorable time.
+    #[arg(long, value_name = "TIME", conflicts_with = "cleanup")]
+    pub point_in_time: Option<String>,
+
+    /// Remove every drill resource of the stack (found by its tags) instead, waiting until gone.
+    #[arg(long)]
+    pub cleanup: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }

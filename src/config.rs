@@ -43,6 +43,24 @@ pub struct StackSettings {
     /// The default Object Lock retention mode of the audit and trail buckets.
     #[serde(default)]
     pub audit_lock: AuditLock,
+    /// Days AWS Backup keeps each daily recovery point (`--backup-retention-days`).
+    #[serde(default = "default_backup_retention")]
+    pub backup_retention_days: i32,
+    /// The second region every recovery point is copied to (`--backup-copy-region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_copy_region: Option<String>,
+    /// The administrator role the secrets' resource policies still let read them (break glass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_role_arn: Option<String>,
+    /// The API's custom domain and its ACM certificate, both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
+    /// Whether `up` turns on the account's detective controls where the region lacks them
+    /// (`account.controls`); false with `--no-account-controls`.
+    #[serde(default = "default_account_controls")]
+    pub account_controls: bool,
 }
 
 /// How the audit and trail buckets lock what they receive (S3 Object Lock default retention,
@@ -101,6 +119,16 @@ impl StackSettings {
             ("--availability-zones", zones(&recorded.availability_zones), zones(&self.availability_zones)),
             ("--waf-rate-limit", recorded.waf_rate_limit.to_string(), self.waf_rate_limit.to_string()),
             ("--audit-lock", recorded.audit_lock.to_string(), self.audit_lock.to_string()),
+            (
+                "--backup-retention-days",
+                recorded.backup_retention_days.to_string(),
+                self.backup_retention_days.to_string(),
+            ),
+            ("--backup-copy-region", email(&recorded.backup_copy_region), email(&self.backup_copy_region)),
+            ("--break-glass-role-arn", email(&recorded.break_glass_role_arn), email(&self.break_glass_role_arn)),
+            ("--domain", email(&recorded.domain), email(&self.domain)),
+            ("--certificate-arn", email(&recorded.certificate_arn), email(&self.certificate_arn)),
+            ("--no-account-controls", (!recorded.account_controls).to_string(), (!self.account_controls).to_string()),
         ];
         all.into_iter().filter(|(_, a, b)| a != b).collect()
     }
@@ -121,6 +149,10 @@ fn default_db_engine_version() -> String {
 
 pub const DEFAULT_DB_ENGINE_VERSION: &str = "16.6";
 
+fn default_account_controls() -> bool {
+    true
+}
+
 fn default_waf_rate_limit() -> i64 {
     DEFAULT_WAF_RATE_LIMIT
 }
@@ -130,6 +162,14 @@ fn default_waf_rate_limit() -> i64 {
 pub const DEFAULT_WAF_RATE_LIMIT: i64 = 2000;
 /// What WAF accepts as a rate-based rule's limit (CreateWebACL: RateBasedStatement.Limit).
 pub const WAF_RATE_LIMIT_RANGE: std::ops::RangeInclusive<i64> = 10..=2_000_000_000;
+
+fn default_backup_retention() -> i32 {
+    DEFAULT_BACKUP_RETENTION_DAYS
+}
+
+/// Five weeks of daily recovery points (the issue's default).
+pub const DEFAULT_BACKUP_RETENTION_DAYS: i32 = 35;
+pub const BACKUP_RETENTION_RANGE: std::ops::RangeInclusive<i32> = 1..=36_500;
 
 fn default_audit_retention() -> i32 {
     DEFAULT_AUDIT_RETENTION_DAYS
@@ -160,6 +200,12 @@ impl Default for StackSettings {
             availability_zones: None,
             waf_rate_limit: DEFAULT_WAF_RATE_LIMIT,
             audit_lock: AuditLock::default(),
+            backup_retention_days: DEFAULT_BACKUP_RETENTION_DAYS,
+            backup_copy_region: None,
+            break_glass_role_arn: None,
+            domain: None,
+            certificate_arn: None,
+            account_controls: true,
         }
     }
 }
@@ -394,6 +440,45 @@ pub struct StackOverrides {
     /// outlive `destroy` until the retention ends). Default governance.
     #[arg(long, global = true, value_enum)]
     pub audit_lock: Option<AuditLock>,
+
+    /// Days AWS Backup keeps each daily backup of the Aurora cluster and the transactions table
+    /// (1 to 36500). Default 35.
+    #[arg(long, global = true)]
+    pub backup_retention_days: Option<i32>,
+
+    /// A second region (e.g. us-west-2) every recovery point is copied to, into a vault encrypted
+    /// with a key made there. An empty value stops the copies. Default: none.
+    #[arg(long, global = true)]
+    pub backup_copy_region: Option<String>,
+
+    /// An IAM role (arn:aws:iam::<account>:role/<name>) the secrets' resource policies still let
+    /// read the secrets, beside the functions that need them: the break-glass administrator.
+    /// An empty value removes it. Default: none.
+    #[arg(long, global = true)]
+    pub break_glass_role_arn: Option<String>,
+
+    /// A custom domain for the API (e.g. pay.example.com), with --certificate-arn: clients then
+    /// use https://<domain>/ with TLS 1.2 or newer, and the execute-api endpoint is disabled.
+    /// Point DNS at the domain's regional name (output api_domain_target). Empty values (both)
+    /// remove it. Default: none.
+    #[arg(long, global = true)]
+    pub domain: Option<String>,
+
+    /// The ACM certificate of --domain, in the stack's region
+    /// (arn:aws:acm:<region>:<account>:certificate/<id>).
+    #[arg(long, global = true)]
+    pub certificate_arn: Option<String>,
+
+    /// Leave the account's detective controls (GuardDuty, Security Hub, AWS Config) to the
+    /// operator: tapctl makes no call to those services, not even a read. Recorded: the stack's
+    /// later runs keep to it until --account-controls. Default: `up` turns on what the region
+    /// lacks, and the last stack's `destroy` turns off what tapctl turned on.
+    #[arg(long, global = true, conflicts_with = "account_controls")]
+    pub no_account_controls: bool,
+
+    /// Undoes an earlier --no-account-controls (the default).
+    #[arg(long, global = true)]
+    pub account_controls: bool,
 }
 
 /// Where and how a command runs: validated before the state is opened or AWS is called.
@@ -467,6 +552,23 @@ pub struct StackConfig {
     pub db_engine_version: String,
     pub waf_rate_limit: i64,
     pub audit_lock: AuditLock,
+    pub break_glass_role_arn: Option<String>,
+    /// Days AWS Backup keeps each daily recovery point.
+    pub backup_retention_days: i32,
+    /// Where every recovery point is copied, if anywhere (never the stack's own region).
+    pub backup_copy_region: Option<String>,
+    /// The API's custom domain and its certificate (both or neither).
+    pub domain: Option<ApiDomain>,
+    /// `up` turns on the account's detective controls where absent (not with
+    /// `--no-account-controls`).
+    pub account_controls: bool,
+}
+
+/// `--domain` with its `--certificate-arn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiDomain {
+    pub name: String,
+    pub certificate_arn: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -520,6 +622,17 @@ pub fn region_from_env() -> Option<String> {
         .find(|v| !v.is_empty())
 }
 
+/// `--no-account-controls` / `--account-controls` over what the stack recorded.
+fn account_controls(args: &StackOverrides, recorded: bool) -> bool {
+    if args.no_account_controls {
+        false
+    } else if args.account_controls {
+        true
+    } else {
+        recorded
+    }
+}
+
 /// Checks the stack options given on the command line, before anything is read or called.
 pub fn validate_stack_args(args: &StackOverrides) -> Result<(), Error> {
     if let Some(c) = &args.vpc_cidr {
@@ -552,6 +665,14 @@ pub fn validate_stack_args(args: &StackOverrides) -> Result<(), Error> {
     if let Some(l) = args.waf_rate_limit {
         validate_waf_rate_limit(l)?;
     }
+    if let Some(d) = args.backup_retention_days {
+        validate_backup_retention(d)?;
+    }
+    validate_backup_copy_region(args.backup_copy_region.as_deref(), None)?;
+    if let Some(r) = args.break_glass_role_arn.as_deref().filter(|r| !r.is_empty()) {
+        validate_role_arn("--break-glass-role-arn", r)?;
+    }
+    validate_domain_flags(args.domain.as_deref(), args.certificate_arn.as_deref(), None)?;
     validate_capacity(
         args.db_min_acu.unwrap_or(0.5),
         args.db_max_acu.unwrap_or(args.db_min_acu.unwrap_or(0.5).max(4.0)),
@@ -608,6 +729,41 @@ fn validate_audit_retention(d: i32) -> Result<(), Error> {
             format!("must be between 365 and 3650, got {d} (PCI DSS 10.5.1 keeps audit trails at least 12 months)"),
         ))
     }
+}
+
+/// AWS Backup's lifecycle: DeleteAfterDays of at least 1 (and, with cold storage, 90 more than
+/// MoveToColdStorageAfterDays — tapctl moves nothing to cold storage: AWS Backup offers it for
+/// neither Aurora nor a DynamoDB table without advanced backup). The upper bound is the
+/// 100 years AWS Backup's console offers.
+fn validate_backup_retention(d: i32) -> Result<(), Error> {
+    if BACKUP_RETENTION_RANGE.contains(&d) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--backup-retention-days",
+            format!(
+                "must be between {} and {} days (AWS Backup deletes a recovery point at the earliest a day after \
+                 it was made), got {d}",
+                BACKUP_RETENTION_RANGE.start(),
+                BACKUP_RETENTION_RANGE.end()
+            ),
+        ))
+    }
+}
+
+/// A region name of the stack's partition, and not the stack's own region (`stack_region`, when
+/// it is known): a copy in the same region survives nothing the original would not. Empty means
+/// no copy.
+pub fn validate_backup_copy_region(copy: Option<&str>, stack_region: Option<&str>) -> Result<(), Error> {
+    let Some(copy) = copy.filter(|c| !c.is_empty()) else { return Ok(()) };
+    check_region("--backup-copy-region", copy)?;
+    if stack_region == Some(copy) {
+        return Err(Error::invalid(
+            "--backup-copy-region",
+            format!("'{copy}' is the stack's own region; the copies must go to another region to survive its loss"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_waf_rate_limit(l: i64) -> Result<(), Error> {
@@ -699,8 +855,24 @@ impl StackConfig {
             availability_zones: args.availability_zones.clone().or(base.availability_zones),
             waf_rate_limit: args.waf_rate_limit.unwrap_or(base.waf_rate_limit),
             audit_lock: args.audit_lock.unwrap_or(base.audit_lock),
+            backup_retention_days: args.backup_retention_days.unwrap_or(base.backup_retention_days),
+            backup_copy_region: given_or(&args.backup_copy_region, base.backup_copy_region),
+            break_glass_role_arn: given_or(&args.break_glass_role_arn, base.break_glass_role_arn),
+            domain: given_or(&args.domain, base.domain),
+            certificate_arn: given_or(&args.certificate_arn, base.certificate_arn),
+            account_controls: account_controls(args, base.account_controls),
         };
+        if let Some(r) = &settings.break_glass_role_arn {
+            validate_role_arn("--break-glass-role-arn", r)?;
+        }
+        validate_domain_flags(
+            Some(settings.domain.as_deref().unwrap_or_default()),
+            Some(settings.certificate_arn.as_deref().unwrap_or_default()),
+            Some(&run.region),
+        )?;
         validate_waf_rate_limit(settings.waf_rate_limit)?;
+        validate_backup_retention(settings.backup_retention_days)?;
+        validate_backup_copy_region(settings.backup_copy_region.as_deref(), Some(&run.region))?;
         validate_capacity(settings.db_min_acu, settings.db_max_acu)?;
         validate_readers(settings.db_readers)?;
         validate_engine_version(&settings.db_engine_version)?;
@@ -731,6 +903,14 @@ impl StackConfig {
             availability_zones: settings.availability_zones,
             waf_rate_limit: settings.waf_rate_limit,
             audit_lock: settings.audit_lock,
+            backup_retention_days: settings.backup_retention_days,
+            backup_copy_region: settings.backup_copy_region,
+            break_glass_role_arn: settings.break_glass_role_arn,
+            domain: settings
+                .domain
+                .zip(settings.certificate_arn)
+                .map(|(name, certificate_arn)| ApiDomain { name, certificate_arn }),
+            account_controls: settings.account_controls,
         })
     }
 
@@ -749,6 +929,12 @@ impl StackConfig {
             availability_zones: self.availability_zones.clone(),
             waf_rate_limit: self.waf_rate_limit,
             audit_lock: self.audit_lock,
+            backup_retention_days: self.backup_retention_days,
+            backup_copy_region: self.backup_copy_region.clone(),
+            break_glass_role_arn: self.break_glass_role_arn.clone(),
+            domain: self.domain.as_ref().map(|d| d.name.clone()),
+            certificate_arn: self.domain.as_ref().map(|d| d.certificate_arn.clone()),
+            account_controls: self.account_controls,
         }
     }
 
@@ -809,10 +995,15 @@ pub fn validate_suffix(suffix: &str, region: &str) -> Result<(), Error> {
 
 /// AWS region names: `<area>-<place>-<n>`, e.g. us-east-1, ap-southeast-2, us-gov-west-1.
 pub fn validate_region(region: &str) -> Result<(), Error> {
+    check_region("--region", region)
+}
+
+/// `region` is a commercial-partition region name; errors name `flag`.
+fn check_region(flag: &str, region: &str) -> Result<(), Error> {
     let partition = partition(region);
     if partition != "aws" {
         return Err(Error::invalid(
-            "--region",
+            flag,
             format!(
                 "'{region}' is in the {partition} partition; tapctl builds ARNs, service principals and endpoints \
                  for the commercial partition (aws) only, so it refuses rather than make policies that name \
@@ -830,7 +1021,7 @@ pub fn validate_region(region: &str) -> Result<(), Error> {
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
     if !ok {
         return Err(Error::invalid(
-            "--region",
+            flag,
             format!("'{region}' is not an AWS region name (like us-east-1 or eu-central-2)"),
         ));
     }
@@ -898,6 +1089,142 @@ fn validate_cost_center(c: &str) -> Result<(), Error> {
     Rule::TagValue.check(c).map_err(|e| Error::invalid("--cost-center", e))
 }
 
+/// A flag given on the command line wins, an empty one removes the setting, else the recorded one.
+fn given_or(arg: &Option<String>, recorded: Option<String>) -> Option<String> {
+    match arg {
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(v.clone()),
+        None => recorded,
+    }
+}
+
+/// `arn:<partition>:<service>:<region>:<account>:<resource>` split in its parts, when it has them
+/// all and a partition AWS has (aws, aws-cn, aws-us-gov, aws-iso…).
+fn arn_parts(arn: &str) -> Option<[&str; 5]> {
+    let mut p = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
+        (p.next(), p.next(), p.next(), p.next(), p.next(), p.next())
+    else {
+        return None;
+    };
+    let known = partition == "aws" || partition.strip_prefix("aws-").is_some_and(|r| !r.is_empty());
+    known.then_some([partition, service, region, account, resource])
+}
+
+fn is_account_id(a: &str) -> bool {
+    a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
+}
+
+/// An IAM role ARN, `arn:<partition>:iam::<12 digits>:role/<path/>name` (IAM's rules: a name of
+/// 1-64 of `A-Za-z0-9+=,.@_-`, a path of printable ASCII, 512 characters at most).
+pub fn validate_role_arn(flag: &str, arn: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Error::invalid(
+            flag,
+            format!("'{arn}' is not an IAM role ARN like arn:aws:iam::123456789012:role/break-glass: {why}"),
+        )
+    };
+    let [_, service, region, account, resource] =
+        arn_parts(arn).ok_or_else(|| bad("it needs six ':'-separated parts beginning arn:aws"))?;
+    if service != "iam" || !region.is_empty() {
+        return Err(bad("the service must be iam, with no region (arn:aws:iam::…)"));
+    }
+    if !is_account_id(account) {
+        return Err(bad("the account must be 12 digits"));
+    }
+    let Some(path_and_name) = resource.strip_prefix("role/") else {
+        return Err(bad("the resource must be role/<name>"));
+    };
+    let (path, name) = path_and_name.rsplit_once('/').unwrap_or(("", path_and_name));
+    let name_ok =
+        (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !name_ok {
+        return Err(bad("a role name is 1 to 64 of A-Z a-z 0-9 + = , . @ _ -"));
+    }
+    if path.len() > 510
+        || path.split('/').any(|seg| seg.is_empty() && !path.is_empty())
+        || path.chars().any(|c| !c.is_ascii_graphic())
+    {
+        return Err(bad("a role path is printable ASCII between slashes, at most 512 characters"));
+    }
+    Ok(())
+}
+
+/// `--domain` and `--certificate-arn`: both or neither (an empty value of both removes them);
+/// the domain a DNS name, the certificate an ACM ARN of the stack's region (when `region` is
+/// known: API Gateway takes a regional domain's certificate only from its own region).
+pub fn validate_domain_flags(
+    domain: Option<&str>,
+    certificate: Option<&str>,
+    region: Option<&str>,
+) -> Result<(), Error> {
+    let (domain, certificate) = (domain.unwrap_or_default(), certificate.unwrap_or_default());
+    match (domain.is_empty(), certificate.is_empty()) {
+        (true, true) => return Ok(()),
+        (false, true) => {
+            return Err(Error::invalid("--certificate-arn", "--domain needs --certificate-arn (both or neither)"))
+        }
+        (true, false) => return Err(Error::invalid("--domain", "--certificate-arn needs --domain (both or neither)")),
+        (false, false) => {}
+    }
+    validate_dns_name(domain)?;
+    let bad = |why: String| {
+        Error::invalid(
+            "--certificate-arn",
+            format!("'{certificate}' is not an ACM certificate ARN like arn:aws:acm:us-east-1:123456789012:certificate/<id>: {why}"),
+        )
+    };
+    let [_, service, cert_region, account, resource] =
+        arn_parts(certificate).ok_or_else(|| bad("it needs six ':'-separated parts beginning arn:aws".into()))?;
+    if service != "acm" {
+        return Err(bad("the service must be acm".into()));
+    }
+    if !is_account_id(account) {
+        return Err(bad("the account must be 12 digits".into()));
+    }
+    let id_ok = resource
+        .strip_prefix("certificate/")
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !id_ok {
+        return Err(bad("the resource must be certificate/<id>".into()));
+    }
+    match region {
+        Some(r) if cert_region != r => Err(bad(format!(
+            "it is in region '{cert_region}', the stack in '{r}' (a regional API domain takes a certificate of its own region)"
+        ))),
+        _ if cert_region.is_empty() => Err(bad("it names no region".into())),
+        _ => Ok(()),
+    }
+}
+
+/// A DNS name API Gateway takes as a custom domain: lowercase labels of 1-63 letters, digits
+/// and inner hyphens, at least two of them, 253 characters at most, the last not numeric.
+fn validate_dns_name(d: &str) -> Result<(), Error> {
+    let bad = |why: &str| Error::invalid("--domain", format!("'{d}' is not a domain name like pay.example.com: {why}"));
+    if d.len() > 253 {
+        return Err(bad("a domain name has at most 253 characters"));
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("it needs at least two labels"));
+    }
+    for l in &labels {
+        if l.is_empty() || l.len() > 63 {
+            return Err(bad("each label between dots has 1 to 63 characters"));
+        }
+        if !l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(bad("labels hold lowercase letters, digits and hyphens only (no wildcard)"));
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err(bad("a label neither starts nor ends with a hyphen"));
+        }
+    }
+    if labels.last().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit())) {
+        return Err(bad("the top-level label is not numeric"));
+    }
+    Ok(())
+}
+
 fn validate_kms_window(d: i32) -> Result<(), Error> {
     if (7..=30).contains(&d) {
         Ok(())
@@ -945,6 +1272,99 @@ mod tests {
         let flags = Flags::parse_from(["t", "--db-min-acu", "8", "--db-max-acu", "2"]);
         let err = validate_stack_args(&flags.stack).unwrap_err().to_string();
         assert!(err.contains("--db-max-acu") || err.contains("--db-min-acu"), "{err}");
+    }
+
+    #[test]
+    fn no_account_controls_is_recorded_until_account_controls_undoes_it() {
+        let on = StackSettings::default();
+        assert!(on.account_controls, "tapctl turns the controls on by default");
+        let flags = Flags::parse_from(["t", "--no-account-controls"]);
+        validate_stack_args(&flags.stack).unwrap();
+        assert!(!account_controls(&flags.stack, true));
+        let off = StackSettings { account_controls: false, ..on.clone() };
+        assert_eq!(off.changes_from(&on), vec![("--no-account-controls", "false".to_string(), "true".to_string())]);
+        // Later runs keep to what the stack recorded, until told otherwise.
+        let none = Flags::parse_from(["t"]);
+        assert!(!account_controls(&none.stack, false));
+        assert!(account_controls(&none.stack, true));
+        let back = Flags::parse_from(["t", "--account-controls"]);
+        assert!(account_controls(&back.stack, false));
+        let both = Flags::try_parse_from(["t", "--no-account-controls", "--account-controls"]);
+        let err = both.err().expect("both flags at once are refused").to_string();
+        assert!(err.contains("--no-account-controls") && err.contains("--account-controls"), "{err}");
+        // An older state without the setting reads as on.
+        let old: StackSettings =
+            serde_json::from_value(serde_json::json!({"vpc_cidr": "10.0.0.0/16", "cost_center": "payments",
+                "kms_deletion_window_days": 30}))
+            .unwrap();
+        assert!(old.account_controls);
+    }
+
+    #[test]
+    fn the_break_glass_role_must_be_an_iam_role_arn() {
+        for good in [
+            "arn:aws:iam::123456789012:role/break-glass",
+            "arn:aws:iam::123456789012:role/admins/break.glass+1@x",
+            "arn:aws-us-gov:iam::123456789012:role/BreakGlass",
+        ] {
+            let flags = Flags::parse_from(["t", "--break-glass-role-arn", good]);
+            validate_stack_args(&flags.stack).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, rule) in [
+            ("break-glass", "six ':'-separated parts"),
+            ("arn:aws:iam::123456789012:user/alice", "role/<name>"),
+            ("arn:aws:sts::123456789012:assumed-role/admin/s", "service must be iam"),
+            ("arn:aws:iam:us-east-1:123456789012:role/x", "no region"),
+            ("arn:aws:iam::12345:role/x", "12 digits"),
+            ("arn:aws:iam::123456789012:role/", "1 to 64"),
+            ("arn:aws:iam::123456789012:role/has space", "1 to 64"),
+            ("arn:aws:iam::123456789012:role/a//b", "role path"),
+            ("arn:other:iam::123456789012:role/x", "beginning arn:aws"),
+        ] {
+            let flags = Flags::parse_from(["t", "--break-glass-role-arn", bad]);
+            let err = validate_stack_args(&flags.stack).unwrap_err().to_string();
+            assert!(err.contains("--break-glass-role-arn") && err.contains(rule), "{bad}: {err}");
+        }
+        let flags = Flags::parse_from(["t", "--break-glass-role-arn", ""]);
+        validate_stack_args(&flags.stack).expect("an empty value removes the role");
+    }
+
+    #[test]
+    fn a_custom_domain_needs_its_certificate_of_the_stacks_region() {
+        let cert = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-123456789abc";
+        validate_domain_flags(Some("pay.example.com"), Some(cert), Some("us-east-1")).unwrap();
+        validate_domain_flags(None, None, Some("us-east-1")).unwrap();
+        validate_domain_flags(Some(""), Some(""), Some("us-east-1")).expect("both empty remove the domain");
+        for (domain, certificate, region, flag, rule) in [
+            (Some("pay.example.com"), None, "us-east-1", "--certificate-arn", "both or neither"),
+            (None, Some(cert), "us-east-1", "--domain", "both or neither"),
+            (Some("pay.example.com"), Some(cert), "eu-west-1", "--certificate-arn", "region 'us-east-1'"),
+            (Some("Pay.Example.com"), Some(cert), "us-east-1", "--domain", "lowercase"),
+            (Some("*.example.com"), Some(cert), "us-east-1", "--domain", "no wildcard"),
+            (Some("localhost"), Some(cert), "us-east-1", "--domain", "two labels"),
+            (Some("-pay.example.com"), Some(cert), "us-east-1", "--domain", "hyphen"),
+            (Some("pay..example.com"), Some(cert), "us-east-1", "--domain", "1 to 63"),
+            (Some("pay.example.123"), Some(cert), "us-east-1", "--domain", "not numeric"),
+            (
+                Some("pay.example.com"),
+                Some("arn:aws:iam::123456789012:server-certificate/x"),
+                "us-east-1",
+                "--certificate-arn",
+                "service must be acm",
+            ),
+            (
+                Some("pay.example.com"),
+                Some("arn:aws:acm:us-east-1:123456789012:key/x"),
+                "us-east-1",
+                "--certificate-arn",
+                "certificate/<id>",
+            ),
+        ] {
+            let err = validate_domain_flags(domain, certificate, Some(region)).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains(rule), "{domain:?} {certificate:?}: {err}");
+        }
+        let long = format!("{}.com", "a".repeat(64));
+        assert!(validate_domain_flags(Some(&long), Some(cert), None).unwrap_err().to_string().contains("1 to 63"));
     }
 
     #[test]
@@ -1060,5 +1480,63 @@ mod tests {
     fn a_long_suffix_is_refused_naming_the_bucket_rule() {
         let err = validate_suffix(&"a".repeat(30), "us-east-1").unwrap_err().to_string();
         assert!(err.contains("--suffix") && err.contains("S3 bucket"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod backup_flag_tests {
+    use super::*;
+
+    fn rule_of(e: Error) -> (String, String) {
+        match e {
+            Error::Invalid { field, rule } => (field, rule),
+            other => panic!("not a refusal of a flag: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backup_retention_is_at_least_a_day_and_at_most_a_century() {
+        assert!(validate_backup_retention(1).is_ok());
+        assert!(validate_backup_retention(DEFAULT_BACKUP_RETENTION_DAYS).is_ok());
+        assert!(validate_backup_retention(36_500).is_ok());
+        for bad in [0, -3, 36_501] {
+            let (field, rule) = rule_of(validate_backup_retention(bad).unwrap_err());
+            assert_eq!(field, "--backup-retention-days");
+            assert!(rule.contains("between 1 and 36500") && rule.contains(&format!("got {bad}")), "{rule}");
+        }
+        let args = StackOverrides { backup_retention_days: Some(0), ..Default::default() };
+        assert_eq!(rule_of(validate_stack_args(&args).unwrap_err()).0, "--backup-retention-days");
+    }
+
+    #[test]
+    fn the_copy_region_is_a_commercial_region_other_than_the_stacks() {
+        assert!(validate_backup_copy_region(None, Some("us-east-1")).is_ok());
+        assert!(validate_backup_copy_region(Some(""), Some("us-east-1")).is_ok(), "empty: no copies");
+        assert!(validate_backup_copy_region(Some("us-west-2"), Some("us-east-1")).is_ok());
+        let (field, rule) = rule_of(validate_backup_copy_region(Some("us-east-1"), Some("us-east-1")).unwrap_err());
+        assert_eq!(field, "--backup-copy-region");
+        assert!(rule.contains("the stack's own region"), "{rule}");
+        for bad in ["mars-1", "US-WEST-2", "cn-north-1"] {
+            let (field, _) = rule_of(validate_backup_copy_region(Some(bad), None).unwrap_err());
+            assert_eq!(field, "--backup-copy-region", "{bad}");
+        }
+        // --region's own errors still name --region.
+        assert_eq!(rule_of(validate_region("mars-1").unwrap_err()).0, "--region");
+    }
+
+    #[test]
+    fn backup_settings_default_are_recorded_and_named_when_changed() {
+        let d = StackSettings::default();
+        assert_eq!((d.backup_retention_days, d.backup_copy_region.clone()), (35, None));
+        let old: StackSettings = serde_json::from_value(serde_json::json!({
+            "vpc_cidr": "10.0.0.0/16", "cost_center": "payments", "kms_deletion_window_days": 30
+        }))
+        .unwrap();
+        assert_eq!(old.backup_retention_days, 35, "a state from before backups reads the default");
+        let new =
+            StackSettings { backup_retention_days: 90, backup_copy_region: Some("us-west-2".into()), ..d.clone() };
+        let changes = new.changes_from(&d);
+        assert!(changes.contains(&("--backup-retention-days", "35".into(), "90".into())), "{changes:?}");
+        assert!(changes.contains(&("--backup-copy-region", "none".into(), "us-west-2".into())), "{changes:?}");
     }
 }

@@ -10,6 +10,16 @@ const PLACEHOLDER_ACCOUNT: &str = "000000000000";
 /// The Lambda functions of the stack, in the order they are built.
 pub const FUNCTIONS: [&str; 4] = ["validate", "fraud-check", "process", "rotate-secret"];
 
+/// The PostgreSQL login of process, the only function that touches the database (validate and
+/// fraud-check never connect). It signs in with an IAM authentication token: its role may
+/// `rds-db:connect` as exactly this user (`iam.db-connect`). Migration 0003 of payments-core
+/// creates it; a test holds the two to the same name.
+pub const PROCESS_DB_LOGIN: &str = "payments_process";
+
+/// The migrator: the function that owns the schema and the only one whose role reads the master
+/// secret. process invokes it (with its own alias as qualifier) when the schema is behind.
+pub const MIGRATOR_FUNCTION: &str = "rotate-secret";
+
 /// The three subnet tiers. The database tier never gets a route to the internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tier {
@@ -155,6 +165,16 @@ impl Names {
     }
     pub fn function_log_group(&self, f: &str) -> String {
         format!("/aws/lambda/{}", self.function(f))
+    }
+    /// A function's alias (`blue`, `green`), derived: a policy may name it before the function
+    /// exists, so that the roles never wait for the functions.
+    pub fn function_alias_arn(&self, f: &str, alias: &str) -> String {
+        format!("arn:aws:lambda:{}:{}:function:{}:{alias}", self.region, self.account, self.function(f))
+    }
+    /// The database user an IAM authentication token signs in as: for Aurora the resource id is
+    /// the cluster's (`DbClusterResourceId`, `cluster-…`), not an instance's.
+    pub fn db_user_arn(&self, cluster_resource_id: &str, login: &str) -> String {
+        format!("arn:aws:rds-db:{}:{}:dbuser:{cluster_resource_id}/{login}", self.region, self.account)
     }
     pub fn api(&self) -> String {
         self.n("payment-api")
@@ -527,5 +547,25 @@ mod tests {
         assert!(Rule::S3Bucket.check(&long).unwrap_err().contains("at most 63"));
         assert!(Rule::LambdaFunction.check(&long[..64]).is_ok());
         assert!(Rule::IamRole.check(&"r".repeat(65)).is_err());
+    }
+
+    /// The login tapctl grants `rds-db:connect` to is the one the migration creates (and lets
+    /// sign in through IAM: `rds_iam`). Either renamed alone, process could never sign in.
+    #[test]
+    fn the_process_login_is_the_one_the_migration_creates() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("functions/payments-core/migrations/0003_least_privilege_logins.sql");
+        let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Case, quoting and layout are PostgreSQL's business, not the name's.
+        let words = sql.to_lowercase().replace(['"', '\'', ';'], " ");
+        let words: Vec<&str> = words.split_whitespace().collect();
+        let text = words.join(" ");
+        let login = PROCESS_DB_LOGIN;
+        assert!(
+            text.contains(&format!("create role {login}")) || text.contains(&format!("create user {login}")),
+            "{} does not create {login}",
+            path.display()
+        );
+        assert!(text.contains(&format!("grant rds_iam to {login}")), "{login} may not sign in through IAM");
     }
 }

@@ -33,7 +33,14 @@
 //!   params.config          → table, bucket, topic, secrets, cluster endpoints: /payments/<suffix>/…
 //!
 //!   Compute — deployed without waiting for Aurora or the NAT (they read nothing of either):
-//!   iam.roles              → table, bucket, topic, secrets   one least-privilege role per function
+//!   iam.roles              → table, bucket, topic, secrets   one least-privilege role per function; only
+//!                            rotate-secret's names the master secret (and process's while an alias of it
+//!                            runs code from before the database logins)
+//!   iam.db-connect         → roles, cluster (resource id)   process may rds-db:connect as payments_process
+//!                            on exactly this cluster; passes on the roles that still read the master secret
+//!   secrets.policies       → secrets, roles, db-connect  ⇢ cluster   each secret refuses GetSecretValue to all but
+//!                            the roles that read it (+ --break-glass-role-arn); after the cluster, whose
+//!                            creation reads the master as the operator
 //!   functions.<name>       → roles, private subnets, functions' group  ⇢ logs
 //!                            one node per function (validate, fraud-check, process, rotate-secret);
 //!                            blue and green aliases; `up` moves only the idle colour
@@ -41,7 +48,7 @@
 //!                            rotation connects to the database)
 //!   api.account-logging             API Gateway's account-wide CloudWatch role, only if absent
 //!   api.rest               ⇢ validate, fraud-check, process, logs, account-logging, and — because it takes traffic —
-//!                            everything the functions use at run time: params, instances, routes; and the
+//!                            everything the functions use at run time: params, instances, routes, db-connect; and the
 //!                            records of it: audit.trail, network.flow-logs (PCI DSS 10.2.1)
 //!
 //!   Monitoring (metrics are named, not read: only the topic is an input):
@@ -52,6 +59,13 @@
 //!   events.db-subscriptions → alerts.topic, cluster, instances   RDS events of the cluster and of its
 //!                            instances (failover, failure, maintenance, notification, configuration change)
 //!   events.security-findings → alerts.topic   EventBridge rule: HIGH/CRITICAL GuardDuty and Security Hub findings
+//!
+//!   The account's detective controls (PCI DSS 10.4.1, 11.5.1, 10.7.2, 2.2, 6.3, 12.4), shared by
+//!   every stack of the region, recorded in the account (`/tapctl/account-controls`):
+//!   account.controls                GuardDuty (Lambda, RDS, S3 protection), Security Hub with PCI DSS
+//!                            v4.0.1 and FSBP, an AWS Config recorder → its own CMK bucket; each only
+//!                            where absent, never changing the account's; the last stack turns off
+//!                            what tapctl turned on; none of it with --no-account-controls
 //!
 //!   Audit (PCI DSS 10):
 //!   audit.trail            → key, table, audit-bucket, trail-bucket   multi-region CloudTrail trail, validated,
@@ -64,7 +78,15 @@
 //!                            AWS managed rules (IP reputation, common, known bad inputs, SQLi); its encrypted
 //!                            log group (authorization redacted); associated with the stage
 //!
+//!   Backups and recovery (PCI DSS 12.10.1, 10.5.1, 3.5.1):
+//!   backup.vault           → kms.key   AWS Backup vault (the stack's key); with --backup-copy-region, a key
+//!                            (rotation, alias/payments-<suffix>-backup) and a vault in that region
+//!   backup.plan            → vault, cluster, table   service role, daily plan (retention, copy action),
+//!                            the selection of exactly the Aurora cluster and the transactions table
+//!
 //!   Finalizers (destroy only: cleanup owed after a family is deleted, owning nothing):
+//!   backup.drills                 leftover recovery drills (`tapctl restore`) of the suffix, before the
+//!                            subnet group, the database security group and the key they use
 //!   functions.network-interfaces  after every functions.<name>, before subnets and security-groups:
 //!                            Lambda releases the functions' interfaces minutes after the deletes
 
@@ -72,8 +94,8 @@ use crate::engine::{Graph, GraphError};
 use crate::names::FUNCTIONS;
 use crate::resources::secrets::{Kind, Secret};
 use crate::resources::{
-    alerts, api, audit, database, events, functions, iam, kms, logs, monitoring, network, params, rotation, secrets,
-    storage, tables, waf, Finalizer, Node,
+    account, alerts, api, audit, backup, database, events, functions, iam, kms, logs, monitoring, network, params,
+    rotation, secrets, storage, tables, waf, Finalizer, Node,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,6 +135,8 @@ impl Stack {
             Arc::new(database::instances::AuroraInstances),
             Arc::new(params::Parameters),
             Arc::new(iam::Roles),
+            Arc::new(iam::db_connect::DbConnect),
+            Arc::new(secrets::policies::SecretPolicies),
             Arc::new(rotation::DbMasterRotation),
             Arc::new(api::account_logging::AccountLogging),
             Arc::new(api::rest::RestApi),
@@ -122,10 +146,19 @@ impl Stack {
             Arc::new(events::db_subscriptions::DbEventSubscriptions),
             Arc::new(events::security_findings::SecurityFindings),
             Arc::new(audit::trail::Trail),
+            Arc::new(account::controls::AccountControls),
             Arc::new(audit::alarms::CisAlarms),
+            Arc::new(backup::vault::BackupVault),
+            Arc::new(backup::plan::BackupPlan),
         ];
         nodes.extend(FUNCTIONS.map(|function| Arc::new(functions::Lambda { function }) as Arc<dyn Node>));
-        Stack { nodes, finalizers: vec![Arc::new(functions::network_interfaces::NetworkInterfaces)] }
+        Stack {
+            nodes,
+            finalizers: vec![
+                Arc::new(functions::network_interfaces::NetworkInterfaces),
+                Arc::new(backup::drills::LeftoverDrills),
+            ],
+        }
     }
 
     /// The dependency graph, derived from what each node reads and is ordered after.
@@ -259,6 +292,8 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("card_fingerprint_secret_arn", secrets::CARD_FINGERPRINT_KEY, "secret_arn"),
     ("parameter_prefix", params::ID, "parameter_prefix"),
     ("db_cluster_id", database::cluster::ID, "cluster_id"),
+    ("db_process_login", iam::db_connect::ID, "db_login"),
+    ("db_transitional_master_readers", iam::db_connect::ID, "transitional_master_readers"),
     ("db_writer_endpoint", database::cluster::ID, "writer_endpoint"),
     ("db_reader_endpoint", database::cluster::ID, "reader_endpoint"),
     ("api_url", api::rest::ID, "url"),
@@ -268,6 +303,9 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("findings_rule_arn", events::security_findings::ID, "rule_arn"),
     ("db_event_subscriptions", events::db_subscriptions::ID, "subscription_names"),
     ("trail_arn", audit::trail::ID, "trail_arn"),
+    ("backup_vault_arn", backup::vault::ID, "vault_arn"),
+    ("backup_copy_vault_arn", backup::vault::ID, "copy_vault_arn"),
+    ("backup_plan_id", backup::plan::ID, "plan_id"),
 ];
 
 #[cfg(test)]
@@ -317,7 +355,13 @@ mod tests {
         }
         // The API takes traffic only once everything the functions use at run time exists.
         let api = upstream(&graph, api::rest::ID);
-        for needed in [params::ID, database::instances::ID, network::route_tables::ID, network::endpoints::ID] {
+        for needed in [
+            params::ID,
+            database::instances::ID,
+            network::route_tables::ID,
+            network::endpoints::ID,
+            iam::db_connect::ID,
+        ] {
             assert!(api.contains(needed), "api.rest does not wait for {needed}");
         }
     }

@@ -6,6 +6,7 @@ pub mod destroy;
 pub mod logs;
 pub mod plan;
 pub mod report;
+pub mod restore;
 pub mod shift;
 pub mod stacks;
 pub mod status;
@@ -39,6 +40,7 @@ pub enum Verb {
     Status,
     Destroy,
     Shift,
+    Restore,
 }
 
 impl Verb {
@@ -49,6 +51,7 @@ impl Verb {
             Verb::Status => "status",
             Verb::Destroy => "destroy",
             Verb::Shift => "shift",
+            Verb::Restore => "restore",
         }
     }
 
@@ -107,6 +110,7 @@ impl<'a> Invocation<'a> {
             }
             Command::Destroy(a) => inv(Verb::Destroy, &a.target, &a.output, Some(&a.run), Some(&a.lock), None, None),
             Command::Shift(a) => inv(Verb::Shift, &a.target, &a.output, None, Some(&a.lock), None, None),
+            Command::Restore(a) => inv(Verb::Restore, &a.target, &a.output, Some(&a.run), Some(&a.lock), None, None),
             _ => return None,
         })
     }
@@ -173,8 +177,19 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     let Some(inv) = Invocation::of(&cli.command) else { return Ok(0) };
     let selection = Selection::from_args(inv.target, config::region_from_env())?;
     config::validate_stack_args(&inv.stack)?;
+    // The certificate's region is the stack's: checked here, where the region is known, before any call.
+    config::validate_domain_flags(
+        inv.stack.domain.as_deref(),
+        inv.stack.certificate_arn.as_deref(),
+        Some(&selection.region),
+    )?;
+    // The copy region must differ from the stack's: known here, before any call.
+    config::validate_backup_copy_region(inv.stack.backup_copy_region.as_deref(), Some(&selection.region))?;
     if let Command::Shift(args) = &cli.command {
         shift::weights(args)?;
+    }
+    if let Command::Restore(args) = &cli.command {
+        restore::point_in_time(args)?;
     }
     let sdk = aws::sdk_config(&selection.region, selection.endpoint_url.as_deref()).await;
     let clients = Clients::new(&sdk, selection.endpoint_url.is_some());
@@ -306,6 +321,7 @@ async fn run_opened(
             Command::Status(args) => status::run(&session, args).await,
             Command::Shift(args) => shift::run(&session, args).await,
             Command::Destroy(_) => destroy::run(&session).await,
+            Command::Restore(args) => restore::run(&session, args).await,
             _ => Ok(0),
         }
     };

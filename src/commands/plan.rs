@@ -62,6 +62,7 @@ pub async fn run(session: &Session<'_>, args: &PlanArgs) -> Result<u8, Error> {
     let (failed, _) = report_failures(&session.progress, &outcomes);
     let mut report = Report::new(session, "plan", planned_resources(session, &outcomes));
     report.warnings.extend(crate::resources::storage::compliance_warning(&session.config, &session.names));
+    report.warnings.extend(crate::resources::account::controls::warning(&session.config));
     if session.run.json {
         report.print();
     } else {

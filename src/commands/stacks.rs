@@ -260,6 +260,9 @@ pub async fn interrupted_report(session: &Session<'_>, command: &Command, signal
         }
         Verb::Plan | Verb::Status => {}
         Verb::Shift => {}
+        Verb::Restore => {
+            lines.push(format!("resume: tapctl restore --suffix {suffix} (it finishes the drill in progress)"));
+        }
     }
     if matches!(session.verb, Verb::Up | Verb::Shift) {
         let apigw = &session.clients.apigateway;

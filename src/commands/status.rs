@@ -99,6 +99,7 @@ pub async fn run(session: &Session<'_>, args: &StatusArgs) -> Result<u8, Error> 
     report.versions = Some(traffic.versions.clone());
     report.alarms = Some(traffic.alarms.clone());
     report.outputs = Some(session.operator_outputs());
+    report.warnings.extend(crate::resources::account::controls::warning(&session.config));
     if session.run.json {
         report.print();
     } else {
@@ -127,6 +128,9 @@ pub async fn run(session: &Session<'_>, args: &StatusArgs) -> Result<u8, Error> 
         let outputs = session.operator_outputs();
         if let Some(url) = outputs.get("api_url") {
             outln!("api: {}", super::stacks::plain(url));
+        }
+        for w in &report.warnings {
+            outln!("warning: {w}");
         }
         outln!(
             "{}: {} ({})",

@@ -154,6 +154,7 @@ pub async fn run(session: &Session<'_>, args: &UpArgs) -> Result<u8, Error> {
     let mut report = Report::new(session, "up", resources);
     report.outputs = Some(outputs.clone());
     report.warnings.extend(crate::resources::storage::compliance_warning(&session.config, &session.names));
+    report.warnings.extend(crate::resources::account::controls::warning(&session.config));
     if session.run.json {
         report.print();
     } else {

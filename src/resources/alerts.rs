@@ -9,7 +9,7 @@
 
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
-use crate::resources::{listed, Change, Ctx, Drift, Input, Resource, Result};
+use crate::resources::{canonical, listed, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 use serde_json::{json, Value};
@@ -114,66 +114,6 @@ pub fn policy(names: &crate::names::Names, readers: usize) -> Value {
             }
         ]
     })
-}
-
-/// A policy document in a form that compares as AWS means it: statements as a set, one value or
-/// a list alike, actions and condition keys without case, Sid and Id left out.
-pub fn canonical(doc: &Value) -> Value {
-    fn values(v: &Value, lower: bool) -> Value {
-        let mut items: Vec<String> = match v {
-            Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect(),
-            Value::Null => vec![],
-            Value::String(s) => vec![s.clone()],
-            other => vec![other.to_string()],
-        };
-        if lower {
-            items.iter_mut().for_each(|s| *s = s.to_ascii_lowercase());
-        }
-        items.sort();
-        items.dedup();
-        json!(items)
-    }
-    let statements: Vec<Value> = match &doc["Statement"] {
-        Value::Array(a) => a.clone(),
-        Value::Null => vec![],
-        one => vec![one.clone()],
-    };
-    let mut canon: Vec<Value> = statements
-        .iter()
-        .map(|s| {
-            let principal = match &s["Principal"] {
-                Value::Object(kinds) => {
-                    Value::Object(kinds.iter().map(|(k, v)| (k.clone(), values(v, false))).collect())
-                }
-                // AWS answers a bare `"Principal": "*"` as `{"AWS": "*"}` (as SQS does): the same.
-                other => json!({ "AWS": values(other, false) }),
-            };
-            let condition: serde_json::Map<String, Value> = s["Condition"]
-                .as_object()
-                .map(|ops| {
-                    ops.iter()
-                        .map(|(op, keys)| {
-                            let keys: serde_json::Map<String, Value> = keys
-                                .as_object()
-                                .map(|k| k.iter().map(|(k, v)| (k.to_ascii_lowercase(), values(v, false))).collect())
-                                .unwrap_or_default();
-                            (op.clone(), Value::Object(keys))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({
-                "Effect": s["Effect"],
-                "Principal": principal,
-                "Action": values(&s["Action"], true),
-                "NotAction": values(&s["NotAction"], true),
-                "Resource": values(&s["Resource"], false),
-                "Condition": condition,
-            })
-        })
-        .collect();
-    canon.sort_by_key(|v| v.to_string());
-    json!(canon)
 }
 
 /// Who may publish to the topic under a policy: the principals of its Allow statements that

@@ -7,13 +7,22 @@
 //!
 //! No AWS managed policy is attached: AWSLambdaVPCAccessExecutionRole grants `logs:*` writes on
 //! every log group of the account, wider than the function's own group.
+//!
+//! The master secret is named only by rotate-secret's policy (the migrator: it rotates the
+//! secret and owns the schema). process signs in as its own login (`iam.db-connect`) and may
+//! invoke exactly rotate-secret's `blue` and `green` aliases, to have the schema migrated. While
+//! an alias of process still runs code published before the logins, process keeps reading the
+//! master secret ([`db_connect::TRANSITIONAL_SID`]; the transition is described in `db_connect`).
+
+pub mod db_connect;
 
 use crate::aws::{AlreadyExistsExt, AwsResultExt, NotFoundExt};
-use crate::names::FUNCTIONS;
+use crate::names::{FUNCTIONS, MIGRATOR_FUNCTION};
 use crate::resources::Outputs;
 use crate::resources::{
     each_member, listed, policy_difference, principals, Change, Ctx, Drift, Input, Resource, ResourceError, Result,
 };
+use crate::traffic::Color;
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
@@ -40,6 +49,10 @@ pub struct Role {
 pub struct Observed {
     /// By function.
     pub roles: BTreeMap<&'static str, Role>,
+    /// The aliases of process that run code published before the database logins, in words
+    /// (`db_connect::aliases_running_code_before_logins`): while any does, process's role keeps
+    /// reading the master secret.
+    pub before_logins: Vec<String>,
 }
 
 /// IAM returns policy documents URL-encoded.
@@ -65,8 +78,14 @@ fn via(ctx: &Ctx, services: &[&str]) -> Value {
     json!(services.iter().map(|s| format!("{s}.{}.amazonaws.com", ctx.names.region)).collect::<Vec<_>>())
 }
 
-/// The inline policy of a function's role.
+/// The inline policy of a function's role, once every alias of process runs login code.
 pub fn policy(ctx: &Ctx, function: &str) -> Result<Value> {
+    policy_during(ctx, function, &[])
+}
+
+/// The inline policy of a function's role. `before_logins`: the aliases of process still running
+/// code that reads the master secret (empty once every alias runs login code).
+pub fn policy_during(ctx: &Ctx, function: &str, before_logins: &[String]) -> Result<Value> {
     let (region, account) = (&ctx.names.region, &ctx.names.account);
     let key = ctx.input(super::kms::ID, "key_arn")?;
     let log_group = format!("arn:aws:logs:{region}:{account}:log-group:{}", ctx.names.function_log_group(function));
@@ -121,8 +140,17 @@ pub fn policy(ctx: &Ctx, function: &str) -> Result<Value> {
             s.push(json!({ "Sid": "AuditEvents", "Effect": "Allow", "Action": ["s3:PutObject"],
                            "Resource": [format!("{bucket}/audit/*")] }));
             s.push(json!({ "Sid": "Alerts", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": [topic] }));
-            s.push(json!({ "Sid": "DatabaseCredentials", "Effect": "Allow",
-                           "Action": ["secretsmanager:GetSecretValue"], "Resource": [db_secret.clone()] }));
+            // The migration runs as rotate-secret, the one function that reads the master
+            // secret; process asks it through its aliases (derived: the roles never wait for
+            // the functions), the same colour process itself runs.
+            let migrator: Vec<String> =
+                Color::BOTH.iter().map(|c| ctx.names.function_alias_arn(MIGRATOR_FUNCTION, c.as_str())).collect();
+            s.push(json!({ "Sid": "InvokeMigrator", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                           "Resource": migrator }));
+            if !before_logins.is_empty() {
+                s.push(json!({ "Sid": db_connect::TRANSITIONAL_SID, "Effect": "Allow",
+                               "Action": ["secretsmanager:GetSecretValue"], "Resource": [db_secret.clone()] }));
+            }
             key_use.extend(["dynamodb", "s3", "sns"]);
             key_actions.push("kms:GenerateDataKey");
         }
@@ -147,6 +175,39 @@ pub fn policy(ctx: &Ctx, function: &str) -> Result<Value> {
     s.push(json!({ "Sid": "StackKeyThroughItsServices", "Effect": "Allow", "Action": key_actions,
                    "Resource": [key], "Condition": { "StringEquals": { "kms:ViaService": via(ctx, &key_use) } } }));
     Ok(json!({ "Version": "2012-10-17", "Statement": s }))
+}
+
+/// The statements of a policy other than the transitional master-secret read.
+fn without_transition(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    if let Some(s) = doc.get_mut("Statement").and_then(Value::as_array_mut) {
+        s.retain(|st| st["Sid"] != db_connect::TRANSITIONAL_SID);
+    }
+    doc
+}
+
+fn has_transition(doc: &Value) -> bool {
+    doc["Statement"].as_array().is_some_and(|s| s.iter().any(|st| st["Sid"] == db_connect::TRANSITIONAL_SID))
+}
+
+/// When the policy differs only by the transitional master-secret read: that, in words.
+fn transition_drift(have: &Value, want: &Value, before_logins: &[String]) -> Option<Drift> {
+    if without_transition(have) != without_transition(want) {
+        return None;
+    }
+    let field = "master secret read";
+    match (has_transition(have), has_transition(want)) {
+        (true, false) => Some(Drift::new(
+            field,
+            "kept for code before the database logins",
+            "absent: every alias of process runs login code",
+        )),
+        (false, true) => Some(Drift::missing(
+            field,
+            format!("kept while {} (code before the database logins)", listed(before_logins)),
+        )),
+        _ => None,
+    }
 }
 
 async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
@@ -214,10 +275,10 @@ impl Resource for Roles {
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let found = futures::future::try_join_all(
             FUNCTIONS.map(|f| async move { Ok::<_, ResourceError>((f, observe_role(ctx, &ctx.names.role(f)).await?)) }),
-        )
-        .await?;
+        );
+        let (found, before_logins) = futures::try_join!(found, db_connect::aliases_running_code_before_logins(ctx))?;
         let roles: BTreeMap<_, _> = found.into_iter().filter_map(|(f, r)| Some((f, r?))).collect();
-        Ok((!roles.is_empty()).then_some(Observed { roles }))
+        Ok((!roles.is_empty()).then_some(Observed { roles, before_logins }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -237,11 +298,14 @@ impl Resource for Roles {
                     Drift::new(format!("role {name} trust policy"), listed(have), listed(want))
                 });
             }
-            let wanted = policy(ctx, f)?;
+            let wanted = policy_during(ctx, f, &o.before_logins)?;
             let field = format!("role {name} policy {POLICY}");
             match &r.policy {
                 None => d.push(Drift::missing(field, "least privilege")),
-                Some(p) if *p != wanted => d.push(Drift::new(field, policy_difference(p, &wanted), "least privilege")),
+                Some(p) if *p != wanted => d.push(transition_drift(p, &wanted, &o.before_logins).map_or_else(
+                    || Drift::new(&field, policy_difference(p, &wanted), "least privilege"),
+                    |t| t.on(&field),
+                )),
                 Some(_) => {}
             }
             for extra in &r.attached {
@@ -255,19 +319,33 @@ impl Resource for Roles {
     fn outputs(&self, _ctx: &Ctx, o: &Observed) -> Outputs {
         let arns: serde_json::Map<String, Value> = o.roles.iter().map(|(f, r)| (f.to_string(), json!(r.arn))).collect();
         let ids: serde_json::Map<String, Value> = o.roles.iter().map(|(f, r)| (f.to_string(), json!(r.id))).collect();
-        Outputs::from([("role_arns".into(), Value::Object(arns)), ("role_ids".into(), Value::Object(ids))])
+        // The roles whose policy still reads the master secret for code before the logins.
+        let transitional = o.roles.get("process").filter(|_| !o.before_logins.is_empty()).map(|r| r.arn.clone());
+        Outputs::from([
+            ("role_arns".into(), Value::Object(arns)),
+            ("role_ids".into(), Value::Object(ids)),
+            ("transitional_master_readers".into(), crate::resources::list(transitional)),
+        ])
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let iam = &ctx.clients.iam;
         let tags: Vec<Tag> =
             ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
-        let mut o = observed.unwrap_or(Observed { roles: BTreeMap::new() });
+        let mut o = match observed {
+            Some(o) => o,
+            // No role yet, but process may exist (its roles deleted out of band): its aliases
+            // decide all the same.
+            None => Observed {
+                roles: BTreeMap::new(),
+                before_logins: db_connect::aliases_running_code_before_logins(ctx).await?,
+            },
+        };
         let trust = trust_policy(ctx);
         let (have, trust, tags) = (&o, &trust, &tags);
         let roles = each_member("role", FUNCTIONS, |f| async move {
             let name = ctx.names.role(f);
-            let wanted = policy(ctx, f)?;
+            let wanted = policy_during(ctx, f, &have.before_logins)?;
             let existing = have.roles.get(f).cloned();
             let mut role = match existing {
                 Some(r) => r,
@@ -374,4 +452,84 @@ pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<()> {
     }
     iam.delete_role().role_name(name).send().await.aws("iam:DeleteRole").ok_if_not_found()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::{assert_plain, ctx};
+
+    const MASTER: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:payments/qa/db-master-AbCdEf";
+
+    fn roles_ctx() -> Ctx {
+        ctx(
+            ID,
+            Roles.reads(),
+            &[
+                (super::super::kms::ID, "key_arn", json!("arn:aws:kms:us-east-1:123456789012:key/k")),
+                (super::super::tables::ID, "table_arn", json!("arn:aws:dynamodb:us-east-1:123456789012:table/t")),
+                (super::super::storage::ID, "bucket_arn", json!("arn:aws:s3:::b")),
+                (super::super::alerts::ID, "topic_arn", json!("arn:aws:sns:us-east-1:123456789012:t")),
+                (super::super::secrets::DB_MASTER, "secret_arn", json!(MASTER)),
+                (super::super::secrets::CARD_FINGERPRINT_KEY, "secret_arn", json!("arn:aws:secretsmanager:fp")),
+            ],
+        )
+    }
+
+    fn names_master(p: &Value) -> bool {
+        p["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["Resource"].as_array().is_some_and(|r| r.contains(&json!(MASTER))))
+    }
+
+    #[test]
+    fn only_the_migrator_names_the_master_secret_and_process_invokes_exactly_its_aliases() {
+        let ctx = roles_ctx();
+        for f in FUNCTIONS {
+            assert_eq!(names_master(&policy(&ctx, f).unwrap()), f == MIGRATOR_FUNCTION, "{f}");
+        }
+        let process = policy(&ctx, "process").unwrap();
+        let invoke: Vec<&Value> = process["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("lambda:")))
+            .collect();
+        assert_eq!(
+            invoke,
+            [&json!({ "Sid": "InvokeMigrator", "Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [
+                "arn:aws:lambda:us-east-1:123456789012:function:payment-rotate-secret-qa:blue",
+                "arn:aws:lambda:us-east-1:123456789012:function:payment-rotate-secret-qa:green"] })]
+        );
+    }
+
+    #[test]
+    fn process_keeps_the_master_secret_only_while_an_alias_runs_code_before_the_logins() {
+        let ctx = roles_ctx();
+        let old = vec!["blue runs version 3".to_string()];
+        let during = policy_during(&ctx, "process", &old).unwrap();
+        let settled = policy(&ctx, "process").unwrap();
+        assert!(names_master(&during) && !names_master(&settled));
+        for f in ["validate", "fraud-check", "rotate-secret"] {
+            assert_eq!(policy_during(&ctx, f, &old).unwrap(), policy(&ctx, f).unwrap(), "{f}: untouched");
+        }
+        let gone = transition_drift(&during, &settled, &[]).unwrap().on("role r policy p");
+        assert_eq!(
+            gone.to_string(),
+            "role r policy p master secret read: kept for code before the database logins → \
+             absent: every alias of process runs login code"
+        );
+        let kept = transition_drift(&settled, &during, &old).unwrap();
+        assert_eq!(
+            kept.to_string(),
+            "master secret read: missing → kept while blue runs version 3 (code before the database logins)"
+        );
+        assert_plain(&[&gone, &kept]);
+        // Any other difference is the general one.
+        let mut wide = settled.clone();
+        wide["Statement"].as_array_mut().unwrap().push(json!({ "Effect": "Allow", "Action": "*", "Resource": "*" }));
+        assert_eq!(transition_drift(&wide, &during, &old), None);
+    }
 }

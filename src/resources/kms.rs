@@ -64,10 +64,13 @@ pub fn key_policy(account: &str, region: &str, suffix: &str) -> Value {
     // cloudtrail: with a Bucket Key on the trail bucket, creating or updating an SSE-KMS trail needs
     // kms:Decrypt for the caller through CloudTrail (CloudTrail guide, "Configure AWS KMS key
     // policies for CloudTrail").
-    let via: Vec<String> = ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm", "cloudtrail"]
-        .iter()
-        .map(|s| format!("{s}.{region}.amazonaws.com"))
-        .collect();
+    // backup: the backup vault is encrypted with this key; AWS Backup uses it (CreateGrant, data
+    // keys) on behalf of the backup role (AWS Backup developer guide, "Encryption for backups").
+    let via: Vec<String> =
+        ["logs", "sns", "rds", "dynamodb", "s3", "secretsmanager", "lambda", "ssm", "cloudtrail", "backup"]
+            .iter()
+            .map(|s| format!("{s}.{region}.amazonaws.com"))
+            .collect();
     json!({
         "Version": "2012-10-17",
         "Id": format!("payments-{suffix}"),

@@ -10,9 +10,11 @@
 //! - `apply` makes it so, idempotently, waits until it is usable, and returns its outputs.
 //! - `delete` removes it and waits until it is gone; already absent is success.
 
+pub mod account;
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod database;
 pub mod events;
 pub mod functions;
@@ -216,6 +218,67 @@ pub fn policy_difference(have: &Value, want: &Value) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// The one policy comparer: a policy document in a form that compares as AWS means it: statements as a set, one value or
+/// a list alike, actions and condition keys without case, Sid and Id left out.
+pub fn canonical(doc: &Value) -> Value {
+    use serde_json::json;
+    fn values(v: &Value, lower: bool) -> Value {
+        let mut items: Vec<String> = match v {
+            Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect(),
+            Value::Null => vec![],
+            Value::String(s) => vec![s.clone()],
+            other => vec![other.to_string()],
+        };
+        if lower {
+            items.iter_mut().for_each(|s| *s = s.to_ascii_lowercase());
+        }
+        items.sort();
+        items.dedup();
+        json!(items)
+    }
+    let statements: Vec<Value> = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Null => vec![],
+        one => vec![one.clone()],
+    };
+    let mut canon: Vec<Value> = statements
+        .iter()
+        .map(|s| {
+            let principal = match &s["Principal"] {
+                Value::Object(kinds) => {
+                    Value::Object(kinds.iter().map(|(k, v)| (k.clone(), values(v, false))).collect())
+                }
+                // AWS answers a bare `"Principal": "*"` as `{"AWS": "*"}` (as SQS does): the same.
+                other => json!({ "AWS": values(other, false) }),
+            };
+            let condition: serde_json::Map<String, Value> = s["Condition"]
+                .as_object()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|(op, keys)| {
+                            let keys: serde_json::Map<String, Value> = keys
+                                .as_object()
+                                .map(|k| k.iter().map(|(k, v)| (k.to_ascii_lowercase(), values(v, false))).collect())
+                                .unwrap_or_default();
+                            (op.clone(), Value::Object(keys))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "Effect": s["Effect"],
+                "Principal": principal,
+                "Action": values(&s["Action"], true),
+                "NotAction": values(&s["NotAction"], true),
+                "Resource": values(&s["Resource"], false),
+                "Condition": condition,
+            })
+        })
+        .collect();
+    canon.sort_by_key(|v| v.to_string());
+    json!(canon)
 }
 
 /// The tags of `want` that `have` lacks or holds with another value, as they are and as wanted:
@@ -667,6 +730,11 @@ pub(crate) mod testing {
             db_engine_version: "16.4".into(),
             waf_rate_limit: crate::config::DEFAULT_WAF_RATE_LIMIT,
             audit_lock: crate::config::AuditLock::Governance,
+            backup_retention_days: crate::config::DEFAULT_BACKUP_RETENTION_DAYS,
+            backup_copy_region: None,
+            break_glass_role_arn: None,
+            domain: None,
+            account_controls: true,
         };
         Ctx {
             clients: Clients::new(&sdk, true),

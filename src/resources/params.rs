@@ -31,10 +31,15 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("payments/allowed-currencies", "USD,EUR,GBP,JPY,KWD,CAD,AUD,CHF"),
     ("payments/max-amount-minor", "10000000"),
     ("db/name", "payments"),
+    // The login process signs in as, with an IAM authentication token (iam.db-connect).
+    ("db/process-login", crate::names::PROCESS_DB_LOGIN),
     // The RDS CA bundle the functions verify the database's certificate with, shipped next to
     // each function's bootstrap by `tapctl build` (relative paths are from the bootstrap's folder).
     ("db/ca-bundle-path", "rds-global-bundle.pem"),
 ];
+
+/// The name of the migrator function (rotate-secret), under the prefix.
+pub const MIGRATOR_PARAMETER: &str = "resources/migrator-function";
 
 /// name (under the prefix) -> the node and output that provide its value.
 pub const FROM_OUTPUTS: &[(&str, Input)] = &[
@@ -86,6 +91,12 @@ pub fn wanted(ctx: &Ctx) -> Result<BTreeMap<String, Param>> {
     for (name, from) in FROM_OUTPUTS {
         out.insert(format!("{prefix}/{name}"), Param { value: ctx.input(from.node, from.key)?, secure: false });
     }
+    // The function process invokes to migrate the schema: named, not read, so that the
+    // parameters never wait for the functions.
+    out.insert(
+        format!("{prefix}/{MIGRATOR_PARAMETER}"),
+        Param { value: ctx.names.function(crate::names::MIGRATOR_FUNCTION), secure: false },
+    );
     Ok(out)
 }
 

@@ -256,9 +256,89 @@ pub mod catalogue {
         limit: Duration::from_secs(2 * 60),
     };
 
+    /// CreateBackupSelection right after the backup role was made: "IAM Role arn:aws:iam::…:role/…
+    /// cannot be assumed by AWS Backup", or its managed policies are not yet seen ("… is not
+    /// authorized to call tag:GetResources"), both InvalidParameterValueException. terraform
+    /// `backup/selection.go` retries exactly these two messages for `propagationTimeout` (2 min).
+    pub const BACKUP_SELECTION_ROLE: Propagation = Propagation {
+        waiting_for: "IAM to propagate the backup role to AWS Backup",
+        answers: &[
+            Answer::says("InvalidParameterValueException", "cannot be assumed"),
+            Answer::says("InvalidParameterValueException", "is not authorized to call"),
+        ],
+        limit: IAM_PROPAGATION,
+    };
+
+    /// DeleteBackupVault right after the vault's last recovery point was deleted: the vault's
+    /// count of recovery points lags behind the deletions (DeleteRecoveryPoint is asynchronous:
+    /// API_DeleteRecoveryPoint, "the recovery point is DELETING"), and AWS Backup answers
+    /// InvalidRequestException "Backup vault cannot be deleted (contains N recovery points)".
+    /// Only after `until_gone` saw the vault's list empty; terraform `backup/vault.go` deletes the
+    /// recovery points first (force_destroy) and then the vault.
+    pub const BACKUP_VAULT_EMPTYING: Propagation = Propagation {
+        waiting_for: "AWS Backup to count the vault's deleted recovery points",
+        answers: &[Answer::says("InvalidRequestException", "recovery points")],
+        limit: Duration::from_secs(5 * 60),
+    };
+
+    /// BatchEnableStandards (and any Security Hub call) right after EnableSecurityHub: "Account
+    /// … is not subscribed to AWS Security Hub" (InvalidAccessException) while the new
+    /// subscription propagates. terraform treats this answer as "no hub" in every Security Hub
+    /// finder (`securityhub/*.go`, `errCodeInvalidAccessException`); it does not retry it, its users
+    /// order the standards after the account resource. tapctl enables both in one run. For
+    /// `account.controls`.
+    pub const SECURITYHUB_NEW_HUB: Propagation = Propagation {
+        waiting_for: "Security Hub to see the account's new subscription",
+        answers: &[Answer::says("InvalidAccessException", "not subscribed to AWS Security Hub")],
+        limit: IAM_PROPAGATION,
+    };
+
+    /// PutDeliveryChannel right after the bucket's policy, its key or the recorder were made:
+    /// InsufficientDeliveryPolicyException ("Insufficient delivery policy to s3 bucket") while S3
+    /// and KMS propagate the policy; NoAvailableConfigurationRecorderException while the recorder
+    /// put moments before is not yet seen. terraform `configservice/delivery_channel.go` retries the
+    /// first for `propagationTimeout` (2 min). For `account.controls`.
+    pub const CONFIG_DELIVERY: Propagation = Propagation {
+        waiting_for: "S3, KMS and AWS Config to propagate the delivery bucket's policy and the recorder",
+        answers: &[
+            Answer::code("InsufficientDeliveryPolicyException"),
+            Answer::code("NoAvailableConfigurationRecorderException"),
+        ],
+        limit: IAM_PROPAGATION,
+    };
+
+    /// DeleteDeliveryChannel right after StopConfigurationRecorder: "there is a running
+    /// configuration recorder" (LastDeliveryChannelDeleteFailedException) until the stop is seen.
+    /// terraform `configservice/delivery_channel.go` retries exactly this answer (30 s; one minute
+    /// here, the catalogue's floor). For `account.controls`.
+    pub const CONFIG_CHANNEL_DELETE: Propagation = Propagation {
+        waiting_for: "AWS Config to see its recorder stopped",
+        answers: &[Answer::says("LastDeliveryChannelDeleteFailedException", "running configuration recorder")],
+        limit: Duration::from_secs(60),
+    };
+
+    /// Secrets Manager PutResourcePolicy while a role the policy names is new: "This resource
+    /// policy contains an unsupported principal" (MalformedPolicyDocumentException) until IAM has
+    /// propagated the role to Secrets Manager. terraform `secretsmanager/secret_policy.go` retries
+    /// exactly this message for its `PropagationTimeout`, 2 min (`secretsmanager/consts.go`). For
+    /// `secrets.policies`, which runs in the run that made the functions' roles. Any other
+    /// malformed-policy answer is a real error.
+    pub const SECRETS_POLICY_PRINCIPAL: Propagation = Propagation {
+        waiting_for: "IAM to propagate the roles the secret's resource policy names to Secrets Manager",
+        answers: &[Answer::says(
+            "MalformedPolicyDocumentException",
+            "This resource policy contains an unsupported principal",
+        )],
+        limit: IAM_PROPAGATION,
+    };
+
     /// Every entry, for the catalogue's own tests and the harness.
     pub const ALL: &[&Propagation] = &[
+        &SECRETS_POLICY_PRINCIPAL,
         &S3_NEW_BUCKET,
+        &SECURITYHUB_NEW_HUB,
+        &CONFIG_DELIVERY,
+        &CONFIG_CHANNEL_DELETE,
         &LAMBDA_FUNCTION,
         &LAMBDA_UPDATE_IN_PROGRESS,
         &EC2_NEW_RESOURCE,
@@ -272,6 +352,8 @@ pub mod catalogue {
         &WAFV2_WEB_ACL_DELETE,
         &CLOUDTRAIL_DELIVERY,
         &FLOW_LOGS_ROLE,
+        &BACKUP_SELECTION_ROLE,
+        &BACKUP_VAULT_EMPTYING,
     ];
 }
 
@@ -427,6 +509,26 @@ mod tests {
         );
         assert!(!WAFV2_ASSOCIATION.matches(&err("WAFNonexistentItemException", "not found")));
         assert!(!WAFV2_ASSOCIATION.matches(&err("WAFInvalidParameterException", "bad ARN")));
+    }
+
+    #[test]
+    fn backup_retries_only_the_role_and_vault_count_answers() {
+        let role = "IAM Role arn:aws:iam::123456789012:role/payments-backup-qa cannot be assumed by AWS Backup";
+        assert!(BACKUP_SELECTION_ROLE.matches(&err("InvalidParameterValueException", role)));
+        let policies = "IAM Role arn:aws:iam::1:role/r is not authorized to call tag:GetResources";
+        assert!(BACKUP_SELECTION_ROLE.matches(&err("InvalidParameterValueException", policies)));
+        assert!(!BACKUP_SELECTION_ROLE.matches(&err("InvalidParameterValueException", "Invalid ARN")));
+        let count = "Backup vault cannot be deleted (contains 2 recovery points)";
+        assert!(BACKUP_VAULT_EMPTYING.matches(&err("InvalidRequestException", count)));
+        assert!(!BACKUP_VAULT_EMPTYING.matches(&err("AccessDeniedException", count)));
+    }
+
+    #[test]
+    fn a_secret_policy_naming_a_new_role_is_retried_and_no_other_malformed_policy() {
+        let code = "MalformedPolicyDocumentException";
+        assert!(SECRETS_POLICY_PRINCIPAL.matches(&err(code, "This resource policy contains an unsupported principal.")));
+        assert!(!SECRETS_POLICY_PRINCIPAL.matches(&err(code, "This resource policy contains a syntax error.")));
+        assert!(!SECRETS_POLICY_PRINCIPAL.matches(&err("AccessDeniedException", "contains an unsupported principal")));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! for the database, from GetSecretValue to CreateDBCluster) and nowhere else: never into the
 //! state, a log line, stdout or an error message. The SDK redacts it from Debug output too.
 
+pub mod policies;
+
 use crate::aws::{AwsResultExt, NotFoundExt};
 use crate::resources::Outputs;
 use crate::resources::{Change, Ctx, Drift, Input, Resource, ResourceError, Result};

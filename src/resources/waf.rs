@@ -631,7 +631,20 @@ impl Resource for WebAcl {
                     .await
                     .aws("wafv2:CreateWebACL");
                 match created {
-                    Ok(_) => None,
+                    // The create's summary names the ACL and its lock token: no list (which may
+                    // lag the create) between it and the association. It holds what was sent.
+                    Ok(out) => out.summary().map(|s| Acl {
+                        id: s.id().unwrap_or_default().to_string(),
+                        arn: s.arn().unwrap_or_default().to_string(),
+                        lock_token: s.lock_token().unwrap_or_default().to_string(),
+                        description: Some(description(ctx)),
+                        default_allow: true,
+                        rules: wanted.clone(),
+                        shield_rules: Vec::new(),
+                        metrics: true,
+                        sampled: true,
+                        tags: ctx.tags(None, None).into_iter().collect(),
+                    }),
                     // A killed run made it between its create and its save: adopt it below.
                     Err(e) if e.code_is("WAFDuplicateItemException") => None,
                     Err(e) => return Err(e.into()),

@@ -105,7 +105,7 @@ fn each_command_lists_its_own_options_apart_and_only_those_that_apply() {
 #[test]
 fn every_command_explains_itself_with_an_example() {
     let acct = Account::new();
-    for command in ["up", "plan", "status", "destroy"] {
+    for command in ["up", "plan", "status", "destroy", "restore"] {
         let run = acct.run(&[command, "--help"]);
         assert_eq!(run.code, 0);
         assert!(run.stdout.contains("Example"), "{command} --help lacks an example");

@@ -125,7 +125,11 @@ fn each_function_gets_a_role_trusting_only_lambda_for_this_account_with_exact_re
                 assert!(has("dynamodb:PutItem", &table) && has("dynamodb:UpdateItem", &table));
                 assert!(has("s3:PutObject", "arn:aws:s3:::payments-audit-123456789012-us-east-1-qa/audit/*"));
                 assert!(has("sns:Publish", &topic));
-                assert!(has("secretsmanager:GetSecretValue", &db_secret));
+                assert!(!has("secretsmanager:GetSecretValue", &db_secret), "process signs in as its own login");
+                assert!(has(
+                    "lambda:InvokeFunction",
+                    "arn:aws:lambda:us-east-1:123456789012:function:payment-rotate-secret-qa:blue"
+                ));
             }
             "rotate-secret" => {
                 assert!(has("secretsmanager:PutSecretValue", &db_secret));
@@ -160,7 +164,9 @@ fn a_role_made_again_under_its_name_gets_the_functions_configuration_applied_aga
     // Lambda's KMS grant for the environment still names the old one.
     acct.proxy.clear();
     acct.block_on(async {
-        acct.iam.delete_role_policy().role_name(role).policy_name("payments-least-privilege").send().await.unwrap();
+        for policy in ["payments-least-privilege", "payments-db-connect"] {
+            acct.iam.delete_role_policy().role_name(role).policy_name(policy).send().await.unwrap();
+        }
         acct.iam.delete_role().role_name(role).send().await.unwrap();
     });
     let up = acct.ok(&["up", "--suffix", "qa"]);

@@ -139,7 +139,7 @@ fn up_builds_the_data_layer_with_every_property_read_back() {
         while let Some(page) = pages.next().await {
             params.extend(page.unwrap().parameters().to_vec());
         }
-        assert_eq!(params.len(), 21);
+        assert_eq!(params.len(), 23);
         let get = |n: &str| params.iter().find(|p| p.name() == Some(&format!("/payments/qa/{n}"))).unwrap().clone();
         assert_eq!(get("resources/table-name").value(), Some("transactions-qa"));
         assert_eq!(get("resources/audit-bucket").value(), Some(BUCKET));

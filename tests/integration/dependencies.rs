@@ -11,23 +11,28 @@ use std::process::Command;
 const CREDENTIALS: &[&str] = &["aws-sdk-sts"];
 
 /// What each function's code calls: configuration (Parameter Store, Secrets Manager) for all,
-/// the transactions table for the fraud rules, the audit bucket and the alerts topic for process.
+/// the transactions table for the fraud rules, the audit bucket and the alerts topic for process,
+/// and Lambda for process, which invokes the migrator when the schema is behind its code.
 pub const USES: [(&str, &[&str]); 4] = [
     ("validate", &["aws-sdk-secretsmanager", "aws-sdk-ssm"]),
     ("fraud-check", &["aws-sdk-dynamodb", "aws-sdk-secretsmanager", "aws-sdk-ssm"]),
-    ("process", &["aws-sdk-dynamodb", "aws-sdk-s3", "aws-sdk-secretsmanager", "aws-sdk-sns", "aws-sdk-ssm"]),
+    (
+        "process",
+        &["aws-sdk-dynamodb", "aws-sdk-lambda", "aws-sdk-s3", "aws-sdk-secretsmanager", "aws-sdk-sns", "aws-sdk-ssm"],
+    ),
     ("rotate-secret", &["aws-sdk-secretsmanager", "aws-sdk-ssm"]),
 ];
 
 /// A string only a client's own code holds, so its presence in a bootstrap means the client was
 /// linked: DynamoDB's JSON target prefix, SSM's, Secrets Manager's service name, S3's express
-/// auth scheme, SNS's query API version.
-pub const SIGNATURES: [(&str, &str); 5] = [
+/// auth scheme, SNS's query API version, Lambda's REST path.
+pub const SIGNATURES: [(&str, &str); 6] = [
     ("aws-sdk-dynamodb", "DynamoDB_20120810"),
     ("aws-sdk-ssm", "AmazonSSM"),
     ("aws-sdk-secretsmanager", "secretsmanager"),
     ("aws-sdk-s3", "s3express"),
     ("aws-sdk-sns", "2010-03-31"),
+    ("aws-sdk-lambda", "/2015-03-31/functions/"),
 ];
 
 /// Which SDK clients a built bootstrap links, by their signatures.

@@ -3,9 +3,15 @@
 //! in for Aurora: Parameter Store's `db/*` values are pointed at it, and the master user is made
 //! with the password Secrets Manager holds. Assertions read back what the table, the bucket, the
 //! topic's subscriber and the database hold.
+//!
+//! process signs in as its own login (`payments_process`, IAM database authentication: see
+//! postgres.rs for what the harness does not verify of the token) and, when the schema is not
+//! ready for it, invokes the migrator (rotate-secret, the one function that reads the master
+//! secret) through a fake Lambda `Invoke` endpoint (lambda.rs: `InvokeEndpoint`) that runs the
+//! rotate-secret binary.
 
 use super::harness::Account;
-use super::lambda::Function;
+use super::lambda::{Function, InvokeEndpoint};
 use super::postgres::Postgres;
 use aws_sdk_dynamodb::types::AttributeValue;
 use payments_runtime::db::{self, Credentials, Endpoint};
@@ -16,10 +22,17 @@ use std::collections::HashMap;
 
 pub const BUCKET: &str = "payments-audit-123456789012-us-east-1-qa";
 const TABLE: &str = "transactions-qa";
+/// The migrator's function name (tapctl's `resources/migrator-function`) and process's own alias
+/// ARN (what API Gateway invokes: the blue colour).
+pub const MIGRATOR: &str = "payment-rotate-secret-qa";
+pub const PROCESS_BLUE: &str = "arn:aws:lambda:us-east-1:123456789012:function:payment-process-qa:blue";
+pub const LOGIN: &str = "payments_process";
 
 pub struct Payments {
     pub acct: Account,
     pub pg: Postgres,
+    /// Lambda's Invoke for the migrator, started with the first process container.
+    migrator: std::sync::OnceLock<InvokeEndpoint>,
 }
 
 pub fn card(number: &str, cvv: &str) -> Value {
@@ -37,15 +50,23 @@ impl Payments {
         let acct = Account::new();
         acct.ok(&["up", "--suffix", "qa"]);
         let pg = Postgres::start();
-        let p = Payments { acct, pg };
+        let p = Payments { acct, pg, migrator: std::sync::OnceLock::new() };
         let creds = p.master();
-        p.pg.psql("postgres", &format!("CREATE ROLE {} LOGIN PASSWORD '{}'", creds.username, creds.password));
+        // Aurora's master user is not a superuser: it may create roles and databases
+        // (rds_superuser), and owns the database it made.
+        p.pg.psql(
+            "postgres",
+            &format!("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD '{}'", creds.username, creds.password),
+        );
         p.pg.psql("postgres", &format!("ALTER DATABASE payments OWNER TO {}", creds.username));
         for (name, value) in [
             ("db/writer-endpoint", "127.0.0.1".to_string()),
             ("db/reader-endpoint", "127.0.0.1".to_string()),
             ("db/port", p.pg.port.to_string()),
             ("db/ca-bundle-path", p.pg.ca.display().to_string()),
+            // What tapctl writes (params.rs), set here too so the test states what process reads.
+            ("db/process-login", LOGIN.to_string()),
+            ("resources/migrator-function", MIGRATOR.to_string()),
         ] {
             p.put_param(name, &value);
         }
@@ -99,12 +120,24 @@ impl Payments {
         Credentials::from_secret(&SecretValue::new(self.secret_string("payments/qa/db-master"))).unwrap()
     }
 
+    /// Containers of a function. process's Lambda client goes to the fake Invoke endpoint of the
+    /// migrator (its other clients to the emulator), and it is invoked through its blue alias.
     pub fn start(&self, function: &str, containers: usize) -> Function {
-        Function::start(
-            function,
-            containers,
-            &[("PAYMENTS_CONFIG_PREFIX", "/payments/qa"), ("AWS_ENDPOINT_URL", &self.acct.proxy.url)],
-        )
+        let mut env =
+            vec![("PAYMENTS_CONFIG_PREFIX", "/payments/qa"), ("AWS_ENDPOINT_URL", self.acct.proxy.url.as_str())];
+        if function == "process" {
+            env.push(("AWS_ENDPOINT_URL_LAMBDA", self.migrator().url.as_str()));
+        }
+        let f = Function::start(function, containers, &env);
+        if function == "process" {
+            f.api.set_invoked_arn(PROCESS_BLUE);
+        }
+        f
+    }
+
+    /// The fake Invoke endpoint running the rotate-secret binary as the migrator.
+    pub fn migrator(&self) -> &InvokeEndpoint {
+        self.migrator.get_or_init(|| InvokeEndpoint::start(MIGRATOR, self.start("rotate-secret", 1)))
     }
 
     /// Every item of the transactions table.
@@ -141,6 +174,26 @@ impl Payments {
             }
             out
         })
+    }
+
+    /// Who the database says inserted a ledger transaction (migration 3's `recorded_by`).
+    pub fn recorded_by(&self, transaction_id: &str) -> String {
+        self.pg.psql(
+            "payments",
+            &format!("SELECT recorded_by FROM ledger_transactions WHERE transaction_id = '{transaction_id}'"),
+        )
+    }
+
+    pub fn schema_versions(&self) -> String {
+        self.pg.psql("payments", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
+    }
+
+    /// Every table of the schema with its owner.
+    pub fn owners(&self) -> String {
+        self.pg.psql(
+            "payments",
+            "SELECT string_agg(tablename || ':' || tableowner, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+        )
     }
 
     pub fn ledger_entries(&self, transaction_id: &str) -> String {
@@ -285,6 +338,16 @@ fn process_approves_reviews_and_declines_recording_each_where_it_belongs() {
     let item = p.item(&txn);
     assert_eq!((s(&item, "status"), s(&item, "merchant_id"), s(&item, "card_last4")), ("approved", "m-1", "4242"));
     assert_eq!(p.ledger_entries(&txn), "credit merchant_payable:m-1 2500, debit card_settlement:USD 2500");
+    // Written under process's own login, as the database saw it; its connections are that login's.
+    assert_eq!(p.recorded_by(&txn), LOGIN);
+    assert_eq!(
+        p.pg.psql(
+            "postgres",
+            "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE application_name = 'payments'"
+        ),
+        LOGIN
+    );
+    assert_eq!(p.migrator().invocations(), vec![], "the schema was current: no migration asked for");
     let audits = p.audit_objects();
     let (key, event) = audits.iter().find(|(k, _)| k.ends_with(&format!("/{txn}.json"))).expect("audit event");
     assert!(key.starts_with("audit/transactions/year="), "{key}");
@@ -331,19 +394,60 @@ fn process_approves_reviews_and_declines_recording_each_where_it_belongs() {
     assert_eq!(p.pg.psql("payments", "SELECT count(*) FROM ledger_transactions"), "1");
 }
 
+/// The ledger pair exactly as process writes it (functions/process: record_in_ledger), with values.
+fn ledger_pair(txn: &str, merchant: &str, amount: i64) -> String {
+    format!(
+        "WITH t AS (
+            INSERT INTO ledger_transactions (transaction_id, merchant_id, amount_minor, currency)
+            VALUES ('{txn}', '{merchant}', {amount}, 'USD') ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id)
+         INSERT INTO ledger_entries (transaction_id, account, direction, amount_minor, currency)
+         SELECT t.transaction_id, e.account, e.direction, {amount}, 'USD'
+           FROM t, (VALUES ('card_settlement:USD', 'debit'), ('merchant_payable:{merchant}', 'credit')) AS e(account, direction)"
+    )
+}
+
 #[test]
-fn process_migrates_a_fresh_database_under_its_advisory_lock() {
+fn process_has_a_fresh_database_migrated_by_its_own_colours_migrator_then_works_under_its_login() {
     let p = Payments::new(false);
     let f = p.start("process", 1);
     let (endpoint, master) = (p.endpoint(), p.master());
     let (code, r) = process_post(&f, "k-1", &payment("m-1", 2500, card("4242424242424242", "123")));
     assert_eq!((code, r["error"]["code"].as_str()), (404, Some("unknown_merchant")), "{r}");
+    assert_eq!(p.schema_versions(), "1,2,3");
+    // Its login was refused (it did not exist yet): process asked the migrator of its own colour,
+    // once, synchronously, and then signed in as its login.
     assert_eq!(
-        p.pg.psql("payments", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"),
-        "1,2"
+        p.migrator().invocations(),
+        vec![super::lambda::Invocation {
+            function: MIGRATOR.into(),
+            qualifier: Some("blue".into()),
+            payload: json!({ "action": "migrate" })
+        }]
     );
-    // Concurrent migrators (containers starting together) apply nothing twice; an unbalanced
-    // ledger write cannot commit.
+    assert_eq!(
+        p.pg.psql(
+            "postgres",
+            "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE usename = 'payments_process'"
+        ),
+        LOGIN
+    );
+    let owner = "payments_migrator";
+    assert_eq!(
+        p.owners(),
+        format!("customers:{owner},ledger_entries:{owner},ledger_transactions:{owner},merchants:{owner},schema_migrations:{owner}")
+    );
+    p.pg.psql("payments", "INSERT INTO merchants (merchant_id, name) VALUES ('m-1', 'Corner Shop')");
+    let (code, r) = process_post(&f, "k-2", &payment("m-1", 2500, card("4242424242424242", "123")));
+    assert_eq!((code, r["status"].as_str()), (201, Some("approved")), "{r}");
+    assert_eq!(p.recorded_by(r["transaction_id"].as_str().unwrap()), LOGIN);
+    // A new container finds the schema current: it asks nobody.
+    let second = p.start("process", 1);
+    let (code, _) = process_post(&second, "k-3", &payment("m-1", 2600, card("4242424242424242", "123")));
+    assert_eq!(code, 201);
+    assert_eq!(p.migrator().invocations().len(), 1);
+
+    // Concurrent migrators (the master under the advisory lock) apply nothing twice; an
+    // unbalanced ledger write cannot commit.
     p.acct.block_on(async {
         let tls = db::tls(&p.pg.ca).unwrap();
         let clients = futures::future::join_all((0..4).map(|_| db::connect(&endpoint, &master, &tls))).await;
@@ -355,14 +459,192 @@ fn process_migrates_a_fresh_database_under_its_advisory_lock() {
     let half = p.pg.psql(
         "payments",
         "DO $$ BEGIN
-           INSERT INTO ledger_transactions VALUES ('t-1', 'm-x', 5, 'USD');
+           INSERT INTO ledger_transactions (transaction_id, merchant_id, amount_minor, currency) VALUES ('t-1', 'm-x', 5, 'USD');
            INSERT INTO ledger_entries (transaction_id, account, direction, amount_minor, currency)
              VALUES ('t-1', 'a', 'debit', 5, 'USD');
            SET CONSTRAINTS ALL IMMEDIATE;
          EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'refused'; END $$;
-         SELECT count(*) FROM ledger_entries",
+         SELECT count(*) FROM ledger_entries WHERE transaction_id = 't-1'",
     );
     assert_eq!(half, "0");
+}
+
+/// A stack made before the logins: its database was migrated to version 2 by the old flow (old
+/// process code, as the master, with the migrations it embedded). New process code moves it to 3
+/// through the migrator and works under its login, while the old code — still running as the
+/// master in the other colour during the shift — keeps running every statement it ran.
+#[test]
+fn a_database_of_the_old_flow_moves_to_the_logins_while_old_code_as_the_master_keeps_working() {
+    let p = Payments::new(false);
+    let (endpoint, master) = (p.endpoint(), p.master());
+    let tls = db::tls(&p.pg.ca).unwrap();
+    let old = p.acct.block_on(async {
+        let old = db::connect(&endpoint, &master, &tls).await.unwrap();
+        assert_eq!(db::apply(&old, &payments_core::migrations::MIGRATIONS[..2]).await.unwrap(), vec![1, 2]);
+        old
+    });
+    p.pg.psql("payments", "INSERT INTO merchants (merchant_id, name) VALUES ('m-1', 'Corner Shop')");
+    let old_statements = |client: &tokio_postgres::Client, txn: &str| {
+        p.acct.block_on(async {
+            let status = client.query_one("SELECT status FROM merchants WHERE merchant_id = $1", &[&"m-1"]).await;
+            assert_eq!(status.unwrap().get::<_, String>(0), "active");
+            client.batch_execute(&ledger_pair(txn, "m-1", 900)).await.unwrap();
+            // The old code's own first-use migration: nothing it knows is missing.
+            assert_eq!(
+                db::apply(client, &payments_core::migrations::MIGRATIONS[..2]).await.unwrap(),
+                Vec::<i32>::new()
+            );
+        })
+    };
+    old_statements(&old, "txn-old-before");
+    assert_eq!(p.schema_versions(), "1,2");
+
+    let f = p.start("process", 1);
+    let (code, r) = process_post(&f, "k-new", &payment("m-1", 2500, card("4242424242424242", "123")));
+    assert_eq!((code, r["status"].as_str()), (201, Some("approved")), "{r}");
+    assert_eq!(p.schema_versions(), "1,2,3");
+    assert_eq!(p.migrator().invocations().len(), 1, "the schema was behind: one migration asked for");
+    let new_txn = r["transaction_id"].as_str().unwrap();
+    assert_eq!(p.recorded_by(new_txn), LOGIN);
+    assert_eq!(p.ledger_entries(new_txn), "credit merchant_payable:m-1 2500, debit card_settlement:USD 2500");
+
+    // The old code's connection, open across the migration, and a new one it opens afterwards.
+    old_statements(&old, "txn-old-during");
+    let reopened = p.acct.block_on(async { db::connect(&endpoint, &master, &tls).await.unwrap() });
+    old_statements(&reopened, "txn-old-after");
+    for txn in ["txn-old-before", "txn-old-during", "txn-old-after"] {
+        assert_eq!(p.recorded_by(txn), master.username, "{txn}");
+        assert_eq!(p.ledger_entries(txn), "credit merchant_payable:m-1 900, debit card_settlement:USD 900");
+    }
+}
+
+#[test]
+fn process_answers_a_clear_503_when_the_migrator_cannot_be_asked_and_works_once_it_can() {
+    let p = Payments::new(false);
+    p.put_param("resources/migrator-function", "payment-nothing-qa");
+    let f = p.start("process", 1);
+    let (code, r) = process_post(&f, "k-1", &payment("m-1", 2500, card("4242424242424242", "123")));
+    assert_eq!((code, r["error"]["code"].as_str()), (503, Some("service_unavailable")), "{r}");
+    let text = r.to_string();
+    assert!(!text.contains("SQLSTATE") && !text.contains("lambda") && !text.contains(&p.master().password), "{r}");
+    assert!(f.output().contains("lambda:Invoke failed: ResourceNotFoundException"), "{}", f.output());
+    assert_eq!(p.pg.psql("payments", "SELECT to_regclass('schema_migrations') IS NULL"), "t", "nothing was migrated");
+
+    // The parameter repaired, a new container (configuration is cached per container) migrates.
+    p.put_param("resources/migrator-function", MIGRATOR);
+    let g = p.start("process", 1);
+    let (code, r) = process_post(&g, "k-1", &payment("m-1", 2500, card("4242424242424242", "123")));
+    assert_eq!((code, r["error"]["code"].as_str()), (404, Some("unknown_merchant")), "{r}");
+    assert_eq!(p.schema_versions(), "1,2,3");
+}
+
+/// The expected outcome of a statement: allowed, or refused with this SQLSTATE.
+type Expect = Result<(), &'static str>;
+const ALLOWED: Expect = Ok(());
+/// insufficient_privilege
+const DENIED: Expect = Err("42501");
+
+/// Runs each statement on its own (autocommit) and lists every one whose outcome differs.
+async fn mismatches(client: &tokio_postgres::Client, who: &str, table: &[(String, Expect)]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (sql, expected) in table {
+        let got = match client.batch_execute(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))),
+        };
+        if got.as_ref().map(|_| ()).map_err(String::as_str) != *expected {
+            wrong.push(format!("{who}: {sql:?}: expected {expected:?}, the server answered {got:?}"));
+        }
+    }
+    wrong
+}
+
+#[test]
+fn each_login_may_run_exactly_the_statements_its_table_allows() {
+    let p = Payments::new(true);
+    let (endpoint, master) = (p.endpoint(), p.master());
+    let sql = |s: &str| s.to_string();
+    let process: Vec<(String, Expect)> = vec![
+        // What process's code runs.
+        (sql("SELECT status FROM merchants WHERE merchant_id = 'm-1'"), ALLOWED),
+        (sql("SELECT status FROM customers WHERE customer_id = 'c-1' AND merchant_id = 'm-1'"), ALLOWED),
+        (ledger_pair("txn-table-1", "m-1", 700), ALLOWED),
+        (ledger_pair("txn-table-1", "m-1", 700), ALLOWED), // a retry inserts nothing
+        (sql("SELECT coalesce(max(version), 0) FROM schema_migrations"), ALLOWED),
+        // Nothing more: no other column, no change of the ledger, no DDL, no catalogue secrets.
+        (sql("SELECT name FROM merchants"), DENIED),
+        (sql("SELECT * FROM ledger_entries"), DENIED),
+        (sql("SELECT amount_minor FROM ledger_transactions"), DENIED),
+        (sql("INSERT INTO merchants (merchant_id, name) VALUES ('m-evil', 'x')"), DENIED),
+        (sql("UPDATE merchants SET status = 'active'"), DENIED),
+        (
+            sql("INSERT INTO ledger_transactions (transaction_id, merchant_id, amount_minor, currency, recorded_by)
+                 VALUES ('txn-forged', 'm-1', 1, 'USD', 'payments_migrator')"),
+            DENIED,
+        ),
+        (sql("UPDATE ledger_entries SET amount_minor = 1"), DENIED),
+        (sql("UPDATE ledger_transactions SET amount_minor = 1"), DENIED),
+        (sql("DELETE FROM ledger_entries"), DENIED),
+        (sql("DELETE FROM ledger_transactions"), DENIED),
+        (sql("TRUNCATE ledger_entries"), DENIED),
+        (sql("TRUNCATE ledger_transactions CASCADE"), DENIED),
+        (sql("DROP TABLE ledger_entries"), DENIED),
+        (sql("DROP TABLE ledger_transactions CASCADE"), DENIED),
+        (sql("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only"), DENIED),
+        (sql("ALTER TABLE ledger_transactions ADD COLUMN note text"), DENIED),
+        (sql("CREATE TABLE skim (pan text)"), DENIED),
+        (sql("CREATE TEMP TABLE skim (pan text)"), DENIED),
+        (sql("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"), DENIED),
+        (sql("CREATE ROLE intruder LOGIN"), DENIED),
+        (sql("SET ROLE payments_migrator"), DENIED),
+        (sql("SELECT rolname, rolpassword FROM pg_authid"), DENIED),
+        (sql("DELETE FROM schema_migrations"), DENIED),
+        (sql("INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'x')"), DENIED),
+    ];
+    let migrator: Vec<(String, Expect)> = vec![
+        // The owner role, taken by the master as the migrator does: DDL on the schema.
+        (sql("SET ROLE payments_migrator"), ALLOWED),
+        (sql("CREATE TABLE drill (id int PRIMARY KEY)"), ALLOWED),
+        (sql("ALTER TABLE drill ADD COLUMN note text"), ALLOWED),
+        (sql("CREATE INDEX drill_note ON drill (note)"), ALLOWED),
+        (sql("ALTER TABLE ledger_transactions ADD COLUMN IF NOT EXISTS recorded_by text"), ALLOWED),
+        (sql("DROP TABLE drill"), ALLOWED),
+        // …but it makes no logins and reads no password hashes.
+        (sql("CREATE ROLE intruder LOGIN"), DENIED),
+        (sql("SELECT rolname, rolpassword FROM pg_authid"), DENIED),
+        (sql("RESET ROLE"), ALLOWED),
+        // The master itself: old code's statements still run; the ledger stays append-only
+        // (its trigger raises: P0001) even for it.
+        (sql("SELECT status FROM merchants WHERE merchant_id = 'm-1'"), ALLOWED),
+        (ledger_pair("txn-table-master", "m-1", 800), ALLOWED),
+        (sql("UPDATE ledger_entries SET amount_minor = 1"), Err("P0001")),
+        (sql("DELETE FROM ledger_transactions"), Err("P0001")),
+    ];
+    let wrong = p.acct.block_on(async {
+        let tls = db::tls(&p.pg.ca).unwrap();
+        // Any token: the harness does not verify it (postgres.rs).
+        let login = Credentials { username: LOGIN.into(), password: "an-iam-token".into() };
+        let as_process = db::connect(&endpoint, &login, &tls).await.unwrap();
+        let as_master = db::connect(&endpoint, &master, &tls).await.unwrap();
+        let mut wrong = mismatches(&as_process, LOGIN, &process).await;
+        wrong.extend(mismatches(&as_master, "payments_migrator (SET ROLE by the master)", &migrator).await);
+        // Nobody signs in as the owner role.
+        let owner = Credentials { username: "payments_migrator".into(), password: master.password.clone() };
+        match db::connect(&endpoint, &owner, &tls).await {
+            Err(e) if db::is_auth_failure(&e) => {}
+            Err(e) => wrong.push(format!("signing in as payments_migrator: {e}")),
+            Ok(_) => wrong.push("payments_migrator signed in".into()),
+        }
+        wrong
+    });
+    assert!(wrong.is_empty(), "{} statements had another outcome:\n{}", wrong.len(), wrong.join("\n"));
+    // The allowed writes are there, each recorded as its writer; the refused ones changed nothing.
+    assert_eq!(p.recorded_by("txn-table-1"), LOGIN);
+    assert_eq!(p.recorded_by("txn-table-master"), master.username);
+    assert_eq!(p.ledger_entries("txn-table-1"), "credit merchant_payable:m-1 700, debit card_settlement:USD 700");
+    assert_eq!(p.pg.psql("payments", "SELECT count(*) FROM ledger_entries"), "4");
+    assert_eq!(p.pg.psql("payments", "SELECT count(*) FROM merchants WHERE merchant_id = 'm-evil'"), "0");
+    assert_eq!(p.schema_versions(), "1,2,3");
 }
 
 #[test]
@@ -632,6 +914,9 @@ fn a_warm_container_reads_its_configuration_once_and_opens_no_database_connectio
     assert_eq!(process_post(&process, "k-1", &payment("m-1", 2500, card("4242424242424242", "123"))).0, 201);
     assert_eq!(process_post(&process, "k-2", &payment("m-1", 2600, card("4242424242424242", "123"))).0, 201);
     assert_eq!(connections(), "2", "one reader and one writer connection, kept warm");
+    // process read one secret, the card-fingerprint key: it signs in to the database with an IAM
+    // token it signs itself, never with the master secret.
+    assert_eq!(count(":GetSecretValue"), after_first.1 + 1, "{:?}", p.acct.proxy.calls());
 }
 
 #[test]

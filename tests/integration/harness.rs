@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 40;
+pub const NODES: usize = 45;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {
@@ -126,6 +126,10 @@ impl Call {
     pub fn is_mutating(&self) -> bool {
         let a = self.action();
         let rest = ["GET ", "HEAD ", "POST ", "PUT ", "PATCH ", "DELETE "].iter().any(|m| a.starts_with(m));
+        // Security Hub's GetEnabledStandards is a POST that reads.
+        if self.0 == "securityhub:POST /standards/get" {
+            return false;
+        }
         if self.0.starts_with("s3:") || rest {
             return !(a.starts_with("GET") || a.starts_with("HEAD"));
         }
@@ -464,7 +468,8 @@ fn fault_response(fault: Fault, call: &Call, json: bool) -> Response<Full<Bytes>
 /// with the `x-amzn-ErrorType` header (Lambda, API Gateway), EC2's `<Response><Errors>`, the
 /// query protocols' `<ErrorResponse>` (IAM, RDS, SNS, STS), or S3's `<Error>`.
 fn error_response(status: u16, code: &str, message: &str, call: &Call, json: bool) -> Response<Full<Bytes>> {
-    let rest_json = call.0.starts_with("lambda:") || call.0.starts_with("apigateway:");
+    let rest_json =
+        ["lambda:", "apigateway:", "guardduty:", "securityhub:", "backup:"].iter().any(|s| call.0.starts_with(s));
     let (content_type, body) = if rest_json {
         ("application/json", format!(r#"{{"Type":"User","message":"{message}"}}"#))
     } else if json {
@@ -525,7 +530,8 @@ async fn forward(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let json = target.is_some() || matches!(service.as_str(), "lambda" | "apigateway");
+    let json = target.is_some()
+        || matches!(service.as_str(), "lambda" | "apigateway" | "guardduty" | "securityhub" | "backup");
     if let Some(a) = answer {
         return Ok(error_response(a.status, &a.code, &a.message, &call, json));
     }

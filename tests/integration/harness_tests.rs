@@ -968,3 +968,192 @@ fn the_emulator_accepts_a_logging_target_whose_policy_also_denies_insecure_trans
     // The grant is still checked: another prefix is not granted.
     assert_eq!(enable("other/").unwrap_err(), Some("InvalidTargetBucketForLogging".to_string()));
 }
+
+/// Extensions 20–23 of tests/moto/server.py: AWS Backup selections, plan updates, recovery points
+/// (asynchronous deletion, a vault that holds one refused) and region settings, as AWS has them.
+#[test]
+fn the_emulator_keeps_backup_selections_recovery_points_and_region_settings_as_aws_does() {
+    use aws_sdk_backup::types::{BackupPlanInput, BackupRuleInput, BackupSelection, Lifecycle};
+    let acct = Account::new();
+    let b = aws_sdk_backup::Client::new(&acct.via_proxy());
+    let rule = |days: i64| {
+        BackupRuleInput::builder()
+            .rule_name("daily")
+            .target_backup_vault_name("v")
+            .lifecycle(Lifecycle::builder().delete_after_days(days).build())
+            .build()
+            .unwrap()
+    };
+    let plan = |days: i64| BackupPlanInput::builder().backup_plan_name("p").rules(rule(days)).build().unwrap();
+    acct.block_on(async {
+        let v = b.create_backup_vault().backup_vault_name("v").backup_vault_tags("a", "b").send().await.unwrap();
+        // Extension 21: ListTags as the Rust SDK asks it (no trailing slash).
+        let tags = b.list_tags().resource_arn(v.backup_vault_arn().unwrap()).send().await.unwrap();
+        assert_eq!(tags.tags().and_then(|t| t.get("a")).map(String::as_str), Some("b"));
+        let p = b.create_backup_plan().backup_plan(plan(35)).send().await.unwrap();
+        let id = p.backup_plan_id().unwrap().to_string();
+        // Extension 21: UpdateBackupPlan.
+        b.update_backup_plan().backup_plan_id(&id).backup_plan(plan(7)).send().await.unwrap();
+        let got = b.get_backup_plan().backup_plan_id(&id).send().await.unwrap();
+        assert_eq!(got.backup_plan().unwrap().rules()[0].lifecycle().unwrap().delete_after_days(), Some(7));
+        // Extension 20: selections; a plan that has one is not deleted.
+        let sel = BackupSelection::builder()
+            .selection_name("s")
+            .iam_role_arn("arn:aws:iam::123456789012:role/r")
+            .resources("arn:aws:dynamodb:us-east-1:123456789012:table/t")
+            .build()
+            .unwrap();
+        let made = b.create_backup_selection().backup_plan_id(&id).backup_selection(sel.clone()).send().await.unwrap();
+        let sid = made.selection_id().unwrap().to_string();
+        let again = b.create_backup_selection().backup_plan_id(&id).backup_selection(sel).send().await.unwrap_err();
+        assert_eq!(again.code(), Some("AlreadyExistsException"));
+        let listed = b.list_backup_selections().backup_plan_id(&id).send().await.unwrap();
+        assert_eq!(listed.backup_selections_list().len(), 1);
+        let one = b.get_backup_selection().backup_plan_id(&id).selection_id(&sid).send().await.unwrap();
+        assert_eq!(one.backup_selection().unwrap().resources(), ["arn:aws:dynamodb:us-east-1:123456789012:table/t"]);
+        let refused = b.delete_backup_plan().backup_plan_id(&id).send().await.unwrap_err();
+        assert_eq!(refused.code(), Some("InvalidRequestException"));
+        b.delete_backup_selection().backup_plan_id(&id).selection_id(&sid).send().await.unwrap();
+        b.delete_backup_plan().backup_plan_id(&id).send().await.unwrap();
+        // The name of a deleted plan is free again.
+        b.create_backup_plan().backup_plan(plan(35)).send().await.unwrap();
+        // Extension 22: a recovery point; its deletion is asynchronous; a vault that holds one stays.
+        let job = b
+            .start_backup_job()
+            .backup_vault_name("v")
+            .resource_arn("arn:aws:dynamodb:us-east-1:123456789012:table/t")
+            .iam_role_arn("arn:aws:iam::123456789012:role/r")
+            .send()
+            .await
+            .unwrap();
+        let point = job.recovery_point_arn().unwrap().to_string();
+        let refused = b.delete_backup_vault().backup_vault_name("v").send().await.unwrap_err();
+        assert_eq!(refused.code(), Some("InvalidRequestException"));
+        assert!(refused.message().unwrap_or_default().contains("recovery points"), "{refused:?}");
+        b.delete_recovery_point().backup_vault_name("v").recovery_point_arn(&point).send().await.unwrap();
+        let first = b.list_recovery_points_by_backup_vault().backup_vault_name("v").send().await.unwrap();
+        let states: Vec<_> =
+            first.recovery_points().iter().map(|p| p.status().map(|s| s.as_str().to_string())).collect();
+        assert_eq!(states, vec![Some("DELETING".to_string())], "still listed while deleting");
+        let then = b.list_recovery_points_by_backup_vault().backup_vault_name("v").send().await.unwrap();
+        assert!(then.recovery_points().is_empty());
+        b.delete_backup_vault().backup_vault_name("v").send().await.unwrap();
+        // Extension 23: region settings, advanced DynamoDB backup on by default.
+        let s = b.describe_region_settings().send().await.unwrap();
+        assert_eq!(s.resource_type_management_preference().and_then(|m| m.get("DynamoDB")), Some(&true));
+        b.update_region_settings().resource_type_management_preference("DynamoDB", false).send().await.unwrap();
+        let s = b.describe_region_settings().send().await.unwrap();
+        assert_eq!(s.resource_type_management_preference().and_then(|m| m.get("DynamoDB")), Some(&false));
+    });
+}
+
+/// Extensions 25 and 26 (tests/moto/server.py): AWS Config's service-linked role has AWS's name,
+/// and Security Hub's standards are enabled asynchronously, listed, disabled and refused as on AWS.
+#[test]
+fn the_emulator_names_configs_role_and_keeps_security_hub_standards_as_aws_does() {
+    use aws_sdk_securityhub::error::ProvideErrorMetadata as _;
+    use aws_sdk_securityhub::types::StandardsSubscriptionRequest;
+    let acct = Account::new();
+    let sh = crate::account_controls::securityhub(&acct);
+    let pci = "arn:aws:securityhub:us-east-1::standards/pci-dss/v/4.0.1";
+    let fsbp = "arn:aws:securityhub:us-east-1::standards/aws-foundational-security-best-practices/v/1.0.0";
+    let request = |arn: &str| StandardsSubscriptionRequest::builder().standards_arn(arn).build();
+    acct.block_on(async {
+        let role = acct.iam.create_service_linked_role().aws_service_name("config.amazonaws.com").send().await.unwrap();
+        assert_eq!(
+            role.role().unwrap().arn(),
+            "arn:aws:iam::123456789012:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"
+        );
+        acct.iam.get_role().role_name("AWSServiceRoleForConfig").send().await.unwrap();
+
+        let err = sh.get_enabled_standards().send().await.unwrap_err();
+        assert_eq!(err.code(), Some("InvalidAccessException"));
+        assert!(err.message().unwrap_or_default().contains("not subscribed to AWS Security Hub"));
+        let err = sh.batch_enable_standards().standards_subscription_requests(request(pci)).send().await.unwrap_err();
+        assert_eq!(err.code(), Some("InvalidAccessException"));
+
+        sh.enable_security_hub().enable_default_standards(false).send().await.unwrap();
+        assert!(sh.get_enabled_standards().send().await.unwrap().standards_subscriptions().is_empty());
+        let made = sh
+            .batch_enable_standards()
+            .standards_subscription_requests(request(pci))
+            .standards_subscription_requests(request(fsbp))
+            .send()
+            .await
+            .unwrap();
+        let subs = made.standards_subscriptions();
+        assert_eq!(subs.len(), 2);
+        assert_eq!(
+            subs[0].standards_subscription_arn(),
+            Some("arn:aws:securityhub:us-east-1:123456789012:subscription/pci-dss/v/4.0.1")
+        );
+        let status = |s: &aws_sdk_securityhub::operation::get_enabled_standards::GetEnabledStandardsOutput| {
+            s.standards_subscriptions()
+                .iter()
+                .map(|s| (s.standards_arn().unwrap().to_string(), s.standards_status().unwrap().as_str().to_string()))
+                .collect::<Vec<_>>()
+        };
+        let first = sh.get_enabled_standards().send().await.unwrap();
+        assert!(status(&first).iter().all(|(_, s)| s == "PENDING"), "{:?}", status(&first));
+        let then = sh.get_enabled_standards().send().await.unwrap();
+        assert!(status(&then).iter().all(|(_, s)| s == "READY"), "{:?}", status(&then));
+
+        let err = sh
+            .batch_enable_standards()
+            .standards_subscription_requests(request("arn:aws:securityhub:us-east-1::standards/no-such/v/1"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InvalidInputException"));
+
+        let sub = subs[0].standards_subscription_arn().unwrap();
+        sh.batch_disable_standards().standards_subscription_arns(sub).send().await.unwrap();
+        let left = sh.get_enabled_standards().send().await.unwrap();
+        assert_eq!(status(&left), vec![(fsbp.to_string(), "READY".to_string())]);
+
+        sh.disable_security_hub().send().await.unwrap();
+        sh.enable_security_hub().enable_default_standards(false).send().await.unwrap();
+        assert!(
+            sh.get_enabled_standards().send().await.unwrap().standards_subscriptions().is_empty(),
+            "disabling the hub disabled its standards"
+        );
+    });
+}
+
+#[test]
+fn the_emulator_keeps_a_rest_apis_tls_security_policy_and_endpoint_access_mode() {
+    use aws_sdk_apigateway::types::{EndpointAccessMode, Op, PatchOperation, SecurityPolicy};
+    let acct = Account::new();
+    let apigw = &acct.apigateway;
+    acct.block_on(async {
+        let plain = apigw.create_rest_api().name("tls-default").send().await.unwrap();
+        assert_eq!(plain.security_policy(), None, "none given, none kept");
+        let api = apigw
+            .create_rest_api()
+            .name("tls-test")
+            .security_policy(SecurityPolicy::from("SecurityPolicy_TLS13_1_2_2021_06"))
+            .endpoint_access_mode(EndpointAccessMode::Strict)
+            .send()
+            .await
+            .unwrap();
+        let id = api.id().unwrap();
+        assert_eq!(api.security_policy().map(|p| p.as_str()), Some("SecurityPolicy_TLS13_1_2_2021_06"));
+        let got = apigw.get_rest_api().rest_api_id(id).send().await.unwrap();
+        assert_eq!(got.security_policy().map(|p| p.as_str()), Some("SecurityPolicy_TLS13_1_2_2021_06"));
+        assert_eq!(got.endpoint_access_mode(), Some(&EndpointAccessMode::Strict));
+        let op = |path: &str, value: &str| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
+        apigw
+            .update_rest_api()
+            .rest_api_id(id)
+            .patch_operations(op("/securityPolicy", "TLS_1_0"))
+            .patch_operations(op("/endpointAccessMode", "BASIC"))
+            .patch_operations(op("/description", "still applied"))
+            .send()
+            .await
+            .unwrap();
+        let got = apigw.get_rest_api().rest_api_id(id).send().await.unwrap();
+        assert_eq!(got.security_policy().map(|p| p.as_str()), Some("TLS_1_0"));
+        assert_eq!(got.endpoint_access_mode(), Some(&EndpointAccessMode::Basic));
+        assert_eq!(got.description(), Some("still applied"), "moto's own patch paths still apply");
+    });
+}

@@ -39,6 +39,9 @@ struct Shared {
     /// from then to its response: the function's own time plus a loopback round trip.
     handed_out: HashMap<String, Instant>,
     durations: Vec<Duration>,
+    /// What the containers are told they were invoked as (`Lambda-Runtime-Invoked-Function-Arn`):
+    /// an alias ARN when the API calls a colour.
+    invoked_arn: String,
 }
 
 pub struct RuntimeApi {
@@ -57,7 +60,10 @@ impl RuntimeApi {
         let address = listener.local_addr().expect("addr").to_string();
         let (queue, rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
+            ..Shared::default()
+        }));
         let st = shared.clone();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
@@ -90,6 +96,11 @@ impl RuntimeApi {
         })
     }
 
+    /// The ARN the next invocations report as invoked (e.g. an alias's).
+    pub fn set_invoked_arn(&self, arn: &str) {
+        self.shared.lock().unwrap().invoked_arn = arn.to_string();
+    }
+
     #[allow(dead_code)] // used by the benchmark (benches/functions.rs)
     pub fn first_polls(&self) -> Vec<Instant> {
         self.shared.lock().unwrap().first_polls.clone()
@@ -117,11 +128,12 @@ async fn serve(
         ["invocation", "next"] => {
             st.lock().unwrap().first_polls.push(Instant::now());
             let Some(p) = rx.lock().await.recv().await else { return Ok(reply(500, vec![])) };
-            {
+            let invoked_arn = {
                 let mut shared = st.lock().unwrap();
                 shared.waiting.insert(p.id.clone(), p.reply);
                 shared.handed_out.insert(p.id.clone(), Instant::now());
-            }
+                shared.invoked_arn.clone()
+            };
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() + 30_000)
@@ -130,7 +142,7 @@ async fn serve(
                 .status(200)
                 .header("Lambda-Runtime-Aws-Request-Id", &p.id)
                 .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
-                .header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:test")
+                .header("Lambda-Runtime-Invoked-Function-Arn", invoked_arn)
                 .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0")
                 .body(Full::new(Bytes::from(p.event)))
                 .expect("response")
@@ -301,4 +313,108 @@ impl Drop for Function {
             let _ = c.wait();
         }
     }
+}
+
+/// One `lambda:Invoke` as the fake endpoint received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Value,
+}
+
+/// Lambda's `Invoke` (RequestResponse) for one function, which the emulator cannot run (no
+/// Docker: testing.md): `POST /2015-03-31/functions/<name>/invocations[?Qualifier=q]` hands the
+/// payload to the function's real binary through its Runtime API and answers as Lambda does —
+/// 200 with the response, or 200 with `X-Amz-Function-Error: Unhandled` and the error document;
+/// another function name is a 404 ResourceNotFoundException. A function under test points its
+/// Lambda client here with `AWS_ENDPOINT_URL_LAMBDA` (the SDK's per-service endpoint), while its
+/// other clients still go to the emulator. Every invocation is recorded.
+pub struct InvokeEndpoint {
+    pub url: String,
+    invocations: Arc<Mutex<Vec<Invocation>>>,
+    _runtime: tokio::runtime::Runtime,
+    /// Dropped after the runtime (fields drop in order), outside it: the function's own Runtime
+    /// API runtime cannot be dropped on one of this runtime's threads.
+    _function: Arc<Function>,
+}
+
+impl InvokeEndpoint {
+    pub fn start(function_name: &str, function: Function) -> InvokeEndpoint {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let invocations = Arc::new(Mutex::new(Vec::new()));
+        let function = Arc::new(function);
+        let kept = function.clone();
+        let name = function_name.to_string();
+        let recorded = invocations.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let (function, name, recorded) = (function.clone(), name.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (function, name, recorded) = (function.clone(), name.clone(), recorded.clone());
+                        async move { invoke(req, function, name, recorded).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        InvokeEndpoint { url, invocations, _runtime: runtime, _function: kept }
+    }
+
+    pub fn invocations(&self) -> Vec<Invocation> {
+        self.invocations.lock().unwrap().clone()
+    }
+}
+
+async fn invoke(
+    req: Request<Incoming>,
+    function: Arc<Function>,
+    name: String,
+    recorded: Arc<Mutex<Vec<Invocation>>>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let path = req.uri().path().to_string();
+    let qualifier = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Qualifier="))
+        .map(|q| q.replace("%24", "$"));
+    let body = req.into_body().collect().await?.to_bytes().to_vec();
+    let target = path.strip_prefix("/2015-03-31/functions/").and_then(|rest| rest.strip_suffix("/invocations"));
+    // A function may be named by its name or by its ARN (…:function:<name>[:qualifier]).
+    let named = target.map(|t| t.replace("%3A", ":")).map(|t| match t.split(':').nth(6) {
+        Some(n) => n.to_string(),
+        None => t,
+    });
+    if named.as_deref() != Some(name.as_str()) {
+        let message = format!("Function not found: {}", target.unwrap_or(&path));
+        return Ok(Response::builder()
+            .status(404)
+            .header("x-amzn-ErrorType", "ResourceNotFoundException")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(json!({ "Type": "User", "Message": message }).to_string())))
+            .expect("response"));
+    }
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    recorded.lock().unwrap().push(Invocation { function: name, qualifier, payload: payload.clone() });
+    let outcome = tokio::task::spawn_blocking(move || function.invoke(&payload)).await.expect("invoke");
+    let mut response = Response::builder().status(200).header("X-Amz-Executed-Version", "1");
+    let document = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            response = response.header("X-Amz-Function-Error", "Unhandled");
+            e
+        }
+    };
+    Ok(response.body(Full::new(Bytes::from(document.to_string()))).expect("response"))
 }

@@ -2,11 +2,14 @@
 //! what the emulated account holds. One test binary (ripgrep's layout): every test binary links
 //! the whole AWS SDK.
 
+mod account_controls;
+mod backup;
 mod bluegreen;
 mod buckets;
 mod cli;
 mod compute;
 mod data;
+mod dbaccess;
 mod dependencies;
 mod events;
 mod functions;
@@ -24,5 +27,7 @@ mod propagation;
 mod readback;
 mod resilience;
 mod rotation;
+mod secret_policies;
+mod tls;
 mod trail;
 mod waf;

@@ -3,6 +3,15 @@
 //! with a certificate made for the test by its own CA, only TLS connections with SCRAM passwords
 //! accepted from 127.0.0.1, started with `pg_ctl` on a free port and removed when dropped.
 //! The emulated Aurora cluster has no server behind it: this is what the functions talk to.
+//!
+//! It behaves like Aurora for IAM database authentication as far as PostgreSQL can: the role
+//! `rds_iam` exists from the start, and a member of it signs in over TLS from 127.0.0.1 without a
+//! password check (`hostssl all +rds_iam … trust`, ahead of the SCRAM line), as on Aurora, where
+//! such a login can sign in only with an IAM auth token. **Emulator gap:** Aurora verifies the
+//! token (its SigV4 signature, its 15 minutes, `rds-db:connect` on the login in the caller's IAM
+//! policy); the harness accepts any password for those logins. What the token looks like is a
+//! unit test of payments-runtime (`db::iam`); who may sign it is tapctl's IAM policy, read back by
+//! tapctl's own tests. A role outside `rds_iam` still needs its SCRAM password here, as there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,11 +140,14 @@ impl Postgres {
         // TLS only over TCP: a plaintext connection is refused outright, as rds.force_ssl=1 does.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n",
+            "local all all trust\nhostssl all +rds_iam 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 0.0.0.0/0 reject\n",
         )
         .expect("hba");
         let pg = Postgres { ca: d.join("ca.crt"), port, dir };
         pg.start_server();
+        // Aurora's built-in role for IAM database authentication.
+        pg.psql("postgres", "CREATE ROLE rds_iam NOLOGIN");
         pg.psql("postgres", "CREATE DATABASE payments");
         pg
     }

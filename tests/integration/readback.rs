@@ -194,6 +194,14 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         .map(|r| r.role_name().to_string())
         .filter(|n| n.starts_with("payment-") && n.ends_with(&format!("-role{tail}")))
         .collect();
+    // iam.db-connect's inline policy on process's role (the role is iam.roles').
+    let mut db_connect = Vec::new();
+    let process_role = format!("payment-process-role{tail}");
+    if let Ok(p) = acct.iam.list_role_policies().role_name(&process_role).send().await {
+        db_connect.extend(
+            p.policy_names().iter().filter(|n| *n == "payments-db-connect").map(|n| format!("{process_role}/{n}")),
+        );
+    }
     let functions = acct.lambda.list_functions().send().await.unwrap();
     let functions = functions
         .functions()
@@ -248,6 +256,7 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         ("trail", trails),
         ("metric-filter", metric_filters),
         ("iam-role", roles),
+        ("db-connect-policy", db_connect),
         ("function", functions),
         ("rest-api", apis),
         ("alarm", alarms),
@@ -265,7 +274,65 @@ pub async fn data_layer(acct: &Account, suffix: &str) -> Vec<(&'static str, Vec<
         ("db-event-subscription", event_subscriptions(acct, suffix).await),
         ("events-rule", events_rules(acct, suffix).await),
         ("web-acl", web_acls(acct, suffix).await),
+        ("backup-vault", backup_vaults(acct, suffix).await),
+        ("backup-plan", backup_plans(acct, suffix).await),
+        (
+            "backup-role",
+            acct.iam
+                .list_roles()
+                .send()
+                .await
+                .unwrap()
+                .roles()
+                .iter()
+                .map(|r| r.role_name().to_string())
+                .filter(|n| *n == format!("payments-backup-{suffix}"))
+                .collect(),
+        ),
     ]
+}
+
+/// The AWS Backup vaults `payments-<suffix>` (backup.vault) in the stack's region and the copy
+/// region the backup tests use, as `<region>/<name>`. Read from the emulator itself.
+async fn backup_vaults(acct: &Account, suffix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for region in [super::harness::REGION, "us-west-2"] {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .endpoint_url(acct.emulator_url())
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await;
+        let b = aws_sdk_backup::Client::new(&config);
+        let vaults = b.list_backup_vaults().send().await.unwrap();
+        found.extend(
+            vaults
+                .backup_vault_list()
+                .iter()
+                .filter_map(|v| v.backup_vault_name())
+                .filter(|n| *n == format!("payments-{suffix}"))
+                .map(|n| format!("{region}/{n}")),
+        );
+    }
+    found
+}
+
+/// The live backup plans `payments-<suffix>` (backup.plan).
+async fn backup_plans(acct: &Account, suffix: &str) -> Vec<String> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(super::harness::REGION))
+        .endpoint_url(acct.emulator_url())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let b = aws_sdk_backup::Client::new(&config);
+    let plans = b.list_backup_plans().send().await.unwrap();
+    plans
+        .backup_plans_list()
+        .iter()
+        .filter(|p| p.backup_plan_name() == Some(format!("payments-{suffix}").as_str()) && p.deletion_date().is_none())
+        .filter_map(|p| p.backup_plan_id().map(String::from))
+        .collect()
 }
 
 /// The regional web ACLs of the suffix (waf.web-acl), by name; its log group is found with the
@@ -308,6 +375,58 @@ async fn events_rules(acct: &Account, suffix: &str) -> Vec<String> {
         .filter(|n| n.ends_with(&format!("-{suffix}")))
         .map(String::from)
         .collect()
+}
+
+/// What tapctl turns on for the account (`account.controls`) that no stack uses any more: the
+/// record with no stack listed, or — without a record — the Config bucket and key, a recorder
+/// named tapctl's, a detector tagged ManagedBy=tapctl. While the record lists a stack,
+/// none of it is left over.
+pub async fn account_controls_orphans(acct: &Account) -> Vec<String> {
+    use tapctl::resources::account::controls::{config_bucket, Record, KEY_ALIAS, RECORD, RECORDER};
+    let record: Option<Record> = match acct.ssm.get_parameter().name(RECORD).send().await {
+        Ok(p) => p.parameter().and_then(|p| p.value()).and_then(|v| serde_json::from_str(v).ok()),
+        Err(_) => None,
+    };
+    if record.as_ref().is_some_and(|r| !r.stacks.is_empty()) {
+        return vec![];
+    }
+    let mut left = Vec::new();
+    if record.is_some() {
+        left.push(format!("parameter {RECORD}"));
+    }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(super::harness::REGION))
+        .endpoint_url(acct.emulator_url())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let bucket = config_bucket(&tapctl::names::Names::new("any", super::harness::REGION, Some("123456789012")));
+    if acct.s3.head_bucket().bucket(&bucket).send().await.is_ok() {
+        left.push(format!("bucket {bucket}"));
+    }
+    if let Ok(k) = acct.kms.describe_key().key_id(KEY_ALIAS).send().await {
+        if k.key_metadata().and_then(|m| m.key_state()) == Some(&aws_sdk_kms::types::KeyState::Enabled) {
+            left.push(format!("kms-key {KEY_ALIAS}"));
+        }
+    }
+    let recorders = aws_sdk_config::Client::new(&config).describe_configuration_recorders().send().await.unwrap();
+    if recorders.configuration_recorders().iter().any(|r| r.name() == Some(RECORDER)) {
+        left.push(format!("config-recorder {RECORDER}"));
+    }
+    let gd = aws_sdk_guardduty::Client::new(&config);
+    for id in gd.list_detectors().send().await.unwrap().detector_ids() {
+        let d = gd.get_detector().detector_id(id).send().await.unwrap();
+        if d.tags().and_then(|t| t.get("ManagedBy")).map(String::as_str) == Some("tapctl") {
+            left.push(format!("guardduty-detector {id}"));
+        }
+    }
+    // Security Hub: DescribeHub does not say who enabled it (the tests read it directly).
+    left
+}
+
+/// `account_controls_orphans`, outside an async read-back.
+pub fn account_controls_left(acct: &Account) -> Vec<String> {
+    acct.block_on(account_controls_orphans(acct))
 }
 
 /// A CloudTrail client straight to the emulator (the Account has none; built without a runtime,
@@ -389,6 +508,7 @@ pub fn leftovers(acct: &Account, suffix: &str) -> Vec<String> {
         for (kind, names) in data_layer(acct, suffix).await {
             left.extend(names.into_iter().map(|n| format!("{kind} {n}")));
         }
+        left.extend(account_controls_orphans(acct).await);
         left.sort();
         left.dedup();
         left

@@ -30,8 +30,9 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("topic", 1),
         ("log-group", 12),
         ("secret", 2),
-        ("parameter", 21),
+        ("parameter", 23),
         ("iam-role", 6),
+        ("db-connect-policy", 1),
         ("function", 4),
         ("rest-api", 1),
         ("alarm", 23),
@@ -45,6 +46,9 @@ pub fn assert_exactly_one_stack(acct: &Account, suffix: &str) {
         ("trail", 1),
         ("metric-filter", 9),
         ("web-acl", 1),
+        ("backup-vault", 1),
+        ("backup-plan", 1),
+        ("backup-role", 1),
     ];
     for (kind, n) in want {
         assert_eq!(inv[kind].len(), n, "suffix {suffix}: {kind}: {:?}", inv[kind]);

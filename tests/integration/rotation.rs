@@ -118,3 +118,29 @@ fn a_failed_set_secret_leaves_awscurrent_working_and_a_retry_completes() {
     }
     assert!(logs_in(&p, &p.master()) && !logs_in(&p, &old));
 }
+
+/// rotate-secret is also the migrator: `{"action":"migrate"}` signs in as the master and applies
+/// what the database lacks, answering the version and what it applied; it still works in the
+/// window of a rotation where the database knows only the pending password.
+#[test]
+fn the_migrator_applies_the_missing_migrations_as_the_master_even_mid_rotation() {
+    let p = Payments::new(false);
+    let f = p.start("rotate-secret", 1);
+    let migrate = json!({ "action": "migrate" });
+    assert_eq!(f.invoke(&migrate).unwrap(), json!({ "schema_version": 3, "applied": [1, 2, 3] }));
+    assert_eq!(p.schema_versions(), "1,2,3");
+    assert_eq!(f.invoke(&migrate).unwrap(), json!({ "schema_version": 3, "applied": [] }));
+    let err = f.invoke(&json!({ "action": "drop" })).expect_err("an unknown action fails");
+    assert!(err.to_string().contains("unknown action"), "{err}");
+
+    // Between setSecret and finishSecret AWSCURRENT no longer signs in.
+    let arn = arn(&p);
+    step(&f, &arn, "createSecret").unwrap();
+    step(&f, &arn, "setSecret").unwrap();
+    assert!(!logs_in(&p, &p.master()), "AWSCURRENT is refused in the window");
+    assert_eq!(f.invoke(&migrate).unwrap(), json!({ "schema_version": 3, "applied": [] }));
+    step(&f, &arn, "finishSecret").unwrap();
+    assert_eq!(f.invoke(&migrate).unwrap(), json!({ "schema_version": 3, "applied": [] }));
+    let log = f.output();
+    assert!(!log.contains(&p.master().password), "the master password is in no log line");
+}

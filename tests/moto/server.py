@@ -86,6 +86,48 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    with an internal error (HTTP 500) on `"Principal": "*"`, which a TLS-only Deny statement has;
    here such statements are passed over (they grant nothing), and the check is moto's own.
 
+25. CreateServiceLinkedRole for config.amazonaws.com makes AWSServiceRoleForConfig, AWS Config's
+   role as AWS names it (using-service-linked-roles-config.html). moto 5.2.5 names it after the
+   service's lowercase name, AWSServiceRoleForconfig, so a lookup by AWS's name never found it.
+
+26. Security Hub standards, absent from moto 5.2.5: BatchEnableStandards (POST /standards/register),
+   BatchDisableStandards (POST /standards/deregister) and GetEnabledStandards (POST /standards/get),
+   with AWS's shapes and subscription ARNs (arn:aws:securityhub:<region>:<account>:subscription/
+   <standard path>). A standard is enabled asynchronously, as on AWS: it reads PENDING the first
+   time GetEnabledStandards lists it, READY after. A standards ARN that is not one of Security Hub's
+   standards in the region answers InvalidInputException; any of the three on an account not subscribed answers
+   InvalidAccessException ("... is not subscribed to AWS Security Hub"); DisableSecurityHub
+   disables the standards with the hub (API_DisableSecurityHub).
+
+20. AWS Backup selections, absent from moto 5.2.5: CreateBackupSelection (idempotent by
+   CreatorRequestId; AlreadyExistsException for a second selection of the same name in the plan),
+   GetBackupSelection, ListBackupSelections and DeleteBackupSelection; DeleteBackupPlan refuses a
+   plan that still has selections (InvalidRequestException, as AWS); CreateBackupPlan accepts the
+   name of a deleted plan (moto kept deleted plans' names taken, so a destroy then an up failed).
+
+21. UpdateBackupPlan (absent from moto 5.2.5) replaces the plan's rules and gives it a new VersionId.
+   ListTags reads the resource ARN after /tags/ whether or not the path ends with a slash: the Rust
+   SDK sends none, and moto 5.2.5 read the segment before the last ("tags") and answered no tags.
+
+22. Recovery points: StartBackupJob makes a COMPLETED recovery point in the vault at once;
+   ListRecoveryPointsByBackupVault lists them; DeleteRecoveryPoint is asynchronous as on AWS (the
+   point is listed once more as DELETING, then gone); DeleteBackupVault of a vault that holds a
+   recovery point answers InvalidRequestException "Backup vault cannot be deleted (contains N
+   recovery points)" (moto deleted it with its points).
+
+23. DescribeRegionSettings and UpdateRegionSettings (absent from moto 5.2.5), with AWS's default for an
+   account new to AWS Backup since November 2021: advanced DynamoDB backup on
+   (ResourceTypeManagementPreference DynamoDB=true).
+
+24. RestoreTableToPointInTime applies SSESpecificationOverride (the restored table encrypted with the
+   given customer key) and BillingModeOverride, as AWS does; moto 5.2.5 ignored both, so a recovery
+   drill's table could not be told from one restored with AWS's own key.
+
+27. A REST API keeps its TLS securityPolicy and endpointAccessMode, as AWS does: CreateRestApi takes
+   them, GetRestApi returns them, and UpdateRestApi applies replace /securityPolicy and replace
+   /endpointAccessMode (API Gateway developer guide, "How to change a security policy"). moto 5.2.5
+   drops both, so the API's TLS 1.2+ policy (PCI DSS 4.2.1) could not be read back.
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -273,6 +315,54 @@ def _stage_to_json_with_canary(self):
 
 apigateway_models.Stage.apply_operations = _stage_apply_operations_with_canary
 apigateway_models.Stage.to_json = _stage_to_json_with_canary
+
+
+# Extension 27: a REST API's securityPolicy and endpointAccessMode are kept.
+from moto.apigateway import responses as apigateway_responses
+
+_rest_api_to_dict = apigateway_models.RestAPI.to_dict
+_rest_api_apply_patch_operations = apigateway_models.RestAPI.apply_patch_operations
+_create_rest_api_response = apigateway_responses.APIGatewayResponse.create_rest_api
+_TLS_FIELDS = ("securityPolicy", "endpointAccessMode")
+
+
+def _rest_api_to_dict_with_tls(self):
+    out = _rest_api_to_dict(self)
+    for field in _TLS_FIELDS:
+        value = getattr(self, "tls_" + field, None)
+        if value is not None:
+            out[field] = value
+    return out
+
+
+def _rest_api_apply_patch_operations_with_tls(self, patch_operations):
+    rest = []
+    for op in patch_operations:
+        field = op.get("path", "").lstrip("/")
+        if op.get("op") == "replace" and field in _TLS_FIELDS:
+            setattr(self, "tls_" + field, op.get("value"))
+        else:
+            rest.append(op)
+    _rest_api_apply_patch_operations(self, rest)
+
+
+def _create_rest_api_with_tls(self):
+    status, headers, body = _create_rest_api_response(self)
+    if status in (200, 201):
+        created = json.loads(body)
+        api = self.backend.apis.get(created.get("id"))
+        if api is not None:
+            for field in _TLS_FIELDS:
+                value = self._get_param(field)
+                if value is not None:
+                    setattr(api, "tls_" + field, value)
+            body = json.dumps(api.to_dict())
+    return status, headers, body
+
+
+apigateway_models.RestAPI.to_dict = _rest_api_to_dict_with_tls
+apigateway_models.RestAPI.apply_patch_operations = _rest_api_apply_patch_operations_with_tls
+apigateway_responses.APIGatewayResponse.create_rest_api = _create_rest_api_with_tls
 
 from moto.awslambda import models as lambda_models
 
@@ -490,6 +580,260 @@ def _wafv2_list_resources_for_web_acl(self):
 wafv2_responses.WAFV2Response.list_resources_for_web_acl = _wafv2_list_resources_for_web_acl
 
 
+# Extensions 20-23: AWS Backup selections, plan updates, recovery points and region settings.
+from urllib.parse import unquote as _unquote
+from moto.backup import exceptions as backup_exceptions
+from moto.backup import models as backup_models
+from moto.backup import responses as backup_responses
+from moto.backup import urls as backup_urls
+from moto.core.utils import unix_time as _unix_time
+from moto.moto_api._internal import mock_random as _mock_random
+
+backup_urls.url_paths.update(
+    {
+        # Flask rules do not take an optional trailing slash: each form is its own rule.
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$": backup_responses.BackupResponse.dispatch,
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points$": backup_responses.BackupResponse.dispatch,
+        "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/(?P<arn>.+)$": backup_responses.BackupResponse.dispatch,
+        "{0}/account-settings$": backup_responses.BackupResponse.dispatch,
+        "{0}/account-settings/$": backup_responses.BackupResponse.dispatch,
+        "{0}/backup-jobs$": backup_responses.BackupResponse.dispatch,
+        "{0}/backup-jobs/$": backup_responses.BackupResponse.dispatch,
+    }
+)
+
+
+def _backup_json(body, status=200):
+    return status, {"Content-Type": "application/json"}, _json.dumps(body)
+
+
+def _backup_state(backend):
+    # Per region backend: selections by plan id, recovery points by vault name, region settings.
+    if not hasattr(backend, "_tap_selections"):
+        backend._tap_selections = {}
+        backend._tap_points = {}
+        # Advanced DynamoDB backup is on for accounts new to AWS Backup since November 2021.
+        backend._tap_settings = {"ResourceTypeManagementPreference": {"DynamoDB": True, "EFS": True}}
+    return backend
+
+
+def _live_plan(backend, plan_id):
+    plan = backend.plans.get(plan_id)
+    if plan is None or plan.deletion_date is not None:
+        raise backup_exceptions.ResourceNotFoundException(msg=f"Failed reading Backup plan {plan_id}")
+    return plan
+
+
+def _plan_id_of(path):
+    return path.split("/backup/plans/")[1].split("/")[0]
+
+
+# Extension 20: backup selections.
+def _create_backup_selection(self):
+    backend = _backup_state(self.backup_backend)
+    plan_id = _plan_id_of(self.path)
+    _live_plan(backend, plan_id)
+    body = _json.loads(self.body)
+    selection = body["BackupSelection"]
+    chosen = backend._tap_selections.setdefault(plan_id, {})
+    request_id = body.get("CreatorRequestId")
+    for sid, s in chosen.items():
+        if request_id and s["CreatorRequestId"] == request_id:
+            return _backup_json({"SelectionId": sid, "BackupPlanId": plan_id, "CreationDate": s["CreationDate"]})
+        if s["BackupSelection"]["SelectionName"] == selection["SelectionName"]:
+            raise backup_exceptions.AlreadyExistsException(msg="Backup selection with the same name already exists")
+    sid = str(_mock_random.uuid4())
+    chosen[sid] = {"BackupSelection": selection, "CreatorRequestId": request_id, "CreationDate": _unix_time()}
+    return _backup_json({"SelectionId": sid, "BackupPlanId": plan_id, "CreationDate": chosen[sid]["CreationDate"]})
+
+
+def _selection(backend, path):
+    plan_id = _plan_id_of(path)
+    sid = path.rstrip("/").split("/selections/")[1]
+    found = backend._tap_selections.get(plan_id, {}).get(sid)
+    if found is None:
+        raise backup_exceptions.ResourceNotFoundException(msg=f"Failed reading Backup selection {sid}")
+    return plan_id, sid, found
+
+
+def _get_backup_selection(self):
+    plan_id, sid, s = _selection(_backup_state(self.backup_backend), self.path)
+    return _backup_json(
+        {"BackupSelection": s["BackupSelection"], "SelectionId": sid, "BackupPlanId": plan_id,
+         "CreationDate": s["CreationDate"], "CreatorRequestId": s["CreatorRequestId"]}
+    )
+
+
+def _list_backup_selections(self):
+    backend = _backup_state(self.backup_backend)
+    plan_id = _plan_id_of(self.path)
+    _live_plan(backend, plan_id)
+    listed = [
+        {"SelectionId": sid, "SelectionName": s["BackupSelection"]["SelectionName"], "BackupPlanId": plan_id,
+         "IamRoleArn": s["BackupSelection"]["IamRoleArn"], "CreationDate": s["CreationDate"]}
+        for sid, s in backend._tap_selections.get(plan_id, {}).items()
+    ]
+    return _backup_json({"BackupSelectionsList": listed})
+
+
+def _delete_backup_selection(self):
+    backend = _backup_state(self.backup_backend)
+    plan_id, sid, _ = _selection(backend, self.path)
+    del backend._tap_selections[plan_id][sid]
+    return _backup_json({})
+
+
+_moto_delete_backup_plan = backup_models.BackupBackend.delete_backup_plan
+
+
+def _delete_backup_plan_without_selections(self, backup_plan_id):
+    if _backup_state(self)._tap_selections.get(backup_plan_id):
+        raise backup_exceptions.InvalidRequestException(
+            msg="Related backup plan selections must be deleted prior to backup plan deletion"
+        )
+    return _moto_delete_backup_plan(self, backup_plan_id)
+
+
+_moto_create_backup_plan = backup_models.BackupBackend.create_backup_plan
+
+
+def _create_backup_plan_beside_deleted_ones(self, backup_plan, backup_plan_tags, creator_request_id):
+    # A deleted plan keeps its name in moto; on AWS the name is free again (a destroy, then an up).
+    deleted = {k: p for k, p in self.plans.items() if p.deletion_date is not None}
+    for k in deleted:
+        del self.plans[k]
+    try:
+        return _moto_create_backup_plan(self, backup_plan, backup_plan_tags, creator_request_id)
+    finally:
+        self.plans.update(deleted)
+
+
+# Extension 21: UpdateBackupPlan.
+def _update_backup_plan(self):
+    backend = self.backup_backend
+    plan_id = self.path.rstrip("/").split("/backup/plans/")[1]
+    plan = _live_plan(backend, plan_id)
+    new = backup_models.Plan(
+        backup_plan=_json.loads(self.body)["BackupPlan"], creator_request_id=plan.creator_request_id, backend=backend
+    )
+    plan.backup_plan = new.backup_plan
+    plan.version_id = new.version_id
+    return _backup_json(
+        {"BackupPlanId": plan.backup_plan_id, "BackupPlanArn": plan.backup_plan_arn,
+         "CreationDate": plan.creation_date, "VersionId": plan.version_id}
+    )
+
+
+# Extension 21 (also): ListTags of the whole ARN, with or without a trailing slash.
+def _list_tags_of_the_whole_arn(self):
+    arn = _unquote(self.path.split("/tags/", 1)[1].rstrip("/"))
+    return _backup_json({"Tags": self.backup_backend.list_tags(resource_arn=arn)})
+
+
+# Extension 22: recovery points. StartBackupJob makes a completed recovery point at once; a
+# deleted one is DELETING for one listing, then gone; a vault that holds one cannot be deleted.
+def _start_backup_job(self):
+    backend = _backup_state(self.backup_backend)
+    body = _json.loads(self.body)
+    vault = backend.describe_backup_vault(body["BackupVaultName"])
+    job = str(_mock_random.uuid4())
+    arn = f"arn:aws:backup:{backend.region_name}:{backend.account_id}:recovery-point:{job}"
+    backend._tap_points.setdefault(vault.backup_vault_name, {})[arn] = {
+        "RecoveryPointArn": arn, "BackupVaultName": vault.backup_vault_name, "BackupVaultArn": vault.backup_vault_arn,
+        "ResourceArn": body["ResourceArn"], "IamRoleArn": body["IamRoleArn"], "Status": "COMPLETED",
+        "CreationDate": _unix_time(), "EncryptionKeyArn": vault.encryption_key_arn,
+    }
+    vault.num_of_recovery_points = len(backend._tap_points[vault.backup_vault_name])
+    return _backup_json({"BackupJobId": job, "RecoveryPointArn": arn, "CreationDate": _unix_time()})
+
+
+def _list_recovery_points_by_backup_vault(self):
+    backend = _backup_state(self.backup_backend)
+    name = self.path.split("/backup-vaults/")[1].split("/")[0]
+    vault = backend.describe_backup_vault(name)
+    points = backend._tap_points.get(name, {})
+    listed = [dict(p) for p in points.values()]
+    for arn in [a for a, p in points.items() if p["Status"] == "DELETING"]:
+        del points[arn]
+    vault.num_of_recovery_points = len(points)
+    return _backup_json({"RecoveryPoints": listed})
+
+
+def _delete_recovery_point(self):
+    backend = _backup_state(self.backup_backend)
+    name = self.path.split("/backup-vaults/")[1].split("/")[0]
+    arn = _unquote(self.path.split("/recovery-points/")[1])
+    point = backend._tap_points.get(name, {}).get(arn)
+    if point is None:
+        raise backup_exceptions.ResourceNotFoundException(msg=f"Recovery point {arn} not found")
+    point["Status"] = "DELETING"
+    return _backup_json({})
+
+
+def _delete_backup_vault_when_empty(self, backup_vault_name):
+    held = _backup_state(self)._tap_points.get(backup_vault_name)
+    if held:
+        raise backup_exceptions.InvalidRequestException(
+            msg=f"Backup vault cannot be deleted (contains {len(held)} recovery points)"
+        )
+    self.vaults.pop(backup_vault_name, None)
+
+
+# Extension 23: region settings (DescribeRegionSettings, UpdateRegionSettings).
+def _describe_region_settings(self):
+    return _backup_json(_backup_state(self.backup_backend)._tap_settings)
+
+
+def _update_region_settings(self):
+    settings = _backup_state(self.backup_backend)._tap_settings
+    body = _json.loads(self.body or "{}")
+    for key in ("ResourceTypeManagementPreference", "ResourceTypeOptInPreference"):
+        settings.setdefault(key, {}).update(body.get(key) or {})
+    return _backup_json({})
+
+
+for _name, _fn in {
+    "create_backup_selection": _create_backup_selection,
+    "get_backup_selection": _get_backup_selection,
+    "list_backup_selections": _list_backup_selections,
+    "delete_backup_selection": _delete_backup_selection,
+    "update_backup_plan": _update_backup_plan,
+    "list_tags": _list_tags_of_the_whole_arn,
+    "start_backup_job": _start_backup_job,
+    "list_recovery_points_by_backup_vault": _list_recovery_points_by_backup_vault,
+    "delete_recovery_point": _delete_recovery_point,
+    "describe_region_settings": _describe_region_settings,
+    "update_region_settings": _update_region_settings,
+}.items():
+    setattr(backup_responses.BackupResponse, _name, _fn)
+backup_models.BackupBackend.delete_backup_plan = _delete_backup_plan_without_selections
+backup_models.BackupBackend.create_backup_plan = _create_backup_plan_beside_deleted_ones
+backup_models.BackupBackend.delete_backup_vault = _delete_backup_vault_when_empty
+
+
+# Extension 24: RestoreTableToPointInTime applies SSESpecificationOverride and BillingModeOverride.
+from moto.dynamodb import responses as dynamodb_responses
+
+_moto_restore_table_to_point_in_time = dynamodb_responses.DynamoHandler.restore_table_to_point_in_time
+
+
+def _restore_table_to_point_in_time_with_overrides(self):
+    answer = _moto_restore_table_to_point_in_time(self)
+    table = self.dynamodb_backend.get_table(self.body.get("TargetTableName"))
+    sse = self.body.get("SSESpecificationOverride")
+    if sse:
+        table.sse_specification = dict(sse)
+        if sse.get("Enabled") and "KMSMasterKeyId" not in table.sse_specification:
+            table.sse_specification["KMSMasterKeyId"] = table._get_default_encryption_key(
+                table.account_id, table.region_name if hasattr(table, "region_name") else self.region
+            )
+    if self.body.get("BillingModeOverride"):
+        table.billing_mode = self.body["BillingModeOverride"]
+    return dynamodb_responses.DynamoResult(table.describe())
+
+
+dynamodb_responses.DynamoHandler.restore_table_to_point_in_time = _restore_table_to_point_in_time_with_overrides
+
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
@@ -556,6 +900,135 @@ def _log_permissions_for_service_principals_only(target_bucket, target_prefix):
 
 
 s3_models.FakeBucket._log_permissions_enabled_policy = staticmethod(_log_permissions_for_service_principals_only)
+
+
+
+# Extension 25: AWS Config's service-linked role has AWS's name.
+from moto.iam import models as iam_models
+
+iam_models.SERVICE_NAME_CONVERSION["config"] = "Config"
+
+# Extension 26: Security Hub standards.
+from moto.core.exceptions import JsonRESTError as _JsonRESTError
+from moto.securityhub import models as securityhub_models
+from moto.securityhub import responses as securityhub_responses
+from moto.securityhub import urls as securityhub_urls
+
+for _path in ("{0}/standards/register$", "{0}/standards/deregister$", "{0}/standards/get$"):
+    securityhub_urls.url_paths[_path] = securityhub_responses.SecurityHubResponse.dispatch
+
+
+def _securityhub_standards(backend):
+    # standards ARN -> {"subscription": ARN, "status": PENDING|READY}
+    if not hasattr(backend, "tapctl_standards"):
+        backend.tapctl_standards = {}
+    return backend.tapctl_standards
+
+
+class _NotSubscribed(_JsonRESTError):
+    code = 401  # AWS's status for InvalidAccessException
+
+    def __init__(self, account_id):
+        super().__init__("InvalidAccessException", f"Account {account_id} is not subscribed to AWS Security Hub")
+
+
+def _securityhub_subscribed(backend):
+    if not backend.enabled:
+        raise _NotSubscribed(backend.account_id)
+
+
+# The standards Security Hub offers (Security Hub user guide, "Standards reference").
+_SECURITYHUB_STANDARDS = {
+    "aws-foundational-security-best-practices/v/1.0.0",
+    "pci-dss/v/3.2.1",
+    "pci-dss/v/4.0.1",
+    "cis-aws-foundations-benchmark/v/1.4.0",
+    "cis-aws-foundations-benchmark/v/3.0.0",
+    "nist-800-53/v/5.0.0",
+    "aws-resource-tagging-standard/v/1.0.0",
+}
+
+
+def _standard_path(backend, arn):
+    prefix = f"arn:aws:securityhub:{backend.region_name}::standards/"
+    path = arn[len(prefix):] if arn.startswith(prefix) else None
+    if path not in _SECURITYHUB_STANDARDS:
+        raise _JsonRESTError("InvalidInputException", f"Invalid StandardsArn: {arn}")
+    return path
+
+
+def _subscription_json(arn, entry, status=None):
+    return {
+        "StandardsSubscriptionArn": entry["subscription"],
+        "StandardsArn": arn,
+        "StandardsInput": {},
+        "StandardsStatus": status or entry["status"],
+    }
+
+
+def _batch_enable_standards(self):
+    backend = self.securityhub_backend
+    _securityhub_subscribed(backend)
+    body = _json.loads(self.body or "{}")
+    standards = _securityhub_standards(backend)
+    out = []
+    for request in body.get("StandardsSubscriptionRequests", []):
+        arn = request["StandardsArn"]
+        path = _standard_path(backend, arn)
+        entry = standards.setdefault(
+            arn,
+            {
+                "subscription": f"arn:aws:securityhub:{backend.region_name}:{backend.account_id}:subscription/{path}",
+                "status": "PENDING",
+            },
+        )
+        out.append(_subscription_json(arn, entry))
+    return _json.dumps({"StandardsSubscriptions": out})
+
+
+def _batch_disable_standards(self):
+    backend = self.securityhub_backend
+    _securityhub_subscribed(backend)
+    body = _json.loads(self.body or "{}")
+    standards = _securityhub_standards(backend)
+    out = []
+    for sub in body.get("StandardsSubscriptionArns", []):
+        for arn, entry in list(standards.items()):
+            if entry["subscription"] == sub:
+                out.append(_subscription_json(arn, entry, "DELETING"))
+                del standards[arn]
+    return _json.dumps({"StandardsSubscriptions": out})
+
+
+def _get_enabled_standards(self):
+    backend = self.securityhub_backend
+    _securityhub_subscribed(backend)
+    body = _json.loads(self.body or "{}")
+    wanted = set(body.get("StandardsSubscriptionArns") or [])
+    out = []
+    for arn, entry in _securityhub_standards(backend).items():
+        if wanted and entry["subscription"] not in wanted:
+            continue
+        out.append(_subscription_json(arn, entry))
+        # Listed once as PENDING, then READY: AWS enables a standard asynchronously.
+        entry["status"] = "READY"
+    return _json.dumps({"StandardsSubscriptions": out})
+
+
+securityhub_responses.SecurityHubResponse.batch_enable_standards = _batch_enable_standards
+securityhub_responses.SecurityHubResponse.batch_disable_standards = _batch_disable_standards
+securityhub_responses.SecurityHubResponse.get_enabled_standards = _get_enabled_standards
+
+_disable_security_hub = securityhub_models.SecurityHubBackend.disable_security_hub
+
+
+def _disable_security_hub_and_its_standards(self):
+    result = _disable_security_hub(self)
+    _securityhub_standards(self).clear()
+    return result
+
+
+securityhub_models.SecurityHubBackend.disable_security_hub = _disable_security_hub_and_its_standards
 
 
 # The set of moto's service modules does not change while it runs; moto lists the folder per request.
@@ -638,6 +1111,9 @@ WARM_UP_READS = {
     "apigateway": ("GET", "/restapis", None, ""),
     "s3": ("GET", "/", None, ""),
     "wafv2": ("POST", "/", "AWSWAF_20190729.ListWebACLs", '{"Scope": "REGIONAL"}'),
+    "guardduty": ("GET", "/detector", None, ""),
+    "securityhub": ("GET", "/accounts", None, ""),
+    "config": ("POST", "/", "StarlingDoveService.DescribeConfigurationRecorders", "{}"),
 }
 
 

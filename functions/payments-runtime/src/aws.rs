@@ -23,6 +23,8 @@ pub struct Clients {
     s3: OnceLock<aws_sdk_s3::Client>,
     #[cfg(feature = "sns")]
     sns: OnceLock<aws_sdk_sns::Client>,
+    #[cfg(feature = "lambda")]
+    lambda: OnceLock<aws_sdk_lambda::Client>,
 }
 
 static CLIENTS: OnceCell<Clients> = OnceCell::const_new();
@@ -55,7 +57,14 @@ impl Clients {
             s3: OnceLock::new(),
             #[cfg(feature = "sns")]
             sns: OnceLock::new(),
+            #[cfg(feature = "lambda")]
+            lambda: OnceLock::new(),
         }
+    }
+
+    /// The shared configuration: credentials and region (a database auth token is signed with them).
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
     }
 
     pub fn ssm(&self) -> &aws_sdk_ssm::Client {
@@ -86,5 +95,26 @@ impl Clients {
     #[cfg(feature = "sns")]
     pub fn sns(&self) -> &aws_sdk_sns::Client {
         self.sns.get_or_init(|| aws_sdk_sns::Client::new(&self.sdk))
+    }
+
+    /// Lambda, for a synchronous call of another function (the migrator) that may take longer
+    /// than the other clients' 3 s attempts (migrations under a lock), yet ends well before the
+    /// caller's own timeout: one attempt and one retry on a throttle, 15 s in all.
+    #[cfg(feature = "lambda")]
+    pub fn lambda(&self) -> &aws_sdk_lambda::Client {
+        self.lambda.get_or_init(|| {
+            aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&self.sdk)
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(2))
+                            .operation_attempt_timeout(Duration::from_secs(15))
+                            .operation_timeout(Duration::from_secs(15))
+                            .build(),
+                    )
+                    .retry_config(RetryConfig::standard().with_max_attempts(2))
+                    .build(),
+            )
+        })
     }
 }

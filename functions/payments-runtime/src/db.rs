@@ -6,7 +6,7 @@
 
 use crate::config::{Params, SecretValue};
 use crate::error::FnError;
-use payments_core::migrations::MIGRATIONS;
+use payments_core::migrations::{Migration, MIGRATIONS, MIGRATOR_ROLE};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,6 +146,11 @@ impl Connection {
         Ok(client)
     }
 
+    /// The kept connection, if it is still open (no new credentials are needed then).
+    pub async fn open(&self) -> Option<Arc<Client>> {
+        self.slot.lock().await.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
     /// Drop the connection (after an error that may have left it unusable).
     pub async fn reset(&self) {
         *self.slot.lock().await = None;
@@ -156,11 +161,18 @@ impl Connection {
 const MIGRATION_LOCK: i64 = 0x7061_796d_656e_7473; // "payments"
 
 /// Applies the migrations the database lacks, each in its own transaction, under a session
-/// advisory lock so concurrent containers do not race; refuses to go on when an applied
+/// advisory lock so concurrent migrators do not race; refuses to go on when an applied
 /// migration's checksum differs from the file's. Returns the versions it applied.
 pub async fn migrate(client: &Client) -> Result<Vec<i32>, FnError> {
+    apply(client, MIGRATIONS).await
+}
+
+/// [`migrate`] with a given list: the migrations of this code, or (tests) those an older
+/// version of it embedded. A database ahead of the list is left as it is: migrations are
+/// expand-only, so an older version's code works on a newer schema.
+pub async fn apply(client: &Client, migrations: &[Migration]) -> Result<Vec<i32>, FnError> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| FnError::db("lock", &e))?;
-    let result = migrate_locked(client).await;
+    let result = migrate_locked(client, migrations).await;
     // Released by the session's end too; unlocking explicitly lets the connection be reused.
     let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
     let applied = result?;
@@ -168,7 +180,12 @@ pub async fn migrate(client: &Client) -> Result<Vec<i32>, FnError> {
     Ok(applied)
 }
 
-async fn migrate_locked(client: &Client) -> Result<Vec<i32>, FnError> {
+/// The newest migration the database holds (0: none, or no migrations table yet is an error).
+pub async fn schema_version(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).await.map(|r| r.get(0))
+}
+
+async fn migrate_locked(client: &Client, migrations: &[Migration]) -> Result<Vec<i32>, FnError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -183,7 +200,7 @@ async fn migrate_locked(client: &Client) -> Result<Vec<i32>, FnError> {
         .map_err(|e| FnError::db("read migrations", &e))?;
     let applied: std::collections::BTreeMap<i32, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut done = Vec::new();
-    for m in MIGRATIONS {
+    for m in migrations {
         match applied.get(&m.version) {
             Some(sum) if *sum == m.checksum() => continue,
             Some(_) => {
@@ -194,10 +211,19 @@ async fn migrate_locked(client: &Client) -> Result<Vec<i32>, FnError> {
             }
             None => {}
         }
+        // Objects belong to the owner role, not to whoever signed in to migrate (the master), once
+        // that role exists; only a migration that manages roles needs the master itself.
+        let owner_exists = client
+            .query_one("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", &[&MIGRATOR_ROLE])
+            .await
+            .map_err(|e| FnError::db("read roles", &e))?
+            .get::<_, bool>(0);
+        let role =
+            if owner_exists && !m.manages_roles { format!("SET LOCAL ROLE {MIGRATOR_ROLE};\n") } else { String::new() };
         // One simple-query batch runs as one transaction: the migration and its record commit
         // together or not at all.
         let batch = format!(
-            "BEGIN;\n{}\n;INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, '{}', '{}');\nCOMMIT;",
+            "BEGIN;\n{role}{}\n;INSERT INTO schema_migrations (version, name, checksum) VALUES ({}, '{}', '{}');\nCOMMIT;",
             m.sql,
             m.version,
             m.name,
@@ -211,4 +237,148 @@ async fn migrate_locked(client: &Client) -> Result<Vec<i32>, FnError> {
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// IAM database authentication: the password of a login that is a member of `rds_iam` is a
+/// SigV4-presigned `connect` request for the endpoint and the login, valid 15 minutes for new
+/// connections (an open connection outlives it). Signed locally with the function's own
+/// credentials: no call to any AWS service, so a cold start pays nothing for it.
+/// https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.Connecting.html
+#[cfg(feature = "iam-auth")]
+pub mod iam {
+    use crate::config::SecretValue;
+    use crate::error::FnError;
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use std::time::{Duration, SystemTime};
+
+    /// AWS's maximum and the SDKs' default: a token signs in for 15 minutes.
+    pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+    const SERVICE: &str = "rds-db";
+
+    /// A token for `user` at `host:port`, signed with the SDK configuration's credentials and region.
+    pub async fn token(sdk: &aws_config::SdkConfig, host: &str, port: u16, user: &str) -> Result<SecretValue, FnError> {
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| FnError::Config("no AWS credentials to sign the database token".into()))?;
+        let credentials = provider.provide_credentials().await.map_err(|_| {
+            FnError::Config("the AWS credentials could not be loaded to sign the database token".into())
+        })?;
+        let region = sdk.region().ok_or_else(|| FnError::Config("no AWS region to sign the database token".into()))?;
+        presign(host, port, user, region.as_ref(), credentials, SystemTime::now()).map(SecretValue::new)
+    }
+
+    /// `host:port/?Action=connect&DBUser=<user>&X-Amz-…`: the presigned URL without its scheme,
+    /// as AWS's SDKs make it (aws-sdk-rds `auth_token`).
+    pub fn presign(
+        host: &str,
+        port: u16,
+        user: &str,
+        region: &str,
+        credentials: Credentials,
+        at: SystemTime,
+    ) -> Result<String, FnError> {
+        let identity: Identity = credentials.into();
+        let mut settings = SigningSettings::default();
+        settings.expires_in = Some(TOKEN_LIFETIME);
+        settings.signature_location = SignatureLocation::QueryParams;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(SERVICE)
+            .time(at)
+            .settings(settings)
+            .build()
+            .map_err(|_| FnError::Config("the database token's signing parameters".into()))?;
+        let url = format!("https://{host}:{port}/?Action=connect&DBUser={}", encode(user));
+        let request = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
+            .map_err(|_| FnError::Config("the database token's request".into()))?;
+        let (instructions, _) = sign(request, &params.into())
+            .map_err(|_| FnError::Config("signing the database token".into()))?
+            .into_parts();
+        let mut token = url.trim_start_matches("https://").to_string();
+        for (name, value) in instructions.params() {
+            token.push('&');
+            token.push_str(&encode(name));
+            token.push('=');
+            token.push_str(&encode(value));
+        }
+        Ok(token)
+    }
+
+    /// RFC 3986 percent-encoding of everything but the unreserved characters (a session token
+    /// holds `/`, `+` and `=`).
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_token_is_a_presigned_connect_for_the_login_valid_900_s_that_holds_no_secret() {
+            let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+            let session = "FwoGZXIvYXdzEBYaD+session/token==";
+            let credentials = Credentials::new("AKIDEXAMPLE", secret, Some(session.into()), None, "test");
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_547_200); // 2025-12-01T00:00:00Z
+            let token = presign(
+                "payments.cluster-x.us-east-1.rds.amazonaws.com",
+                5432,
+                "payments_process",
+                "us-east-1",
+                credentials.clone(),
+                at,
+            )
+            .unwrap();
+            assert!(token.starts_with("payments.cluster-x.us-east-1.rds.amazonaws.com:5432/?"), "{token}");
+            let query: std::collections::BTreeMap<&str, &str> =
+                token.split_once('?').unwrap().1.split('&').map(|kv| kv.split_once('=').unwrap()).collect();
+            assert_eq!(query["Action"], "connect");
+            assert_eq!(query["DBUser"], "payments_process");
+            assert_eq!(query["X-Amz-Expires"], "900");
+            assert_eq!(query["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
+            assert_eq!(query["X-Amz-Credential"], "AKIDEXAMPLE%2F20251201%2Fus-east-1%2Frds-db%2Faws4_request");
+            assert_eq!(query["X-Amz-Date"], "20251201T000000Z");
+            assert_eq!(query["X-Amz-SignedHeaders"], "host");
+            let signature = query["X-Amz-Signature"];
+            assert!(signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()), "{signature}");
+            // The session token travels (encoded), as AWS requires for temporary credentials;
+            // the secret key never does, in any encoding.
+            assert_eq!(query["X-Amz-Security-Token"], encode(session));
+            assert!(!token.contains(secret) && !token.contains(&encode(secret)), "{token}");
+            // Deterministic for one instant, different for another login.
+            let again = presign(
+                "payments.cluster-x.us-east-1.rds.amazonaws.com",
+                5432,
+                "payments_process",
+                "us-east-1",
+                credentials.clone(),
+                at,
+            )
+            .unwrap();
+            assert_eq!(token, again);
+            let other = presign(
+                "payments.cluster-x.us-east-1.rds.amazonaws.com",
+                5432,
+                "someone_else",
+                "us-east-1",
+                credentials,
+                at,
+            )
+            .unwrap();
+            assert_ne!(other.split("X-Amz-Signature=").nth(1), Some(signature));
+        }
+    }
 }

@@ -11,11 +11,19 @@
 //! Any failure after step 1 marks the attempt `failed`, sends an SNS alert and answers 503: the
 //! client retries with the same key, and the retry takes the failed attempt over. Every step is
 //! safe to repeat. No card number or CVV goes to the table, the bucket, SNS, a log or a response.
+//!
+//! The database: process signs in as its own login (`db/process-login`, `payments_process`) with
+//! an IAM auth token it signs itself; it never reads the master secret. The login can read
+//! merchants and customers and append to the ledger, nothing more (migration 3). The schema is
+//! the migrator's business (rotate-secret, the one function that reads the master credential):
+//! when a container first needs the database and finds its login refused or the schema older
+//! than its code, it invokes the migrator of its own colour and checks again.
 
 mod record;
 
 use chrono::Utc;
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use lambda_http::{run, service_fn, Body, Error, Request, RequestExt, Response};
+use payments_core::migrations::LATEST;
 use payments_core::process::{
     audit_key, check_idempotency_key, request_digest, transaction_id, AuditEvent, CardSummary, ProcessResponse, Status,
     IDEMPOTENCY_HEADER,
@@ -31,9 +39,13 @@ use record::{Claim, Existing, NewRecord, Outcome};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-const DB_SECRET: &str = "resources/db-secret-arn";
+/// The PostgreSQL login process signs in as (written by tapctl: `payments_process`).
+const LOGIN: &str = "db/process-login";
+/// The function that migrates the schema as the master user (rotate-secret).
+const MIGRATOR: &str = "resources/migrator-function";
 const TOPIC: &str = "resources/alerts-topic-arn";
 const BUCKET: &str = "resources/audit-bucket";
 
@@ -43,7 +55,10 @@ struct State {
     tls: OnceCell<tokio_postgres_rustls::MakeRustlsConnect>,
     reader: Connection,
     writer: Connection,
-    migrated: OnceCell<()>,
+    ready: OnceCell<()>,
+    /// The alias (colour) this container was last invoked through: its migrator is the one of
+    /// the same colour, so blue code migrates with blue's migrations.
+    alias: std::sync::Mutex<Option<String>>,
 }
 
 static STATE: OnceCell<State> = OnceCell::const_new();
@@ -57,7 +72,8 @@ async fn state() -> Result<&'static State, FnError> {
                 tls: OnceCell::new(),
                 reader: Connection::default(),
                 writer: Connection::default(),
-                migrated: OnceCell::new(),
+                ready: OnceCell::new(),
+                alias: std::sync::Mutex::new(None),
             })
         })
         .await
@@ -69,36 +85,114 @@ enum Role {
     Writer,
 }
 
+/// The alias of an invoked function ARN (`…:function:payment-process-qa:blue`): none when the
+/// function was invoked unqualified, as `$LATEST` or by version number (no colour to follow).
+fn alias_of(invoked_arn: &str) -> Option<String> {
+    let qualifier = invoked_arn.split(':').nth(7)?;
+    let is_version = qualifier.bytes().all(|b| b.is_ascii_digit());
+    (!qualifier.is_empty() && !is_version && qualifier != "$LATEST").then(|| qualifier.to_string())
+}
+
+/// What says the schema is not ready for this code's login yet, rather than broken: the login
+/// refused (not made yet: `28000`/`28P01`), not allowed to connect or read (`42501`), no
+/// migrations table (`42P01`).
+fn needs_migration(err: &FnError) -> bool {
+    db::is_auth_failure(err)
+        || matches!(err, FnError::Db { detail, .. }
+            if detail.ends_with(SqlState::INSUFFICIENT_PRIVILEGE.code()) || detail.ends_with(SqlState::UNDEFINED_TABLE.code()))
+}
+
 impl State {
-    /// A connection to the reader or writer. The container's first use of the database applies
-    /// any missing migrations on the writer first (under an advisory lock: containers may race).
+    /// A connection to the reader or writer. The container's first use of the database checks
+    /// that the schema is ready for this code (and has it migrated when not) first.
     async fn db(&self, role: Role) -> Result<Arc<Client>, FnError> {
-        self.migrated
-            .get_or_try_init(|| async { db::migrate(&*self.connect(Role::Writer).await?).await.map(|_| ()) })
-            .await?;
+        self.ready.get_or_try_init(|| self.prepare()).await?;
         self.connect(role).await
     }
 
-    /// Fresh credentials once if the server refused the cached ones (a rotation happened since
-    /// they were read).
+    /// Signs in on the writer and compares the schema's version with the one this code embeds;
+    /// when the login is refused or the schema is behind, invokes the migrator synchronously and
+    /// checks once more. Concurrent containers may all invoke it: it migrates under a lock.
+    async fn prepare(&self) -> Result<(), FnError> {
+        let Some(reason) = self.not_ready().await? else { return Ok(()) };
+        tracing::info!(reason = %reason, "the database is not ready for this code: asking the migrator");
+        self.migrate().await?;
+        match self.not_ready().await? {
+            None => Ok(()),
+            Some(reason) => Err(FnError::Config(format!("the database is not ready after the migrator ran: {reason}"))),
+        }
+    }
+
+    /// Why the database is not ready for this code, or None when it is.
+    async fn not_ready(&self) -> Result<Option<String>, FnError> {
+        let version = match self.connect(Role::Writer).await {
+            Ok(client) => db::schema_version(&client).await.map_err(|e| FnError::db("schema version", &e)),
+            Err(e) => Err(e),
+        };
+        match version {
+            Ok(v) if v >= LATEST => Ok(None),
+            Ok(v) => Ok(Some(format!("schema version {v}, this code needs {LATEST}"))),
+            Err(e) if needs_migration(&e) => {
+                self.writer.reset().await;
+                Ok(Some(e.to_string()))
+            }
+            Err(e) => {
+                self.writer.reset().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `{"action":"migrate"}` to the migrator of this container's colour; its answer is
+    /// `{"schema_version", "applied"}`. What it failed with stays in its own log.
+    async fn migrate(&self) -> Result<(), FnError> {
+        let params = self.config.params().await?;
+        let function = params.get(MIGRATOR)?;
+        let qualifier = self.alias.lock().ok().and_then(|a| a.clone());
+        let out = Clients::get()
+            .await
+            .lambda()
+            .invoke()
+            .function_name(function)
+            .set_qualifier(qualifier.clone())
+            .payload(aws_sdk_lambda::primitives::Blob::new(br#"{"action":"migrate"}"#.to_vec()))
+            .send()
+            .await
+            .map_err(|e| FnError::aws("lambda:Invoke", e))?;
+        let called = format!("{function}{}", qualifier.as_deref().map(|q| format!(":{q}")).unwrap_or_default());
+        if out.function_error().is_some() {
+            return Err(FnError::Config(format!("the migrator {called} failed (see its log)")));
+        }
+        let answer: serde_json::Value = out
+            .payload()
+            .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+            .ok_or_else(|| FnError::Config(format!("the migrator {called} answered no JSON")))?;
+        tracing::info!(migrator = %called, schema_version = %answer["schema_version"], applied = %answer["applied"],
+            "the migrator brought the schema up to date");
+        Ok(())
+    }
+
+    /// The kept connection, or a new one signed in as this function's login with a fresh IAM
+    /// auth token (valid 15 minutes for signing in; the connection itself lives on).
     async fn connect(&self, role: Role) -> Result<Arc<Client>, FnError> {
+        let conn = match role {
+            Role::Reader => &self.reader,
+            Role::Writer => &self.writer,
+        };
+        if let Some(client) = conn.open().await {
+            return Ok(client);
+        }
         let params = self.config.params().await?;
         let settings = Settings::from_params(&params)?;
         let tls = self.tls.get_or_try_init(|| async { db::tls(&settings.ca_bundle) }).await?;
-        let (conn, endpoint) = match role {
-            Role::Reader => (&self.reader, &settings.reader),
-            Role::Writer => (&self.writer, &settings.writer),
+        let endpoint = match role {
+            Role::Reader => &settings.reader,
+            Role::Writer => &settings.writer,
         };
-        let creds = Credentials::from_secret(&*self.config.secret(DB_SECRET).await?)?;
-        let client = match conn.get(endpoint, &creds, tls).await {
-            Err(e) if db::is_auth_failure(&e) => {
-                self.config.invalidate_secret(DB_SECRET).await;
-                let creds = Credentials::from_secret(&*self.config.secret(DB_SECRET).await?)?;
-                conn.get(endpoint, &creds, tls).await?
-            }
-            other => other?,
-        };
-        Ok(client)
+        let login = params.get(LOGIN)?;
+        let token = db::iam::token(Clients::get().await.sdk(), &endpoint.host, endpoint.port, login).await?;
+        let creds = Credentials { username: login.to_string(), password: token.expose().to_string() };
+        conn.get(endpoint, &creds, tls).await
     }
 
     /// Runs a read or write, reconnecting once if the kept connection turned out closed (the
@@ -321,8 +415,12 @@ async fn handle(request: Request) -> Result<Response<Body>, Error> {
         return Ok(invalid_request("the card number must be digits", vec![], &rid));
     };
     let clients = Clients::get().await;
+    let invoked_arn = request.lambda_context_ref().map(|c| c.invoked_function_arn.clone());
     let prepared = async {
         let state = state().await?;
+        if let (Some(arn), Ok(mut alias)) = (invoked_arn.as_deref(), state.alias.lock()) {
+            *alias = alias_of(arn);
+        }
         let params = state.config.params().await?;
         let key = state.config.secret(FINGERPRINT_SECRET).await?;
         Ok::<_, FnError>((state, params.get(TABLE)?.to_string(), key))

@@ -16,13 +16,31 @@
 //! AWSPENDING value; setSecret does nothing when the pending password already works; finishSecret
 //! does nothing when the version is already AWSCURRENT. A failure before finishSecret leaves
 //! AWSCURRENT as it was and working.
+//!
+//! It is also **the migrator**: the only function that reads the master credential, so the only
+//! one that can change the schema. `{"action":"migrate"}` (invoked by process, synchronously,
+//! through the alias of process's own colour) signs in to the writer as the master user and
+//! applies the migrations this build embeds; later migrations' objects are created under
+//! `SET ROLE payments_migrator`, their owner. Answer: `{"schema_version": N, "applied": [..]}`.
 
 use aws_sdk_secretsmanager::Client as Secrets;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use payments_runtime::db::{self, Credentials, Settings};
 use payments_runtime::{Clients, Config, FnError, SecretValue};
 use serde::Deserialize;
+use serde_json::{json, Value};
 use tracing::Instrument;
+
+/// The master secret's ARN (the migrator signs in with its AWSCURRENT value).
+const MASTER_SECRET: &str = "resources/db-secret-arn";
+
+/// What the function is invoked with: a Secrets Manager rotation step, or an action.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Event {
+    Rotation(RotationEvent),
+    Action { action: String },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -160,10 +178,44 @@ async fn finish_secret(secrets: &Secrets, e: &RotationEvent) -> Result<(), FnErr
     Ok(())
 }
 
-async fn handle(event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
-    let e = event.payload;
+/// Brings the schema up to the migrations of this build, as the master user.
+async fn migrate(secrets: &Secrets, config: &Config) -> Result<Value, FnError> {
+    let params = config.params().await?;
+    let settings = Settings::from_params(&params)?;
+    let tls = db::tls(&settings.ca_bundle)?;
+    let arn = params.get(MASTER_SECRET)?;
+    let current = Credentials::from_secret(&value(secrets, arn, CURRENT, None).await?)?;
+    let client = match db::connect(&settings.writer, &current, &tls).await {
+        Ok(c) => c,
+        // Between a rotation's setSecret and finishSecret the database knows only the pending password.
+        Err(refused) if db::is_auth_failure(&refused) => {
+            let pending = value(secrets, arn, PENDING, None)
+                .await
+                .and_then(|p| Credentials::from_secret(&p))
+                .map_err(|_| refused)?;
+            db::connect(&settings.writer, &pending, &tls).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let applied = db::migrate(&client).await?;
+    let version = db::schema_version(&client).await.map_err(|e| FnError::db("schema version", &e))?;
+    tracing::info!(schema_version = version, applied = ?applied, "migrate: the schema is up to date");
+    Ok(json!({ "schema_version": version, "applied": applied }))
+}
+
+async fn handle(event: LambdaEvent<Event>) -> Result<Value, Error> {
     let clients = Clients::get().await;
     let config = Config::shared().await?;
+    let e = match event.payload {
+        Event::Rotation(e) => e,
+        Event::Action { action } if action == "migrate" => {
+            return migrate(clients.secrets(), config).await.map_err(|err| {
+                tracing::error!(error = %err, "migrate failed");
+                Error::from(err.to_string())
+            });
+        }
+        Event::Action { action } => return Err(Error::from(format!("unknown action {action:?}"))),
+    };
     let span = tracing::info_span!("rotation", step = %e.step, token = %e.client_request_token);
     let result = async {
         match e.step.as_str() {
@@ -176,7 +228,7 @@ async fn handle(event: LambdaEvent<RotationEvent>) -> Result<(), Error> {
     }
     .instrument(span)
     .await;
-    result.map_err(|err| {
+    result.map(|()| Value::Null).map_err(|err| {
         tracing::error!(error = %err, "rotation step failed");
         Error::from(err.to_string())
     })

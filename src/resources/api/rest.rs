@@ -23,7 +23,9 @@ use crate::resources::{
 };
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
-use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
+use aws_sdk_apigateway::types::{
+    EndpointAccessMode, EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation, SecurityPolicy,
+};
 use futures::FutureExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -46,6 +48,15 @@ pub const IDEMPOTENCY_HEADER: &str = "method.request.header.Idempotency-Key";
 pub const INTEGRATION_TIMEOUT_SECONDS: i32 = 29;
 /// What a function behind the API must leave between its timeout and the API's.
 pub const INTEGRATION_MARGIN_SECONDS: i32 = 4;
+
+/// The TLS policy of the API's endpoint (PCI DSS 4.2.1): TLS 1.3 and 1.2 only, with forward-secret
+/// AEAD ciphers. A regional REST API gets TLS_1_0 unless told otherwise (API Gateway developer
+/// guide, "Supported security policies": default of a regional API). An enhanced policy
+/// (`SecurityPolicy_…`) must come with an endpoint access mode ("Security policies for REST APIs":
+/// "you must also set the endpoint access mode"); STRICT also refuses a request whose SNI or
+/// endpoint type does not match the API, as AWS recommends.
+pub const SECURITY_POLICY: &str = "SecurityPolicy_TLS13_1_2_2021_06";
+pub const ENDPOINT_ACCESS_MODE: &str = "STRICT";
 
 /// The functions behind the API (rotate-secret is Secrets Manager's alone).
 pub const ROUTES: [&str; 3] = ["validate", "fraud-check", "process"];
@@ -181,6 +192,9 @@ pub struct Observed {
     /// made by tapctl before logging is on and before any canary.
     pub execution_logs: BTreeMap<String, Option<crate::resources::logs::Group>>,
     pub regional: bool,
+    /// The TLS security policy and endpoint access mode, as API Gateway reports them.
+    pub security_policy: Option<String>,
+    pub endpoint_access_mode: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub model: Option<Value>,
     pub validator: Option<(String, bool, bool)>,
@@ -443,6 +457,23 @@ fn execution_log_drifts(ctx: &Ctx, o: &Observed, key: &str) -> Vec<Drift> {
         .collect()
 }
 
+/// The API's TLS settings as they differ from the stack's (PCI DSS 4.2.1).
+fn tls_drifts(o: &Observed) -> Vec<Drift> {
+    let mut d = Vec::new();
+    if o.security_policy.as_deref() != Some(SECURITY_POLICY) {
+        let have = match o.security_policy.as_deref() {
+            // What AWS gives a regional API that names none.
+            None | Some("") => "none (TLS_1_0: TLS 1.0 accepted)".to_string(),
+            Some(p) => p.to_string(),
+        };
+        d.push(Drift::new("TLS security policy", have, format!("{SECURITY_POLICY} (TLS 1.2 and 1.3 only)")));
+    }
+    if o.endpoint_access_mode.as_deref() != Some(ENDPOINT_ACCESS_MODE) {
+        d.push(Drift::new("endpoint access mode", or_none(o.endpoint_access_mode.as_ref()), ENDPOINT_ACCESS_MODE));
+    }
+    d
+}
+
 /// The API and everything of it `diff` compares; the independent reads are made at once.
 async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
     let apigw = &ctx.clients.apigateway;
@@ -490,6 +521,8 @@ async fn observe_api(ctx: &Ctx, api_id: &str) -> Result<Observed> {
         api_id: api_id.to_string(),
         execution_logs,
         regional,
+        security_policy: api.security_policy().map(|p| p.as_str().to_string()),
+        endpoint_access_mode: api.endpoint_access_mode().map(|m| m.as_str().to_string()),
         tags,
         model,
         validator,
@@ -641,6 +674,10 @@ impl Resource for RestApi {
             After { node: super::super::params::ID, why: "the functions read their configuration at run time" },
             After { node: super::super::database::instances::ID, why: "process writes to the database at run time" },
             After {
+                node: super::super::iam::db_connect::ID,
+                why: "process signs in to the database as its own login, which its role may do only then",
+            },
+            After {
                 node: super::super::network::route_tables::ID,
                 why: "the functions reach AWS services through the NAT",
             },
@@ -689,6 +726,7 @@ impl Resource for RestApi {
         if !o.regional {
             d.push(Drift::new("endpoint type", "edge-optimized or private", "regional"));
         }
+        d.extend(tls_drifts(o));
         d.extend(ctx.tag_drift(&o.tags));
         let schema = "payments-core's payment request schema";
         match &o.model {
@@ -770,6 +808,8 @@ impl Resource for RestApi {
                     .name(&name)
                     .description("Card payments: validate, fraud-check, process (IAM-authorised)")
                     .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
+                    .security_policy(SecurityPolicy::from(SECURITY_POLICY))
+                    .endpoint_access_mode(EndpointAccessMode::from(ENDPOINT_ACCESS_MODE))
                     .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
                     .send()
                     .await
@@ -782,6 +822,25 @@ impl Resource for RestApi {
         if !o.regional {
             return Err(ResourceError::new("ReplaceRefused", format!("{name} is not a REGIONAL API"))
                 .with_hint("delete it (or run `tapctl destroy`) and run up again"));
+        }
+        let tls = tls_drifts(&o);
+        if !tls.is_empty() {
+            ctx.progress.step(&format!(
+                "setting REST API {name}'s TLS policy to {SECURITY_POLICY} ({ENDPOINT_ACCESS_MODE} endpoint access)"
+            ));
+            // Both in one PATCH: an enhanced policy is refused without its access mode (the
+            // developer guide's update-rest-api example). AWS applies it in about 15 minutes
+            // (apiStatus UPDATING) while the API keeps serving.
+            let op =
+                |path: &str, value: &str| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
+            apigw
+                .update_rest_api()
+                .rest_api_id(&api_id)
+                .patch_operations(op("/securityPolicy", SECURITY_POLICY))
+                .patch_operations(op("/endpointAccessMode", ENDPOINT_ACCESS_MODE))
+                .send()
+                .await
+                .aws("apigateway:UpdateRestApi")?;
         }
         if let Some(drift) = ctx.tag_drift(&o.tags) {
             ctx.progress.step(&format!("tagging REST API {name}: {}", drift.wanted));

@@ -11,6 +11,9 @@
 //!   sends requests to. Live traffic never changes under `up`; while a canary is live, new code
 //!   (or a version published for a repaired configuration) waits — the drift says so, and `up`
 //!   leaves the function alone — until `shift` finishes or rolls back.
+//! - Each version of process is published with `iam::db_connect::login_marker` in its
+//!   description: its code signs in as its own database login. `iam.roles` reads it back per
+//!   alias to know when no code that reads the master secret can run any more.
 //! - A role, key or network permission made seconds ago may not yet be usable by Lambda: create
 //!   and configuration calls retry `catalogue::LAMBDA_FUNCTION`'s answers, with the wait shown.
 
@@ -653,7 +656,7 @@ impl Resource for Lambda {
                             .publish_version()
                             .function_name(&name)
                             .code_sha256(&code.sha256)
-                            .description(format!("code {code}"))
+                            .description(super::iam::db_connect::version_description(f, &code))
                             .send()
                             .map(|r| r.aws("lambda:PublishVersion"))
                     })
