@@ -185,6 +185,9 @@ pub async fn watch(
         return Err(Error::invalid("--watch", "must be longer than 0s"));
     }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Held for the whole watch: a Ctrl-C between two selects (after a round prints, before the
+    // sleep listens) is kept for the next `interrupted()` instead of exiting 130 at once.
+    let _watching = crate::interrupt::defer();
     loop {
         if terminal {
             crate::out!("\x1b[2J\x1b[H");
