@@ -23,7 +23,9 @@ pub fn install() {
                 crate::errln!("interrupted by {name}; nothing was changed");
                 std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
             }
-            let _ = tx.send(Some(name));
+            // `send` drops the value when no receiver exists yet (a section between two
+            // `interrupted()` calls); `send_replace` keeps it for the next one.
+            tx.send_replace(Some(name));
         }
     });
 }
