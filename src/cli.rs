@@ -99,6 +99,16 @@ state location, per user. `tapctl list` shows the stacks.")]
     #[command(after_help = "Examples:\n  tapctl logs process --since 15m\n  tapctl logs validate --follow")]
     Logs(LogsArgs),
 
+    /// Serve the stack's REST API on 127.0.0.1 as API Gateway would, running the functions here.
+    #[command(after_help = "Examples:\n  tapctl local --suffix qa --port 8080\n  \
+tapctl local --suffix qa --database 'postgres://127.0.0.1:5432/?sslrootcert=/tmp/ca.pem'\n\n\
+Reads the routes, the validator and model, the stage (its variable, canary and throttling), the aliases \
+and their invoke permissions from the account, re-reading them every second, so a `shift` or an `up` \
+shows within a second. Requests must be SigV4-signed (service execute-api) with the credentials tapctl \
+uses. Each version runs from the package in --packages whose CodeSha256 Lambda reports for it. Each \
+response carries x-tapctl-colour and x-tapctl-version. Runs until interrupted.")]
+    Local(LocalArgs),
+
     /// Build the functions as Lambda packages: `bootstrap` for provided.al2023, zipped reproducibly.
     #[command(after_help = "Examples:\n  tapctl build\n  tapctl build --arch arm64 --json\n\nCross-compiles with \
 cargo-zigbuild (scripts/setup-tools installs it) against glibc 2.34 and writes target/lambda/<arch>/<function>.zip \
@@ -385,6 +395,25 @@ pub struct LogsArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The port on 127.0.0.1 (0: any free port, printed when serving).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// A PostgreSQL the functions reach instead of the endpoints in Parameter Store (which are
+    /// not reachable from this machine on the emulator): postgres://HOST:PORT[/?sslrootcert=CA].
+    #[arg(long, value_parser = crate::config::parse_local_database)]
+    pub database: Option<crate::local::server::Database>,
+
+    /// Package folders (`tapctl build` outputs) holding each served version's code; repeatable.
+    #[arg(long = "packages", env = "TAPCTL_PACKAGES", default_value = "target/lambda/x86_64", value_delimiter = ',')]
+    pub packages: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]

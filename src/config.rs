@@ -1540,3 +1540,32 @@ mod backup_flag_tests {
         assert!(changes.contains(&("--backup-copy-region", "none".into(), "us-west-2".into())), "{changes:?}");
     }
 }
+
+/// `--database` of `tapctl local`: `postgres://HOST:PORT[/DB][?sslrootcert=PATH]`. The user,
+/// password and database name stay the functions' own (from the stack's secrets and parameters):
+/// only where to connect changes.
+pub fn parse_local_database(s: &str) -> Result<crate::local::server::Database, String> {
+    let rule = "it must look like postgres://HOST:PORT[/?sslrootcert=CA-FILE] (no user or password: the functions \
+                sign in as they do on AWS)";
+    let rest = s
+        .strip_prefix("postgres://")
+        .or_else(|| s.strip_prefix("postgresql://"))
+        .ok_or_else(|| format!("'{s}' is not a PostgreSQL URL: {rule}"))?;
+    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') {
+        return Err(format!("--database carries credentials: {rule}"));
+    }
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| format!("'{s}' has no port: {rule}"))?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port (1-65535): {rule}"))?;
+    if host.is_empty() || port == 0 {
+        return Err(format!("'{s}' has no host or port: {rule}"));
+    }
+    let ca_bundle = tail
+        .split_once('?')
+        .map(|(_, q)| q)
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("sslrootcert="))
+        .map(std::path::PathBuf::from);
+    Ok(crate::local::server::Database { host: host.to_string(), port, ca_bundle })
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod interrupt;
+pub mod local;
 pub mod names;
 pub mod output;
 pub mod package;

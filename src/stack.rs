@@ -51,6 +51,10 @@
 //!                            everything the functions use at run time: params, instances, routes, db-connect; and the
 //!                            records of it: audit.trail, network.flow-logs (PCI DSS 10.2.1)
 //!
+//!   api.domain             → api.rest (api_id, url)   with --domain: a regional custom domain (TLS 1.2+,
+//!                            STRICT), the live stage mapped, then the execute-api endpoint disabled;
+//!                            the URL clients use. Off without --domain
+//!
 //!   Monitoring (metrics are named, not read: only the topic is an input):
 //!   monitoring.alarms      → alerts.topic   p99 latency, 5XX, errors per colour, CPU, WAF blocked requests
 //!   monitoring.dashboard            one dashboard of the payment path
@@ -140,6 +144,7 @@ impl Stack {
             Arc::new(rotation::DbMasterRotation),
             Arc::new(api::account_logging::AccountLogging),
             Arc::new(api::rest::RestApi),
+            Arc::new(api::domain::ApiDomain),
             Arc::new(monitoring::alarms::Alarms),
             Arc::new(monitoring::dashboard::Dashboard),
             Arc::new(waf::WebAcl),
@@ -298,6 +303,10 @@ pub const OPERATOR_OUTPUTS: &[(&str, &str, &str)] = &[
     ("db_reader_endpoint", database::cluster::ID, "reader_endpoint"),
     ("api_url", api::rest::ID, "url"),
     ("api_id", api::rest::ID, "api_id"),
+    ("api_client_url", api::domain::ID, "url"),
+    ("api_domain", api::domain::ID, "domain_name"),
+    ("api_domain_target", api::domain::ID, "target"),
+    ("api_domain_hosted_zone_id", api::domain::ID, "hosted_zone_id"),
     ("dashboard", monitoring::dashboard::ID, "dashboard_name"),
     ("waf_web_acl_arn", waf::ID, "web_acl_arn"),
     ("findings_rule_arn", events::security_findings::ID, "rule_arn"),

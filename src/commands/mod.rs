@@ -172,6 +172,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::List(args) => return stacks::list(args).await,
         Command::Outputs(args) => return stacks::outputs(args).await,
         Command::Logs(args) => return stacks::logs(args).await,
+        Command::Local(args) => return crate::local::run(args).await,
         _ => {}
     }
     let Some(inv) = Invocation::of(&cli.command) else { return Ok(0) };

@@ -97,6 +97,7 @@ impl Action {
         match change {
             Change::Create => Action::Create,
             Change::Replace(_) => Action::Replace,
+            Change::Off => Action::None,
             _ if !recorded => Action::Adopt,
             Change::Update(_) => Action::Update,
             Change::Waiting(_) => Action::Waiting,

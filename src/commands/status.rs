@@ -14,7 +14,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// ok: exists as recorded. missing: recorded, gone. drifted: exists, differs. untracked: exists,
-/// not in the state (the next `up` adopts it). absent: neither recorded nor present.
+/// not in the state (the next `up` adopts it). absent: neither recorded nor present. off: left out
+/// by the settings, and nothing of it exists.
 pub fn status_of(recorded: bool, change: &Change) -> &'static str {
     match (recorded, change) {
         (true, Change::Create) => "missing",
@@ -23,6 +24,7 @@ pub fn status_of(recorded: bool, change: &Change) -> &'static str {
         (_, Change::Waiting(_)) => "waiting",
         (true, Change::NoOp) => "ok",
         (false, Change::NoOp) => "untracked",
+        (_, Change::Off) => "off",
     }
 }
 
@@ -89,9 +91,10 @@ pub async fn run(session: &Session<'_>, args: &StatusArgs) -> Result<u8, Error> 
             r.status = Some(status_of(session.was_recorded(&r.node), change));
         }
     }
-    // Healthy: everything exists as recorded (a release waiting for a canary to end is not a fault).
+    // Healthy: everything exists as recorded (a release waiting for a canary to end is not a fault,
+    // nor is a part the settings leave out, such as a custom domain nobody asked for).
     let unhealthy: Vec<&Resource> =
-        resources.iter().filter(|r| !matches!(r.status, Some("ok") | Some("waiting"))).collect();
+        resources.iter().filter(|r| !matches!(r.status, Some("ok" | "waiting" | "off"))).collect();
     let healthy = unhealthy.is_empty() && failed == 0;
     let mut report = Report::new(session, "status", resources.clone());
     report.healthy = Some(healthy);

@@ -50,6 +50,9 @@ pub type Outputs = BTreeMap<String, Value>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     NoOp,
+    /// The settings leave this node out (no `--domain`, say) and nothing of it exists: there is
+    /// nothing to make, adopt, repair or delete.
+    Off,
     Create,
     /// Each entry is one drift `up` repairs in place.
     Update(Vec<Drift>),
@@ -64,6 +67,7 @@ impl Change {
     pub fn action(&self) -> &'static str {
         match self {
             Change::NoOp => "no-op",
+            Change::Off => "off",
             Change::Create => "create",
             Change::Update(_) => "update",
             Change::Waiting(_) => "waiting",
@@ -87,7 +91,7 @@ impl Change {
         match self {
             Change::Update(d) | Change::Waiting(d) => d.iter().collect(),
             Change::Replace(d) => vec![d],
-            Change::NoOp | Change::Create => vec![],
+            Change::NoOp | Change::Off | Change::Create => vec![],
         }
     }
 }
@@ -684,18 +688,24 @@ impl<R: Resource> Node for R {
     }
 
     async fn exists(&self, ctx: &Ctx) -> Result<bool> {
-        Ok(self.observe(ctx).await?.is_some())
+        Ok(self.observe(ctx).await?.is_some_and(|o| !off(self, ctx, &o)))
     }
 
     async fn destroy(&self, ctx: &Ctx) -> Result<bool> {
         match self.observe(ctx).await? {
-            None => Ok(false),
-            Some(observed) => {
+            Some(observed) if !off(self, ctx, &observed) => {
                 self.delete(ctx, observed).await?;
                 Ok(true)
             }
+            _ => Ok(false),
         }
     }
+}
+
+/// A node the settings leave out, of which nothing exists, has nothing to destroy. (A diff that
+/// needs inputs, which a destroy has not, fails: such a node is never off.)
+fn off<R: Resource>(r: &R, ctx: &Ctx, observed: &R::Observed) -> bool {
+    matches!(r.diff(ctx, observed), Ok(Change::Off))
 }
 
 /// A context for a node's `diff` in unit tests: no AWS call is made, the inputs are given.

@@ -162,6 +162,30 @@ pub mod catalogue {
         limit: IAM_PROPAGATION,
     };
 
+    /// API Gateway CreateBasePathMapping right after the custom domain (or the stage) was made:
+    /// "BadRequestException: Invalid domain name identifier specified" / "Invalid stage identifier
+    /// specified" until the new domain has propagated. terraform
+    /// `apigateway/base_path_mapping.go` retries every BadRequestException for 30 s; only these
+    /// two answers are retried here, so a real refusal (a certificate of another region) ends at once.
+    pub const APIGATEWAY_NEW_DOMAIN: Propagation = Propagation {
+        waiting_for: "API Gateway to propagate the new custom domain",
+        answers: &[
+            Answer::says("BadRequestException", "Invalid domain name identifier"),
+            Answer::says("BadRequestException", "Invalid stage identifier"),
+        ],
+        limit: Duration::from_secs(60),
+    };
+
+    /// API Gateway DeleteDomainName: a quota of one call every 30 seconds per account (API
+    /// Gateway quotas, "DeleteDomainName"), answered TooManyRequestsException — also when other
+    /// stacks of the account delete theirs. terraform `apigateway/domain_name.go` leaves it to the
+    /// SDK's throttling retries, which give up after seconds.
+    pub const APIGATEWAY_DOMAIN_DELETE: Propagation = Propagation {
+        waiting_for: "API Gateway's one-per-30-seconds quota on deleting custom domains",
+        answers: &[Answer::code("TooManyRequestsException")],
+        limit: Duration::from_secs(5 * 60),
+    };
+
     /// API Gateway stage logging right after the account's CloudWatch role was set ("CloudWatch
     /// Logs role ARN must be set in account settings to enable logging"): the account setting is
     /// eventually consistent. terraform does not retry it (catalogue finding 4).
@@ -347,6 +371,8 @@ pub mod catalogue {
         &LOGS_NEW_KEY,
         &APIGATEWAY_ACCOUNT_ROLE,
         &APIGATEWAY_STAGE_LOGGING,
+        &APIGATEWAY_NEW_DOMAIN,
+        &APIGATEWAY_DOMAIN_DELETE,
         &WAFV2_ASSOCIATION,
         &WAFV2_WEB_ACL_UPDATE,
         &WAFV2_WEB_ACL_DELETE,

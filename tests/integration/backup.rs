@@ -36,29 +36,6 @@ fn outputs(acct: &Account) -> Value {
     serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap()
 }
 
-/// The changes plan lists for `node`, each as "field: current → wanted".
-fn planned(acct: &Account, node: &str) -> Vec<String> {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
-    assert_eq!(plan.code, 2, "plan sees a change:\n{}\n{}", plan.stdout, plan.stderr);
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let Some(n) = plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == node) else {
-        panic!("{node} is not in the plan: {plan:#}")
-    };
-    n["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c["field"].as_str().unwrap(),
-                c["current"].as_str().unwrap(),
-                c["wanted"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// The live plan's id, by name.
 fn plan_id(acct: &Account) -> Option<String> {
     let b = backup(acct, REGION);
@@ -254,7 +231,7 @@ fn the_backups_are_made_through_aws_backups_answers_repaired_when_changed_and_de
                 .unwrap();
         }
     });
-    let plan = planned(&acct, "backup.plan");
+    let plan = super::harness::planned_changes(&acct.drifted_plan(), "backup.plan").1;
     let copy_vault_arn = format!("arn:aws:backup:{COPY_REGION}:{ACCOUNT}:backup-vault:{VAULT}");
     for said in [
         "plan payments-qa rule daily retention: 7 days → 35 days".to_string(),
@@ -285,7 +262,7 @@ fn the_backups_are_made_through_aws_backups_answers_repaired_when_changed_and_de
             .unwrap();
         b.create_backup_selection().backup_plan_id(&id).backup_selection(only_cluster).send().await.unwrap();
     });
-    let plan = planned(&acct, "backup.plan");
+    let plan = super::harness::planned_changes(&acct.drifted_plan(), "backup.plan").1;
     let said = "selection payments-qa resources: Aurora cluster payment-db-qa → Aurora cluster payment-db-qa, table transactions-qa";
     assert!(plan.iter().any(|p| p == said), "plan names {said:?}: {plan:#?}");
     acct.ok(&["up", "--suffix", "qa"]);

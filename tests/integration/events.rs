@@ -3,7 +3,7 @@
 //! account after `up`; each out-of-band change named by `plan` and repaired by `up`; nothing of
 //! them left after `destroy`.
 
-use super::harness::Account;
+use super::harness::{planned_changes, Account};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use tapctl::names::Names;
@@ -218,33 +218,6 @@ fn assert_topic_policy(acct: &Account) {
     assert_eq!(all.len(), 5, "nothing else: {doc:#}");
 }
 
-/// `plan`'s changes of `node`, as a person reads them.
-fn planned(plan: &Value, node: &str) -> Vec<String> {
-    let n =
-        plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == node).unwrap_or_else(|| panic!("{node}"));
-    n["changes"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .map(|c| {
-                    format!(
-                        "{}: {} → {}",
-                        c["field"].as_str().unwrap(),
-                        c["current"].as_str().unwrap(),
-                        c["wanted"].as_str().unwrap()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn plan(acct: &Account) -> Value {
-    let run = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
-    assert_eq!(run.code, 2, "plan must see the drift:\n{}\n{}", run.stdout, run.stderr);
-    serde_json::from_str(&run.stdout).unwrap()
-}
-
 #[test]
 fn database_events_and_security_findings_reach_the_alerts_topic_and_drift_is_repaired() {
     let acct = Account::with_stub_packages();
@@ -301,8 +274,8 @@ fn database_events_and_security_findings_reach_the_alerts_topic_and_drift_is_rep
     )
     .unwrap();
 
-    let p = plan(&acct);
-    let subs = planned(&p, "events.db-subscriptions");
+    let p = acct.drifted_plan();
+    let subs = planned_changes(&p, "events.db-subscriptions").1;
     let (cluster_sub, instance_sub) = (n.db_event_subscription(), n.db_instance_event_subscription());
     let mut ids = [n.db_instance(0), n.db_instance(1)];
     ids.sort();
@@ -316,10 +289,10 @@ fn database_events_and_security_findings_reach_the_alerts_topic_and_drift_is_rep
     ] {
         assert!(subs.contains(&want), "{want} not in {subs:#?}");
     }
-    let rule = planned(&p, "events.security-findings");
+    let rule = planned_changes(&p, "events.security-findings").1;
     assert!(rule.contains(&"state: disabled → enabled".to_string()), "{rule:#?}");
     assert!(rule.contains(&format!("target: missing → alerts topic {TOPIC}")), "{rule:#?}");
-    let topic = planned(&p, "alerts.topic");
+    let topic = planned_changes(&p, "alerts.topic").1;
     assert!(
         topic.contains(
             &"topic policy: also lets * publish → CloudWatch alarms, the findings rule and RDS events publish, over TLS only"
@@ -336,8 +309,8 @@ fn database_events_and_security_findings_reach_the_alerts_topic_and_drift_is_rep
     // A subscription deleted: named as missing, made again.
     acct.block_on(acct.rds.delete_event_subscription().subscription_name(n.db_instance_event_subscription()).send())
         .unwrap();
-    let p = plan(&acct);
-    let subs = planned(&p, "events.db-subscriptions");
+    let p = acct.drifted_plan();
+    let subs = planned_changes(&p, "events.db-subscriptions").1;
     assert_eq!(subs, [format!("subscription {instance_sub}: missing → db-instance events of {ids}")], "{subs:#?}");
     acct.ok(&["up", "--suffix", "qa"]);
     assert_subscriptions(&acct);

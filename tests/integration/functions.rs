@@ -78,16 +78,21 @@ impl Payments {
                 drop(client);
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             });
-            p.pg.psql(
-                "payments",
-                "INSERT INTO merchants (merchant_id, name, status) VALUES
-                   ('m-1', 'Corner Shop', 'active'), ('m-2', 'Second Shop', 'active'),
-                   ('m-suspended', 'Closed Shop', 'suspended');
-                 INSERT INTO customers (customer_id, merchant_id, status) VALUES
-                   ('c-1', 'm-1', 'active'), ('c-blocked', 'm-1', 'blocked');",
-            );
+            p.seed();
         }
         p
+    }
+
+    /// The test merchants and customers (the schema must exist).
+    pub fn seed(&self) {
+        self.pg.psql(
+            "payments",
+            "INSERT INTO merchants (merchant_id, name, status) VALUES
+               ('m-1', 'Corner Shop', 'active'), ('m-2', 'Second Shop', 'active'),
+               ('m-suspended', 'Closed Shop', 'suspended');
+             INSERT INTO customers (customer_id, merchant_id, status) VALUES
+               ('c-1', 'm-1', 'active'), ('c-blocked', 'm-1', 'blocked');",
+        );
     }
 
     pub fn put_param(&self, name: &str, value: &str) {

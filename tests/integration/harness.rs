@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 pub const REGION: &str = "us-east-1";
 
 /// Nodes in the stack (src/stack.rs).
-pub const NODES: usize = 45;
+pub const NODES: usize = 46;
+
+/// Nodes a stack with the default settings makes: all but `api.domain`, which exists only with
+/// `--domain` (without it the node is "off": reported unchanged, nothing to make or delete).
+pub const MADE: usize = NODES - 1;
 
 /// The Python of the virtualenv where `scripts/setup-tools` installs moto.
 fn moto_python() -> PathBuf {
@@ -692,6 +696,44 @@ pub fn stub_packages(functions: &[&str], marker: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A copy of the built packages in which every function's zip also holds a `release` file naming
+/// `marker`: the same bootstrap, other code as Lambda sees it (another CodeSha256), so `up` publishes
+/// a new version to the idle colour and `tapctl local` still runs a real bootstrap for it.
+pub fn released_packages(marker: &str) -> tempfile::TempDir {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let built = packages_dir();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(built.join("manifest.json")).expect("manifest"))
+            .expect("manifest JSON");
+    let functions: Vec<String> = manifest["functions"].as_object().expect("functions").keys().cloned().collect();
+    for function in functions {
+        let bytes = std::fs::read(built.join(format!("{function}.zip"))).expect("a built package");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+        let mut entries = Vec::new();
+        for i in 0..archive.len() {
+            let mut file = archive.by_index(i).expect("an entry");
+            let executable = file.unix_mode().is_some_and(|m| m & 0o111 != 0);
+            let name = file.name().expect("an entry name").to_string();
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).expect("unzip");
+            entries.push(tapctl::package::Entry { name, bytes, executable });
+        }
+        entries.push(tapctl::package::Entry {
+            name: "release".into(),
+            bytes: format!("{marker}\n").into_bytes(),
+            executable: false,
+        });
+        let zip = tapctl::package::zip(entries).expect("zip");
+        std::fs::write(dir.path().join(format!("{function}.zip")), &zip).expect("write a package");
+        manifest["functions"][&function]["code_sha256"] = tapctl::package::code_sha256(&zip).into();
+        manifest["functions"][&function]["size"] = zip.len().into();
+    }
+    std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec(&manifest).expect("JSON"))
+        .expect("write the manifest");
+    dir
+}
+
 pub fn aws_env(cmd: &mut Command) {
     cmd.env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -801,6 +843,41 @@ impl Account {
         assert_eq!(r.code, 0, "tapctl {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
         r
     }
+
+    /// `plan --json` of suffix qa, which must see a change (exit 2): what AWS holds differs.
+    pub fn drifted_plan(&self) -> serde_json::Value {
+        let run = self.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
+        assert_eq!(run.code, 2, "plan must see a change:\n{}\n{}", run.stdout, run.stderr);
+        serde_json::from_str(&run.stdout).expect("tapctl/v1 JSON")
+    }
+
+    /// The drifts the plan names for `node`, planned as an update, as `field: current → wanted`.
+    pub fn planned_update(&self, node: &str) -> Vec<String> {
+        let plan = self.drifted_plan();
+        let (action, changes) = planned_changes(&plan, node);
+        assert_eq!(action, "update", "{node} in {plan:#}");
+        changes
+    }
+
+    /// Plan of suffix qa sees nothing left to repair (exit 0).
+    pub fn assert_converged(&self) {
+        let plan = self.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 0, "nothing left to repair:\n{}\n{}", plan.stdout, plan.stderr);
+    }
+}
+
+/// `node`'s action in a `tapctl/v1` plan and its changes as `field: current → wanted`, the
+/// words a person reads (no Debug text).
+pub fn planned_changes(plan: &serde_json::Value, node: &str) -> (String, Vec<String>) {
+    let resources = plan["resources"].as_array().expect("resources");
+    let Some(n) = resources.iter().find(|n| n["node"] == node) else { panic!("{node} is not in the plan: {plan:#}") };
+    let field = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap_or_else(|| panic!("{k} of {c}")).to_string();
+    let changes = n["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let changes = changes
+        .iter()
+        .map(|c| format!("{}: {} → {}", field(c, "field"), field(c, "current"), field(c, "wanted")))
+        .collect();
+    (n["action"].as_str().unwrap_or_default().to_string(), changes)
 }
 
 pub struct Run {

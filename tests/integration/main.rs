@@ -18,6 +18,7 @@ mod harness;
 mod harness_tests;
 mod hygiene;
 mod lambda;
+mod local;
 mod logs;
 mod network;
 mod operator;

@@ -1,6 +1,6 @@
 //! The key and network layer: up, plan, status, destroy, read back from the emulator.
 
-use super::harness::{Account, NODES};
+use super::harness::{Account, MADE, NODES};
 use super::readback::{assert_standard_tags, by_suffix, inventory, leftovers, tag};
 use aws_sdk_ec2::types::{Filter, NatGatewayState};
 
@@ -14,7 +14,7 @@ fn up_on_an_empty_account_creates_the_key_and_the_whole_network_tagged() {
     let run = acct.ok(&["up", "--suffix", "qa"]);
     // All but the VPC's default security group, which AWS makes with the VPC: up adopts it and
     // strips its rules.
-    assert!(run.stdout.contains(&format!("{} created, 1 adopted", NODES - 1)), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("{} created, 1 adopted", MADE - 1)), "{}", run.stdout);
 
     acct.block_on(async {
         // KMS: one enabled key, rotation on, alias, tags.

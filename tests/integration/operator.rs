@@ -3,12 +3,12 @@
 //! a running `up`, a panic on a closed pipe, a silent Ctrl-C, plan's "create" for what `up`
 //! adopts, three JSON shapes, status exit codes, Debug text in human output.
 
-use super::harness::{Account, Run, NODES};
+use super::harness::{Account, Run, MADE, NODES};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr))
@@ -310,10 +310,11 @@ fn plan_says_adopt_for_what_exists_without_a_state_and_up_adopts_it() {
         .map(|r| (r["node"].as_str().unwrap(), r["action"].as_str().unwrap()))
         .filter(|(_, a)| *a != "adopt")
         .collect();
-    assert_eq!(not_adopted, vec![("api.account-logging", "create")]);
+    // api.domain, without --domain, has nothing to adopt: it stays off, unchanged.
+    assert_eq!(not_adopted, vec![("api.account-logging", "create"), ("api.domain", "none")]);
     assert!(acct.ok(&["plan", "--suffix", "qa"]).stdout.contains("(adopt: exists, not yet in the state)"));
     let up = json(&acct.ok(&["up", "--suffix", "qa", "--json"]));
-    assert_eq!(up["summary"]["adopt"], NODES - 1, "{up:#}");
+    assert_eq!(up["summary"]["adopt"], MADE - 1, "{up:#}");
     assert_eq!(state_file(&acct, "qa")["nodes"].as_object().unwrap().len(), NODES);
     assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
 }
@@ -331,7 +332,7 @@ fn every_command_prints_the_one_json_schema() {
     let up = check(&["up", "--suffix", "qa", "--json"]);
     // Everything is created but the VPC's default security group, which AWS makes with the VPC:
     // up adopts it and strips its rules.
-    assert_eq!(up["summary"]["create"], NODES - 1);
+    assert_eq!(up["summary"]["create"], MADE - 1);
     let default_group =
         up["resources"].as_array().unwrap().iter().find(|r| r["node"] == "network.default-security-group");
     assert_eq!(default_group.map(|r| r["action"].clone()), Some(Value::from("adopt")), "{up:#}");
@@ -351,13 +352,9 @@ fn every_command_prints_the_one_json_schema() {
     check(&["version", "--json"]);
     assert_eq!(acct.run(&["plan", "--destroy", "--suffix", "qa", "--detailed-exitcode"]).code, 2);
     let doomed = check(&["plan", "--destroy", "--suffix", "qa", "--json"]);
-    assert_eq!(
-        doomed["summary"]["delete"], NODES,
-        "plan --destroy lists what destroy removes: {:#}",
-        doomed["summary"]
-    );
+    assert_eq!(doomed["summary"]["delete"], MADE, "plan --destroy lists what destroy removes: {:#}", doomed["summary"]);
     let destroy = check(&["destroy", "--suffix", "qa", "--yes", "--json"]);
-    assert_eq!(destroy["summary"]["delete"], NODES);
+    assert_eq!(destroy["summary"]["delete"], MADE);
     let again = check(&["plan", "--destroy", "--suffix", "qa", "--json"]);
     assert_eq!(again["summary"]["absent"], NODES);
     assert_eq!(acct.run(&["plan", "--destroy", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
@@ -505,5 +502,17 @@ fn status_watch_repeats_until_interrupted_and_then_exits_0() {
         }
     }
     interrupt(&watch);
-    assert_eq!(watch.wait().unwrap().code(), Some(0), "Ctrl-C is how a watch ends");
+    // Bounded, so that a watch that ignores the signal fails this test instead of hanging CI.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = watch.kill();
+            panic!("status --watch went on for 120 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0), "Ctrl-C is how a watch ends");
 }

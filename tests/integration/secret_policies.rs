@@ -57,33 +57,6 @@ fn assert_readers(acct: &Account, db: &BTreeSet<String>, card: &BTreeSet<String>
     assert_eq!(&excepted(&policy(acct, CARD).expect("the card key has a policy")), card, "who reads {CARD}");
 }
 
-/// The drifts plan names for secrets.policies, each "field: current → wanted".
-fn planned(acct: &Account) -> Vec<String> {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
-    assert_eq!(plan.code, 2, "plan sees a change:\n{}\n{}", plan.stdout, plan.stderr);
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let n = plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == "secrets.policies").unwrap().clone();
-    assert_eq!(n["action"], "update", "{n:#}");
-    n["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c["field"].as_str().unwrap(),
-                c["current"].as_str().unwrap(),
-                c["wanted"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn converged(acct: &Account) {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0, "nothing left to repair:\n{}\n{}", plan.stdout, plan.stderr);
-}
-
 #[test]
 fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
     let acct = Account::with_stub_packages();
@@ -109,7 +82,7 @@ fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
     let card_readers: BTreeSet<String> =
         ["validate", "fraud-check", "process"].iter().map(|f| role_arn(&acct, f)).collect();
     assert_readers(&acct, &set(&[&rotate]), &card_readers);
-    converged(&acct);
+    acct.assert_converged();
 
     // Out of band: the master's policy deleted, another principal let read the card key.
     let mut widened = policy(&acct, CARD).unwrap();
@@ -122,7 +95,7 @@ fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
         acct.secrets.put_resource_policy().secret_id(CARD).resource_policy(widened.to_string()).send().await.unwrap();
     });
     let card_words = card_readers.iter().cloned().collect::<Vec<_>>().join(", ");
-    let drifts = planned(&acct);
+    let drifts = acct.planned_update("secrets.policies");
     assert!(
         drifts.contains(&format!(
             "secret {DB} resource policy: none (any principal IAM allows reads it) → GetSecretValue refused to all but {rotate}"
@@ -137,7 +110,7 @@ fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
     );
     acct.ok(&["up", "--suffix", "qa"]);
     assert_readers(&acct, &set(&[&rotate]), &card_readers);
-    converged(&acct);
+    acct.assert_converged();
 
     // A weakened statement: the Deny turned into an Allow of everything.
     acct.block_on(async {
@@ -145,7 +118,7 @@ fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
             "Principal": { "AWS": "arn:aws:iam::123456789012:root" }, "Action": "secretsmanager:*", "Resource": "*" }] });
         acct.secrets.put_resource_policy().secret_id(DB).resource_policy(allow.to_string()).send().await.unwrap();
     });
-    let drifts = planned(&acct);
+    let drifts = acct.planned_update("secrets.policies");
     assert!(
         drifts.contains(&format!(
             "secret {DB} resource policy: does not refuse GetSecretValue to other principals; also allows \
@@ -161,7 +134,7 @@ fn each_secret_is_read_only_by_the_roles_that_need_it_and_drift_is_repaired() {
     let mut card_and_break_glass = card_readers.clone();
     card_and_break_glass.insert(BREAK_GLASS.into());
     assert_readers(&acct, &set(&[&rotate, BREAK_GLASS]), &card_and_break_glass);
-    converged(&acct);
+    acct.assert_converged();
     acct.ok(&["up", "--suffix", "qa", "--break-glass-role-arn", ""]);
     assert_readers(&acct, &set(&[&rotate]), &card_readers);
 

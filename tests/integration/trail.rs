@@ -33,30 +33,6 @@ fn outputs(acct: &Account) -> Value {
     serde_json::from_str(&std::fs::read_to_string(acct.state_dir.path().join("qa.outputs.json")).unwrap()).unwrap()
 }
 
-/// The changes plan lists for `node`, each as "field: current → wanted".
-fn planned(acct: &Account, node: &str) -> Vec<String> {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
-    assert_eq!(plan.code, 2, "plan sees a change:\n{}\n{}", plan.stdout, plan.stderr);
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let Some(n) = plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == node) else {
-        panic!("{node} is not in the plan: {plan:#}")
-    };
-    assert_eq!(n["action"], "update", "{n:#}");
-    n["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c["field"].as_str().unwrap(),
-                c["current"].as_str().unwrap(),
-                c["wanted"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// The trail's data-event resources as the selectors name them: (resource type, ARN values).
 fn data_events(acct: &Account) -> Vec<(String, Vec<String>)> {
     let ct = cloudtrail(acct);
@@ -262,14 +238,14 @@ fn out_of_band_changes_to_the_trail_and_its_filters_are_named_by_plan_and_repair
     // Logging stopped.
     acct.block_on(async { ct.stop_logging().name(TRAIL).send().await.unwrap() });
     assert!(!is_logging(&acct));
-    let changes = planned(&acct, "audit.trail");
+    let changes = acct.planned_update("audit.trail");
     assert_eq!(changes, vec![format!("trail {TRAIL} logging: stopped → started")]);
     acct.ok(&["up", "--suffix", "qa"]);
     assert!(is_logging(&acct), "up started it again");
 
     // Log file validation off.
     acct.block_on(async { ct.update_trail().name(TRAIL).enable_log_file_validation(false).send().await.unwrap() });
-    let changes = planned(&acct, "audit.trail");
+    let changes = acct.planned_update("audit.trail");
     assert_eq!(changes, vec![format!("trail {TRAIL} log file validation: off → on")]);
     acct.ok(&["up", "--suffix", "qa"]);
     let t = acct.block_on(async { ct.get_trail().name(TRAIL).send().await.unwrap() });
@@ -291,7 +267,7 @@ fn out_of_band_changes_to_the_trail_and_its_filters_are_named_by_plan_and_repair
         ct.put_event_selectors().trail_name(TRAIL).advanced_event_selectors(management).send().await.unwrap()
     });
     assert!(data_events(&acct).is_empty());
-    let changes = planned(&acct, "audit.trail");
+    let changes = acct.planned_update("audit.trail");
     assert_eq!(changes.len(), 3, "{changes:#?}");
     for missing in
         ["transactions table data events", "audit bucket object data events", "payment functions data events"]
@@ -312,7 +288,7 @@ fn out_of_band_changes_to_the_trail_and_its_filters_are_named_by_plan_and_repair
         acct.logs.delete_metric_filter().log_group_name(GROUP).filter_name(filter).send().await.unwrap()
     });
     assert_eq!(filters(&acct).len(), CIS.len() - 1);
-    let changes = planned(&acct, "audit.alarms");
+    let changes = acct.planned_update("audit.alarms");
     assert_eq!(changes.len(), 1, "{changes:#?}");
     assert!(
         changes[0]

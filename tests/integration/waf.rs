@@ -61,33 +61,6 @@ fn rate_limit(acl: &aws_sdk_wafv2::types::WebAcl) -> i64 {
     rule.statement().unwrap().rate_based_statement().unwrap().limit()
 }
 
-/// The changes plan lists for the node, each as "field: current → wanted".
-fn planned(acct: &Account) -> Vec<String> {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode", "--json"]);
-    assert_eq!(plan.code, 2, "plan sees a change:\n{}\n{}", plan.stdout, plan.stderr);
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let n = plan["resources"].as_array().unwrap().iter().find(|n| n["node"] == "waf.web-acl").unwrap().clone();
-    assert_eq!(n["action"], "update", "{n:#}");
-    n["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}: {} → {}",
-                c["field"].as_str().unwrap(),
-                c["current"].as_str().unwrap(),
-                c["wanted"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn converged(acct: &Account) {
-    let plan = acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0, "nothing left to repair:\n{}\n{}", plan.stdout, plan.stderr);
-}
-
 /// Everything 6.4.2 asks of the WAF, as the account holds it.
 fn assert_guarded(acct: &Account, rate: i64) {
     let (acl, _) = web_acl(acct, ACL).expect("the web ACL");
@@ -208,7 +181,7 @@ fn the_web_acl_guards_the_stage_logs_redacted_to_its_encrypted_group_alarms_and_
     assert_eq!(alarm.alarm_actions(), [out["alerts_topic_arn"].as_str().unwrap()]);
 
     // A converged stack: nothing to repair, no mutating call.
-    converged(&acct);
+    acct.assert_converged();
     acct.proxy.clear();
     acct.ok(&["up", "--suffix", "qa"]);
     let mutating: Vec<_> = acct.proxy.calls().into_iter().filter(|c| c.is_mutating()).collect();
@@ -254,7 +227,7 @@ fn out_of_band_changes_to_the_waf_are_named_by_plan_and_repaired_by_up() {
             .unwrap();
     });
     assert_eq!(guarding(&acct), None);
-    let plan = planned(&acct);
+    let plan = acct.planned_update("waf.web-acl");
     for said in [
         "rule AWSManagedRulesSQLiRuleSet: missing → AWS managed rule group AWSManagedRulesSQLiRuleSet, override action none, priority 4",
         "logging configuration: missing → to log group aws-waf-logs-payments-qa, authorization, x-amz-security-token redacted",
@@ -279,7 +252,7 @@ fn out_of_band_changes_to_the_waf_are_named_by_plan_and_repaired_by_up() {
     let update = calls.iter().position(|c| c == "wafv2:UpdateWebACL").unwrap();
     assert!(calls[update..].iter().any(|c| c == "wafv2:GetWebACL"), "the token is read again: {calls:?}");
     assert_guarded(&acct, 2000);
-    converged(&acct);
+    acct.assert_converged();
 
     // Round 2: another ACL on the stage, the logs unredacted, the rate limit and a tag changed.
     let (acl, token) = web_acl(&acct, ACL).unwrap();
@@ -334,7 +307,7 @@ fn out_of_band_changes_to_the_waf_are_named_by_plan_and_repaired_by_up() {
             .await
             .unwrap();
     });
-    let plan = planned(&acct);
+    let plan = acct.planned_update("waf.web-acl");
     for said in [
         "web ACL association with API stage live: intruder → payment-waf-qa",
         "logging redacted fields: none → headers authorization, x-amz-security-token",
@@ -350,7 +323,7 @@ fn out_of_band_changes_to_the_waf_are_named_by_plan_and_repaired_by_up() {
     let tags = acct.block_on(async { waf.list_tags_for_resource().resource_arn(acl.arn()).send().await.unwrap() });
     let cost = tags.tag_info_for_resource().unwrap().tag_list().iter().find(|t| t.key() == "CostCenter").cloned();
     assert_eq!(cost.map(|t| t.value().to_string()).as_deref(), Some("payments"));
-    converged(&acct);
+    acct.assert_converged();
 
     // --waf-rate-limit: out of WAF's range refused before any call; in range applied and recorded.
     acct.proxy.clear();
@@ -365,7 +338,7 @@ fn out_of_band_changes_to_the_waf_are_named_by_plan_and_repaired_by_up() {
     acct.ok(&["up", "--suffix", "qa", "--waf-rate-limit", "500"]);
     assert_eq!(rate_limit(&web_acl(&acct, ACL).unwrap().0), 500, "the rule counts to the new limit");
     assert_eq!(state_file(&acct)["settings"]["waf_rate_limit"], 500, "and the setting is recorded");
-    converged(&acct);
+    acct.assert_converged();
 }
 
 #[test]
@@ -385,7 +358,7 @@ fn the_association_right_after_the_stage_waits_for_waf_and_destroy_for_the_disas
     let answered: Vec<String> = acct.proxy.answered().into_iter().map(|(c, code)| format!("{} {code}", c.0)).collect();
     assert_eq!(answered, ["wafv2:AssociateWebACL WAFUnavailableEntityException"; 2], "{}", up.stdout);
     assert!(guarding(&acct).is_some(), "associated once WAF saw the stage");
-    converged(&acct);
+    acct.assert_converged();
 
     acct.proxy.clear_answered();
     acct.proxy.answer(Answer::new(

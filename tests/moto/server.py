@@ -128,6 +128,15 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    /endpointAccessMode (API Gateway developer guide, "How to change a security policy"). moto 5.2.5
    drops both, so the API's TLS 1.2+ policy (PCI DSS 4.2.1) could not be read back.
 
+28. Custom domains as API Gateway keeps them: CreateDomainName keeps endpointAccessMode and GetDomainName
+   returns it; UpdateDomainName (absent from moto 5.2.5) applies replace /regionalCertificateArn,
+   /securityPolicy and /endpointAccessMode; TagResource and GetTags of a domain's ARN
+   (arn:aws:apigateway:<region>::/domainnames/<name>) read and merge its tags (moto took every ARN
+   for a stage's); GetBasePathMappings of a domain without mappings answers an empty list (moto
+   raised a KeyError: 500); DeleteDomainName takes the domain's mappings with it, as AWS does;
+   UpdateRestApi's replace /disableExecuteApiEndpoint stores the boolean the string says (moto
+   stored bool("false"), i.e. true).
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -150,6 +159,7 @@ its stdin.
 """
 
 import json
+from urllib.parse import unquote
 import os
 import random
 import signal
@@ -363,6 +373,102 @@ def _create_rest_api_with_tls(self):
 apigateway_models.RestAPI.to_dict = _rest_api_to_dict_with_tls
 apigateway_models.RestAPI.apply_patch_operations = _rest_api_apply_patch_operations_with_tls
 apigateway_responses.APIGatewayResponse.create_rest_api = _create_rest_api_with_tls
+
+
+# Extension 28: custom domains (endpointAccessMode, UpdateDomainName, their tags, empty mapping
+# lists, mappings deleted with the domain) and a true boolean for disableExecuteApiEndpoint.
+_DOMAIN_FIELDS = {
+    "/regionalCertificateArn": "regional_certificate_arn",
+    "/securityPolicy": "security_policy",
+    "/endpointAccessMode": "endpoint_access_mode",
+}
+_domain_to_json = apigateway_models.DomainName.to_json
+_create_domain_name_response = apigateway_responses.APIGatewayResponse.create_domain_name
+_delete_domain_name = apigateway_models.APIGatewayBackend.delete_domain_name
+_get_tags_response = apigateway_responses.APIGatewayResponse.get_tags
+_tag_resource_response = apigateway_responses.APIGatewayResponse.tag_resource
+
+
+def _domain_to_json_with_access_mode(self):
+    out = _domain_to_json(self)
+    if getattr(self, "endpoint_access_mode", None):
+        out["endpointAccessMode"] = self.endpoint_access_mode
+    return out
+
+
+def _create_domain_name_with_access_mode(self):
+    status, headers, body = _create_domain_name_response(self)
+    created = json.loads(body)
+    domain = self.backend.domain_names.get(created.get("domainName"))
+    if domain is not None:
+        domain.endpoint_access_mode = self._get_param("endpointAccessMode")
+        body = json.dumps(domain.to_json())
+    return status, headers, body
+
+
+def _update_domain_name(self):
+    name = unquote(self.path.split("/")[2])
+    domain = self.backend.get_domain_name(name)
+    for op in self._get_param("patchOperations") or []:
+        field = _DOMAIN_FIELDS.get(op.get("path"))
+        if op.get("op") != "replace" or field is None:
+            raise BadRequestException(f"Invalid patch path {op.get('path')}")
+        setattr(domain, field, op.get("value"))
+    return 200, {}, json.dumps(domain.to_json())
+
+
+def _delete_domain_name_with_mappings(self, domain_name):
+    _delete_domain_name(self, domain_name)
+    self.base_path_mappings.pop(domain_name, None)
+
+
+def _get_base_path_mappings_or_none(self, domain_name):
+    if domain_name not in self.domain_names:
+        raise apigateway_models.DomainNameNotFound()
+    return list(self.base_path_mappings.get(domain_name, {}).values())
+
+
+def _domain_of_arn(self):
+    arn = unquote(self.path.split("/tags/")[1])
+    if "::/domainnames/" not in arn:
+        return None
+    return self.backend.get_domain_name(arn.split("::/domainnames/")[1].split("/")[0])
+
+
+def _get_tags_with_domains(self):
+    domain = _domain_of_arn(self)
+    if domain is None:
+        return _get_tags_response(self)
+    return json.dumps({"tags": domain.tags or {}})
+
+
+def _tag_resource_with_domains(self):
+    domain = _domain_of_arn(self)
+    if domain is None:
+        return _tag_resource_response(self)
+    tags = self._get_param("tags") or {}
+    domain.tags = {**(domain.tags or {}), **tags}
+    return json.dumps({"item": tags})
+
+
+def _rest_api_patch_with_true_booleans(self, patch_operations):
+    rest = []
+    for op in patch_operations:
+        if op.get("op") == "replace" and op.get("path") == "/disableExecuteApiEndpoint":
+            self.disableExecuteApiEndpoint = str(op.get("value")).lower() == "true"
+        else:
+            rest.append(op)
+    _rest_api_apply_patch_operations_with_tls(self, rest)
+
+
+apigateway_models.DomainName.to_json = _domain_to_json_with_access_mode
+apigateway_responses.APIGatewayResponse.create_domain_name = _create_domain_name_with_access_mode
+apigateway_responses.APIGatewayResponse.update_domain_name = _update_domain_name
+apigateway_models.APIGatewayBackend.delete_domain_name = _delete_domain_name_with_mappings
+apigateway_models.APIGatewayBackend.get_base_path_mappings = _get_base_path_mappings_or_none
+apigateway_responses.APIGatewayResponse.get_tags = _get_tags_with_domains
+apigateway_responses.APIGatewayResponse.tag_resource = _tag_resource_with_domains
+apigateway_models.RestAPI.apply_patch_operations = _rest_api_patch_with_true_booleans
 
 from moto.awslambda import models as lambda_models
 

@@ -46,9 +46,37 @@ impl Settings {
         } else {
             std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(&ca))).unwrap_or(ca)
         };
-        Ok(Settings { writer: endpoint("db/writer-endpoint")?, reader: endpoint("db/reader-endpoint")?, ca_bundle })
+        let settings =
+            Settings { writer: endpoint("db/writer-endpoint")?, reader: endpoint("db/reader-endpoint")?, ca_bundle };
+        Ok(settings.overridden_for_local_run(|name| std::env::var(name).ok()))
+    }
+
+    /// `tapctl local --database`: Parameter Store names the cluster's endpoints, which a machine
+    /// outside the VPC (or the emulator's fake ones) cannot reach, so a local run points both
+    /// endpoints at a reachable PostgreSQL through these variables. Lambda never sets them: on
+    /// AWS the function's configuration is tapctl's, and it carries none of them.
+    fn overridden_for_local_run(mut self, var: impl Fn(&str) -> Option<String>) -> Settings {
+        let Some(host) = var(LOCAL_HOST_VARIABLE).filter(|h| !h.is_empty()) else {
+            return self;
+        };
+        let port = var(LOCAL_PORT_VARIABLE).and_then(|p| p.parse().ok());
+        for endpoint in [&mut self.writer, &mut self.reader] {
+            endpoint.host = host.clone();
+            if let Some(port) = port {
+                endpoint.port = port;
+            }
+        }
+        if let Some(ca) = var(LOCAL_CA_VARIABLE).filter(|c| !c.is_empty()) {
+            self.ca_bundle = PathBuf::from(ca);
+        }
+        self
     }
 }
+
+/// The variables `tapctl local --database` sets; see [`Settings::overridden_for_local_run`].
+pub const LOCAL_HOST_VARIABLE: &str = "PAYMENTS_LOCAL_DATABASE_HOST";
+pub const LOCAL_PORT_VARIABLE: &str = "PAYMENTS_LOCAL_DATABASE_PORT";
+pub const LOCAL_CA_VARIABLE: &str = "PAYMENTS_LOCAL_DATABASE_CA";
 
 /// `{"username", "password"}` of a database secret (other keys ignored). Never printed.
 #[derive(Clone, Deserialize)]
@@ -380,5 +408,36 @@ pub mod iam {
             .unwrap();
             assert_ne!(other.split("X-Amz-Signature=").nth(1), Some(signature));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aurora() -> Settings {
+        let endpoint = |host: &str| Endpoint { host: host.into(), port: 5432, dbname: "payments".into() };
+        Settings {
+            writer: endpoint("payments.cluster-x.us-east-1.rds.amazonaws.com"),
+            reader: endpoint("payments.cluster-ro-x.us-east-1.rds.amazonaws.com"),
+            ca_bundle: PathBuf::from("/var/task/rds-global-bundle.pem"),
+        }
+    }
+
+    #[test]
+    fn a_local_run_points_both_endpoints_at_the_given_database_and_lambda_never_does() {
+        let vars =
+            [(LOCAL_HOST_VARIABLE, "127.0.0.1"), (LOCAL_PORT_VARIABLE, "6543"), (LOCAL_CA_VARIABLE, "/tmp/ca.pem")];
+        let local =
+            aurora().overridden_for_local_run(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
+        for e in [&local.writer, &local.reader] {
+            assert_eq!((e.host.as_str(), e.port, e.dbname.as_str()), ("127.0.0.1", 6543, "payments"));
+        }
+        assert_eq!(local.ca_bundle, PathBuf::from("/tmp/ca.pem"));
+        // Without the variables (Lambda) the settings are Parameter Store's, untouched.
+        let on_lambda = aurora().overridden_for_local_run(|_| None);
+        assert_eq!(on_lambda.writer, aurora().writer);
+        assert_eq!(on_lambda.reader, aurora().reader);
+        assert_eq!(on_lambda.ca_bundle, aurora().ca_bundle);
     }
 }

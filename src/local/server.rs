@@ -1,0 +1,700 @@
+//! `tapctl local`: the stack's REST API served on 127.0.0.1 as API Gateway serves it, from what
+//! the account holds (design.md §9). A request goes through API Gateway's steps in API Gateway's
+//! order — route, throttling, IAM authorization, request validation, integration — and each
+//! refusal has API Gateway's status and body. The integration resolves the stage variable (or
+//! the canary's override, for the canary's share), checks the alias's invoke permission, follows
+//! alias → version → CodeSha256 to the package built for this machine, and runs that version's
+//! bootstrap as processes behind a Lambda Runtime API, with the version's environment and timeout.
+//! The API, the stage and the aliases are re-read every second while serving.
+
+use super::api::{self, Api, Route};
+use super::auth::{self, Credentials, Refusal};
+use super::runtime::{Outcome, RuntimeApi};
+use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::process::{Child, Command};
+
+/// API Gateway's integration timeout for a REST API (its quotas page: 50 ms – 29 s by default).
+const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+/// How often the API, the stage and the aliases are read again.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// Instances of one function version at most (Lambda scales further; one machine should not).
+const MAX_INSTANCES: usize = 8;
+
+/// Where the functions reach the database when Parameter Store's endpoints are not reachable from
+/// this machine (`--database`): passed to them as `PAYMENTS_LOCAL_DATABASE_*`.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub host: String,
+    pub port: u16,
+    pub ca_bundle: Option<PathBuf>,
+}
+
+pub struct Options {
+    pub region: String,
+    pub account: String,
+    pub api_id: String,
+    pub stage: String,
+    /// Package folders (`tapctl build` outputs) searched for each version's code.
+    pub packages: Vec<PathBuf>,
+    pub database: Option<Database>,
+    /// The credentials requests must be signed with (tapctl's own: the caller is the operator).
+    pub credentials: Vec<Credentials>,
+    /// What the functions are given to reach AWS (the caller's environment: keys, endpoint).
+    pub aws_env: Vec<(String, String)>,
+    /// This server's own address: the functions' Lambda endpoint, so that a function invoking
+    /// another (process → its migrator) runs it here too, not on the emulator.
+    pub address: String,
+}
+
+/// One function version: what Lambda holds of it.
+#[derive(Debug, Clone)]
+struct Version {
+    name: String,
+    version: String,
+    code_sha256: String,
+    environment: HashMap<String, String>,
+    timeout: Duration,
+    memory: i32,
+}
+
+/// Running instances of one version, polling their Runtime API.
+struct Pool {
+    runtime: RuntimeApi,
+    children: tokio::sync::Mutex<Vec<Child>>,
+    bootstrap: PathBuf,
+    version: Version,
+    /// Each instance's whole environment: nothing of tapctl's own is inherited.
+    env: Vec<(String, String)>,
+}
+
+/// What an alias resolved to, and whether API Gateway may invoke it, as last read.
+#[derive(Clone)]
+struct Resolved {
+    at: Instant,
+    version: Option<String>,
+    permitted: bool,
+}
+
+pub struct Local {
+    apigw: aws_sdk_apigateway::Client,
+    lambda: aws_sdk_lambda::Client,
+    options: Options,
+    api: Mutex<Arc<Api>>,
+    aliases: Mutex<HashMap<String, Resolved>>,
+    versions: tokio::sync::Mutex<HashMap<(String, String), Arc<Pool>>>,
+    bucket: Mutex<TokenBucket>,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+/// API Gateway's throttling: a token bucket of `burst` tokens refilled at `rate` per second.
+struct TokenBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self, rate: f64, burst: u32, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refill).min(f64::from(burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where Lambda's Invoke is served (the path of the Lambda API's Invoke operation).
+const LAMBDA_INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+
+/// A Lambda API error as the SDK reads it (`x-amzn-errortype`, `{"Type", "Message"}`).
+fn lambda_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(json!({ "Type": "User", "Message": message }).to_string())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(code) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+/// An API Gateway answer: a status and `{"message": …}`.
+fn gateway(status: u16, message: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(json!({ "message": message }).to_string())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static("local"));
+    r
+}
+
+fn refused(r: &Refusal) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(r.body().to_string())));
+    *resp.status_mut() = hyper::StatusCode::from_u16(r.status()).unwrap_or(hyper::StatusCode::FORBIDDEN);
+    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The model that applies to a body: its Content-Type's (without parameters), else `$default`.
+/// API Gateway validates against no model when neither is mapped.
+fn model_for<'a>(route: &'a Route, content_type: Option<&str>) -> Option<&'a Value> {
+    let media = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    media.as_deref().and_then(|m| route.models.get(m)).or_else(|| route.models.get("$default"))
+}
+
+/// API Gateway's request validation: required headers, then the body against the model
+/// (JSON Schema draft-04), with API Gateway's 400 bodies.
+pub fn validate(route: &Route, headers: &hyper::HeaderMap, body: &[u8]) -> Result<(), (u16, String)> {
+    if route.validate_parameters {
+        let missing: Vec<&str> =
+            route.required_headers.iter().filter(|h| !headers.contains_key(h.as_str())).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err((400, format!("Missing required request parameters: [{}]", missing.join(", "))));
+        }
+    }
+    if route.validate_body {
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        if let Some(schema) = model_for(route, content_type) {
+            let valid = serde_json::from_slice::<Value>(body).ok().is_some_and(|instance| {
+                jsonschema::draft4::new(schema).map(|v| v.is_valid(&instance)).unwrap_or(false)
+            });
+            if !valid {
+                return Err((400, "Invalid request body".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Which colour serves a request: the canary's override for its share, else the stage's.
+fn variables_for(api: &Api, draw: f64) -> (HashMap<String, String>, bool) {
+    let mut vars = api.stage.variables.clone();
+    match &api.stage.canary {
+        Some(c) if draw * 100.0 < c.percent => {
+            vars.extend(c.overrides.clone());
+            (vars, true)
+        }
+        _ => (vars, false),
+    }
+}
+
+/// Whether a function policy lets API Gateway invoke for this source ARN: a statement allowing
+/// lambda:InvokeFunction to apigateway.amazonaws.com whose AWS:SourceArn pattern matches.
+pub fn permits(policy: &Value, source_arn: &str) -> bool {
+    policy["Statement"].as_array().into_iter().flatten().any(|s| {
+        let service = &s["Principal"]["Service"];
+        let to_apigw = service == "apigateway.amazonaws.com"
+            || service.as_array().is_some_and(|a| a.iter().any(|v| v == "apigateway.amazonaws.com"));
+        let action = &s["Action"];
+        let invoke = action == "lambda:InvokeFunction"
+            || action.as_array().is_some_and(|a| a.iter().any(|v| v == "lambda:InvokeFunction"));
+        let pattern = s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str();
+        s["Effect"] == "Allow" && to_apigw && invoke && pattern.is_none_or(|p| glob(p, source_arn))
+    })
+}
+
+/// IAM's ARN wildcards: `*` any run of characters, `?` one.
+fn glob(pattern: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), s.as_bytes())
+}
+
+impl Local {
+    pub async fn new(
+        apigw: aws_sdk_apigateway::Client,
+        lambda: aws_sdk_lambda::Client,
+        options: Options,
+    ) -> Result<Arc<Local>, String> {
+        let api = api::read(&apigw, &options.api_id, &options.stage)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the API {} has no stage {}", options.api_id, options.stage))?;
+        let burst = api.stage.burst;
+        Ok(Arc::new(Local {
+            apigw,
+            lambda,
+            options,
+            api: Mutex::new(Arc::new(api)),
+            aliases: Mutex::new(HashMap::new()),
+            versions: tokio::sync::Mutex::new(HashMap::new()),
+            bucket: Mutex::new(TokenBucket { tokens: f64::from(burst), at: Instant::now() }),
+            requests: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
+
+    /// Reads the API and its stage again every `REFRESH`; a failed read keeps the last one.
+    pub fn keep_fresh(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH).await;
+                if let Err(e) = me.refresh().await {
+                    tracing::warn!("reading the API failed, serving the last definition: {e}");
+                }
+            }
+        });
+    }
+
+    /// The stage every time; the routes only when the stage serves another deployment.
+    async fn refresh(&self) -> Result<(), crate::aws::AwsError> {
+        let Some(stage) = api::read_stage(&self.apigw, &self.options.api_id, &self.options.stage).await? else {
+            tracing::warn!("the API or its stage is gone; serving the last definition");
+            return Ok(());
+        };
+        let current = Arc::clone(&lock(&self.api));
+        let routes = if stage.deployment_id == current.stage.deployment_id {
+            current.routes.clone()
+        } else {
+            api::read_routes(&self.apigw, &self.options.api_id).await?
+        };
+        *lock(&self.api) = Arc::new(api::Api { id: current.id.clone(), routes, stage });
+        Ok(())
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let me = Arc::clone(&me);
+                    async move { Ok::<_, hyper::Error>(me.handle(req, peer).await) }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+            return gateway(400, "Bad Request");
+        };
+        if let Some(rest) = parts.uri.path().strip_prefix(LAMBDA_INVOKE_PREFIX) {
+            return self.handle_invoke(rest, parts.uri.query(), &body).await;
+        }
+        let api = Arc::clone(&lock(&self.api));
+        let path = parts.uri.path().to_string();
+        let stage_prefix = format!("/{}", api.stage.name);
+        let resource_path = match path.strip_prefix(&stage_prefix) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            Some("") => "/".to_string(),
+            _ => return gateway(403, "Missing Authentication Token"),
+        };
+        // An unknown resource or method of an IAM-authorised API: API Gateway's answer.
+        let Some(route) = api.route(parts.method.as_str(), &resource_path) else {
+            return gateway(403, "Missing Authentication Token");
+        };
+        if !lock(&self.bucket).take(api.stage.rate, api.stage.burst, Instant::now()) {
+            return gateway(429, "Too Many Requests");
+        }
+        let caller = if route.authorization == "AWS_IAM" {
+            let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            match auth::verify(
+                parts.method.as_str(),
+                path_and_query,
+                &parts.headers,
+                &body,
+                &self.options.region,
+                &self.options.credentials,
+                SystemTime::now(),
+            ) {
+                Ok(c) => Some(c.access_key_id),
+                Err(r) => return refused(&r),
+            }
+        } else {
+            None
+        };
+        if let Err((status, message)) = validate(route, &parts.headers, &body) {
+            return gateway(status, &message);
+        }
+        let (variables, canary) = variables_for(&api, rand::random::<f64>());
+        let Some(function_arn) = route.integration_uri.as_deref().and_then(|u| api::function_of(u, &variables)) else {
+            return gateway(500, "Internal server error");
+        };
+        let source_arn = format!(
+            "arn:aws:execute-api:{}:{}:{}/{}/{}{}",
+            self.options.region, self.options.account, api.id, api.stage.name, route.method, route.path
+        );
+        let (version, permitted) = match self.resolve(&function_arn, &source_arn).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("resolving {function_arn}: {e}");
+                return gateway(500, "Internal server error");
+            }
+        };
+        let Some(version) = version.filter(|_| permitted) else {
+            // API Gateway's answer when it may not invoke the function: 500, logged as
+            // "Execution failed due to configuration error: Invalid permissions on Lambda function".
+            tracing::error!(
+                "{function_arn}: invalid permissions on Lambda function (no invoke permission for {source_arn})"
+            );
+            return gateway(500, "Internal server error");
+        };
+        let request_id = format!("{:016x}-local", self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let event = proxy_event(
+            &api,
+            route,
+            &parts,
+            &body,
+            &variables,
+            &request_id,
+            &self.options.account,
+            caller.as_deref(),
+            peer,
+        );
+        let pool = match self.pool(&function_arn, &version).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("{e}");
+                return gateway(500, "Internal server error");
+            }
+        };
+        let colour = function_arn.rsplit(':').next().unwrap_or_default().to_string();
+        let timeout = pool.version.timeout.min(INTEGRATION_TIMEOUT);
+        let outcome = pool.invoke(&request_id, &event, &function_arn, timeout).await;
+        let mut resp = match outcome {
+            Outcome::Response(v) => proxy_response(&v).unwrap_or_else(|| gateway(502, "Internal server error")),
+            Outcome::Error(_) => gateway(502, "Internal server error"),
+            Outcome::TimedOut => gateway(504, "Endpoint request timed out"),
+        };
+        let h = resp.headers_mut();
+        for (k, v) in [
+            ("x-amzn-requestid", request_id.as_str()),
+            ("x-tapctl-colour", colour.as_str()),
+            ("x-tapctl-version", version.as_str()),
+            ("x-tapctl-canary", if canary { "true" } else { "false" }),
+        ] {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
+                h.insert(k, v);
+            }
+        }
+        resp
+    }
+
+    /// Lambda's Invoke (RequestResponse) for the functions themselves: `POST
+    /// /2015-03-31/functions/{name or ARN}/invocations[?Qualifier=…]`, answered as Lambda answers
+    /// (200 with the payload; `X-Amz-Function-Error: Unhandled` and the error document when the
+    /// function failed or timed out; 404 `ResourceNotFoundException` for an unknown function).
+    /// Only loopback reaches it, and only the functions are told of it.
+    async fn handle_invoke(&self, rest: &str, query: Option<&str>, body: &Bytes) -> Response<Full<Bytes>> {
+        let Some(name) = rest.strip_suffix("/invocations") else {
+            return lambda_error(404, "UnknownOperationException", "only Invoke is served here");
+        };
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned();
+        let qualifier = query
+            .map(url_pairs)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|(k, v)| (k == "Qualifier").then_some(v))
+            .or_else(|| name.split(':').nth(7).map(str::to_string));
+        let function = name.split(':').nth(6).unwrap_or(&name).to_string();
+        let qualifier = qualifier.unwrap_or_else(|| "$LATEST".to_string());
+        let version = if qualifier == "$LATEST" || qualifier.chars().all(|c| c.is_ascii_digit()) {
+            qualifier.clone()
+        } else {
+            match self.lambda.get_alias().function_name(&function).name(&qualifier).send().await {
+                Ok(a) => a.function_version().unwrap_or("$LATEST").to_string(),
+                Err(e) => {
+                    let e = crate::aws::AwsError::from_sdk("lambda:GetAlias", e);
+                    return lambda_error(404, "ResourceNotFoundException", &e.to_string());
+                }
+            }
+        };
+        let invoked =
+            format!("arn:aws:lambda:{}:{}:function:{function}:{qualifier}", self.options.region, self.options.account);
+        let pool = match self.pool(&invoked, &version).await {
+            Ok(p) => p,
+            Err(e) => return lambda_error(404, "ResourceNotFoundException", &e),
+        };
+        let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let request_id = format!("{:016x}-invoke", self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let (payload, failed) = match pool.invoke(&request_id, &event, &invoked, pool.version.timeout).await {
+            Outcome::Response(v) => (v, false),
+            Outcome::Error(v) => (v, true),
+            Outcome::TimedOut => (json!({"errorMessage": "Task timed out", "errorType": "Sandbox.Timedout"}), true),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(payload.to_string())));
+        let h = resp.headers_mut();
+        h.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+        for (k, v) in [("x-amz-executed-version", version.as_str()), ("x-amzn-requestid", request_id.as_str())] {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
+                h.insert(k, v);
+            }
+        }
+        if failed {
+            h.insert("x-amz-function-error", hyper::header::HeaderValue::from_static("Unhandled"));
+        }
+        resp
+    }
+
+    /// The version an alias names and whether API Gateway may invoke it, read at most once per
+    /// `REFRESH` (so that an `up` or a revoked permission shows within a second).
+    async fn resolve(&self, function_arn: &str, source_arn: &str) -> Result<(Option<String>, bool), AwsError> {
+        if let Some(r) = lock(&self.aliases).get(function_arn).filter(|r| r.at.elapsed() < REFRESH).cloned() {
+            return Ok((r.version, r.permitted));
+        }
+        let (name, alias) = function_arn.rsplit_once(':').unwrap_or((function_arn, ""));
+        let name = name.rsplit(':').next().unwrap_or(name).to_string();
+        let got = self
+            .lambda
+            .get_alias()
+            .function_name(&name)
+            .name(alias)
+            .send()
+            .await
+            .aws("lambda:GetAlias")
+            .ok_if_not_found()?;
+        let version = got.and_then(|a| a.function_version().map(str::to_string));
+        let policy = self
+            .lambda
+            .get_policy()
+            .function_name(&name)
+            .qualifier(alias)
+            .send()
+            .await
+            .aws("lambda:GetPolicy")
+            .ok_if_not_found()?;
+        let permitted = policy
+            .and_then(|p| p.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()))
+            .is_some_and(|p| permits(&p, source_arn));
+        lock(&self.aliases)
+            .insert(function_arn.to_string(), Resolved { at: Instant::now(), version: version.clone(), permitted });
+        Ok((version, permitted))
+    }
+
+    /// The running instances of `function_arn`'s `version`, started on first use from the
+    /// package whose CodeSha256 is the version's.
+    async fn pool(&self, function_arn: &str, version: &str) -> Result<Arc<Pool>, String> {
+        let (qualified, _) = function_arn.rsplit_once(':').unwrap_or((function_arn, ""));
+        let name = qualified.rsplit(':').next().unwrap_or(qualified).to_string();
+        let key = (name.clone(), version.to_string());
+        let mut versions = self.versions.lock().await;
+        if let Some(p) = versions.get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let c = self
+            .lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .qualifier(version)
+            .send()
+            .await
+            .aws("lambda:GetFunctionConfiguration")
+            .map_err(|e| e.to_string())?;
+        let v = Version {
+            name: name.clone(),
+            version: version.to_string(),
+            code_sha256: c.code_sha256().unwrap_or_default().to_string(),
+            environment: c.environment().and_then(|e| e.variables().cloned()).unwrap_or_default(),
+            timeout: Duration::from_secs(c.timeout().unwrap_or(3).max(1) as u64),
+            memory: c.memory_size().unwrap_or(128),
+        };
+        let bootstrap = super::packages::bootstrap_for(&self.options.packages, &v.code_sha256)
+            .map_err(|e| format!("{name} version {version}: {e}"))?;
+        let runtime = RuntimeApi::start().await.map_err(|e| format!("starting a Lambda Runtime API: {e}"))?;
+        let env = self.instance_env(&runtime.address, &v);
+        let pool =
+            Arc::new(Pool { runtime, children: tokio::sync::Mutex::new(Vec::new()), bootstrap, version: v, env });
+        versions.insert(key, Arc::clone(&pool));
+        Ok(pool)
+    }
+
+    /// The environment every instance gets besides its version's own.
+    fn instance_env(&self, runtime_api: &str, v: &Version) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.options.aws_env.clone();
+        env.extend([
+            ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), v.name.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), v.version.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), v.memory.to_string()),
+            ("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()),
+            ("AWS_REGION".into(), self.options.region.clone()),
+            ("AWS_DEFAULT_REGION".into(), self.options.region.clone()),
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), format!("http://{}", self.options.address)),
+        ]);
+        if let Some(db) = &self.options.database {
+            env.push(("PAYMENTS_LOCAL_DATABASE_HOST".into(), db.host.clone()));
+            env.push(("PAYMENTS_LOCAL_DATABASE_PORT".into(), db.port.to_string()));
+            if let Some(ca) = &db.ca_bundle {
+                env.push(("PAYMENTS_LOCAL_DATABASE_CA".into(), ca.display().to_string()));
+            }
+        }
+        env.extend(v.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+}
+
+impl Pool {
+    /// Like Lambda: an event goes to an idle instance, and a new instance is started when none
+    /// is idle (up to `MAX_INSTANCES`; beyond, the event waits for the first free one).
+    async fn invoke(&self, request_id: &str, event: &Value, invoked_arn: &str, timeout: Duration) -> Outcome {
+        {
+            let mut children = self.children.lock().await;
+            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            if self.runtime.idle_instances() == 0 && children.len() < MAX_INSTANCES {
+                let mut cmd = Command::new(&self.bootstrap);
+                cmd.env_clear()
+                    .envs(self.env.iter().map(|(k, v)| (k, v)))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit())
+                    .kill_on_drop(true);
+                match cmd.spawn() {
+                    Ok(child) => children.push(child),
+                    Err(e) => {
+                        tracing::error!("starting {}: {e}", self.bootstrap.display());
+                        return Outcome::Error(json!({"errorType": "Runtime.InvalidEntrypoint"}));
+                    }
+                }
+            }
+        }
+        self.runtime.invoke(Some(request_id.to_string()), event, invoked_arn, timeout).await
+    }
+}
+
+/// API Gateway's REST (v1) Lambda proxy event.
+#[allow(clippy::too_many_arguments)]
+fn proxy_event(
+    api: &Api,
+    route: &Route,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    variables: &HashMap<String, String>,
+    request_id: &str,
+    account: &str,
+    access_key: Option<&str>,
+    peer: std::net::SocketAddr,
+) -> Value {
+    let mut headers = Map::new();
+    let mut multi: Map<String, Value> = Map::new();
+    for (k, v) in &parts.headers {
+        let v = v.to_str().unwrap_or_default().to_string();
+        let name = canonical_header(k.as_str());
+        headers.insert(name.clone(), json!(v));
+        if let Some(values) = multi.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+            values.push(json!(v));
+        }
+    }
+    let mut query = Map::new();
+    let mut multi_query: Map<String, Value> = Map::new();
+    for (k, v) in parts.uri.query().map(url_pairs).unwrap_or_default() {
+        query.insert(k.clone(), json!(v));
+        if let Some(values) = multi_query.entry(k).or_insert_with(|| json!([])).as_array_mut() {
+            values.push(json!(v));
+        }
+    }
+    let now = chrono::Utc::now();
+    let user_agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok());
+    let body_text = (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned());
+    json!({
+        "resource": route.path,
+        "path": route.path,
+        "httpMethod": route.method,
+        "headers": if headers.is_empty() { Value::Null } else { Value::Object(headers) },
+        "multiValueHeaders": if multi.is_empty() { Value::Null } else { Value::Object(multi) },
+        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
+        "multiValueQueryStringParameters": if multi_query.is_empty() { Value::Null } else { Value::Object(multi_query) },
+        "pathParameters": null,
+        "stageVariables": variables,
+        "requestContext": {
+            "accountId": account,
+            "resourceId": route.resource_id,
+            "stage": api.stage.name,
+            "requestId": request_id,
+            "resourcePath": route.path,
+            "httpMethod": route.method,
+            "apiId": api.id,
+            "path": format!("/{}{}", api.stage.name, route.path),
+            "protocol": "HTTP/1.1",
+            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "requestTimeEpoch": now.timestamp_millis(),
+            "identity": {
+                "accessKey": access_key,
+                "sourceIp": peer.ip().to_string(),
+                "userAgent": user_agent,
+                "caller": access_key,
+                "user": access_key,
+            }
+        },
+        "body": body_text,
+        "isBase64Encoded": false
+    })
+}
+
+/// `content-type` → `Content-Type`, as API Gateway passes header names through as sent by most
+/// clients (HTTP/1.1 names are case-insensitive; the functions look them up so).
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The HTTP response a proxy integration's answer describes; None when it is not one (API
+/// Gateway answers 502 "Internal server error", logging "Malformed Lambda proxy response").
+fn proxy_response(v: &Value) -> Option<Response<Full<Bytes>>> {
+    let status = v.get("statusCode")?.as_u64()?;
+    let body = match v.get("body") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => return None,
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(u16::try_from(status).ok()?).ok()?;
+    if let Some(Value::Object(h)) = v.get("headers") {
+        for (k, val) in h {
+            if let (Ok(name), Some(Ok(value))) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                val.as_str().map(hyper::header::HeaderValue::from_str),
+            ) {
+                r.headers_mut().insert(name, value);
+            }
+        }
+    }
+    Some(r)
+}
