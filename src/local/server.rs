@@ -380,7 +380,11 @@ impl Local {
         };
         let colour = function_arn.rsplit(':').next().unwrap_or_default().to_string();
         let timeout = pool.version.timeout.min(INTEGRATION_TIMEOUT);
+        let invoked_at = Instant::now();
         let outcome = pool.invoke(&request_id, &event, &function_arn, timeout).await;
+        // The function's share of the answer (event handed over → response back, as Lambda's
+        // Duration; with an instance's start when none was idle): the rest is this server's.
+        let function_ms = format!("{:.3}", invoked_at.elapsed().as_secs_f64() * 1000.0);
         let mut resp = match outcome {
             Outcome::Response(v) => proxy_response(&v).unwrap_or_else(|| gateway(502, "Internal server error")),
             Outcome::Error(_) => gateway(502, "Internal server error"),
@@ -392,6 +396,7 @@ impl Local {
             ("x-tapctl-colour", colour.as_str()),
             ("x-tapctl-version", version.as_str()),
             ("x-tapctl-canary", if canary { "true" } else { "false" }),
+            ("x-tapctl-function-ms", function_ms.as_str()),
         ] {
             if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
                 h.insert(k, v);

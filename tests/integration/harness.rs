@@ -734,6 +734,41 @@ pub fn released_packages(marker: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The headers of a request signed as the AWS SDK for Rust signs (SigV4, execute-api), with the
+/// harness's credentials or another secret.
+pub fn execute_api_headers(
+    address: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = aws_credential_types::Credentials::new("testing", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let mut headers =
+        vec![("host".to_string(), address.to_string()), ("content-type".to_string(), content_type.to_string())];
+    let url = format!("http://{address}{path}");
+    let request = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(request, &params).expect("sign").into_parts();
+    headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
+    headers
+}
+
 pub fn aws_env(cmd: &mut Command) {
     cmd.env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

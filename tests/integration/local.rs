@@ -6,12 +6,12 @@
 //! double nothing (issue 17's zero-downtime run, a smaller stream).
 
 use super::functions::{card, payment, random_card, Payments};
-use super::harness::{packages_dir, released_packages, Account};
+use super::harness::{execute_api_headers, packages_dir, released_packages, Account};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A running `tapctl local`, stopped when dropped.
 struct Local {
@@ -68,35 +68,6 @@ fn send(address: &str, path: &str, headers: &[(String, String)], body: &str) -> 
     (status, headers, serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
 }
 
-/// The headers of a request signed as the AWS SDK for Rust signs (SigV4, execute-api), with the
-/// harness's credentials or another secret.
-fn signed(address: &str, path: &str, content_type: &str, body: &str, secret: &str) -> Vec<(String, String)> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let identity = aws_credential_types::Credentials::new("testing", secret, None, None, "test").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("execute-api")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let mut headers =
-        vec![("host".to_string(), address.to_string()), ("content-type".to_string(), content_type.to_string())];
-    let url = format!("http://{address}{path}");
-    let request = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(request, &params).expect("sign").into_parts();
-    headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
-    headers
-}
-
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -113,21 +84,29 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
     let (status, _, v) = send(a, "/live/validate", &[("content-type".into(), "application/json".into())], &body);
     assert_eq!((status, v["message"].as_str()), (403, Some("Missing Authentication Token")));
     // Signed with another secret.
-    let bad = signed(a, "/live/validate", "application/json", &body, "not-the-secret");
+    let bad = execute_api_headers(a, "/live/validate", "application/json", &body, "not-the-secret");
     let (status, _, v) = send(a, "/live/validate", &bad, &body);
     assert_eq!(status, 403);
     assert!(v["message"].as_str().unwrap().starts_with("The request signature we calculated does not match"), "{v}");
     // An invalid body under any Content-Type: the model is mapped for every type.
     for content_type in ["application/json", "text/plain"] {
         let invalid = r#"{"merchant_id": "m-1"}"#;
-        let (status, _, v) =
-            send(a, "/live/validate", &signed(a, "/live/validate", content_type, invalid, "testing"), invalid);
+        let (status, _, v) = send(
+            a,
+            "/live/validate",
+            &execute_api_headers(a, "/live/validate", content_type, invalid, "testing"),
+            invalid,
+        );
         assert_eq!((status, v["message"].as_str()), (400, Some("Invalid request body")), "{content_type}");
     }
 
     // A valid request: the real validate bootstrap of blue's version answers.
-    let (status, h, v) =
-        send(a, "/live/validate", &signed(a, "/live/validate", "application/json", &body, "testing"), &body);
+    let (status, h, v) = send(
+        a,
+        "/live/validate",
+        &execute_api_headers(a, "/live/validate", "application/json", &body, "testing"),
+        &body,
+    );
     assert_eq!(status, 200, "{v}");
     assert_eq!((v["valid"].as_bool(), v["last4"].as_str()), (Some(true), Some("4242")));
     assert_eq!(header(&h, "x-tapctl-colour"), Some("blue"));
@@ -141,8 +120,12 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "100"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, h, v) =
-            send(a, "/live/validate", &signed(a, "/live/validate", "application/json", &body, "testing"), &body);
+        let (status, h, v) = send(
+            a,
+            "/live/validate",
+            &execute_api_headers(a, "/live/validate", "application/json", &body, "testing"),
+            &body,
+        );
         assert_eq!(status, 200, "{v}");
         if header(&h, "x-tapctl-colour") == Some("green") {
             break;
@@ -169,8 +152,12 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _, v) =
-            send(a, "/live/validate", &signed(a, "/live/validate", "application/json", &body, "testing"), &body);
+        let (status, _, v) = send(
+            a,
+            "/live/validate",
+            &execute_api_headers(a, "/live/validate", "application/json", &body, "testing"),
+            &body,
+        );
         if status == 500 {
             assert_eq!(v["message"].as_str(), Some("Internal server error"));
             break;
@@ -182,7 +169,7 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
 
 /// One signed `/process` request as a client sends it, with its Idempotency-Key.
 fn pay(address: &str, key: &str, body: &str) -> (u16, Vec<(String, String)>, Value) {
-    let mut headers = signed(address, "/live/process", "application/json", body, "testing");
+    let mut headers = execute_api_headers(address, "/live/process", "application/json", body, "testing");
     headers.push(("idempotency-key".into(), key.into()));
     send(address, "/live/process", &headers, body)
 }

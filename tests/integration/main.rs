@@ -10,6 +10,7 @@ mod cli;
 mod compute;
 mod data;
 mod dbaccess;
+mod demo;
 mod dependencies;
 mod events;
 mod functions;

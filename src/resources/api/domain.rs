@@ -430,14 +430,7 @@ impl Resource for ApiDomain {
                         .aws("apigateway:UpdateDomainName")?;
                 }
                 if crate::resources::tags_drift("tags", &d.tags, &ctx.tags(None, Some(&name))).is_some() {
-                    let arn = format!("arn:aws:apigateway:{}::/domainnames/{name}", ctx.names.region);
-                    apigw
-                        .tag_resource()
-                        .resource_arn(arn)
-                        .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
-                        .send()
-                        .await
-                        .aws("apigateway:TagResource")?;
+                    super::tag(ctx, &format!("/domainnames/{name}"), &name).await?;
                 }
             }
         }

@@ -6,3 +6,20 @@ pub mod account_logging;
 pub mod domain;
 pub mod rest;
 pub mod stage;
+
+use crate::aws::AwsResultExt;
+use crate::resources::{Ctx, Result};
+
+/// Sets the stack's tags for `name` on an API Gateway resource, named by its path
+/// (`/restapis/{id}`, `/domainnames/{name}`): API Gateway's ARNs have no account.
+pub(crate) async fn tag(ctx: &Ctx, resource_path: &str, name: &str) -> Result<()> {
+    ctx.clients
+        .apigateway
+        .tag_resource()
+        .resource_arn(format!("arn:aws:apigateway:{}::{resource_path}", ctx.names.region))
+        .set_tags(Some(ctx.tags(None, Some(name)).into_iter().collect()))
+        .send()
+        .await
+        .aws("apigateway:TagResource")?;
+    Ok(())
+}

@@ -844,14 +844,7 @@ impl Resource for RestApi {
         }
         if let Some(drift) = ctx.tag_drift(&o.tags) {
             ctx.progress.step(&format!("tagging REST API {name}: {}", drift.wanted));
-            let arn = format!("arn:aws:apigateway:{}::/restapis/{api_id}", ctx.names.region);
-            apigw
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(ctx.tags(None, Some(&name)).into_iter().collect()))
-                .send()
-                .await
-                .aws("apigateway:TagResource")?;
+            super::tag(ctx, &format!("/restapis/{api_id}"), &name).await?;
         }
         let schema = model_schema();
         if o.model.as_ref() != Some(&schema) {
