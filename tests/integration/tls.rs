@@ -177,9 +177,20 @@ fn with_a_custom_domain_clients_use_it_over_tls_1_2_and_the_default_endpoint_is_
     assert_eq!(endpoint(&acct, &api), (true, Some(DISABLED_MARKER.to_string())));
     acct.assert_converged();
 
+    // Another --domain: the new one serves the stage, then the recorded one goes (never left
+    // mapped and forgotten).
+    const OTHER: &str = "pay2.example.com";
+    let exists =
+        |name: &str| acct.block_on(async { acct.apigateway.get_domain_name().domain_name(name).send().await.is_ok() });
+    acct.ok(&["up", "--suffix", "qa", "--domain", OTHER, "--certificate-arn", CERT]);
+    assert!(exists(OTHER) && !exists(DOMAIN), "the replaced domain is deleted");
+    assert_eq!(outputs(&acct)["api_domain"].as_str(), Some(OTHER));
+    acct.assert_converged();
+
     // Removed by the settings: the execute-api URL answers again, then the domain goes.
     acct.ok(&["up", "--suffix", "qa", "--domain", "", "--certificate-arn", ""]);
     assert_eq!(domain(&acct), None);
+    assert!(!exists(OTHER));
     assert!(!endpoint(&acct, &api).0, "the default endpoint is enabled again");
     let out = outputs(&acct);
     assert_eq!(

@@ -87,6 +87,9 @@ impl Endpoint {
 pub struct Observed {
     /// The wanted domain, or the one this stack recorded and no longer wants.
     pub domain: Option<Domain>,
+    /// The domain this stack recorded when another one is wanted (`--domain` changed): it goes
+    /// once the new one serves the stage, so it is never left mapped and forgotten.
+    pub replaced: Option<Domain>,
     /// None before the API exists (a plan of a new stack) and in a destroy.
     pub endpoint: Option<Endpoint>,
 }
@@ -336,19 +339,24 @@ impl Resource for ApiDomain {
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let wanted = ctx.config.domain.as_ref().map(|d| d.name.clone());
-        let name = wanted.clone().or_else(|| ctx.recorded_str("domain_name").map(str::to_string));
+        let recorded = ctx.recorded_str("domain_name").map(str::to_string);
+        let name = wanted.clone().or_else(|| recorded.clone());
         let domain = match &name {
             Some(n) => observe_domain(ctx, n).await?,
             None => None,
         };
-        if wanted.is_some() && domain.is_none() {
+        let replaced = match (&wanted, &recorded) {
+            (Some(w), Some(r)) if w != r => observe_domain(ctx, r).await?,
+            _ => None,
+        };
+        if wanted.is_some() && domain.is_none() && replaced.is_none() {
             return Ok(None);
         }
         let endpoint = match api_id(ctx) {
             Some(id) => observe_endpoint(ctx, &id, name.is_some()).await?,
             None => None,
         };
-        Ok(Some(Observed { domain, endpoint }))
+        Ok(Some(Observed { domain, replaced, endpoint }))
     }
 
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
@@ -359,6 +367,9 @@ impl Resource for ApiDomain {
             (Some(want), None) => drifts.push(Drift::missing(format!("domain {}", want.name), "regional, TLS 1.2+")),
             (None, Some(d)) => drifts.push(Drift::new("custom domain", &d.name, "none")),
             (None, None) => {}
+        }
+        if let Some(r) = &o.replaced {
+            drifts.push(Drift::new(format!("custom domain {}", r.name), "present", "deleted (--domain names another)"));
         }
         if let Some(e) = &o.endpoint {
             drifts.extend(endpoint_drifts(e, ctx.config.domain.is_some()));
@@ -378,7 +389,7 @@ impl Resource for ApiDomain {
         let api_id = ctx.input(rest::ID, "api_id")?;
         let mut o = match observed {
             Some(o) => o,
-            None => Observed { domain: None, endpoint: observe_endpoint(ctx, &api_id, true).await? },
+            None => Observed { domain: None, replaced: None, endpoint: observe_endpoint(ctx, &api_id, true).await? },
         };
         let Some(want) = ctx.config.domain.clone() else {
             // Clients back on the execute-api URL before the domain goes.
@@ -486,19 +497,25 @@ impl Resource for ApiDomain {
         if o.endpoint.as_ref().is_none_or(|e| !endpoint_drifts(e, true).is_empty()) {
             set_endpoint(ctx, &api_id, true).await?;
         }
+        // The domain it replaces goes only now, when the new one serves the stage.
+        if let Some(r) = o.replaced.take() {
+            delete_domain(ctx, &r).await?;
+        }
         let o = Observed {
             domain: observe_domain(ctx, &name).await?,
+            replaced: None,
             endpoint: observe_endpoint(ctx, &api_id, true).await?,
         };
         Ok(outputs_of(ctx, &o))
     }
 
     async fn delete(&self, ctx: &Ctx, o: Observed) -> Result<()> {
-        // The API goes after this node in a destroy: its endpoint setting goes with it.
-        match &o.domain {
-            Some(d) => delete_domain(ctx, d).await,
-            None => Ok(()),
+        // The API goes after this node in a destroy: its endpoint setting goes with it. A domain
+        // a killed `up` was replacing goes too.
+        for d in o.domain.iter().chain(o.replaced.iter()) {
+            delete_domain(ctx, d).await?;
         }
+        Ok(())
     }
 }
 
@@ -556,6 +573,7 @@ mod tests {
         let ctx = testing::ctx(ID, ApiDomain.reads(), &[]);
         let o = Observed {
             domain: None,
+            replaced: None,
             endpoint: Some(Endpoint { api_id: "a".into(), disabled: false, stage_description: None }),
         };
         assert_eq!(ApiDomain.diff(&ctx, &o).unwrap(), Change::Off);
