@@ -61,10 +61,10 @@ fn main() {
         for _ in 0..30 {
             let func = Function::start_binary(&path, f, 1, &env);
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while func.api.first_polls().is_empty() && std::time::Instant::now() < deadline {
+            while func.first_polls().is_empty() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_micros(200));
             }
-            inits.push(func.api.first_polls()[0] - func.started);
+            inits.push(func.first_polls()[0] - func.started);
         }
         inits.sort();
         let warm = if f == "validate" || f == "fraud-check" {
@@ -72,12 +72,12 @@ fn main() {
             for _ in 0..50 {
                 func.post(f, body, &[]);
             }
-            func.api.take_durations();
+            func.take_durations();
             for _ in 0..1000 {
                 let (code, _) = func.post(f, body, &[]);
                 assert_eq!(code, 200);
             }
-            let mut d = func.api.take_durations();
+            let mut d = func.take_durations();
             d.sort();
             Some((percentile(&d, 0.5), percentile(&d, 0.99)))
         } else {

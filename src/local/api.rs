@@ -8,6 +8,7 @@ use crate::aws::{AwsError, AwsResultExt};
 use aws_sdk_apigateway::Client;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// One method of one resource (`POST /process`).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,10 +22,43 @@ pub struct Route {
     pub validate_parameters: bool,
     /// Headers the method requires (`method.request.header.<name>: true`).
     pub required_headers: Vec<String>,
-    /// Content type (or `$default`) → the model's JSON Schema.
-    pub models: BTreeMap<String, Value>,
+    /// Content type (or `$default`) → the model.
+    pub models: BTreeMap<String, Model>,
     /// The Lambda proxy integration's URI, with `${stageVariables.…}` unresolved.
     pub integration_uri: Option<String>,
+}
+
+/// A request model: its JSON Schema (draft-04), compiled once when the routes are read, not for
+/// every request.
+#[derive(Clone)]
+pub struct Model {
+    pub schema: Value,
+    /// None when the schema does not compile (API Gateway refuses such a model at creation; a
+    /// body is then never valid).
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+impl Model {
+    pub fn new(schema: Value) -> Model {
+        let validator = jsonschema::draft4::new(&schema).ok().map(Arc::new);
+        Model { schema, validator }
+    }
+
+    pub fn is_valid(&self, instance: &Value) -> bool {
+        self.validator.as_ref().is_some_and(|v| v.is_valid(instance))
+    }
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Model) -> bool {
+        self.schema == other.schema
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("schema", &self.schema).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +84,10 @@ pub struct Stage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
     pub id: String,
+    /// How many times the stage had been read when this was: 1 for the first read. Answers
+    /// carry it (`x-tapctl-stage-read`), so a client can tell an answer given from a read that
+    /// began after its change from one that may have begun before.
+    pub reads: u64,
     /// By (method, path).
     pub routes: BTreeMap<(String, String), Route>,
     pub stage: Stage,
@@ -65,7 +103,7 @@ impl Api {
 pub async fn read(apigw: &Client, api_id: &str, stage: &str) -> Result<Option<Api>, AwsError> {
     let Some(stage) = read_stage(apigw, api_id, stage).await? else { return Ok(None) };
     let routes = read_routes(apigw, api_id).await?;
-    Ok(Some(Api { id: api_id.to_string(), routes, stage }))
+    Ok(Some(Api { id: api_id.to_string(), reads: 1, routes, stage }))
 }
 
 /// The stage alone (one GetStage): variables, canary, throttling and deployment.
@@ -101,7 +139,7 @@ pub async fn read_routes(apigw: &Client, api_id: &str) -> Result<BTreeMap<(Strin
         .filter_map(|v| Some((v.id()?.to_string(), (v.validate_request_body(), v.validate_request_parameters()))))
         .collect();
     let resources = apigw.get_resources().rest_api_id(api_id).limit(500).send().await.aws("apigateway:GetResources")?;
-    let mut schemas: HashMap<String, Value> = HashMap::new();
+    let mut schemas: HashMap<String, Model> = HashMap::new();
     let mut routes = BTreeMap::new();
     for r in resources.items() {
         let (Some(resource_id), Some(path)) = (r.id(), r.path()) else { continue };
@@ -127,7 +165,7 @@ pub async fn read_routes(apigw: &Client, api_id: &str) -> Result<BTreeMap<(Strin
                         .await
                         .aws("apigateway:GetModel")?;
                     let schema = got.schema().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
-                    schemas.insert(model.clone(), schema);
+                    schemas.insert(model.clone(), Model::new(schema));
                 }
                 models.insert(content_type, schemas[&model].clone());
             }

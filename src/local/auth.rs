@@ -30,6 +30,9 @@ const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Temporary credentials' token: a request signed with them must carry it
+    /// (`X-Amz-Security-Token`), as AWS refuses the key without it.
+    pub session_token: Option<String>,
 }
 
 /// Who signed: the access key id (API Gateway puts it in requestContext.identity.accessKey).
@@ -71,7 +74,24 @@ impl Refusal {
 }
 
 /// `path_and_query` as received (e.g. "/live/process?x=1"); headers as received; body bytes.
+/// API Gateway's check, for `execute-api`.
 pub fn verify(
+    method: &str,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    region: &str,
+    known: &[Credentials],
+    now: SystemTime,
+) -> Result<Caller, Refusal> {
+    verify_for(SERVICE, method, path_and_query, headers, body, region, known, now)
+}
+
+/// The same check for another service's signature (`lambda`, for the Invoke `tapctl local`
+/// serves to the functions).
+#[allow(clippy::too_many_arguments)]
+pub fn verify_for(
+    service: &str,
     method: &str,
     path_and_query: &str,
     headers: &http::HeaderMap,
@@ -94,9 +114,9 @@ pub fn verify(
             scope.region
         )));
     }
-    if scope.service != SERVICE {
+    if scope.service != service {
         return Err(Refusal::IncompleteSignature(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'. "
+            "Credential should be scoped to correct service: '{service}'. "
         )));
     }
     if scope.terminator != TERMINATOR {
@@ -117,6 +137,12 @@ pub fn verify(
     check_skew(date, now)?;
 
     let credentials = known.iter().find(|c| c.access_key_id == scope.access_key_id).ok_or(Refusal::UnknownAccessKey)?;
+    if let Some(token) = &credentials.session_token {
+        let sent = headers.get("x-amz-security-token").map(|v| v.as_bytes());
+        if sent.is_none_or(|sent| !constant_time_eq(sent, token.as_bytes())) {
+            return Err(Refusal::UnknownAccessKey);
+        }
+    }
 
     let signed_headers: Vec<&str> = auth.signed_headers.split(';').collect();
     if !signed_headers.contains(&"host") {
@@ -139,11 +165,11 @@ pub fn verify(
     ]
     .join("\n");
     let amz_date = date.format(AMZ_DATE).to_string();
-    let credential_scope = format!("{}/{region}/{SERVICE}/{TERMINATOR}", scope.date);
+    let credential_scope = format!("{}/{region}/{service}/{TERMINATOR}", scope.date);
     let string_to_sign =
         format!("{ALGORITHM}\n{amz_date}\n{credential_scope}\n{}", hex(&Sha256::digest(canonical_request.as_bytes())));
 
-    let key = signing_key(&credentials.secret_access_key, scope.date, region)?;
+    let key = signing_key(&credentials.secret_access_key, scope.date, region, service)?;
     let provided = unhex(auth.signature).ok_or(Refusal::SignatureMismatch)?;
     let mut mac = hmac_sha256(&key)?;
     mac.update(string_to_sign.as_bytes());
@@ -359,11 +385,16 @@ fn hmac_bytes(key: &[u8], data: &str) -> Result<Vec<u8>, Refusal> {
     Ok(mac.finalize().into_bytes().to_vec())
 }
 
-fn signing_key(secret: &str, date: &str, region: &str) -> Result<Vec<u8>, Refusal> {
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Result<Vec<u8>, Refusal> {
     let k_date = hmac_bytes(format!("AWS4{secret}").as_bytes(), date)?;
     let k_region = hmac_bytes(&k_date, region)?;
-    let k_service = hmac_bytes(&k_region, SERVICE)?;
+    let k_service = hmac_bytes(&k_region, service)?;
     hmac_bytes(&k_service, TERMINATOR)
+}
+
+/// Equality whose time does not depend on where the inputs differ (a token is a secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -398,8 +429,8 @@ mod tests {
 
     fn known() -> Vec<Credentials> {
         vec![
-            Credentials { access_key_id: "AKIDOTHER".into(), secret_access_key: "other".into() },
-            Credentials { access_key_id: AKID.into(), secret_access_key: SECRET.into() },
+            Credentials { access_key_id: "AKIDOTHER".into(), secret_access_key: "other".into(), session_token: None },
+            Credentials { access_key_id: AKID.into(), secret_access_key: SECRET.into(), session_token: None },
         ]
     }
 
@@ -567,7 +598,8 @@ mod tests {
     #[test]
     fn refuses_an_unknown_access_key() {
         let headers = signed(Signing::default(), "GET", "/live/status", &[], b"");
-        let known = [Credentials { access_key_id: "AKIDOTHER".into(), secret_access_key: SECRET.into() }];
+        let known =
+            [Credentials { access_key_id: "AKIDOTHER".into(), secret_access_key: SECRET.into(), session_token: None }];
         let refusal = verify("GET", "/live/status", &headers, b"", REGION, &known, at()).unwrap_err();
         assert_eq!(refusal, Refusal::UnknownAccessKey);
         assert_eq!(refusal.status(), 403);
@@ -694,6 +726,40 @@ mod tests {
         assert_eq!(
             refusal.body(),
             serde_json::json!({"message": "Credential should be scoped to correct service: 'execute-api'. "})
+        );
+    }
+
+    #[test]
+    fn temporary_credentials_need_their_token() {
+        let known = [Credentials {
+            access_key_id: AKID.into(),
+            secret_access_key: SECRET.into(),
+            session_token: Some("FwoGZXIvYXdzEXAMPLE//token==".into()),
+        }];
+        let with = signed(
+            Signing { token: Some("FwoGZXIvYXdzEXAMPLE//token=="), ..Default::default() },
+            "GET",
+            "/live/status",
+            &[],
+            b"",
+        );
+        assert_eq!(verify("GET", "/live/status", &with, b"", REGION, &known, at()), accepted());
+        let without = signed(Signing::default(), "GET", "/live/status", &[], b"");
+        assert_eq!(verify("GET", "/live/status", &without, b"", REGION, &known, at()), Err(Refusal::UnknownAccessKey));
+        let other =
+            signed(Signing { token: Some("FwoGZXIvYXdzOTHER"), ..Default::default() }, "GET", "/live/status", &[], b"");
+        assert_eq!(verify("GET", "/live/status", &other, b"", REGION, &known, at()), Err(Refusal::UnknownAccessKey));
+    }
+
+    #[test]
+    fn another_service_is_checked_with_its_own_scope() {
+        let path = "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Am/invocations";
+        let lambda = signed(Signing { service: "lambda", ..Default::default() }, "POST", path, JSON_HEADERS, JSON);
+        assert_eq!(verify_for("lambda", "POST", path, &lambda, JSON, REGION, &known(), at()), accepted());
+        let api = signed(Signing::default(), "POST", path, JSON_HEADERS, JSON);
+        assert_eq!(
+            verify_for("lambda", "POST", path, &api, JSON, REGION, &known(), at()),
+            Err(Refusal::IncompleteSignature("Credential should be scoped to correct service: 'lambda'. ".into()))
         );
     }
 

@@ -15,7 +15,6 @@ use crate::cli::LocalArgs;
 use crate::config::{self, Selection};
 use crate::error::Error;
 use crate::names::Names;
-use aws_credential_types::provider::ProvideCredentials;
 
 /// The variables of tapctl's own environment the functions get to reach AWS as the operator:
 /// credentials, and the endpoint (the emulator's, in tests and the demo).
@@ -46,11 +45,7 @@ pub async fn run(args: &LocalArgs) -> Result<u8, Error> {
             ),
         ));
     };
-    let credentials = match sdk.credentials_provider() {
-        Some(p) => p.provide_credentials().await.ok(),
-        None => None,
-    };
-    let Some(credentials) = credentials else {
+    let Some(credentials) = sdk.credentials_provider() else {
         return Err(Error::invalid(
             "credentials",
             "tapctl local checks signatures with tapctl's own AWS credentials, and none were found",
@@ -68,10 +63,7 @@ pub async fn run(args: &LocalArgs) -> Result<u8, Error> {
         stage: crate::traffic::STAGE.to_string(),
         packages: args.packages.clone(),
         database: args.database.clone(),
-        credentials: vec![auth::Credentials {
-            access_key_id: credentials.access_key_id().to_string(),
-            secret_access_key: credentials.secret_access_key().to_string(),
-        }],
+        credentials,
         aws_env: PASSED_THROUGH.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect(),
         address: address.to_string(),
     };

@@ -1,9 +1,22 @@
-//! A Lambda Runtime API (Lambda's "Using the Lambda runtime API for custom runtimes"): the one a
-//! function's `bootstrap` talks to on Lambda, served on loopback so that the functions' real
-//! binaries run here as they would there. `GET /2018-06-01/runtime/invocation/next` long-polls
-//! for an event; the response or error is POSTed back under the request id. Several instances
-//! may poll one server; like Lambda, an instance serves one invocation at a time, and a new one
-//! is started when an event waits and every instance is busy (up to a bound).
+//! Lambda's execution model for one function version, on this machine: instances of the
+//! version's `bootstrap`, each polling its own Lambda Runtime API (Lambda's "Using the Lambda
+//! runtime API for custom runtimes"), as each Lambda execution environment has its own.
+//! `GET /2018-06-01/runtime/invocation/next` long-polls for an event; the response or error is
+//! POSTed back under the request id. `tapctl local` runs the functions with it, and the tests
+//! run them with it too (tests/integration/lambda.rs), so both exercise the same code.
+//!
+//! What it keeps of Lambda, and why each matters to a payment:
+//! - An instance serves one invocation at a time. An event goes to an idle instance, and a new
+//!   one is started when none is idle, up to `max_instances`; beyond, the event waits for a free
+//!   instance within its own timeout. Taking an instance is exclusive, so two overlapping
+//!   requests never queue behind one instance while the bound allows another.
+//! - An event is handed to exactly one chosen instance. If the invocation times out, that
+//!   instance is killed, as Lambda resets an environment after a timeout: the event can never
+//!   run later, behind the caller's back, and a hung instance does not hold a slot forever.
+//! - An instance that exits mid-invocation fails it at once with `Runtime.ExitError` (API
+//!   Gateway answers 502), not after the timeout.
+//! - The invocation runs in its own task: a caller that gives up (a dropped HTTP connection)
+//!   does not kill an instance in the middle of recording a payment.
 //!
 //! Accepted sockets set TCP_NODELAY: without it some invocations stall ~40 ms (Nagle with
 //! delayed ACK on loopback).
@@ -15,14 +28,16 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// How an invocation ended: the function's response, or its error document (Lambda's
-/// `{"errorType", "errorMessage"}`), or no answer within the function's timeout.
+/// `{"errorType", "errorMessage"}`, also for an instance that exited), or no answer within the
+/// function's timeout.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Response(Value),
@@ -30,52 +45,217 @@ pub enum Outcome {
     TimedOut,
 }
 
-struct Pending {
-    id: String,
-    event: Vec<u8>,
-    deadline_ms: u128,
-    invoked_arn: String,
-    reply: oneshot::Sender<Outcome>,
+/// An outcome and, when an instance took the event, the time from handing it over to the
+/// answer: Lambda's billed `Duration`, without the wait for a free instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub duration: Option<Duration>,
 }
 
+/// Where instances' stdout and stderr (the functions' log lines) go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Inherit,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+/// How to start an instance of one version.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    /// The instance's whole environment: nothing of the caller's is inherited. Each instance
+    /// gets its own `AWS_LAMBDA_RUNTIME_API` besides.
+    pub env: Vec<(String, String)>,
+    pub output: Output,
+    pub max_instances: usize,
+}
+
+/// Bounds on what is kept for diagnosis, so a long `tapctl local` does not grow without end.
+const KEPT: usize = 256;
+
 #[derive(Default)]
-struct Shared {
-    waiting: HashMap<String, oneshot::Sender<Outcome>>,
-    /// Instances waiting in `next` right now: an event finds one idle, or a new one is started.
-    polling: usize,
+struct Stats {
+    /// When each instance first polled for an event: its cold start ends there.
+    first_polls: Vec<Instant>,
+    /// What instances reported to `/runtime/init/error`.
     init_errors: Vec<String>,
 }
 
-/// One Runtime API: one function version's instances poll it.
-pub struct RuntimeApi {
-    pub address: String,
-    queue: mpsc::UnboundedSender<Pending>,
-    shared: Arc<Mutex<Shared>>,
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running instances of one function version.
+pub struct Pool {
+    launch: Launch,
+    /// Started instances that serve no invocation now.
+    idle: Mutex<Vec<Instance>>,
+    /// One permit per instance that may exist: an invocation holds one from choosing an
+    /// instance until it is done with it.
+    slots: Arc<Semaphore>,
+    stats: Arc<Mutex<Stats>>,
     counter: AtomicU64,
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
+impl Pool {
+    pub fn new(launch: Launch) -> Arc<Pool> {
+        let slots = Arc::new(Semaphore::new(launch.max_instances.max(1)));
+        Arc::new(Pool {
+            launch,
+            idle: Mutex::new(Vec::new()),
+            slots,
+            stats: Arc::new(Mutex::new(Stats::default())),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts `n` instances now (at most the bound), as provisioned concurrency would.
+    pub async fn prestart(&self, n: usize) -> std::io::Result<()> {
+        for _ in 0..n.min(self.launch.max_instances) {
+            let instance = Instance::start(&self.launch, &self.stats).await?;
+            lock(&self.idle).push(instance);
+        }
+        Ok(())
+    }
+
+    pub fn first_polls(&self) -> Vec<Instant> {
+        lock(&self.stats).first_polls.clone()
+    }
+
+    pub fn init_errors(&self) -> Vec<String> {
+        lock(&self.stats).init_errors.clone()
+    }
+
+    /// Runs `event` on an instance and waits up to `timeout` (which includes waiting for a free
+    /// instance). `request_id` is Lambda's for this invocation; `invoked_arn` what the function
+    /// is told it was invoked as (an alias's ARN when the API calls a colour).
+    pub async fn invoke(
+        self: &Arc<Self>,
+        request_id: Option<String>,
+        event: &Value,
+        invoked_arn: &str,
+        timeout: Duration,
+    ) -> Finished {
+        let id = request_id.unwrap_or_else(|| format!("local-{:08}", self.counter.fetch_add(1, Ordering::Relaxed)));
+        let pending = Pending {
+            id,
+            event: event.to_string().into_bytes(),
+            deadline: SystemTime::now() + timeout,
+            invoked_arn: invoked_arn.to_string(),
+        };
+        let me = Arc::clone(self);
+        let deadline = tokio::time::Instant::now() + timeout;
+        tokio::spawn(async move { me.run(pending, deadline).await }).await.unwrap_or_else(|e| Finished {
+            outcome: Outcome::Error(json!({"errorType": "Runtime.Unavailable", "errorMessage": e.to_string()})),
+            duration: None,
+        })
+    }
+
+    async fn run(&self, pending: Pending, deadline: tokio::time::Instant) -> Finished {
+        let timed_out = Finished { outcome: Outcome::TimedOut, duration: None };
+        let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned()).await else {
+            return timed_out;
+        };
+        let instance = match self.take_idle() {
+            Some(i) => i,
+            None => match Instance::start(&self.launch, &self.stats).await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!("starting {}: {e}", self.launch.program.display());
+                    return Finished {
+                        outcome: Outcome::Error(json!({
+                            "errorType": "Runtime.InvalidEntrypoint",
+                            "errorMessage": format!("cannot start the bootstrap: {e}")
+                        })),
+                        duration: None,
+                    };
+                }
+            },
+        };
+        let id = pending.id.clone();
+        let (reply, answer) = oneshot::channel();
+        let mut exited = instance.exited.clone();
+        if instance.events.send((pending, reply)).await.is_err() {
+            return instance.exit_outcome(&id);
+        }
+        tokio::select! {
+            answered = answer => match answered {
+                Ok((outcome, took)) => {
+                    lock(&self.idle).push(instance);
+                    Finished { outcome, duration: Some(took) }
+                }
+                Err(_) => instance.exit_outcome(&id),
+            },
+            _ = exited.wait_for(Option::is_some) => instance.exit_outcome(&id),
+            // Dropping the instance kills it (Lambda resets an environment after a timeout).
+            _ = tokio::time::sleep_until(deadline) => timed_out,
+        }
+    }
+
+    /// An idle instance that is still running; those that exited meanwhile are dropped.
+    fn take_idle(&self) -> Option<Instance> {
+        let mut idle = lock(&self.idle);
+        while let Some(i) = idle.pop() {
+            if i.exited.borrow().is_none() {
+                return Some(i);
+            }
+        }
+        None
+    }
 }
 
-impl RuntimeApi {
-    /// Serves on 127.0.0.1 (an ephemeral port) on the current tokio runtime.
-    pub async fn start() -> std::io::Result<RuntimeApi> {
+/// An event on its way to an instance.
+struct Pending {
+    id: String,
+    event: Vec<u8>,
+    deadline: SystemTime,
+    invoked_arn: String,
+}
+
+type Reply = oneshot::Sender<(Outcome, Duration)>;
+
+/// The invocation an instance is serving.
+struct Current {
+    id: String,
+    reply: Reply,
+    handed_at: Instant,
+}
+
+#[derive(Default)]
+struct InstanceState {
+    current: Option<Current>,
+    polled: bool,
+    init_error: Option<String>,
+}
+
+/// One process and its own Runtime API. Dropping it kills the process (its finalizer).
+struct Instance {
+    events: mpsc::Sender<(Pending, Reply)>,
+    /// Set when the process has exited: how it ended.
+    exited: watch::Receiver<Option<String>>,
+    state: Arc<Mutex<InstanceState>>,
+    _kill: oneshot::Sender<()>,
+}
+
+impl Instance {
+    async fn start(launch: &Launch, stats: &Arc<Mutex<Stats>>) -> std::io::Result<Instance> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
-        let (queue, rx) = mpsc::unbounded_channel::<Pending>();
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let st = shared.clone();
-        tokio::spawn(async move {
+        let (events, inbox) = mpsc::channel::<(Pending, Reply)>(1);
+        let inbox = Arc::new(tokio::sync::Mutex::new(inbox));
+        let state = Arc::new(Mutex::new(InstanceState::default()));
+        let (st, stats) = (Arc::clone(&state), Arc::clone(stats));
+        let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let _ = stream.set_nodelay(true);
-                let (rx, st) = (rx.clone(), st.clone());
+                let (inbox, st, stats) = (Arc::clone(&inbox), Arc::clone(&st), Arc::clone(&stats));
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (rx, st) = (rx.clone(), st.clone());
-                        async move { serve(req, rx, st).await }
+                        let (inbox, st, stats) = (Arc::clone(&inbox), Arc::clone(&st), Arc::clone(&stats));
+                        async move { serve(req, inbox, st, stats).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -83,71 +263,81 @@ impl RuntimeApi {
                 });
             }
         });
-        Ok(RuntimeApi { address, queue, shared, counter: AtomicU64::new(0) })
-    }
-
-    /// Whether an instance is waiting for an event now (else the caller may start another).
-    pub fn idle_instances(&self) -> usize {
-        lock(&self.shared).polling
-    }
-
-    /// What instances reported to `/runtime/init/error`.
-    pub fn init_errors(&self) -> Vec<String> {
-        lock(&self.shared).init_errors.clone()
-    }
-
-    /// Hands `event` to the next instance that polls and waits up to `timeout` for its outcome.
-    /// `request_id` is Lambda's for this invocation; `invoked_arn` what the function is told it
-    /// was invoked as (an alias's ARN when the API calls a colour).
-    pub async fn invoke(
-        &self,
-        request_id: Option<String>,
-        event: &Value,
-        invoked_arn: &str,
-        timeout: Duration,
-    ) -> Outcome {
-        let id = request_id.unwrap_or_else(|| format!("local-{:08}", self.counter.fetch_add(1, Ordering::Relaxed)));
-        let (reply, outcome) = oneshot::channel();
-        let deadline_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| (d + timeout).as_millis())
-            .unwrap_or_default();
-        let pending = Pending {
-            id: id.clone(),
-            event: event.to_string().into_bytes(),
-            deadline_ms,
-            invoked_arn: invoked_arn.into(),
-            reply,
-        };
-        if self.queue.send(pending).is_err() {
-            return Outcome::Error(
-                json!({"errorType": "Runtime.Unavailable", "errorMessage": "the runtime API stopped"}),
-            );
-        }
-        match tokio::time::timeout(timeout, outcome).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(_)) => Outcome::Error(json!({"errorType": "Runtime.ExitError", "errorMessage": "no answer"})),
-            Err(_) => {
-                lock(&self.shared).waiting.remove(&id);
-                Outcome::TimedOut
+        let mut cmd = tokio::process::Command::new(&launch.program);
+        cmd.env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .env("AWS_LAMBDA_RUNTIME_API", &address)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        match &launch.output {
+            Output::Inherit => cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+            Output::File(path) => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                cmd.stdout(file.try_clone()?).stderr(file)
             }
+        };
+        let mut child = match spawn_fresh_executable(&mut cmd).await {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                return Err(e);
+            }
+        };
+        let (kill, killed) = oneshot::channel::<()>();
+        let (exit, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            // Either branch ends the process's life: it exited, or its Instance was dropped.
+            let ended = tokio::select! {
+                status = child.wait() => Some(status),
+                _ = killed => None,
+            };
+            let status = match ended {
+                Some(status) => status,
+                None => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            server.abort();
+            let _ = exit.send(Some(match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            }));
+        });
+        Ok(Instance { events, exited, state, _kill: kill })
+    }
+
+    /// What an invocation ends with when its instance exited under it: what the instance
+    /// reported as its init error, or Lambda's `Runtime.ExitError`.
+    fn exit_outcome(&self, request_id: &str) -> Finished {
+        let init_error = lock(&self.state).init_error.clone();
+        let document = init_error.and_then(|e| serde_json::from_str::<Value>(&e).ok()).unwrap_or_else(|| {
+            let status = self.exited.borrow().clone().unwrap_or_else(|| "no answer".into());
+            json!({
+                "errorType": "Runtime.ExitError",
+                "errorMessage": format!("RequestId: {request_id} Error: Runtime exited with error: {status}")
+            })
+        });
+        Finished { outcome: Outcome::Error(document), duration: None }
+    }
+}
+
+/// Starts a program this process may just have written, retrying while Linux answers "text file
+/// busy". Writing a file and executing it from a multi-threaded process races with every other
+/// thread's fork: a child forked while the file was open for writing holds that descriptor until
+/// its own exec, and exec fails with ETXTBSY meanwhile (rust-lang/rust#114554, golang/go#22315).
+/// The window is the child's fork-to-exec time, so a few short retries close it; a file that
+/// stays busy for 2 s is a real fault.
+async fn spawn_fresh_executable(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            spawned => return spawned,
         }
-    }
-}
-
-/// Counts an instance as idle while its `next` waits, also when its connection drops meanwhile.
-struct Polling(Arc<Mutex<Shared>>);
-
-impl Polling {
-    fn new(st: &Arc<Mutex<Shared>>) -> Polling {
-        lock(st).polling += 1;
-        Polling(st.clone())
-    }
-}
-
-impl Drop for Polling {
-    fn drop(&mut self) {
-        lock(&self.0).polling -= 1;
     }
 }
 
@@ -159,24 +349,29 @@ fn reply(status: u16, body: &'static [u8]) -> Response<Full<Bytes>> {
 
 async fn serve(
     req: Request<Incoming>,
-    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
-    st: Arc<Mutex<Shared>>,
+    inbox: Arc<tokio::sync::Mutex<mpsc::Receiver<(Pending, Reply)>>>,
+    st: Arc<Mutex<InstanceState>>,
+    stats: Arc<Mutex<Stats>>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let path = req.uri().path().to_string();
     let body = req.into_body().collect().await?.to_bytes();
     let parts: Vec<&str> = path.trim_start_matches("/2018-06-01/runtime/").split('/').collect();
     Ok(match parts.as_slice() {
         ["invocation", "next"] => {
-            let next = {
-                let _polling = Polling::new(&st);
-                rx.lock().await.recv().await
-            };
-            let Some(p) = next else { return Ok(reply(500, b"")) };
-            lock(&st).waiting.insert(p.id.clone(), p.reply);
+            if !std::mem::replace(&mut lock(&st).polled, true) {
+                let mut stats = lock(&stats);
+                if stats.first_polls.len() < KEPT {
+                    stats.first_polls.push(Instant::now());
+                }
+            }
+            let Some((p, reply_to)) = inbox.lock().await.recv().await else { return Ok(reply(500, b"")) };
+            lock(&st).current = Some(Current { id: p.id.clone(), reply: reply_to, handed_at: Instant::now() });
+            let deadline_ms =
+                p.deadline.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
             Response::builder()
                 .status(200)
                 .header("Lambda-Runtime-Aws-Request-Id", &p.id)
-                .header("Lambda-Runtime-Deadline-Ms", p.deadline_ms.to_string())
+                .header("Lambda-Runtime-Deadline-Ms", deadline_ms.to_string())
                 .header("Lambda-Runtime-Invoked-Function-Arn", p.invoked_arn)
                 .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0")
                 .body(Full::new(Bytes::from(p.event)))
@@ -184,15 +379,119 @@ async fn serve(
         }
         ["invocation", id, kind @ ("response" | "error")] => {
             let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
-            if let Some(tx) = lock(&st).waiting.remove(*id) {
-                let _ = tx.send(if *kind == "response" { Outcome::Response(value) } else { Outcome::Error(value) });
-            }
+            let current = {
+                let mut state = lock(&st);
+                match state.current.take() {
+                    Some(c) if c.id == *id => Some(c),
+                    other => {
+                        state.current = other;
+                        None
+                    }
+                }
+            };
+            let Some(current) = current else { return Ok(reply(400, br#"{"errorType":"InvalidRequestID"}"#)) };
+            let outcome = if *kind == "response" { Outcome::Response(value) } else { Outcome::Error(value) };
+            let _ = current.reply.send((outcome, current.handed_at.elapsed()));
             reply(202, br#"{"status":"OK"}"#)
         }
         ["init", "error"] => {
-            lock(&st).init_errors.push(String::from_utf8_lossy(&body).into_owned());
+            let text = String::from_utf8_lossy(&body).into_owned();
+            lock(&st).init_error = Some(text.clone());
+            let mut stats = lock(&stats);
+            if stats.init_errors.len() < KEPT {
+                stats.init_errors.push(text);
+            }
             reply(202, br#"{"status":"OK"}"#)
         }
         _ => reply(404, b""),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The execution model, on shell scripts that speak the Runtime API with curl-free bash
+    //! (`/dev/tcp`): an echo, a hang, a crash. Each asserts what the caller gets back.
+    use super::*;
+
+    /// A bootstrap in bash: polls `next` over /dev/tcp and runs `act` with the event's request id
+    /// in `$id` and its body in `$event`.
+    fn script(dir: &std::path::Path, name: &str, act: &str) -> PathBuf {
+        let path = dir.join(name);
+        let body = format!(
+            r#"#!/usr/bin/env bash
+set -u
+host=${{AWS_LAMBDA_RUNTIME_API%:*}}; port=${{AWS_LAMBDA_RUNTIME_API#*:}}
+request() {{ # method path body -> prints the response's headers and body
+  exec 3<>/dev/tcp/$host/$port
+  printf '%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' "$1" "$2" "${{#3}}" "$3" >&3
+  cat <&3; exec 3<&-
+}}
+while true; do
+  answer=$(request GET /2018-06-01/runtime/invocation/next "")
+  id=$(printf '%s' "$answer" | tr -d '\r' | sed -n 's/^[Ll]ambda-[Rr]untime-[Aa]ws-[Rr]equest-[Ii]d: //p')
+  event=$(printf '%s' "$answer" | tr -d '\r' | sed '1,/^$/d')
+  {act}
+done
+"#
+        );
+        std::fs::write(&path, body).expect("script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn pool(program: PathBuf, max: usize) -> Arc<Pool> {
+        let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap_or_default())];
+        Pool::new(Launch { program, env, output: Output::Inherit, max_instances: max })
+    }
+
+    const ECHO: &str = r#"request POST /2018-06-01/runtime/invocation/$id/response "$event" >/dev/null"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_events_get_their_own_instances() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Each instance answers only once three events have arrived, wherever they went: if two
+        // shared an instance, none would ever answer (bounded by the timeout below).
+        let act = format!(
+            r#"touch {d}/arrived.$id; until [ $(ls {d} | grep -c arrived) -ge 3 ]; do sleep 0.05; done; {ECHO}"#,
+            d = dir.path().display()
+        );
+        let p = pool(script(dir.path(), "echo", &act), 4);
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:f:blue";
+        let calls = (0..3).map(|i| {
+            let p = Arc::clone(&p);
+            async move { p.invoke(Some(format!("r{i}")), &json!({ "n": i }), arn, Duration::from_secs(120)).await }
+        });
+        let answers = futures::future::join_all(calls).await;
+        for (i, a) in answers.iter().enumerate() {
+            assert_eq!(a.outcome, Outcome::Response(json!({ "n": i })));
+            assert!(a.duration.is_some());
+        }
+        assert_eq!(p.first_polls().len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_invocation_times_out_and_its_instance_is_replaced() {
+        let dir = tempfile::tempdir().expect("dir");
+        let act = format!(r#"case "$event" in *hang*) sleep 600;; esac; {ECHO}"#);
+        let p = pool(script(dir.path(), "hang", &act), 1);
+        let first = p.invoke(None, &json!("hang"), "arn", Duration::from_millis(500)).await;
+        assert_eq!(first.outcome, Outcome::TimedOut);
+        // One instance at most: only killing the hung one frees the slot for this call.
+        let second = p.invoke(None, &json!(2), "arn", Duration::from_secs(120)).await;
+        assert_eq!(second.outcome, Outcome::Response(json!(2)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_that_exits_mid_invocation_fails_it_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = pool(script(dir.path(), "crash", "exit 3"), 1);
+        // A generous timeout: the answer must come from the exit, long before it.
+        let started = Instant::now();
+        let f = p.invoke(Some("req-1".into()), &json!({}), "arn", Duration::from_secs(600)).await;
+        assert!(started.elapsed() < Duration::from_secs(300), "the exit was noticed, not the timeout");
+        let Outcome::Error(doc) = f.outcome else { panic!("{f:?}") };
+        assert_eq!(doc["errorType"], "Runtime.ExitError");
+        assert!(doc["errorMessage"].as_str().is_some_and(|m| m.contains("req-1") && m.contains('3')), "{doc}");
+    }
 }

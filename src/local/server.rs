@@ -5,11 +5,17 @@
 //! the canary's override, for the canary's share), checks the alias's invoke permission, follows
 //! alias → version → CodeSha256 to the package built for this machine, and runs that version's
 //! bootstrap as processes behind a Lambda Runtime API, with the version's environment and timeout.
-//! The API, the stage and the aliases are re-read every second while serving.
+//! The API, the stage and the aliases are re-read every second while serving, in the background:
+//! a request waits for AWS only the first time it meets an alias or a version.
+//!
+//! Only this machine may call it, and only as the operator: it listens on 127.0.0.1, answers
+//! only requests addressed to that address by name (a page in a browser, led there by DNS
+//! rebinding, names another host), and checks the signature of every request, the Lambda
+//! Invoke it serves to the functions included, with tapctl's own credentials as they are now.
 
 use super::api::{self, Api, Route};
 use super::auth::{self, Credentials, Refusal};
-use super::runtime::{Outcome, RuntimeApi};
+use super::runtime::{self, Outcome};
 use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,10 +26,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::process::{Child, Command};
 
 /// API Gateway's integration timeout for a REST API (its quotas page: 50 ms – 29 s by default).
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
@@ -31,6 +35,12 @@ const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// Instances of one function version at most (Lambda scales further; one machine should not).
 const MAX_INSTANCES: usize = 8;
+/// API Gateway's payload quota: a larger request is refused with 413 before anything runs.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+/// An alias not asked for in this long is no longer refreshed (it is read again when asked).
+const ALIAS_UNUSED: Duration = Duration::from_secs(60);
+/// A resolution older than this (the background refresh failing) is read again in the request.
+const ALIAS_STALE: Duration = Duration::from_secs(5);
 
 /// Where the functions reach the database when Parameter Store's endpoints are not reachable from
 /// this machine (`--database`): passed to them as `PAYMENTS_LOCAL_DATABASE_*`.
@@ -49,8 +59,9 @@ pub struct Options {
     /// Package folders (`tapctl build` outputs) searched for each version's code.
     pub packages: Vec<PathBuf>,
     pub database: Option<Database>,
-    /// The credentials requests must be signed with (tapctl's own: the caller is the operator).
-    pub credentials: Vec<Credentials>,
+    /// Where the credentials requests must be signed with come from (tapctl's own: the caller
+    /// is the operator). Read again when they expire or a request names a key they do not hold.
+    pub credentials: aws_credential_types::provider::SharedCredentialsProvider,
     /// What the functions are given to reach AWS (the caller's environment: keys, endpoint).
     pub aws_env: Vec<(String, String)>,
     /// This server's own address: the functions' Lambda endpoint, so that a function invoking
@@ -69,31 +80,46 @@ struct Version {
     memory: i32,
 }
 
-/// Running instances of one version, polling their Runtime API.
-struct Pool {
-    runtime: RuntimeApi,
-    children: tokio::sync::Mutex<Vec<Child>>,
-    bootstrap: PathBuf,
+/// One version and its running instances.
+struct Running {
+    pool: Arc<runtime::Pool>,
     version: Version,
-    /// Each instance's whole environment: nothing of tapctl's own is inherited.
-    env: Vec<(String, String)>,
 }
 
-/// What an alias resolved to, and whether API Gateway may invoke it, as last read.
+/// What an alias resolved to, and whether API Gateway may invoke it for one source ARN (a
+/// route of the stage: a permission may allow one route and not another), as last read.
 #[derive(Clone)]
 struct Resolved {
-    at: Instant,
+    read_at: Instant,
+    used_at: Instant,
     version: Option<String>,
     permitted: bool,
+}
+
+/// (function ARN with its alias, the route's execute-api source ARN).
+type AliasKey = (String, String);
+
+/// A version's setup, made once by the first request that needs it.
+type VersionCell = Arc<tokio::sync::OnceCell<Arc<Running>>>;
+
+/// The credentials signatures are checked with, and when they were read.
+struct Keys {
+    known: Arc<Vec<Credentials>>,
+    read_at: Instant,
+    expires: Option<SystemTime>,
 }
 
 pub struct Local {
     apigw: aws_sdk_apigateway::Client,
     lambda: aws_sdk_lambda::Client,
     options: Options,
+    packages: super::packages::Packages,
     api: Mutex<Arc<Api>>,
-    aliases: Mutex<HashMap<String, Resolved>>,
-    versions: tokio::sync::Mutex<HashMap<(String, String), Arc<Pool>>>,
+    aliases: Mutex<HashMap<AliasKey, Resolved>>,
+    /// One cell per (function, version): the first request starts it, others wait for that,
+    /// and requests for other versions never wait behind it.
+    versions: Mutex<HashMap<(String, String), VersionCell>>,
+    keys: Mutex<Keys>,
     bucket: Mutex<TokenBucket>,
     requests: std::sync::atomic::AtomicU64,
 }
@@ -154,7 +180,7 @@ fn refused(r: &Refusal) -> Response<Full<Bytes>> {
 
 /// The model that applies to a body: its Content-Type's (without parameters), else `$default`.
 /// API Gateway validates against no model when neither is mapped.
-fn model_for<'a>(route: &'a Route, content_type: Option<&str>) -> Option<&'a Value> {
+fn model_for<'a>(route: &'a Route, content_type: Option<&str>) -> Option<&'a api::Model> {
     let media = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     media.as_deref().and_then(|m| route.models.get(m)).or_else(|| route.models.get("$default"))
 }
@@ -171,10 +197,8 @@ pub fn validate(route: &Route, headers: &hyper::HeaderMap, body: &[u8]) -> Resul
     }
     if route.validate_body {
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-        if let Some(schema) = model_for(route, content_type) {
-            let valid = serde_json::from_slice::<Value>(body).ok().is_some_and(|instance| {
-                jsonschema::draft4::new(schema).map(|v| v.is_valid(&instance)).unwrap_or(false)
-            });
+        if let Some(model) = model_for(route, content_type) {
+            let valid = serde_json::from_slice::<Value>(body).ok().is_some_and(|instance| model.is_valid(&instance));
             if !valid {
                 return Err((400, "Invalid request body".into()));
             }
@@ -234,20 +258,26 @@ impl Local {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the API {} has no stage {}", options.api_id, options.stage))?;
+        let keys = read_keys(&options.credentials).await?;
+        let packages = super::packages::Packages::new(options.packages.clone())
+            .map_err(|e| format!("making a private folder for the functions' bootstraps: {e}"))?;
         let burst = api.stage.burst;
         Ok(Arc::new(Local {
             apigw,
             lambda,
             options,
+            packages,
             api: Mutex::new(Arc::new(api)),
             aliases: Mutex::new(HashMap::new()),
-            versions: tokio::sync::Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            keys: Mutex::new(keys),
             bucket: Mutex::new(TokenBucket { tokens: f64::from(burst), at: Instant::now() }),
             requests: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
-    /// Reads the API and its stage again every `REFRESH`; a failed read keeps the last one.
+    /// Every `REFRESH`: the stage (and the routes when it serves another deployment), then
+    /// every alias in use. A failed read keeps the last answer.
     pub fn keep_fresh(self: &Arc<Self>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -256,6 +286,7 @@ impl Local {
                 if let Err(e) = me.refresh().await {
                     tracing::warn!("reading the API failed, serving the last definition: {e}");
                 }
+                me.refresh_aliases().await;
             }
         });
     }
@@ -272,8 +303,22 @@ impl Local {
         } else {
             api::read_routes(&self.apigw, &self.options.api_id).await?
         };
-        *lock(&self.api) = Arc::new(api::Api { id: current.id.clone(), routes, stage });
+        *lock(&self.api) = Arc::new(api::Api { id: current.id.clone(), reads: current.reads + 1, routes, stage });
         Ok(())
+    }
+
+    /// Reads again every alias a request asked for lately; forgets those nobody asked for.
+    async fn refresh_aliases(&self) {
+        let keys: Vec<AliasKey> = {
+            let mut aliases = lock(&self.aliases);
+            aliases.retain(|_, r| r.used_at.elapsed() < ALIAS_UNUSED);
+            aliases.keys().cloned().collect()
+        };
+        for (function_arn, source_arn) in keys {
+            if let Err(e) = self.read_alias(&function_arn, &source_arn).await {
+                tracing::warn!("reading {function_arn} failed, serving the last answer: {e}");
+            }
+        }
     }
 
     /// Serves on `listener` until the task is dropped.
@@ -293,15 +338,92 @@ impl Local {
         }
     }
 
+    /// Whether the request names this server as its host: 127.0.0.1, localhost or [::1] with
+    /// this port. A name that resolves here but is another (DNS rebinding) is refused.
+    fn addressed_here(&self, headers: &hyper::HeaderMap) -> bool {
+        let port = self.options.address.rsplit(':').next().unwrap_or_default();
+        headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|host| {
+            ["127.0.0.1", "localhost", "[::1]"]
+                .iter()
+                .any(|name| host.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).is_some_and(|p| p == port))
+        })
+    }
+
+    /// The credentials as they are now: read again when they have expired, or (at most once a
+    /// `REFRESH`) when a request names a key they do not hold, as after a rotation.
+    async fn verify(
+        &self,
+        service: &str,
+        parts: &hyper::http::request::Parts,
+        body: &[u8],
+    ) -> Result<auth::Caller, Refusal> {
+        let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let check = |known: &[Credentials]| {
+            auth::verify_for(
+                service,
+                parts.method.as_str(),
+                path_and_query,
+                &parts.headers,
+                body,
+                &self.options.region,
+                known,
+                SystemTime::now(),
+            )
+        };
+        let (known, expired, may_reread) = {
+            let keys = lock(&self.keys);
+            let expired = keys.expires.is_some_and(|at| at <= SystemTime::now());
+            (Arc::clone(&keys.known), expired, keys.read_at.elapsed() >= REFRESH)
+        };
+        let first = if expired { Err(Refusal::UnknownAccessKey) } else { check(&known) };
+        if first != Err(Refusal::UnknownAccessKey) || !(expired || may_reread) {
+            return first;
+        }
+        match read_keys(&self.options.credentials).await {
+            Ok(keys) => {
+                let known = Arc::clone(&keys.known);
+                *lock(&self.keys) = keys;
+                check(&known)
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                first
+            }
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-            return gateway(400, "Bad Request");
+        if !self.addressed_here(&parts.headers) {
+            return gateway(403, "Forbidden");
+        }
+        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return gateway(413, "Request Too Long"),
+            Err(_) => return gateway(400, "Bad Request"),
         };
         if let Some(rest) = parts.uri.path().strip_prefix(LAMBDA_INVOKE_PREFIX) {
+            if let Err(refusal) = self.verify("lambda", &parts, &body).await {
+                return lambda_refused(&refusal);
+            }
             return self.handle_invoke(rest, parts.uri.query(), &body).await;
         }
         let api = Arc::clone(&lock(&self.api));
+        let mut resp = self.handle_api(&api, parts, body, peer).await;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&api.reads.to_string()) {
+            resp.headers_mut().insert("x-tapctl-stage-read", v);
+        }
+        resp
+    }
+
+    /// API Gateway's steps for one request of the API, on the definition read last.
+    async fn handle_api(
+        &self,
+        api: &Api,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+        peer: std::net::SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let path = parts.uri.path().to_string();
         let stage_prefix = format!("/{}", api.stage.name);
         let resource_path = match path.strip_prefix(&stage_prefix) {
@@ -317,16 +439,7 @@ impl Local {
             return gateway(429, "Too Many Requests");
         }
         let caller = if route.authorization == "AWS_IAM" {
-            let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            match auth::verify(
-                parts.method.as_str(),
-                path_and_query,
-                &parts.headers,
-                &body,
-                &self.options.region,
-                &self.options.credentials,
-                SystemTime::now(),
-            ) {
+            match self.verify("execute-api", &parts, &body).await {
                 Ok(c) => Some(c.access_key_id),
                 Err(r) => return refused(&r),
             }
@@ -336,7 +449,7 @@ impl Local {
         if let Err((status, message)) = validate(route, &parts.headers, &body) {
             return gateway(status, &message);
         }
-        let (variables, canary) = variables_for(&api, rand::random::<f64>());
+        let (variables, canary) = variables_for(api, rand::random::<f64>());
         let Some(function_arn) = route.integration_uri.as_deref().and_then(|u| api::function_of(u, &variables)) else {
             return gateway(500, "Internal server error");
         };
@@ -361,7 +474,7 @@ impl Local {
         };
         let request_id = format!("{:016x}-local", self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let event = proxy_event(
-            &api,
+            api,
             route,
             &parts,
             &body,
@@ -371,7 +484,7 @@ impl Local {
             caller.as_deref(),
             peer,
         );
-        let pool = match self.pool(&function_arn, &version).await {
+        let running = match self.running(&function_arn, &version).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("{e}");
@@ -379,23 +492,23 @@ impl Local {
             }
         };
         let colour = function_arn.rsplit(':').next().unwrap_or_default().to_string();
-        let timeout = pool.version.timeout.min(INTEGRATION_TIMEOUT);
-        let invoked_at = Instant::now();
-        let outcome = pool.invoke(&request_id, &event, &function_arn, timeout).await;
-        // The function's share of the answer (event handed over → response back, as Lambda's
-        // Duration; with an instance's start when none was idle): the rest is this server's.
-        let function_ms = format!("{:.3}", invoked_at.elapsed().as_secs_f64() * 1000.0);
-        let mut resp = match outcome {
+        let timeout = running.version.timeout.min(INTEGRATION_TIMEOUT);
+        let finished = running.pool.invoke(Some(request_id.clone()), &event, &function_arn, timeout).await;
+        let mut resp = match finished.outcome {
             Outcome::Response(v) => proxy_response(&v).unwrap_or_else(|| gateway(502, "Internal server error")),
             Outcome::Error(_) => gateway(502, "Internal server error"),
             Outcome::TimedOut => gateway(504, "Endpoint request timed out"),
         };
+        // The function's own share of the answer (event handed to an instance → its answer:
+        // Lambda's Duration); the rest is this server's and the wait for a free instance.
+        let function_ms = finished.duration.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_default();
         let h = resp.headers_mut();
         for (k, v) in [
             ("x-amzn-requestid", request_id.as_str()),
             ("x-tapctl-colour", colour.as_str()),
             ("x-tapctl-version", version.as_str()),
             ("x-tapctl-canary", if canary { "true" } else { "false" }),
+            ("x-tapctl-deployment", api.stage.deployment_id.as_str()),
             ("x-tapctl-function-ms", function_ms.as_str()),
         ] {
             if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
@@ -409,20 +522,11 @@ impl Local {
     /// /2015-03-31/functions/{name or ARN}/invocations[?Qualifier=…]`, answered as Lambda answers
     /// (200 with the payload; `X-Amz-Function-Error: Unhandled` and the error document when the
     /// function failed or timed out; 404 `ResourceNotFoundException` for an unknown function).
-    /// Only loopback reaches it, and only the functions are told of it.
+    /// The caller's signature has been checked (service `lambda`).
     async fn handle_invoke(&self, rest: &str, query: Option<&str>, body: &Bytes) -> Response<Full<Bytes>> {
-        let Some(name) = rest.strip_suffix("/invocations") else {
+        let Some((function, qualifier)) = invoke_target(rest, query) else {
             return lambda_error(404, "UnknownOperationException", "only Invoke is served here");
         };
-        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned();
-        let qualifier = query
-            .map(url_pairs)
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|(k, v)| (k == "Qualifier").then_some(v))
-            .or_else(|| name.split(':').nth(7).map(str::to_string));
-        let function = name.split(':').nth(6).unwrap_or(&name).to_string();
-        let qualifier = qualifier.unwrap_or_else(|| "$LATEST".to_string());
         let version = if qualifier == "$LATEST" || qualifier.chars().all(|c| c.is_ascii_digit()) {
             qualifier.clone()
         } else {
@@ -436,37 +540,29 @@ impl Local {
         };
         let invoked =
             format!("arn:aws:lambda:{}:{}:function:{function}:{qualifier}", self.options.region, self.options.account);
-        let pool = match self.pool(&invoked, &version).await {
+        let running = match self.running(&invoked, &version).await {
             Ok(p) => p,
             Err(e) => return lambda_error(404, "ResourceNotFoundException", &e),
         };
         let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let request_id = format!("{:016x}-invoke", self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let (payload, failed) = match pool.invoke(&request_id, &event, &invoked, pool.version.timeout).await {
-            Outcome::Response(v) => (v, false),
-            Outcome::Error(v) => (v, true),
-            Outcome::TimedOut => (json!({"errorMessage": "Task timed out", "errorType": "Sandbox.Timedout"}), true),
-        };
-        let mut resp = Response::new(Full::new(Bytes::from(payload.to_string())));
-        let h = resp.headers_mut();
-        h.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
-        for (k, v) in [("x-amz-executed-version", version.as_str()), ("x-amzn-requestid", request_id.as_str())] {
-            if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
-                h.insert(k, v);
-            }
-        }
-        if failed {
-            h.insert("x-amz-function-error", hyper::header::HeaderValue::from_static("Unhandled"));
-        }
-        resp
+        let finished = running.pool.invoke(Some(request_id.clone()), &event, &invoked, running.version.timeout).await;
+        invoke_answer(finished.outcome, &version, &request_id)
     }
 
-    /// The version an alias names and whether API Gateway may invoke it, read at most once per
-    /// `REFRESH` (so that an `up` or a revoked permission shows within a second).
+    /// The version an alias names and whether API Gateway may invoke it from `source_arn`: as
+    /// the background refresh last read it, or read now the first time (or when the refresh has
+    /// been failing for `ALIAS_STALE`).
     async fn resolve(&self, function_arn: &str, source_arn: &str) -> Result<(Option<String>, bool), AwsError> {
-        if let Some(r) = lock(&self.aliases).get(function_arn).filter(|r| r.at.elapsed() < REFRESH).cloned() {
-            return Ok((r.version, r.permitted));
+        let key = (function_arn.to_string(), source_arn.to_string());
+        if let Some(r) = lock(&self.aliases).get_mut(&key).filter(|r| r.read_at.elapsed() < ALIAS_STALE) {
+            r.used_at = Instant::now();
+            return Ok((r.version.clone(), r.permitted));
         }
+        self.read_alias(function_arn, source_arn).await
+    }
+
+    async fn read_alias(&self, function_arn: &str, source_arn: &str) -> Result<(Option<String>, bool), AwsError> {
         let (name, alias) = function_arn.rsplit_once(':').unwrap_or((function_arn, ""));
         let name = name.rsplit(':').next().unwrap_or(name).to_string();
         let got = self
@@ -491,53 +587,61 @@ impl Local {
         let permitted = policy
             .and_then(|p| p.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()))
             .is_some_and(|p| permits(&p, source_arn));
-        lock(&self.aliases)
-            .insert(function_arn.to_string(), Resolved { at: Instant::now(), version: version.clone(), permitted });
+        let now = Instant::now();
+        let mut aliases = lock(&self.aliases);
+        let used_at = aliases.get(&(function_arn.to_string(), source_arn.to_string())).map_or(now, |r| r.used_at);
+        aliases.insert(
+            (function_arn.to_string(), source_arn.to_string()),
+            Resolved { read_at: now, used_at, version: version.clone(), permitted },
+        );
         Ok((version, permitted))
     }
 
-    /// The running instances of `function_arn`'s `version`, started on first use from the
-    /// package whose CodeSha256 is the version's.
-    async fn pool(&self, function_arn: &str, version: &str) -> Result<Arc<Pool>, String> {
+    /// `function_arn`'s `version` with its instances, set up on first use from the package whose
+    /// CodeSha256 is the version's.
+    async fn running(&self, function_arn: &str, version: &str) -> Result<Arc<Running>, String> {
         let (qualified, _) = function_arn.rsplit_once(':').unwrap_or((function_arn, ""));
         let name = qualified.rsplit(':').next().unwrap_or(qualified).to_string();
-        let key = (name.clone(), version.to_string());
-        let mut versions = self.versions.lock().await;
-        if let Some(p) = versions.get(&key) {
-            return Ok(Arc::clone(p));
-        }
+        let cell = Arc::clone(lock(&self.versions).entry((name.clone(), version.to_string())).or_default());
+        cell.get_or_try_init(|| self.start_version(&name, version)).await.cloned()
+    }
+
+    async fn start_version(&self, name: &str, version: &str) -> Result<Arc<Running>, String> {
         let c = self
             .lambda
             .get_function_configuration()
-            .function_name(&name)
+            .function_name(name)
             .qualifier(version)
             .send()
             .await
             .aws("lambda:GetFunctionConfiguration")
             .map_err(|e| e.to_string())?;
         let v = Version {
-            name: name.clone(),
+            name: name.to_string(),
             version: version.to_string(),
             code_sha256: c.code_sha256().unwrap_or_default().to_string(),
             environment: c.environment().and_then(|e| e.variables().cloned()).unwrap_or_default(),
             timeout: Duration::from_secs(c.timeout().unwrap_or(3).max(1) as u64),
             memory: c.memory_size().unwrap_or(128),
         };
-        let bootstrap = super::packages::bootstrap_for(&self.options.packages, &v.code_sha256)
+        let packages = &self.packages;
+        let sha = v.code_sha256.clone();
+        // Hashing and unzipping read files: off the threads that serve requests.
+        let bootstrap = tokio::task::block_in_place(|| packages.bootstrap_for(&sha))
             .map_err(|e| format!("{name} version {version}: {e}"))?;
-        let runtime = RuntimeApi::start().await.map_err(|e| format!("starting a Lambda Runtime API: {e}"))?;
-        let env = self.instance_env(&runtime.address, &v);
-        let pool =
-            Arc::new(Pool { runtime, children: tokio::sync::Mutex::new(Vec::new()), bootstrap, version: v, env });
-        versions.insert(key, Arc::clone(&pool));
-        Ok(pool)
+        let pool = runtime::Pool::new(runtime::Launch {
+            program: bootstrap,
+            env: self.instance_env(&v),
+            output: runtime::Output::Inherit,
+            max_instances: MAX_INSTANCES,
+        });
+        Ok(Arc::new(Running { pool, version: v }))
     }
 
-    /// The environment every instance gets besides its version's own.
-    fn instance_env(&self, runtime_api: &str, v: &Version) -> Vec<(String, String)> {
+    /// Every instance's whole environment: nothing of tapctl's own is inherited.
+    fn instance_env(&self, v: &Version) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.options.aws_env.clone();
         env.extend([
-            ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME".into(), v.name.clone()),
             ("AWS_LAMBDA_FUNCTION_VERSION".into(), v.version.clone()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), v.memory.to_string()),
@@ -558,32 +662,69 @@ impl Local {
     }
 }
 
-impl Pool {
-    /// Like Lambda: an event goes to an idle instance, and a new instance is started when none
-    /// is idle (up to `MAX_INSTANCES`; beyond, the event waits for the first free one).
-    async fn invoke(&self, request_id: &str, event: &Value, invoked_arn: &str, timeout: Duration) -> Outcome {
-        {
-            let mut children = self.children.lock().await;
-            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
-            if self.runtime.idle_instances() == 0 && children.len() < MAX_INSTANCES {
-                let mut cmd = Command::new(&self.bootstrap);
-                cmd.env_clear()
-                    .envs(self.env.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit())
-                    .kill_on_drop(true);
-                match cmd.spawn() {
-                    Ok(child) => children.push(child),
-                    Err(e) => {
-                        tracing::error!("starting {}: {e}", self.bootstrap.display());
-                        return Outcome::Error(json!({"errorType": "Runtime.InvalidEntrypoint"}));
-                    }
-                }
-            }
+/// The credentials the provider holds now.
+async fn read_keys(provider: &aws_credential_types::provider::SharedCredentialsProvider) -> Result<Keys, String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let c = provider.provide_credentials().await.map_err(|e| {
+        format!("tapctl local checks signatures with tapctl's own AWS credentials, and they cannot be read: {e}")
+    })?;
+    Ok(Keys {
+        known: Arc::new(vec![Credentials {
+            access_key_id: c.access_key_id().to_string(),
+            secret_access_key: c.secret_access_key().to_string(),
+            session_token: c.session_token().map(str::to_string),
+        }]),
+        read_at: Instant::now(),
+        expires: c.expiry(),
+    })
+}
+
+/// The function and qualifier an Invoke path names: `{name or ARN}/invocations`, the
+/// qualifier from `?Qualifier=` or the ARN's own, `$LATEST` when neither says.
+pub fn invoke_target(rest: &str, query: Option<&str>) -> Option<(String, String)> {
+    let name = rest.strip_suffix("/invocations")?;
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy().into_owned();
+    let qualifier = query
+        .map(url_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|(k, v)| (k == "Qualifier").then_some(v))
+        .or_else(|| name.split(':').nth(7).map(str::to_string));
+    let function = name.split(':').nth(6).unwrap_or(&name).to_string();
+    Some((function, qualifier.unwrap_or_else(|| "$LATEST".to_string())))
+}
+
+/// Lambda's answer to a RequestResponse Invoke with this outcome.
+pub fn invoke_answer(outcome: Outcome, version: &str, request_id: &str) -> Response<Full<Bytes>> {
+    let (payload, failed) = match outcome {
+        Outcome::Response(v) => (v, false),
+        Outcome::Error(v) => (v, true),
+        Outcome::TimedOut => (json!({"errorMessage": "Task timed out", "errorType": "Sandbox.Timedout"}), true),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(payload.to_string())));
+    let h = resp.headers_mut();
+    h.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    for (k, v) in [("x-amz-executed-version", version), ("x-amzn-requestid", request_id)] {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
+            h.insert(k, v);
         }
-        self.runtime.invoke(Some(request_id.to_string()), event, invoked_arn, timeout).await
     }
+    if failed {
+        h.insert("x-amz-function-error", hyper::header::HeaderValue::from_static("Unhandled"));
+    }
+    resp
+}
+
+/// Lambda's refusal of a request it cannot authenticate (its error codes, 403).
+fn lambda_refused(r: &Refusal) -> Response<Full<Bytes>> {
+    let code = match r {
+        Refusal::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+        Refusal::UnknownAccessKey => "UnrecognizedClientException",
+        Refusal::IncompleteSignature(_) => "IncompleteSignatureException",
+        Refusal::SignatureMismatch | Refusal::SignatureExpired(_) => "InvalidSignatureException",
+    };
+    let message = r.body()["message"].as_str().unwrap_or_default().to_string();
+    lambda_error(403, code, &message)
 }
 
 /// API Gateway's REST (v1) Lambda proxy event.

@@ -135,7 +135,7 @@ impl Payments {
         }
         let f = Function::start(function, containers, &env);
         if function == "process" {
-            f.api.set_invoked_arn(PROCESS_BLUE);
+            f.set_invoked_arn(PROCESS_BLUE);
         }
         f
     }

@@ -1,8 +1,7 @@
-//! A Lambda Runtime API server for the tests (the emulator cannot run functions: testing.md).
-//! The functions' real binaries are started as "containers" polling it, exactly as on Lambda:
-//! `GET /2018-06-01/runtime/invocation/next` long-polls for an event, the response or error is
-//! POSTed back under the request id. Several containers may poll one server (concurrency).
-//! Accepted sockets set TCP_NODELAY: without it some invocations stall ~40 ms (Nagle + delayed ACK).
+//! The functions' real binaries, run for the tests as Lambda runs them (the emulator cannot run
+//! functions: testing.md), on tapctl's own execution model (`tapctl::local::runtime`, the one
+//! `tapctl local` serves with): each instance polls its own Lambda Runtime API, one invocation
+//! at a time. Their log lines go to a file the tests read.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,159 +11,18 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sha2::Digest;
-use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tapctl::local::runtime::{Finished, Launch, Outcome as Ended, Output, Pool};
 
 /// What an invocation ended with: the function's response, or its error document.
 pub type Outcome = Result<Value, Value>;
 
-struct Pending {
-    id: String,
-    event: Vec<u8>,
-    reply: mpsc::Sender<Outcome>,
-}
-
-#[derive(Default)]
-struct Shared {
-    waiting: HashMap<String, mpsc::Sender<Outcome>>,
-    /// When each container's first `next` arrived (cold init ends there).
-    first_polls: Vec<Instant>,
-    init_errors: Vec<String>,
-    /// When each invocation was handed to a container (by request id), and how long each took
-    /// from then to its response: the function's own time plus a loopback round trip.
-    handed_out: HashMap<String, Instant>,
-    durations: Vec<Duration>,
-    /// What the containers are told they were invoked as (`Lambda-Runtime-Invoked-Function-Arn`):
-    /// an alias ARN when the API calls a colour.
-    invoked_arn: String,
-}
-
-pub struct RuntimeApi {
-    pub address: String,
-    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
-    shared: Arc<Mutex<Shared>>,
-    counter: AtomicU64,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl RuntimeApi {
-    pub fn start() -> RuntimeApi {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let address = listener.local_addr().expect("addr").to_string();
-        let (queue, rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let shared = Arc::new(Mutex::new(Shared {
-            invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
-            ..Shared::default()
-        }));
-        let st = shared.clone();
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let _ = stream.set_nodelay(true);
-                let (rx, st) = (rx.clone(), st.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let (rx, st) = (rx.clone(), st.clone());
-                        async move { serve(req, rx, st).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        RuntimeApi { address, queue, shared, counter: AtomicU64::new(0), _runtime: runtime }
-    }
-
-    /// Sends an event to whichever container polls next and waits for its outcome.
-    pub fn invoke(&self, event: &Value) -> Outcome {
-        let id = format!("req-{:06}", self.counter.fetch_add(1, Ordering::SeqCst));
-        let (reply, outcome) = mpsc::channel();
-        self.queue.send(Pending { id, event: event.to_string().into_bytes(), reply }).expect("runtime api is down");
-        outcome.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let errors = self.shared.lock().unwrap().init_errors.clone();
-            panic!("no outcome within 60 s (init errors: {errors:?})")
-        })
-    }
-
-    /// The ARN the next invocations report as invoked (e.g. an alias's).
-    pub fn set_invoked_arn(&self, arn: &str) {
-        self.shared.lock().unwrap().invoked_arn = arn.to_string();
-    }
-
-    #[allow(dead_code)] // used by the benchmark (benches/functions.rs)
-    pub fn first_polls(&self) -> Vec<Instant> {
-        self.shared.lock().unwrap().first_polls.clone()
-    }
-
-    #[allow(dead_code)] // used by the benchmark
-    pub fn take_durations(&self) -> Vec<Duration> {
-        std::mem::take(&mut self.shared.lock().unwrap().durations)
-    }
-}
-
-fn reply(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
-    Response::builder().status(status).body(Full::new(Bytes::from(body))).expect("response")
-}
-
-async fn serve(
-    req: Request<Incoming>,
-    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Pending>>>,
-    st: Arc<Mutex<Shared>>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await?.to_bytes().to_vec();
-    let parts: Vec<&str> = path.trim_start_matches("/2018-06-01/runtime/").split('/').collect();
-    Ok(match parts.as_slice() {
-        ["invocation", "next"] => {
-            st.lock().unwrap().first_polls.push(Instant::now());
-            let Some(p) = rx.lock().await.recv().await else { return Ok(reply(500, vec![])) };
-            let invoked_arn = {
-                let mut shared = st.lock().unwrap();
-                shared.waiting.insert(p.id.clone(), p.reply);
-                shared.handed_out.insert(p.id.clone(), Instant::now());
-                shared.invoked_arn.clone()
-            };
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() + 30_000)
-                .unwrap_or_default();
-            Response::builder()
-                .status(200)
-                .header("Lambda-Runtime-Aws-Request-Id", &p.id)
-                .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
-                .header("Lambda-Runtime-Invoked-Function-Arn", invoked_arn)
-                .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0")
-                .body(Full::new(Bytes::from(p.event)))
-                .expect("response")
-        }
-        ["invocation", id, kind @ ("response" | "error")] => {
-            let value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
-            let mut shared = st.lock().unwrap();
-            if let Some(at) = shared.handed_out.remove(*id) {
-                shared.durations.push(at.elapsed());
-            }
-            if let Some(tx) = shared.waiting.remove(*id) {
-                let _ = tx.send(if *kind == "response" { Ok(value) } else { Err(value) });
-            }
-            reply(202, br#"{"status":"OK"}"#.to_vec())
-        }
-        ["init", "error"] => {
-            st.lock().unwrap().init_errors.push(String::from_utf8_lossy(&body).into_owned());
-            reply(202, br#"{"status":"OK"}"#.to_vec())
-        }
-        _ => reply(404, vec![]),
-    })
-}
+/// How long a test waits for one invocation: far above any function's time, so only a hung
+/// function reaches it.
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A function's bootstrap exactly as it ships: unzipped from the package `tapctl build` wrote
 /// (scripts/test builds the packages before the tests), so the tests run what Lambda would run.
@@ -199,32 +57,36 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Starts a program just written by this process, retrying while Linux answers "text file busy".
-/// Writing a file and executing it from a multi-threaded process races with every other thread's
-/// fork: a child forked while the file was open for writing holds that descriptor until its own
-/// exec, and exec of the file fails with ETXTBSY meanwhile (rust-lang/rust#114554, golang/go#22315).
-/// The window is the child's fork-to-exec time, so a few short retries close it; a file that stays
-/// busy is a real fault and fails the test.
-pub fn spawn_fresh_executable(cmd: &mut Command) -> Child {
-    for _ in 0..100 {
-        match cmd.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
+/// The environment an instance gets: the test process's own, with the harness's AWS settings
+/// (one source: `harness::aws_env`), as a spawned `Command` would have inherited it.
+fn function_env() -> Vec<(String, String)> {
+    let mut cmd = std::process::Command::new("true");
+    super::harness::aws_env(&mut cmd);
+    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    for (k, v) in cmd.get_envs() {
+        let k = k.to_string_lossy().into_owned();
+        match v {
+            Some(v) => {
+                env.insert(k, v.to_string_lossy().into_owned());
             }
-            spawned => return spawned.expect("cannot start the function"),
+            None => {
+                env.remove(&k);
+            }
         }
     }
-    panic!("{:?} stayed busy (open for writing) for 2 s", cmd.get_program())
+    env.into_iter().collect()
 }
 
-/// Running containers of one function, all polling one Runtime API; their output (stdout and
-/// stderr: the log lines) goes to a file the tests read.
+/// Instances of one function, started up front ("containers"), at most that many at once.
 pub struct Function {
-    pub api: RuntimeApi,
-    children: Vec<Child>,
+    pool: Arc<Pool>,
+    invoked_arn: Mutex<String>,
+    durations: Mutex<Vec<Duration>>,
     pub log: tempfile::NamedTempFile,
     #[allow(dead_code)] // used by the benchmark: cold init = first poll - started
     pub started: Instant,
+    /// Last: the instances' tasks run on it, and dropping it ends them (and kills the processes).
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Function {
@@ -233,31 +95,73 @@ impl Function {
     }
 
     pub fn start_binary(path: &std::path::Path, name: &str, containers: usize, env: &[(&str, &str)]) -> Function {
-        let api = RuntimeApi::start();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
         let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut all = function_env();
+        all.extend(
+            [
+                ("AWS_LAMBDA_FUNCTION_NAME", name),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+            ]
+            .into_iter()
+            .chain(env.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let pool = Pool::new(Launch {
+            program: path.to_path_buf(),
+            env: all,
+            output: Output::File(log.path().to_path_buf()),
+            max_instances: containers,
+        });
         let started = Instant::now();
-        let children = (0..containers)
-            .map(|_| {
-                let mut cmd = Command::new(path);
-                super::harness::aws_env(&mut cmd);
-                cmd.env("AWS_LAMBDA_RUNTIME_API", &api.address)
-                    .env("AWS_LAMBDA_FUNCTION_NAME", name)
-                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-                    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-                    .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-                    .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
-                    .envs(env.iter().copied())
-                    .stdin(Stdio::null())
-                    .stdout(log.reopen().expect("log"))
-                    .stderr(log.reopen().expect("log"));
-                spawn_fresh_executable(&mut cmd)
-            })
-            .collect();
-        Function { api, children, log, started }
+        runtime.block_on(pool.prestart(containers)).expect("cannot start the function");
+        Function {
+            pool,
+            invoked_arn: Mutex::new("arn:aws:lambda:us-east-1:123456789012:function:test".into()),
+            durations: Mutex::new(Vec::new()),
+            log,
+            started,
+            runtime,
+        }
     }
 
+    /// Sends an event to a free instance and waits for its outcome.
     pub fn invoke(&self, event: &Value) -> Outcome {
-        self.api.invoke(event)
+        let arn = self.invoked_arn.lock().unwrap().clone();
+        let finished = self.runtime.block_on(self.pool.invoke(None, event, &arn, INVOCATION_TIMEOUT));
+        self.outcome(finished)
+    }
+
+    fn outcome(&self, finished: Finished) -> Outcome {
+        if let Some(d) = finished.duration {
+            self.durations.lock().unwrap().push(d);
+        }
+        match finished.outcome {
+            Ended::Response(v) => Ok(v),
+            Ended::Error(e) => Err(e),
+            Ended::TimedOut => {
+                panic!("no outcome within {INVOCATION_TIMEOUT:?} (init errors: {:?})", self.pool.init_errors())
+            }
+        }
+    }
+
+    /// The ARN the next invocations report as invoked (e.g. an alias's).
+    pub fn set_invoked_arn(&self, arn: &str) {
+        *self.invoked_arn.lock().unwrap() = arn.to_string();
+    }
+
+    #[allow(dead_code)] // used by the benchmark (benches/functions.rs)
+    pub fn first_polls(&self) -> Vec<Instant> {
+        self.pool.first_polls()
+    }
+
+    /// Each invocation's time from handing the event over to the answer (Lambda's Duration).
+    #[allow(dead_code)] // used by the benchmark
+    pub fn take_durations(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.durations.lock().unwrap())
     }
 
     /// An API Gateway REST (v1) proxy event for `POST /<resource>` on stage `live`.
@@ -306,15 +210,6 @@ impl Function {
     }
 }
 
-impl Drop for Function {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// One `lambda:Invoke` as the fake endpoint received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -324,42 +219,36 @@ pub struct Invocation {
 }
 
 /// Lambda's `Invoke` (RequestResponse) for one function, which the emulator cannot run (no
-/// Docker: testing.md): `POST /2015-03-31/functions/<name>/invocations[?Qualifier=q]` hands the
-/// payload to the function's real binary through its Runtime API and answers as Lambda does —
-/// 200 with the response, or 200 with `X-Amz-Function-Error: Unhandled` and the error document;
-/// another function name is a 404 ResourceNotFoundException. A function under test points its
-/// Lambda client here with `AWS_ENDPOINT_URL_LAMBDA` (the SDK's per-service endpoint), while its
-/// other clients still go to the emulator. Every invocation is recorded.
+/// Docker: testing.md), answered as `tapctl local` answers it (`invoke_target`,
+/// `invoke_answer`): 200 with the response, or 200 with `X-Amz-Function-Error: Unhandled` and
+/// the error document; another function name is a 404 ResourceNotFoundException. A function
+/// under test points its Lambda client here with `AWS_ENDPOINT_URL_LAMBDA` (the SDK's
+/// per-service endpoint), while its other clients still go to the emulator. Unlike `tapctl
+/// local`'s, it checks no signature: it serves one test's function, and records every call.
 pub struct InvokeEndpoint {
     pub url: String,
     invocations: Arc<Mutex<Vec<Invocation>>>,
-    _runtime: tokio::runtime::Runtime,
-    /// Dropped after the runtime (fields drop in order), outside it: the function's own Runtime
-    /// API runtime cannot be dropped on one of this runtime's threads.
-    _function: Arc<Function>,
+    /// Its server runs on the function's runtime, and ends with it.
+    _function: Function,
 }
 
 impl InvokeEndpoint {
     pub fn start(function_name: &str, function: Function) -> InvokeEndpoint {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
         let listener = StdListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let invocations = Arc::new(Mutex::new(Vec::new()));
-        let function = Arc::new(function);
-        let kept = function.clone();
-        let name = function_name.to_string();
-        let recorded = invocations.clone();
-        runtime.spawn(async move {
+        let (pool, name, recorded) = (Arc::clone(&function.pool), function_name.to_string(), invocations.clone());
+        function.runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let _ = stream.set_nodelay(true);
-                let (function, name, recorded) = (function.clone(), name.clone(), recorded.clone());
+                let (pool, name, recorded) = (pool.clone(), name.clone(), recorded.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (function, name, recorded) = (function.clone(), name.clone(), recorded.clone());
-                        async move { invoke(req, function, name, recorded).await }
+                        let (pool, name, recorded) = (pool.clone(), name.clone(), recorded.clone());
+                        async move { invoke(req, pool, name, recorded).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -367,7 +256,7 @@ impl InvokeEndpoint {
                 });
             }
         });
-        InvokeEndpoint { url, invocations, _runtime: runtime, _function: kept }
+        InvokeEndpoint { url, invocations, _function: function }
     }
 
     pub fn invocations(&self) -> Vec<Invocation> {
@@ -377,44 +266,32 @@ impl InvokeEndpoint {
 
 async fn invoke(
     req: Request<Incoming>,
-    function: Arc<Function>,
+    pool: Arc<Pool>,
     name: String,
     recorded: Arc<Mutex<Vec<Invocation>>>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let path = req.uri().path().to_string();
-    let qualifier = req
-        .uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Qualifier="))
-        .map(|q| q.replace("%24", "$"));
+    let target = path
+        .strip_prefix("/2015-03-31/functions/")
+        .and_then(|rest| tapctl::local::server::invoke_target(rest, req.uri().query()));
     let body = req.into_body().collect().await?.to_bytes().to_vec();
-    let target = path.strip_prefix("/2015-03-31/functions/").and_then(|rest| rest.strip_suffix("/invocations"));
-    // A function may be named by its name or by its ARN (…:function:<name>[:qualifier]).
-    let named = target.map(|t| t.replace("%3A", ":")).map(|t| match t.split(':').nth(6) {
-        Some(n) => n.to_string(),
-        None => t,
-    });
-    if named.as_deref() != Some(name.as_str()) {
-        let message = format!("Function not found: {}", target.unwrap_or(&path));
+    let Some((function, qualifier)) = target.filter(|(f, _)| *f == name) else {
+        let message = format!("Function not found: {path}");
         return Ok(Response::builder()
             .status(404)
             .header("x-amzn-ErrorType", "ResourceNotFoundException")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(json!({ "Type": "User", "Message": message }).to_string())))
             .expect("response"));
-    }
-    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    recorded.lock().unwrap().push(Invocation { function: name, qualifier, payload: payload.clone() });
-    let outcome = tokio::task::spawn_blocking(move || function.invoke(&payload)).await.expect("invoke");
-    let mut response = Response::builder().status(200).header("X-Amz-Executed-Version", "1");
-    let document = match outcome {
-        Ok(v) => v,
-        Err(e) => {
-            response = response.header("X-Amz-Function-Error", "Unhandled");
-            e
-        }
     };
-    Ok(response.body(Full::new(Bytes::from(document.to_string()))).expect("response"))
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let named = (qualifier != "$LATEST").then(|| qualifier.clone());
+    recorded.lock().unwrap().push(Invocation {
+        function: function.clone(),
+        qualifier: named,
+        payload: payload.clone(),
+    });
+    let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{function}:{qualifier}");
+    let finished = pool.invoke(None, &payload, &arn, INVOCATION_TIMEOUT).await;
+    Ok(tapctl::local::server::invoke_answer(finished.outcome, "1", "invoke"))
 }

@@ -45,17 +45,22 @@ fn start_with(acct: &Account, extra: &[&str]) -> Local {
     Local { child, address }
 }
 
-/// One HTTP/1.1 request; (status, headers lower-cased, body).
+/// One HTTP/1.1 request, with `Host: <address>` unless `headers` name one; (status, headers
+/// lower-cased, body).
 fn send(address: &str, path: &str, headers: &[(String, String)], body: &str) -> (u16, Vec<(String, String)>, Value) {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut request = format!("POST {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("host: {address}\r\n"));
+    }
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("write");
+    // A refused body may be cut short by the server's answer: what it answered is the point.
+    let _ = stream.write_all(request.as_bytes());
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("read");
     let (head, body) = raw.split_once("\r\n\r\n").expect("a response");
@@ -70,6 +75,25 @@ fn send(address: &str, path: &str, headers: &[(String, String)], body: &str) -> 
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The stage read an answer of the API was served from (`x-tapctl-stage-read`): here an unsigned
+/// request's, which runs nothing.
+fn stage_read(address: &str) -> u64 {
+    let (_, h, _) = send(address, "/live/validate", &[], "{}");
+    header(&h, "x-tapctl-stage-read").and_then(|r| r.parse().ok()).expect("x-tapctl-stage-read")
+}
+
+/// Returns once every answer comes from a stage read that began after this call: if the first
+/// answer names read n, read n+1 may have begun before the call, read n+2 did not. The reads
+/// are a second apart; the bound is a safety net for a server that stopped reading.
+fn await_fresh_read(address: &str) {
+    let first = stage_read(address);
+    let stop = Instant::now() + Duration::from_secs(300);
+    while stage_read(address) < first + 2 {
+        assert!(Instant::now() < stop, "the stage was not read again in 300 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -116,10 +140,13 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
     });
     assert_eq!(header(&h, "x-tapctl-version"), Some(blue_version.as_str()));
 
-    // A shift is served within seconds (the stage is read again every second).
+    // A shift is served from the first stage read that began after it, without racing a clock:
+    // each answer names the read it was served from (x-tapctl-stage-read). Read n+1 may have
+    // begun before the shift returned, when the first answer after it came from read n; read
+    // n+2 began after. The reads are REFRESH (1 s) apart, so that is "within a second" of a
+    // read, and every answer from read n+2 on must be green.
     acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--weight", "100"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let validate = || {
         let (status, h, v) = send(
             a,
             "/live/validate",
@@ -127,12 +154,40 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
             &body,
         );
         assert_eq!(status, 200, "{v}");
-        if header(&h, "x-tapctl-colour") == Some("green") {
+        let read: u64 = header(&h, "x-tapctl-stage-read").and_then(|r| r.parse().ok()).expect("x-tapctl-stage-read");
+        (read, header(&h, "x-tapctl-colour").map(str::to_string))
+    };
+    let (after_shift, _) = validate();
+    // A safety net for a server that stopped reading, not a measure: reads come every second.
+    let stop = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (read, colour) = validate();
+        if read >= after_shift + 2 {
+            assert_eq!(colour.as_deref(), Some("green"), "read {read} began after the shift and still served blue");
             break;
         }
-        assert!(Instant::now() < deadline, "the shift to green was not served within 10 s");
+        assert!(Instant::now() < stop, "the stage was not read again in 300 s (still read {read})");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // Only this machine's own names reach it: a name that resolves here but is another's (DNS
+    // rebinding from a web page) is refused before anything else.
+    let mut rebound = execute_api_headers(a, "/live/validate", "application/json", &body, "testing");
+    rebound.retain(|(k, _)| k != "host");
+    rebound.push(("host".into(), format!("payments.attacker.example:{}", a.rsplit(':').next().unwrap())));
+    let (status, _, v) = send(a, "/live/validate", &rebound, &body);
+    assert_eq!((status, v["message"].as_str()), (403, Some("Forbidden")), "{v}");
+    // API Gateway's payload quota (10 MB): refused with 413 before any authorization.
+    let huge = "x".repeat(10 * 1024 * 1024 + 1);
+    let (status, _, v) = send(a, "/live/validate", &[("content-type".into(), "application/json".into())], &huge);
+    assert_eq!((status, v["message"].as_str()), (413, Some("Request Too Long")), "{v}");
+    // The Lambda Invoke it serves to the functions (process → its migrator) checks a Lambda
+    // signature too: unsigned, or signed for API Gateway, nothing runs.
+    let invoke = "/2015-03-31/functions/payment-validate-qa/invocations";
+    let (status, h, _) = send(a, invoke, &[], "{}");
+    assert_eq!((status, header(&h, "x-amzn-errortype")), (403, Some("MissingAuthenticationTokenException")));
+    let (status, h, _) = send(a, invoke, &execute_api_headers(a, invoke, "application/json", "{}", "testing"), "{}");
+    assert_eq!((status, header(&h, "x-amzn-errortype")), (403, Some("IncompleteSignatureException")));
 
     // Without the alias's invoke permission API Gateway answers 500.
     acct.block_on(async {
@@ -150,7 +205,8 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
                 .unwrap();
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Aliases are read again in the background every second; the bound is a safety net.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (status, _, v) = send(
             a,
@@ -162,7 +218,7 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
             assert_eq!(v["message"].as_str(), Some("Internal server error"));
             break;
         }
-        assert!(Instant::now() < deadline, "a revoked permission was still served after 10 s");
+        assert!(Instant::now() < deadline, "a revoked permission was still served after 120 s");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -317,8 +373,8 @@ fn a_release_and_a_rollback_under_a_stream_of_payments_lose_nothing_and_record_n
         let up = p.acct.tapctl(&["up", "--suffix", "qa"]).env("TAPCTL_PACKAGES", release.path()).output().unwrap();
         assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
         p.acct.ok(&["shift", "--suffix", "qa", "--to", "green", "--steps", "10,50,100", "--interval", "2s"]);
-        // The stage is read every second: a few more seconds of traffic see the promotion.
-        std::thread::sleep(Duration::from_secs(3));
+        // Traffic goes on until a stage read that began after the promotion has served.
+        await_fresh_read(a);
     });
     let green = alias_version(&p.acct, "green");
     assert_ne!(green, blue, "up published the release to green");
@@ -336,7 +392,7 @@ fn a_release_and_a_rollback_under_a_stream_of_payments_lose_nothing_and_record_n
 
     // A canary rolled back: 30 % to blue (now idle), then --weight 0.
     p.acct.ok(&["shift", "--suffix", "qa", "--to", "blue", "--weight", "30"]);
-    std::thread::sleep(Duration::from_secs(2));
+    await_fresh_read(a);
     let canary: Vec<Answer> =
         (0..200).map(|i| pay_and_keep(a, format!("canary-{i}"), fresh_payment(5000 + i), true)).collect();
     assert_nothing_lost_or_doubled(&p, &canary);
@@ -346,7 +402,7 @@ fn a_release_and_a_rollback_under_a_stream_of_payments_lose_nothing_and_record_n
     assert!((31..=89).contains(&to_blue), "{to_blue} of 200 went to the 30 % canary");
     let rollback_run = under_traffic(a, "rollback", || {
         p.acct.ok(&["shift", "--suffix", "qa", "--to", "blue", "--weight", "0"]);
-        std::thread::sleep(Duration::from_secs(3));
+        await_fresh_read(a);
     });
     assert_nothing_lost_or_doubled(&p, &rollback_run);
     let last_invoked = rollback_run.iter().rfind(|a| a.valid_input);

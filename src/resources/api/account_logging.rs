@@ -22,7 +22,7 @@ use crate::resources::retry::catalogue;
 use crate::resources::Outputs;
 use crate::resources::{kms, Change, Ctx, Drift, Input, Resource, Result};
 use async_trait::async_trait;
-use aws_sdk_apigateway::types::{Op, PatchOperation};
+use aws_sdk_apigateway::types::PatchOperation;
 use aws_sdk_iam::types::Tag;
 use futures::FutureExt;
 use serde_json::json;
@@ -109,7 +109,7 @@ fn welcome_drifts(ctx: &Ctx, o: &Observed) -> Result<Vec<Drift>> {
 }
 
 fn set_account_role(value: &str) -> PatchOperation {
-    PatchOperation::builder().op(Op::Replace).path("/cloudwatchRoleArn").value(value).build()
+    super::replace("/cloudwatchRoleArn", value)
 }
 
 #[async_trait]

@@ -23,13 +23,14 @@ use crate::resources::{or_none, Change, Ctx, Drift, Input, Outputs, Resource, Re
 use crate::traffic::STAGE;
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{
-    DomainNameStatus, EndpointAccessMode, EndpointConfiguration, EndpointType, Op, PatchOperation, SecurityPolicy,
+    DomainNameStatus, EndpointAccessMode, EndpointConfiguration, EndpointType, SecurityPolicy,
 };
 use futures::FutureExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::replace;
 use super::rest::{self, ENDPOINT_ACCESS_MODE, SECURITY_POLICY};
 
 pub struct ApiDomain;
@@ -198,10 +199,6 @@ fn readiness(d: Option<Domain>) -> Readiness<Domain> {
         Some(other) => Readiness::Pending(other.as_str().to_string()),
         None => Readiness::Pending("no status yet".into()),
     }
-}
-
-fn replace(path: &str, value: &str) -> PatchOperation {
-    PatchOperation::builder().op(Op::Replace).path(path).value(value).build()
 }
 
 fn domain_drifts(ctx: &Ctx, want: &crate::config::ApiDomain, d: &Domain, api_id: Option<&str>) -> Vec<Drift> {

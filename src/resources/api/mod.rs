@@ -9,6 +9,13 @@ pub mod stage;
 
 use crate::aws::AwsResultExt;
 use crate::resources::{Ctx, Result};
+use aws_sdk_apigateway::types::{Op, PatchOperation};
+
+/// API Gateway's one patch verb tapctl uses to set a value: `replace` at `path` (every Update*
+/// call of API Gateway takes a list of these).
+pub(crate) fn replace(path: impl Into<String>, value: impl Into<String>) -> PatchOperation {
+    PatchOperation::builder().op(Op::Replace).path(path).value(value).build()
+}
 
 /// Sets the stack's tags for `name` on an API Gateway resource, named by its path
 /// (`/restapis/{id}`, `/domainnames/{name}`): API Gateway's ARNs have no account.

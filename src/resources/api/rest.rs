@@ -24,7 +24,7 @@ use crate::resources::{
 use crate::traffic::{Color, ALIAS_VARIABLE, STAGE};
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{
-    EndpointAccessMode, EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation, SecurityPolicy,
+    EndpointAccessMode, EndpointConfiguration, EndpointType, IntegrationType, PatchOperation, SecurityPolicy,
 };
 use futures::FutureExt;
 use serde_json::{json, Value};
@@ -153,7 +153,7 @@ impl StageSettings {
     }
 
     fn patches(&self) -> Vec<PatchOperation> {
-        let op = |path: &str, value: String| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
+        let op = super::replace;
         vec![
             op("/tracingEnabled", self.tracing.to_string()),
             op("/accessLogSettings/destinationArn", self.access_log_destination.clone()),
@@ -831,8 +831,7 @@ impl Resource for RestApi {
             // Both in one PATCH: an enhanced policy is refused without its access mode (the
             // developer guide's update-rest-api example). AWS applies it in about 15 minutes
             // (apiStatus UPDATING) while the API keeps serving.
-            let op =
-                |path: &str, value: &str| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
+            let op = super::replace;
             apigw
                 .update_rest_api()
                 .rest_api_id(&api_id)
@@ -857,9 +856,7 @@ impl Resource for RestApi {
                     .update_model()
                     .rest_api_id(&api_id)
                     .model_name(MODEL)
-                    .patch_operations(
-                        PatchOperation::builder().op(Op::Replace).path("/schema").value(schema.to_string()).build(),
-                    )
+                    .patch_operations(super::replace("/schema", schema.to_string()))
                     .send()
                     .await
                     .aws("apigateway:UpdateModel")?;
@@ -880,7 +877,7 @@ impl Resource for RestApi {
             Some((id, true, true)) => id.clone(),
             Some((id, _, _)) => {
                 ctx.progress.step(&format!("making request validator {VALIDATOR} validate body and headers"));
-                let op = |p: &str| PatchOperation::builder().op(Op::Replace).path(p).value("true").build();
+                let op = |p: &str| super::replace(p, "true");
                 apigw
                     .update_request_validator()
                     .rest_api_id(&api_id)
@@ -932,9 +929,7 @@ impl Resource for RestApi {
                     .update_stage()
                     .rest_api_id(&api_id)
                     .stage_name(STAGE)
-                    .patch_operations(
-                        PatchOperation::builder().op(Op::Replace).path("/deploymentId").value(&deployment_id).build(),
-                    )
+                    .patch_operations(super::replace("/deploymentId", &deployment_id))
                     .send()
                     .await
                     .aws("apigateway:UpdateStage")?;
@@ -993,13 +988,7 @@ impl Resource for RestApi {
                     .update_stage()
                     .rest_api_id(&api_id)
                     .stage_name(STAGE)
-                    .patch_operations(
-                        PatchOperation::builder()
-                            .op(Op::Replace)
-                            .path(format!("/variables/{ALIAS_VARIABLE}"))
-                            .value(Color::Blue.as_str())
-                            .build(),
-                    )
+                    .patch_operations(super::replace(format!("/variables/{ALIAS_VARIABLE}"), Color::Blue.as_str()))
                     .send()
                     .await
                     .aws("apigateway:UpdateStage")?;

@@ -3,6 +3,7 @@
 //! here — by the functions' nodes (`up` moves only the idle colour), by `shift`, and by `status` —
 //! so the stage has one owner.
 
+use super::replace;
 use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
 use crate::resources::{Ctx, RunMemo};
 use crate::traffic::{Canary, Color, Traffic, ALIAS_VARIABLE, STAGE};
@@ -88,10 +89,6 @@ pub async fn shared_traffic(
     Ok(read.clone())
 }
 
-fn replace(path: &str, value: impl Into<String>) -> PatchOperation {
-    PatchOperation::builder().op(Op::Replace).path(path).value(value).build()
-}
-
 fn remove_canary() -> PatchOperation {
     PatchOperation::builder().op(Op::Remove).path("/canarySettings").build()
 }
@@ -102,7 +99,7 @@ pub fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec
     match weight {
         0 => has_canary.then(remove_canary).into_iter().collect(),
         100 => {
-            let mut v = vec![replace(&format!("/variables/{ALIAS_VARIABLE}"), to.as_str())];
+            let mut v = vec![replace(format!("/variables/{ALIAS_VARIABLE}"), to.as_str())];
             if has_canary {
                 v.push(remove_canary());
             }
@@ -115,7 +112,7 @@ pub fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec
                 v.push(replace("/canarySettings/useStageCache", "false"));
             }
             v.push(replace("/canarySettings/percentTraffic", format!("{w}.0")));
-            v.push(replace(&format!("/canarySettings/stageVariableOverrides/{ALIAS_VARIABLE}"), to.as_str()));
+            v.push(replace(format!("/canarySettings/stageVariableOverrides/{ALIAS_VARIABLE}"), to.as_str()));
             v
         }
     }
@@ -125,7 +122,7 @@ pub fn patches(now: &Traffic, to: Color, weight: u8, deployment_id: &str) -> Vec
 pub fn restore(now: &Traffic, before: &Traffic) -> Vec<PatchOperation> {
     let mut v = Vec::new();
     if now.live != before.live {
-        v.push(replace(&format!("/variables/{ALIAS_VARIABLE}"), before.live.as_str()));
+        v.push(replace(format!("/variables/{ALIAS_VARIABLE}"), before.live.as_str()));
     }
     if now.canary.is_some() {
         v.push(remove_canary());
