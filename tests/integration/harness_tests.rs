@@ -548,6 +548,88 @@ fn each_tests_emulator_is_a_separate_account_with_its_own_identifiers() {
 /// server.py narrows an index query to the asked partition before moto sorts it (a speed-only
 /// change): the answer must still be AWS's — only that partition's items that carry the index
 /// keys, in index order, paged — and reads of the whole table must still see every item.
+/// Extension 29: item operations are atomic, as in DynamoDB. A writer rewrites 40 attributes
+/// of one item to one new value per update, while readers read it: every read sees all 40 equal
+/// (before or after an update, never halfway). And fifty concurrent claims of one key
+/// (`attribute_not_exists`), as retries of one payment make: exactly one is accepted.
+#[test]
+fn the_emulator_makes_item_operations_atomic_as_dynamodb_does() {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let acct = Account::new();
+    acct.block_on(async {
+        let db = &acct.dynamodb;
+        db.create_table()
+            .table_name("claims")
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let pk = || AttributeValue::S("wide".into());
+        let sets: Vec<String> = (0..40).map(|i| format!("a{i} = :v")).collect();
+        let update = format!("SET {}", sets.join(", "));
+        let writes = async {
+            for v in 0..150 {
+                db.update_item()
+                    .table_name("claims")
+                    .key("pk", pk())
+                    .update_expression(&update)
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        let reads = (0..4).map(|_| async {
+            let mut torn = Vec::new();
+            for _ in 0..150 {
+                let got =
+                    db.get_item().table_name("claims").key("pk", pk()).consistent_read(true).send().await.unwrap();
+                let Some(item) = got.item() else { continue };
+                let values: std::collections::BTreeSet<&str> = (0..40)
+                    .filter_map(|i| item.get(&format!("a{i}")).and_then(|v| v.as_n().ok()))
+                    .map(String::as_str)
+                    .collect();
+                let present = (0..40).filter(|i| item.contains_key(&format!("a{i}"))).count();
+                if values.len() > 1 || (present != 0 && present != 40) {
+                    torn.push(format!("{present} attributes, values {values:?}"));
+                }
+            }
+            torn
+        });
+        let (_, torn) = futures::join!(writes, futures::future::join_all(reads));
+        let torn: Vec<String> = torn.into_iter().flatten().collect();
+        assert!(torn.is_empty(), "{} reads saw an update halfway: {:?}", torn.len(), &torn[..torn.len().min(3)]);
+
+        for round in 0..4 {
+            let claims = (0..50).map(|i| {
+                db.put_item()
+                    .table_name("claims")
+                    .item("pk", AttributeValue::S(format!("key-{round}")))
+                    .item("claimant", AttributeValue::N(i.to_string()))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+            });
+            let answers = futures::future::join_all(claims).await;
+            let accepted = answers.iter().filter(|a| a.is_ok()).count();
+            assert_eq!(accepted, 1, "round {round}: {accepted} of 50 claims of one key were accepted");
+            for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+                assert_eq!(refused.code(), Some("ConditionalCheckFailedException"), "{refused:?}");
+            }
+        }
+    });
+}
+
 #[test]
 fn the_emulator_answers_index_queries_with_exactly_the_partitions_items_in_index_order() {
     use aws_sdk_dynamodb::types::{

@@ -137,6 +137,14 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    UpdateRestApi's replace /disableExecuteApiEndpoint stores the boolean the string says (moto
    stored bool("false"), i.e. true).
 
+29. DynamoDB's item operations are atomic, as DynamoDB documents: a write's condition is checked
+   with the write as one operation, and a read sees an item before or after a write, never
+   halfway. moto's threaded server applies an UpdateItem's actions one by one to the live item,
+   with other request threads free to read it or write it in between: a payment's finishing
+   update (SET response_code … REMOVE lease_until) was seen half done by a concurrent retry,
+   which took the claim over, and 50 concurrent requests with one Idempotency-Key made two
+   transactions. Here the DynamoDB backend's item operations take one lock.
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -1283,6 +1291,37 @@ def zygote():
         print(pid, flush=True)
 
 
+
+# Extension 29: DynamoDB item operations are atomic (one lock over the backend's reads and writes).
+from moto.dynamodb.models import DynamoDBBackend as _DynamoBackend
+
+_dynamodb_items = threading.RLock()
+
+
+def _atomic(write):
+    def locked(self, *args, **kwargs):
+        with _dynamodb_items:
+            return write(self, *args, **kwargs)
+
+    return locked
+
+
+for _name in (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "get_item",
+    "batch_get_item",
+    "transact_get_items",
+    "query",
+    "scan",
+):
+    if hasattr(_DynamoBackend, _name):
+        setattr(_DynamoBackend, _name, _atomic(getattr(_DynamoBackend, _name)))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--zygote"]:
         zygote()
@@ -1290,3 +1329,4 @@ if __name__ == "__main__":
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))
+
