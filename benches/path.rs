@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --profile dev --bench path                 # 50, 100, 200 a second, 20 s each
 //!     cargo bench --profile dev --bench path -- 100 60       # one rate, for 60 s
+//!     cargo bench --profile dev --bench path -- 100 20 validate   # /live/validate instead
 //!
 //! Signed `POST /live/process` requests (SigV4, a fresh card each, a unique Idempotency-Key) are
 //! sent open-loop at a fixed rate: request i leaves at start + i/rate whatever the earlier ones
@@ -10,7 +11,11 @@
 //! route, throttle, SigV4, model validation, canary draw, alias permission) → process's real
 //! release bootstrap behind the Runtime API → the emulator (DynamoDB, S3, SNS, Parameter Store,
 //! Secrets Manager) and a real PostgreSQL (the ledger, over TLS, under process's own login).
-//! "function" is `x-tapctl-function-ms`: the handler's share (event handed over → response back).
+//! "function" is `x-tapctl-function-ms`: the handler's share (event handed over → response back);
+//! "local" is each request's path time minus its function time: what `tapctl local` itself (API
+//! Gateway's steps, the wait for a free instance, the Runtime API) added. `validate` runs a
+//! handler that calls nothing per request once warm (its configuration is cached), so its path
+//! is the local path with the emulator out of it; process calls the emulator about six times.
 //! The stack comes from `tapctl up` on a local emulator, as in the integration tests.
 
 #[path = "../tests/integration/harness.rs"]
@@ -41,15 +46,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One request on its own connection: (status, the function's milliseconds).
-fn post(address: &str, key: &str, body: &str) -> (u16, Option<f64>) {
+fn post(address: &str, route: &str, key: &str, body: &str) -> (u16, Option<f64>) {
     let Ok(mut stream) = TcpStream::connect(address) else { return (0, None) };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let mut request = format!(
-        "POST /live/process HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\nidempotency-key: {key}\r\n",
+        "POST /live/{route} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\nidempotency-key: {key}\r\n",
         body.len()
     );
-    for (k, v) in harness::execute_api_headers(address, "/live/process", "application/json", body, "testing") {
+    let path = format!("/live/{route}");
+    for (k, v) in harness::execute_api_headers(address, &path, "application/json", body, "testing") {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
@@ -70,13 +76,15 @@ fn post(address: &str, key: &str, body: &str) -> (u16, Option<f64>) {
 struct Run {
     rate: u32,
     sent: usize,
-    errors: usize,
+    /// Answers other than 201, by status (0: no answer).
+    errors: std::collections::BTreeMap<u16, usize>,
     path: Vec<f64>,
     function: Vec<f64>,
+    local: Vec<f64>,
 }
 
 /// Open loop: request i is planned for start + i/rate; its latency counts from that instant.
-fn run(address: &str, rate: u32, seconds: u64, tag: &str) -> Run {
+fn run(address: &str, route: &'static str, rate: u32, seconds: u64, tag: &str) -> Run {
     let total = rate as usize * seconds as usize;
     let (tx, rx) = mpsc::channel();
     let start = Instant::now() + Duration::from_millis(100);
@@ -90,22 +98,32 @@ fn run(address: &str, rate: u32, seconds: u64, tag: &str) -> Run {
         let tx = tx.clone();
         std::thread::sleep(planned.saturating_duration_since(Instant::now()));
         std::thread::spawn(move || {
-            let (status, function) = post(&address, &key, &body);
+            let (status, function) = post(&address, route, &key, &body);
             let _ = tx.send((status, planned.elapsed().as_secs_f64() * 1000.0, function));
         });
     }
     drop(tx);
-    let mut r = Run { rate, sent: total, errors: 0, path: Vec::new(), function: Vec::new() };
+    let mut r = Run {
+        rate,
+        sent: total,
+        errors: Default::default(),
+        path: Vec::new(),
+        function: Vec::new(),
+        local: Vec::new(),
+    };
+    let ok = if route == "process" { 201 } else { 200 };
     for (status, ms, function) in rx {
-        if status == 201 {
+        if status == ok {
             r.path.push(ms);
             r.function.extend(function);
+            r.local.extend(function.map(|f| ms - f));
         } else {
-            r.errors += 1;
+            *r.errors.entry(status).or_default() += 1;
         }
     }
     r.path.sort_by(f64::total_cmp);
     r.function.sort_by(f64::total_cmp);
+    r.local.sort_by(f64::total_cmp);
     r
 }
 
@@ -125,6 +143,7 @@ fn main() {
         None => vec![50, 100, 200],
     };
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let route: &'static str = if args.get(2).map(String::as_str) == Some("validate") { "validate" } else { "process" };
 
     let p = functions::Payments::new(true);
     p.put_param("db/writer-endpoint", "payments.cluster-x.us-east-1.rds.amazonaws.com.invalid");
@@ -144,24 +163,32 @@ fn main() {
     let address = line.split("http://").nth(1).and_then(|r| r.split('/').next()).expect("an address").to_string();
 
     // Warm: instances started, connections and configuration cached, as a live stage would be.
-    let warm = run(&address, 20, 3, "warm");
-    eprintln!("warm-up: {} sent, {} errors", warm.sent, warm.errors);
+    let warm = run(&address, route, 20, 3, "warm");
+    eprintln!("warm-up: {} sent, errors by status {:?}", warm.sent, warm.errors);
 
-    println!("# Payment path benchmark (tapctl local → process → emulator + PostgreSQL; {seconds} s per rate)\n");
-    println!("| rate /s | sent | errors | path p50 | path p99 | path max | function p50 | function p99 |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("# Payment path benchmark (tapctl local → {route} → emulator + PostgreSQL; {seconds} s per rate)\n");
+    println!(
+        "| rate /s | sent | errors | path p50 | path p99 | path max | function p50 | function p99 | local p50 | local p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for rate in rates {
-        let r = run(&address, rate, seconds, &format!("r{rate}"));
+        let r = run(&address, route, rate, seconds, &format!("r{rate}"));
         println!(
-            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
             r.rate,
             r.sent,
-            r.errors,
+            if r.errors.is_empty() {
+                "0".to_string()
+            } else {
+                r.errors.iter().map(|(status, n)| format!("{n}× {status}")).collect::<Vec<_>>().join(", ")
+            },
             percentile(&r.path, 0.5),
             percentile(&r.path, 0.99),
             r.path.last().copied().unwrap_or(f64::NAN),
             percentile(&r.function, 0.5),
             percentile(&r.function, 0.99),
+            percentile(&r.local, 0.5),
+            percentile(&r.local, 0.99),
         );
     }
 }
