@@ -131,8 +131,7 @@ struct Local(Child);
 
 impl Drop for Local {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        harness::stop(&mut self.0);
     }
 }
 

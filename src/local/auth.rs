@@ -16,11 +16,14 @@ use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-const SERVICE: &str = "execute-api";
+/// API Gateway's signing name.
+pub const EXECUTE_API: &str = "execute-api";
 const TERMINATOR: &str = "aws4_request";
 const AMZ_DATE: &str = "%Y%m%dT%H%M%SZ";
-/// API Gateway's clock-skew tolerance; most other services allow 15 minutes.
-const SKEW_MINUTES: i64 = 5;
+/// API Gateway's clock-skew tolerance, in minutes.
+const EXECUTE_API_SKEW_MINUTES: i64 = 5;
+/// Most other services' (Lambda's among them).
+const SKEW_MINUTES: i64 = 15;
 
 /// SigV4's `UriEncode`: everything but the unreserved characters of RFC 3986.
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -74,23 +77,10 @@ impl Refusal {
 }
 
 /// `path_and_query` as received (e.g. "/live/process?x=1"); headers as received; body bytes.
-/// API Gateway's check, for `execute-api`.
-pub fn verify(
-    method: &str,
-    path_and_query: &str,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    region: &str,
-    known: &[Credentials],
-    now: SystemTime,
-) -> Result<Caller, Refusal> {
-    verify_for(SERVICE, method, path_and_query, headers, body, region, known, now)
-}
-
-/// The same check for another service's signature (`lambda`, for the Invoke `tapctl local`
-/// serves to the functions).
+/// `service` is what the signature must be scoped to: `execute-api` (API Gateway's check, the
+/// API's requests) or `lambda` (the Invoke `tapctl local` serves to the functions).
 #[allow(clippy::too_many_arguments)]
-pub fn verify_for(
+pub fn verify(
     service: &str,
     method: &str,
     path_and_query: &str,
@@ -134,14 +124,18 @@ pub fn verify_for(
             date.format(AMZ_DATE)
         )));
     }
-    check_skew(date, now)?;
+    check_skew(date, now, if service == EXECUTE_API { EXECUTE_API_SKEW_MINUTES } else { SKEW_MINUTES })?;
 
     let credentials = known.iter().find(|c| c.access_key_id == scope.access_key_id).ok_or(Refusal::UnknownAccessKey)?;
-    if let Some(token) = &credentials.session_token {
-        let sent = headers.get("x-amz-security-token").map(|v| v.as_bytes());
-        if sent.is_none_or(|sent| !constant_time_eq(sent, token.as_bytes())) {
-            return Err(Refusal::UnknownAccessKey);
-        }
+    // Temporary keys need their token, and long-term keys take none: AWS refuses both mixes.
+    let sent = headers.get("x-amz-security-token").map(|v| v.as_bytes());
+    let token_matches = match (&credentials.session_token, sent) {
+        (Some(token), Some(sent)) => constant_time_eq(sent, token.as_bytes()),
+        (None, None) => true,
+        _ => false,
+    };
+    if !token_matches {
+        return Err(Refusal::UnknownAccessKey);
     }
 
     let signed_headers: Vec<&str> = auth.signed_headers.split(';').collect();
@@ -283,15 +277,15 @@ fn request_date(headers: &http::HeaderMap) -> Result<DateTime<Utc>, Refusal> {
     ))
 }
 
-fn check_skew(date: DateTime<Utc>, now: SystemTime) -> Result<(), Refusal> {
+fn check_skew(date: DateTime<Utc>, now: SystemTime, minutes: i64) -> Result<(), Refusal> {
     let now = DateTime::<Utc>::from(now);
     // Whole seconds, as X-Amz-Date has no fraction: a request signed this second is current.
     let now = now - TimeDelta::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
-    let skew = TimeDelta::minutes(SKEW_MINUTES);
+    let skew = TimeDelta::minutes(minutes);
     let fmt = |d: DateTime<Utc>| d.format(AMZ_DATE).to_string();
     if date < now - skew {
         return Err(Refusal::SignatureExpired(format!(
-            "Signature expired: {} is now earlier than {} ({} - {SKEW_MINUTES} min.)",
+            "Signature expired: {} is now earlier than {} ({} - {minutes} min.)",
             fmt(date),
             fmt(now - skew),
             fmt(now)
@@ -299,7 +293,7 @@ fn check_skew(date: DateTime<Utc>, now: SystemTime) -> Result<(), Refusal> {
     }
     if date > now + skew {
         return Err(Refusal::SignatureExpired(format!(
-            "Signature not yet current: {} is still later than {} ({} + {SKEW_MINUTES} min.)",
+            "Signature not yet current: {} is still later than {} ({} + {minutes} min.)",
             fmt(date),
             fmt(now + skew),
             fmt(now)
@@ -448,7 +442,7 @@ mod tests {
             Signing {
                 secret: SECRET,
                 region: REGION,
-                service: SERVICE,
+                service: EXECUTE_API,
                 time: at(),
                 token: None,
                 settings: SigningSettings::default(),
@@ -490,7 +484,7 @@ mod tests {
     }
 
     fn check(method: &str, path_and_query: &str, headers: &http::HeaderMap, body: &[u8]) -> Result<Caller, Refusal> {
-        verify(method, path_and_query, headers, body, REGION, &known(), at())
+        verify(EXECUTE_API, method, path_and_query, headers, body, REGION, &known(), at())
     }
 
     const JSON: &[u8] = br#"{"amount":1250,"currency":"EUR","card":"tok_4111"}"#;
@@ -529,7 +523,15 @@ mod tests {
         let headers = signed(s, "PUT", "/live/refunds/r-1", JSON_HEADERS, JSON);
         assert!(headers.contains_key("x-amz-security-token"));
         assert!(headers.contains_key("x-amz-content-sha256"));
-        assert_eq!(check("PUT", "/live/refunds/r-1", &headers, JSON), accepted());
+        let temporary = [Credentials {
+            access_key_id: AKID.into(),
+            secret_access_key: SECRET.into(),
+            session_token: Some("FwoGZXIvYXdzEXAMPLE//token==".into()),
+        }];
+        let got = verify(EXECUTE_API, "PUT", "/live/refunds/r-1", &headers, JSON, REGION, &temporary, at());
+        assert_eq!(got, accepted());
+        // The same request against a long-term key: a token it does not have is refused.
+        assert_eq!(check("PUT", "/live/refunds/r-1", &headers, JSON), Err(Refusal::UnknownAccessKey));
     }
 
     #[test]
@@ -600,7 +602,7 @@ mod tests {
         let headers = signed(Signing::default(), "GET", "/live/status", &[], b"");
         let known =
             [Credentials { access_key_id: "AKIDOTHER".into(), secret_access_key: SECRET.into(), session_token: None }];
-        let refusal = verify("GET", "/live/status", &headers, b"", REGION, &known, at()).unwrap_err();
+        let refusal = verify(EXECUTE_API, "GET", "/live/status", &headers, b"", REGION, &known, at()).unwrap_err();
         assert_eq!(refusal, Refusal::UnknownAccessKey);
         assert_eq!(refusal.status(), 403);
         assert_eq!(
@@ -612,14 +614,32 @@ mod tests {
     #[test]
     fn refuses_a_stale_or_future_date_and_accepts_five_minutes_of_skew() {
         let headers = signed(Signing::default(), "GET", "/live/status", &[], b"");
-        let stale = verify("GET", "/live/status", &headers, b"", REGION, &known(), at() + Duration::from_secs(301));
+        let stale = verify(
+            EXECUTE_API,
+            "GET",
+            "/live/status",
+            &headers,
+            b"",
+            REGION,
+            &known(),
+            at() + Duration::from_secs(301),
+        );
         let refusal = stale.unwrap_err();
         assert_eq!(refusal.status(), 403);
         assert_eq!(
             refusal.body(),
             serde_json::json!({"message": "Signature expired: 20231114T221320Z is now earlier than 20231114T221321Z (20231114T221821Z - 5 min.)"})
         );
-        let future = verify("GET", "/live/status", &headers, b"", REGION, &known(), at() - Duration::from_secs(301));
+        let future = verify(
+            EXECUTE_API,
+            "GET",
+            "/live/status",
+            &headers,
+            b"",
+            REGION,
+            &known(),
+            at() - Duration::from_secs(301),
+        );
         assert_eq!(
             future.unwrap_err(),
             Refusal::SignatureExpired(
@@ -628,10 +648,22 @@ mod tests {
             )
         );
         for skew in [Duration::from_millis(300_999), Duration::ZERO] {
-            assert_eq!(verify("GET", "/live/status", &headers, b"", REGION, &known(), at() + skew), accepted());
+            assert_eq!(
+                verify(EXECUTE_API, "GET", "/live/status", &headers, b"", REGION, &known(), at() + skew),
+                accepted()
+            );
         }
         assert_eq!(
-            verify("GET", "/live/status", &headers, b"", REGION, &known(), at() - Duration::from_secs(300)),
+            verify(
+                EXECUTE_API,
+                "GET",
+                "/live/status",
+                &headers,
+                b"",
+                REGION,
+                &known(),
+                at() - Duration::from_secs(300)
+            ),
             accepted()
         );
     }
@@ -743,22 +775,28 @@ mod tests {
             &[],
             b"",
         );
-        assert_eq!(verify("GET", "/live/status", &with, b"", REGION, &known, at()), accepted());
+        assert_eq!(verify(EXECUTE_API, "GET", "/live/status", &with, b"", REGION, &known, at()), accepted());
         let without = signed(Signing::default(), "GET", "/live/status", &[], b"");
-        assert_eq!(verify("GET", "/live/status", &without, b"", REGION, &known, at()), Err(Refusal::UnknownAccessKey));
+        assert_eq!(
+            verify(EXECUTE_API, "GET", "/live/status", &without, b"", REGION, &known, at()),
+            Err(Refusal::UnknownAccessKey)
+        );
         let other =
             signed(Signing { token: Some("FwoGZXIvYXdzOTHER"), ..Default::default() }, "GET", "/live/status", &[], b"");
-        assert_eq!(verify("GET", "/live/status", &other, b"", REGION, &known, at()), Err(Refusal::UnknownAccessKey));
+        assert_eq!(
+            verify(EXECUTE_API, "GET", "/live/status", &other, b"", REGION, &known, at()),
+            Err(Refusal::UnknownAccessKey)
+        );
     }
 
     #[test]
     fn another_service_is_checked_with_its_own_scope() {
         let path = "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Am/invocations";
         let lambda = signed(Signing { service: "lambda", ..Default::default() }, "POST", path, JSON_HEADERS, JSON);
-        assert_eq!(verify_for("lambda", "POST", path, &lambda, JSON, REGION, &known(), at()), accepted());
+        assert_eq!(verify("lambda", "POST", path, &lambda, JSON, REGION, &known(), at()), accepted());
         let api = signed(Signing::default(), "POST", path, JSON_HEADERS, JSON);
         assert_eq!(
-            verify_for("lambda", "POST", path, &api, JSON, REGION, &known(), at()),
+            verify("lambda", "POST", path, &api, JSON, REGION, &known(), at()),
             Err(Refusal::IncompleteSignature("Credential should be scoped to correct service: 'lambda'. ".into()))
         );
     }

@@ -24,6 +24,11 @@ const PASSED_THROUGH: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL",
     "AWS_CA_BUNDLE",
+    // The same profile and files as tapctl's, so the functions sign with the keys tapctl local
+    // checks (and reach the same account).
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
     "PATH",
     "HOME",
 ];

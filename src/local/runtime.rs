@@ -11,10 +11,13 @@
 //!   instance within its own timeout. Taking an instance is exclusive, so two overlapping
 //!   requests never queue behind one instance while the bound allows another.
 //! - An event is handed to exactly one chosen instance. If the invocation times out, that
-//!   instance is killed, as Lambda resets an environment after a timeout: the event can never
-//!   run later, behind the caller's back, and a hung instance does not hold a slot forever.
+//!   instance is killed with every process it started (its process group), as Lambda resets an
+//!   environment after a timeout: the event can never run later, behind the caller's back, and a
+//!   hung instance does not hold a slot forever.
 //! - An instance that exits mid-invocation fails it at once with `Runtime.ExitError` (API
-//!   Gateway answers 502), not after the timeout.
+//!   Gateway answers 502), not after the timeout. An idle instance found dead before it took the
+//!   event is replaced, and the event goes to the new one, as Lambda would start an environment.
+//! - Instances idle for `retire_idle`'s age are stopped, as Lambda reclaims idle environments.
 //! - The invocation runs in its own task: a caller that gives up (a dropped HTTP connection)
 //!   does not kill an instance in the middle of recording a payment.
 //!
@@ -128,6 +131,16 @@ impl Pool {
         lock(&self.stats).init_errors.clone()
     }
 
+    /// Instances started and serving no invocation now.
+    pub fn idle(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Stops the instances that have served nothing for `age` (dropping one kills it).
+    pub fn retire_idle(&self, age: Duration) {
+        lock(&self.idle).retain(|i| i.idle_since.elapsed() < age);
+    }
+
     /// Runs `event` on an instance and waits up to `timeout` (which includes waiting for a free
     /// instance). `request_id` is Lambda's for this invocation; `invoked_arn` what the function
     /// is told it was invoked as (an alias's ARN when the API calls a colour).
@@ -158,40 +171,66 @@ impl Pool {
         let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned()).await else {
             return timed_out;
         };
-        let instance = match self.take_idle() {
-            Some(i) => i,
-            None => match Instance::start(&self.launch, &self.stats).await {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::error!("starting {}: {e}", self.launch.program.display());
-                    return Finished {
-                        outcome: Outcome::Error(json!({
-                            "errorType": "Runtime.InvalidEntrypoint",
-                            "errorMessage": format!("cannot start the bootstrap: {e}")
-                        })),
-                        duration: None,
-                    };
+        let mut pending = Some(pending);
+        loop {
+            let (instance, was_idle) = match self.take_idle() {
+                Some(i) => (i, true),
+                None => match Instance::start(&self.launch, &self.stats).await {
+                    Ok(i) => (i, false),
+                    Err(e) => {
+                        tracing::error!("starting {}: {e}", self.launch.program.display());
+                        return Finished {
+                            outcome: Outcome::Error(json!({
+                                "errorType": "Runtime.InvalidEntrypoint",
+                                "errorMessage": format!("cannot start the bootstrap: {e}")
+                            })),
+                            duration: None,
+                        };
+                    }
+                },
+            };
+            let Some(event) = pending.take() else { return timed_out };
+            let id = event.id.clone();
+            let (reply, answer) = oneshot::channel();
+            let mut exited = instance.exited.clone();
+            let sent = instance.events.send((event, reply)).await;
+            let answered = match sent {
+                Err(mpsc::error::SendError((event, _))) => {
+                    pending = Some(event);
+                    None
                 }
-            },
-        };
-        let id = pending.id.clone();
-        let (reply, answer) = oneshot::channel();
-        let mut exited = instance.exited.clone();
-        if instance.events.send((pending, reply)).await.is_err() {
-            return instance.exit_outcome(&id);
+                Ok(()) => tokio::select! {
+                    // An answer that came just before the process exited is still its answer.
+                    biased;
+                    answered = answer => answered.ok(),
+                    _ = exited.wait_for(Option::is_some) => None,
+                    // Dropping the instance kills it (Lambda resets an environment after a timeout).
+                    _ = tokio::time::sleep_until(deadline) => return timed_out,
+                },
+            };
+            if let Some((outcome, took)) = answered {
+                self.put_back(instance);
+                return Finished { outcome, duration: Some(took) };
+            }
+            // The instance is gone. If it died idle, before taking this event, the event goes to
+            // a new instance; once taken (or from a fresh instance: its init failed) it fails.
+            let taken = lock(&instance.state).taken.as_deref() == Some(id.as_str());
+            if !was_idle || taken {
+                return instance.exit_outcome(&id);
+            }
+            if pending.is_none() {
+                // The event sat in the dead instance's inbox: take it back.
+                pending = instance.reclaim();
+            }
+            if pending.is_none() {
+                return instance.exit_outcome(&id);
+            }
         }
-        tokio::select! {
-            answered = answer => match answered {
-                Ok((outcome, took)) => {
-                    lock(&self.idle).push(instance);
-                    Finished { outcome, duration: Some(took) }
-                }
-                Err(_) => instance.exit_outcome(&id),
-            },
-            _ = exited.wait_for(Option::is_some) => instance.exit_outcome(&id),
-            // Dropping the instance kills it (Lambda resets an environment after a timeout).
-            _ = tokio::time::sleep_until(deadline) => timed_out,
-        }
+    }
+
+    fn put_back(&self, mut instance: Instance) {
+        instance.idle_since = Instant::now();
+        lock(&self.idle).push(instance);
     }
 
     /// An idle instance that is still running; those that exited meanwhile are dropped.
@@ -226,6 +265,8 @@ struct Current {
 #[derive(Default)]
 struct InstanceState {
     current: Option<Current>,
+    /// The id of the last event `next` handed over.
+    taken: Option<String>,
     polled: bool,
     init_error: Option<String>,
 }
@@ -233,6 +274,9 @@ struct InstanceState {
 /// One process and its own Runtime API. Dropping it kills the process (its finalizer).
 struct Instance {
     events: mpsc::Sender<(Pending, Reply)>,
+    /// The inbox `next` reads, kept to take back an event a dead instance never took.
+    inbox: Arc<tokio::sync::Mutex<mpsc::Receiver<(Pending, Reply)>>>,
+    idle_since: Instant,
     /// Set when the process has exited: how it ended.
     exited: watch::Receiver<Option<String>>,
     state: Arc<Mutex<InstanceState>>,
@@ -243,13 +287,22 @@ impl Instance {
     async fn start(launch: &Launch, stats: &Arc<Mutex<Stats>>) -> std::io::Result<Instance> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
+        // Opened before anything is started, so a failure leaves nothing behind.
+        let output = match &launch.output {
+            Output::Inherit => None,
+            Output::File(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        };
         let (events, inbox) = mpsc::channel::<(Pending, Reply)>(1);
         let inbox = Arc::new(tokio::sync::Mutex::new(inbox));
         let state = Arc::new(Mutex::new(InstanceState::default()));
-        let (st, stats) = (Arc::clone(&state), Arc::clone(stats));
+        let (st, stats, kept_inbox) = (Arc::clone(&state), Arc::clone(stats), Arc::clone(&inbox));
         let server = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of descriptors, say: try again shortly rather than spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (inbox, st, stats) = (Arc::clone(&inbox), Arc::clone(&st), Arc::clone(&stats));
                 tokio::spawn(async move {
@@ -268,13 +321,18 @@ impl Instance {
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .env("AWS_LAMBDA_RUNTIME_API", &address)
             .stdin(Stdio::null())
+            // Its own process group: what the bootstrap starts is killed with it.
+            .process_group(0)
             .kill_on_drop(true);
-        match &launch.output {
-            Output::Inherit => cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
-            Output::File(path) => {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-                cmd.stdout(file.try_clone()?).stderr(file)
-            }
+        match output {
+            None => cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+            Some(file) => match file.try_clone() {
+                Ok(copy) => cmd.stdout(copy).stderr(file),
+                Err(e) => {
+                    server.abort();
+                    return Err(e);
+                }
+            },
         };
         let mut child = match spawn_fresh_executable(&mut cmd).await {
             Ok(c) => c,
@@ -283,6 +341,7 @@ impl Instance {
                 return Err(e);
             }
         };
+        let group = child.id();
         let (kill, killed) = oneshot::channel::<()>();
         let (exit, exited) = watch::channel(None);
         tokio::spawn(async move {
@@ -291,6 +350,11 @@ impl Instance {
                 status = child.wait() => Some(status),
                 _ = killed => None,
             };
+            // The whole group goes, whether the bootstrap exited or is being killed: nothing it
+            // started outlives it (Lambda resets the environment).
+            if let Some(pid) = group.and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
             let status = match ended {
                 Some(status) => status,
                 None => {
@@ -304,7 +368,12 @@ impl Instance {
                 Err(e) => e.to_string(),
             }));
         });
-        Ok(Instance { events, exited, state, _kill: kill })
+        Ok(Instance { events, inbox: kept_inbox, idle_since: Instant::now(), exited, state, _kill: kill })
+    }
+
+    /// The event waiting in this (dead) instance's inbox, if `next` never took it.
+    fn reclaim(&self) -> Option<Pending> {
+        self.inbox.try_lock().ok()?.try_recv().ok().map(|(p, _)| p)
     }
 
     /// What an invocation ends with when its instance exited under it: what the instance
@@ -365,7 +434,11 @@ async fn serve(
                 }
             }
             let Some((p, reply_to)) = inbox.lock().await.recv().await else { return Ok(reply(500, b"")) };
-            lock(&st).current = Some(Current { id: p.id.clone(), reply: reply_to, handed_at: Instant::now() });
+            {
+                let mut state = lock(&st);
+                state.taken = Some(p.id.clone());
+                state.current = Some(Current { id: p.id.clone(), reply: reply_to, handed_at: Instant::now() });
+            }
             let deadline_ms =
                 p.deadline.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
             Response::builder()
@@ -440,9 +513,12 @@ done
         path
     }
 
+    /// Instances log beside their script: a child a test leaves hanging must not hold the test's
+    /// own stdout.
     fn pool(program: PathBuf, max: usize) -> Arc<Pool> {
         let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap_or_default())];
-        Pool::new(Launch { program, env, output: Output::Inherit, max_instances: max })
+        let output = Output::File(program.with_extension("log"));
+        Pool::new(Launch { program, env, output, max_instances: max })
     }
 
     const ECHO: &str = r#"request POST /2018-06-01/runtime/invocation/$id/response "$event" >/dev/null"#;
@@ -470,16 +546,68 @@ done
         assert_eq!(p.first_polls().len(), 3);
     }
 
+    /// Whether process `pid` still exists (a reaped process has no /proc entry).
+    fn alive(pid: &str) -> bool {
+        std::path::Path::new("/proc").join(pid.trim()).exists()
+    }
+
+    /// Waits for `pid` to be gone; the bound is a safety net, not a measure.
+    async fn gone(pid: &str) -> bool {
+        for _ in 0..600 {
+            if !alive(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hung_invocation_times_out_and_its_instance_is_replaced() {
+    async fn a_hung_invocation_times_out_and_its_instance_is_killed_with_what_it_started() {
         let dir = tempfile::tempdir().expect("dir");
-        let act = format!(r#"case "$event" in *hang*) sleep 600;; esac; {ECHO}"#);
+        // Hangs on the event "hang" in a child process of its own, as a handler stuck in a
+        // subprocess would; both pids are written first.
+        let act = format!(
+            r#"case "$event" in *hang*) sleep 600 & echo $! > {d}/child.pid; echo $$ > {d}/bootstrap.pid; wait;; esac; {ECHO}"#,
+            d = dir.path().display()
+        );
         let p = pool(script(dir.path(), "hang", &act), 1);
-        let first = p.invoke(None, &json!("hang"), "arn", Duration::from_millis(500)).await;
-        assert_eq!(first.outcome, Outcome::TimedOut);
-        // One instance at most: only killing the hung one frees the slot for this call.
+        // A timeout that ends before the instance even took the event proves nothing about the
+        // kill: then the next, longer one is tried (no race with the machine's speed).
+        let mut hung = None;
+        for seconds in [3, 10, 30, 90] {
+            let first = p.invoke(None, &json!("hang"), "arn", Duration::from_secs(seconds)).await;
+            assert_eq!(first.outcome, Outcome::TimedOut);
+            let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).ok().filter(|s| !s.is_empty());
+            if let (Some(bootstrap), Some(child)) = (read("bootstrap.pid"), read("child.pid")) {
+                hung = Some((bootstrap, child));
+                break;
+            }
+        }
+        let (bootstrap, child) = hung.expect("the bootstrap never took the event");
+        assert!(gone(&bootstrap).await, "the hung bootstrap {bootstrap} was not killed");
+        assert!(gone(&child).await, "the process it started ({child}) outlived it");
+        // One instance at most: only killing the hung one freed the slot for this call.
         let second = p.invoke(None, &json!(2), "arn", Duration::from_secs(120)).await;
         assert_eq!(second.outcome, Outcome::Response(json!(2)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_instance_that_died_is_replaced_and_idle_ones_are_retired() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Answers one event, then exits: idle, but dead.
+        let p = pool(script(dir.path(), "once", &format!("{ECHO}; exit 0")), 1);
+        for n in 0..3 {
+            let f = p.invoke(None, &json!(n), "arn", Duration::from_secs(120)).await;
+            assert_eq!(f.outcome, Outcome::Response(json!(n)), "event {n} went to a live instance");
+        }
+        let q = pool(script(dir.path(), "echo", ECHO), 2);
+        q.prestart(2).await.expect("prestart");
+        assert_eq!(q.idle(), 2);
+        q.retire_idle(Duration::from_secs(3600));
+        assert_eq!(q.idle(), 2, "recently idle instances stay");
+        q.retire_idle(Duration::ZERO);
+        assert_eq!(q.idle(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

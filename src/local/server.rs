@@ -41,6 +41,9 @@ pub const MAX_BODY: usize = 10 * 1024 * 1024;
 const ALIAS_UNUSED: Duration = Duration::from_secs(60);
 /// A resolution older than this (the background refresh failing) is read again in the request.
 const ALIAS_STALE: Duration = Duration::from_secs(5);
+/// An instance that has served nothing for this long is stopped (Lambda reclaims idle
+/// environments after minutes too).
+const IDLE_INSTANCE: Duration = Duration::from_secs(600);
 
 /// Where the functions reach the database when Parameter Store's endpoints are not reachable from
 /// this machine (`--database`): passed to them as `PAYMENTS_LOCAL_DATABASE_*`.
@@ -120,6 +123,8 @@ pub struct Local {
     /// and requests for other versions never wait behind it.
     versions: Mutex<HashMap<(String, String), VersionCell>>,
     keys: Mutex<Keys>,
+    /// One re-read of the credentials at a time (a provider may call STS or SSO).
+    rereading: tokio::sync::Mutex<()>,
     bucket: Mutex<TokenBucket>,
     requests: std::sync::atomic::AtomicU64,
 }
@@ -271,6 +276,7 @@ impl Local {
             aliases: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
             keys: Mutex::new(keys),
+            rereading: tokio::sync::Mutex::new(()),
             bucket: Mutex::new(TokenBucket { tokens: f64::from(burst), at: Instant::now() }),
             requests: std::sync::atomic::AtomicU64::new(0),
         }))
@@ -287,6 +293,7 @@ impl Local {
                     tracing::warn!("reading the API failed, serving the last definition: {e}");
                 }
                 me.refresh_aliases().await;
+                me.retire_idle_instances();
             }
         });
     }
@@ -321,10 +328,24 @@ impl Local {
         }
     }
 
+    /// Stops instances idle for `IDLE_INSTANCE`, as Lambda reclaims idle environments: an old
+    /// version's processes do not stay up for the whole life of a long `tapctl local`.
+    fn retire_idle_instances(&self) {
+        for cell in lock(&self.versions).values() {
+            if let Some(running) = cell.get() {
+                running.pool.retire_idle(IDLE_INSTANCE);
+            }
+        }
+    }
+
     /// Serves on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { continue };
+            let Ok((stream, peer)) = listener.accept().await else {
+                // Out of descriptors, say: try again shortly rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let me = Arc::clone(&self);
             tokio::spawn(async move {
@@ -359,7 +380,7 @@ impl Local {
     ) -> Result<auth::Caller, Refusal> {
         let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let check = |known: &[Credentials]| {
-            auth::verify_for(
+            auth::verify(
                 service,
                 parts.method.as_str(),
                 path_and_query,
@@ -370,14 +391,21 @@ impl Local {
                 SystemTime::now(),
             )
         };
-        let (known, expired, may_reread) = {
+        let current = || {
             let keys = lock(&self.keys);
             let expired = keys.expires.is_some_and(|at| at <= SystemTime::now());
             (Arc::clone(&keys.known), expired, keys.read_at.elapsed() >= REFRESH)
         };
+        let (known, expired, may_reread) = current();
         let first = if expired { Err(Refusal::UnknownAccessKey) } else { check(&known) };
         if first != Err(Refusal::UnknownAccessKey) || !(expired || may_reread) {
             return first;
+        }
+        let _one_at_a_time = self.rereading.lock().await;
+        // Another request may have read them while this one waited.
+        let (known, expired, may_reread) = current();
+        if !expired && !may_reread {
+            return check(&known);
         }
         match read_keys(&self.options.credentials).await {
             Ok(keys) => {
@@ -439,7 +467,7 @@ impl Local {
             return gateway(429, "Too Many Requests");
         }
         let caller = if route.authorization == "AWS_IAM" {
-            match self.verify("execute-api", &parts, &body).await {
+            match self.verify(auth::EXECUTE_API, &parts, &body).await {
                 Ok(c) => Some(c.access_key_id),
                 Err(r) => return refused(&r),
             }
@@ -492,16 +520,21 @@ impl Local {
             }
         };
         let colour = function_arn.rsplit(':').next().unwrap_or_default().to_string();
-        let timeout = running.version.timeout.min(INTEGRATION_TIMEOUT);
-        let finished = running.pool.invoke(Some(request_id.clone()), &event, &function_arn, timeout).await;
-        let mut resp = match finished.outcome {
-            Outcome::Response(v) => proxy_response(&v).unwrap_or_else(|| gateway(502, "Internal server error")),
-            Outcome::Error(_) => gateway(502, "Internal server error"),
-            Outcome::TimedOut => gateway(504, "Endpoint request timed out"),
+        // The function runs to its own timeout; API Gateway stops waiting at 29 s and answers 504
+        // while the invocation goes on (it runs in its own task), as on AWS, where a payment can
+        // be recorded after its client was told 504.
+        let invocation = running.pool.invoke(Some(request_id.clone()), &event, &function_arn, running.version.timeout);
+        let finished = tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await.ok();
+        let mut resp = match finished.as_ref().map(|f| &f.outcome) {
+            Some(Outcome::Response(v)) => proxy_response(v).unwrap_or_else(|| gateway(502, "Internal server error")),
+            // A function error, its own timeout included (Lambda's "Task timed out" is one).
+            Some(Outcome::Error(_) | Outcome::TimedOut) => gateway(502, "Internal server error"),
+            None => gateway(504, "Endpoint request timed out"),
         };
         // The function's own share of the answer (event handed to an instance → its answer:
         // Lambda's Duration); the rest is this server's and the wait for a free instance.
-        let function_ms = finished.duration.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_default();
+        let function_ms =
+            finished.and_then(|f| f.duration).map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_default();
         let h = resp.headers_mut();
         for (k, v) in [
             ("x-amzn-requestid", request_id.as_str()),

@@ -663,6 +663,22 @@ pub struct Account {
 }
 
 /// Where `tapctl build` writes the function packages of this workspace.
+/// Stops a long-running tapctl (`tapctl local`) as an operator does, with SIGTERM, so that it
+/// cleans up after itself (its instances, its private folder of bootstraps); killed if it has
+/// not exited after 60 s, which only a hung process would need.
+pub fn stop(child: &mut std::process::Child) {
+    // SAFETY: kill(2) on the pid of a child this process has not waited for yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in 0..600 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub fn packages_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lambda/x86_64")
 }

@@ -21,8 +21,7 @@ struct Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::harness::stop(&mut self.child);
     }
 }
 

@@ -145,7 +145,8 @@ fn with_a_custom_domain_clients_use_it_over_tls_1_2_and_the_default_endpoint_is_
     assert_eq!(out["api_client_url"].as_str(), Some("https://pay.example.com/"), "{out:#}");
     assert_eq!(out["api_domain_target"].as_str(), Some(target.as_str()), "where DNS must point: {out:#}");
 
-    // Out of band: the mapping removed, the policy weakened, the default endpoint back on.
+    // Out of band: the mapping removed, the policy weakened, the domain made edge-optimized, the
+    // default endpoint back on.
     acct.block_on(async {
         let op = |path: &str, value: &str| PatchOperation::builder().op(Op::Replace).path(path).value(value).build();
         let g = &acct.apigateway;
@@ -153,6 +154,7 @@ fn with_a_custom_domain_clients_use_it_over_tls_1_2_and_the_default_endpoint_is_
         g.update_domain_name()
             .domain_name(DOMAIN)
             .patch_operations(op("/securityPolicy", "TLS_1_0"))
+            .patch_operations(op("/endpointConfiguration/types/REGIONAL", "EDGE"))
             .send()
             .await
             .unwrap();
@@ -166,13 +168,16 @@ fn with_a_custom_domain_clients_use_it_over_tls_1_2_and_the_default_endpoint_is_
     let drifts = acct.planned_update("api.domain");
     for expected in [
         format!("domain {DOMAIN} TLS security policy: TLS_1_0 → {POLICY} (TLS 1.2 and 1.3 only)"),
+        format!("domain {DOMAIN} endpoint type: EDGE → REGIONAL"),
         format!("domain {DOMAIN} mapping /: missing → {api}/live"),
         "default execute-api endpoint: enabled → disabled".to_string(),
     ] {
         assert!(drifts.contains(&expected), "{expected} in {drifts:#?}");
     }
     acct.ok(&["up", "--suffix", "qa"]);
-    assert_eq!(domain(&acct).unwrap().1.as_deref(), Some(POLICY), "the recorded --domain is kept and repaired");
+    let repaired = domain(&acct).unwrap();
+    assert_eq!(repaired.1.as_deref(), Some(POLICY), "the recorded --domain is kept and repaired");
+    assert_eq!(repaired.3, vec!["REGIONAL".to_string()], "migrated back to a regional endpoint");
     assert_eq!(mappings(&acct), vec![("(none)".to_string(), api.clone(), "live".to_string())]);
     assert_eq!(endpoint(&acct, &api), (true, Some(DISABLED_MARKER.to_string())));
     acct.assert_converged();

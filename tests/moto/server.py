@@ -135,7 +135,8 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    for a stage's); GetBasePathMappings of a domain without mappings answers an empty list (moto
    raised a KeyError: 500); DeleteDomainName takes the domain's mappings with it, as AWS does;
    UpdateRestApi's replace /disableExecuteApiEndpoint stores the boolean the string says (moto
-   stored bool("false"), i.e. true).
+   stored bool("false"), i.e. true); replace /endpointConfiguration/types/<current> migrates a
+   domain between EDGE and REGIONAL, as AWS documents.
 
 29. DynamoDB's item operations are atomic, as DynamoDB documents: a write's condition is checked
    with the write as one operation, and a read sees an item before or after a write, never
@@ -143,7 +144,8 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    with other request threads free to read it or write it in between: a payment's finishing
    update (SET response_code … REMOVE lease_until) was seen half done by a concurrent retry,
    which took the claim over, and 50 concurrent requests with one Idempotency-Key made two
-   transactions. Here the DynamoDB backend's item operations take one lock.
+   transactions. Here each DynamoDB request is handled under one lock, from parsing to its
+   serialised answer.
 
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
@@ -418,9 +420,18 @@ def _update_domain_name(self):
     name = unquote(self.path.split("/")[2])
     domain = self.backend.get_domain_name(name)
     for op in self._get_param("patchOperations") or []:
-        field = _DOMAIN_FIELDS.get(op.get("path"))
+        path = op.get("path") or ""
+        if op.get("op") == "replace" and path.startswith("/endpointConfiguration/types/"):
+            # The migration between EDGE and REGIONAL ("Migrate a custom domain name to a
+            # different API endpoint type"): the path names the current type, the value the new.
+            current = (domain.endpoint_configuration or {}).get("types") or []
+            if current != [path.rsplit("/", 1)[1]]:
+                raise BadRequestException(f"Invalid patch path {path}: the domain's types are {current}")
+            domain.endpoint_configuration = {"types": [op.get("value")]}
+            continue
+        field = _DOMAIN_FIELDS.get(path)
         if op.get("op") != "replace" or field is None:
-            raise BadRequestException(f"Invalid patch path {op.get('path')}")
+            raise BadRequestException(f"Invalid patch path {path}")
         setattr(domain, field, op.get("value"))
     return 200, {}, json.dumps(domain.to_json())
 
@@ -1292,34 +1303,21 @@ def zygote():
 
 
 
-# Extension 29: DynamoDB item operations are atomic (one lock over the backend's reads and writes).
-from moto.dynamodb.models import DynamoDBBackend as _DynamoBackend
+# Extension 29: DynamoDB requests are atomic: one lock over each whole request, from parsing to the
+# serialised answer (moto answers with the live item's attributes and serialises them after the
+# backend returns, so a lock over the backend alone still let a read serialise a half-updated item).
+from moto.dynamodb.responses import DynamoHandler as _DynamoHandler
 
-_dynamodb_items = threading.RLock()
-
-
-def _atomic(write):
-    def locked(self, *args, **kwargs):
-        with _dynamodb_items:
-            return write(self, *args, **kwargs)
-
-    return locked
+_dynamodb_requests = threading.RLock()
+_dynamodb_call_action = _DynamoHandler.call_action
 
 
-for _name in (
-    "put_item",
-    "update_item",
-    "delete_item",
-    "transact_write_items",
-    "batch_write_item",
-    "get_item",
-    "batch_get_item",
-    "transact_get_items",
-    "query",
-    "scan",
-):
-    if hasattr(_DynamoBackend, _name):
-        setattr(_DynamoBackend, _name, _atomic(getattr(_DynamoBackend, _name)))
+def _dynamodb_call_action_atomically(self):
+    with _dynamodb_requests:
+        return _dynamodb_call_action(self)
+
+
+_DynamoHandler.call_action = _dynamodb_call_action_atomically
 
 
 if __name__ == "__main__":

@@ -52,19 +52,29 @@ pub fn stage_marker(execute_api_disabled: bool) -> &'static str {
 }
 
 /// The custom domain as API Gateway holds it.
+/// The endpoint type tapctl's domains have: the API is regional, and the domain in front of it too.
+const REGIONAL: &str = "REGIONAL";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Domain {
     pub name: String,
     pub certificate_arn: Option<String>,
     pub security_policy: Option<String>,
     pub endpoint_access_mode: Option<String>,
-    pub regional: bool,
+    /// `REGIONAL`, `EDGE`: one type (API Gateway takes one per domain).
+    pub endpoint_types: Vec<String>,
     pub status: Option<String>,
     pub target: Option<String>,
     pub hosted_zone_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     /// Base path → (REST API id, stage).
     pub mappings: BTreeMap<String, (String, Option<String>)>,
+}
+
+impl Domain {
+    fn is_regional(&self) -> bool {
+        self.endpoint_types == [REGIONAL]
+    }
 }
 
 /// The API's default endpoint: the setting and whether a stage update has applied it.
@@ -142,7 +152,10 @@ async fn observe_domain(ctx: &Ctx, name: &str) -> Result<Option<Domain>> {
         certificate_arn: d.regional_certificate_arn().map(str::to_string),
         security_policy: d.security_policy().map(|p| p.as_str().to_string()),
         endpoint_access_mode: d.endpoint_access_mode().map(|m| m.as_str().to_string()),
-        regional: d.endpoint_configuration().is_some_and(|c| c.types() == [EndpointType::Regional]),
+        endpoint_types: d
+            .endpoint_configuration()
+            .map(|c| c.types().iter().map(|t| t.as_str().to_string()).collect())
+            .unwrap_or_default(),
         status: d.domain_name_status().map(|s| s.as_str().to_string()),
         target: d.regional_domain_name().map(str::to_string),
         hosted_zone_id: d.regional_hosted_zone_id().map(str::to_string),
@@ -225,8 +238,8 @@ fn domain_drifts(ctx: &Ctx, want: &crate::config::ApiDomain, d: &Domain, api_id:
             ENDPOINT_ACCESS_MODE,
         ));
     }
-    if !d.regional {
-        drifts.push(Drift::new(format!("domain {name} endpoint type"), "edge-optimized or private", "regional"));
+    if !d.is_regional() {
+        drifts.push(Drift::new(format!("domain {name} endpoint type"), d.endpoint_types.join(", "), REGIONAL));
     }
     if let Some(t) = crate::resources::tags_drift(format!("domain {name} tags"), &d.tags, &ctx.tags(None, Some(name))) {
         drifts.push(t);
@@ -427,6 +440,15 @@ impl Resource for ApiDomain {
                 if d.endpoint_access_mode.as_deref() != Some(ENDPOINT_ACCESS_MODE) {
                     ops.push(replace("/endpointAccessMode", ENDPOINT_ACCESS_MODE));
                 }
+                // An edge-optimized domain is migrated in place (the developer guide's "Migrate a
+                // custom domain name to a different API endpoint type"), with the regional
+                // certificate above; API Gateway reports UPDATING until the migration is done,
+                // which the readiness wait below covers.
+                if !d.is_regional() {
+                    for current in &d.endpoint_types {
+                        ops.push(replace(format!("/endpointConfiguration/types/{current}"), REGIONAL));
+                    }
+                }
                 if !ops.is_empty() {
                     ctx.progress.step(&format!("updating custom domain {name}"));
                     apigw
@@ -527,7 +549,7 @@ mod tests {
             certificate_arn: Some("arn:aws:acm:us-east-1:123456789012:certificate/abc".into()),
             security_policy: Some(SECURITY_POLICY.into()),
             endpoint_access_mode: Some(ENDPOINT_ACCESS_MODE.into()),
-            regional: true,
+            endpoint_types: vec![REGIONAL.into()],
             status: Some("AVAILABLE".into()),
             target: Some("d-1.execute-api.us-east-1.amazonaws.com".into()),
             hosted_zone_id: Some("Z1".into()),
