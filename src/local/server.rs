@@ -212,6 +212,21 @@ pub fn validate(route: &Route, headers: &hyper::HeaderMap, body: &[u8]) -> Resul
     Ok(())
 }
 
+/// Says once (when it starts) that the canary serves another deployment than the stage's: its
+/// requests then get the stage's routes, since only the stage's deployment can be exported.
+fn warn_of_a_canary_elsewhere(before: Option<&api::Stage>, stage: &api::Stage) {
+    let elsewhere = |s: &api::Stage| {
+        s.canary.as_ref().map(|c| c.deployment_id.clone()).filter(|d| !d.is_empty() && *d != s.deployment_id)
+    };
+    if let Some(d) = elsewhere(stage).filter(|d| before.and_then(elsewhere).as_ref() != Some(d)) {
+        tracing::warn!(
+            "the canary serves deployment {d}, whose routes cannot be exported: its requests get the stage's \
+             routes (deployment {}) with the canary's stage variables",
+            stage.deployment_id
+        );
+    }
+}
+
 /// Which colour serves a request: the canary's override for its share, else the stage's.
 fn variables_for(api: &Api, draw: f64) -> (HashMap<String, String>, bool) {
     let mut vars = api.stage.variables.clone();
@@ -263,6 +278,7 @@ impl Local {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the API {} has no stage {}", options.api_id, options.stage))?;
+        warn_of_a_canary_elsewhere(None, &api.stage);
         let keys = read_keys(&options.credentials).await?;
         let packages = super::packages::Packages::new(options.packages.clone())
             .map_err(|e| format!("making a private folder for the functions' bootstraps: {e}"))?;
@@ -305,10 +321,11 @@ impl Local {
             return Ok(());
         };
         let current = Arc::clone(&lock(&self.api));
+        warn_of_a_canary_elsewhere(Some(&current.stage), &stage);
         let routes = if stage.deployment_id == current.stage.deployment_id {
             current.routes.clone()
         } else {
-            api::read_routes(&self.apigw, &self.options.api_id).await?
+            api::read_routes(&self.apigw, &self.options.api_id, &self.options.stage).await?
         };
         *lock(&self.api) = Arc::new(api::Api { id: current.id.clone(), reads: current.reads + 1, routes, stage });
         Ok(())
@@ -466,13 +483,18 @@ impl Local {
         if !lock(&self.bucket).take(api.stage.rate, api.stage.burst, Instant::now()) {
             return gateway(429, "Too Many Requests");
         }
-        let caller = if route.authorization == "AWS_IAM" {
-            match self.verify(auth::EXECUTE_API, &parts, &body).await {
+        let caller = match route.authorization.as_str() {
+            "AWS_IAM" => match self.verify(auth::EXECUTE_API, &parts, &body).await {
                 Ok(c) => Some(c.access_key_id),
                 Err(r) => return refused(&r),
+            },
+            "NONE" => None,
+            // An authorizer or an API key, which tapctl local cannot evaluate: refused, never
+            // served as if the method were open. (tapctl's own API has AWS_IAM methods only.)
+            other => {
+                tracing::error!("{} {}: authorization {other} is not served locally", route.method, route.path);
+                return gateway(401, "Unauthorized");
             }
-        } else {
-            None
         };
         if let Err((status, message)) = validate(route, &parts.headers, &body) {
             return gateway(status, &message);
@@ -535,13 +557,17 @@ impl Local {
         // Lambda's Duration); the rest is this server's and the wait for a free instance.
         let function_ms =
             finished.and_then(|f| f.duration).map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0)).unwrap_or_default();
+        let deployment = match (&api.stage.canary, canary) {
+            (Some(c), true) if !c.deployment_id.is_empty() => c.deployment_id.as_str(),
+            _ => api.stage.deployment_id.as_str(),
+        };
         let h = resp.headers_mut();
         for (k, v) in [
             ("x-amzn-requestid", request_id.as_str()),
             ("x-tapctl-colour", colour.as_str()),
             ("x-tapctl-version", version.as_str()),
             ("x-tapctl-canary", if canary { "true" } else { "false" }),
-            ("x-tapctl-deployment", api.stage.deployment_id.as_str()),
+            ("x-tapctl-deployment", deployment),
             ("x-tapctl-function-ms", function_ms.as_str()),
         ] {
             if let Ok(v) = hyper::header::HeaderValue::from_str(v) {

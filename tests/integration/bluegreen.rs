@@ -15,7 +15,7 @@ struct StageView {
     deployment: String,
 }
 
-fn api_id(acct: &Account) -> String {
+pub(crate) fn api_id(acct: &Account) -> String {
     acct.block_on(async {
         let apis = acct.apigateway.get_rest_apis().send().await.unwrap();
         apis.items().iter().find(|a| a.name() == Some("payment-api-qa")).unwrap().id().unwrap().to_string()

@@ -1239,3 +1239,139 @@ fn the_emulator_keeps_a_rest_apis_tls_security_policy_and_endpoint_access_mode()
         assert_eq!(got.description(), Some("still applied"), "moto's own patch paths still apply");
     });
 }
+
+#[test]
+fn the_emulator_exports_a_stage_as_its_deployment_holds_it_as_aws_does() {
+    use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
+    let acct = Account::new();
+    let apigw = &acct.apigateway;
+    acct.block_on(async {
+        let id = apigw.create_rest_api().name("export-test").send().await.unwrap().id().unwrap().to_string();
+        let root = apigw.get_resources().rest_api_id(&id).send().await.unwrap().items()[0].id().unwrap().to_string();
+        let pay = apigw
+            .create_resource()
+            .rest_api_id(&id)
+            .parent_id(&root)
+            .path_part("pay")
+            .send()
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_string();
+        let schema = r#"{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","required":["amount"]}"#;
+        apigw
+            .create_model()
+            .rest_api_id(&id)
+            .name("Payment")
+            .content_type("application/json")
+            .schema(schema)
+            .send()
+            .await
+            .unwrap();
+        let validator = apigw
+            .create_request_validator()
+            .rest_api_id(&id)
+            .name("body-and-headers")
+            .validate_request_body(true)
+            .validate_request_parameters(true)
+            .send()
+            .await
+            .unwrap();
+        apigw
+            .put_method()
+            .rest_api_id(&id)
+            .resource_id(&pay)
+            .http_method("POST")
+            .authorization_type("AWS_IAM")
+            .request_validator_id(validator.id().unwrap())
+            .request_models("application/json", "Payment")
+            .request_parameters("method.request.header.Idempotency-Key", true)
+            .send()
+            .await
+            .unwrap();
+        let uri = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:pay:${stageVariables.alias}/invocations";
+        apigw
+            .put_integration()
+            .rest_api_id(&id)
+            .resource_id(&pay)
+            .http_method("POST")
+            .r#type(IntegrationType::AwsProxy)
+            .integration_http_method("POST")
+            .uri(uri)
+            .send()
+            .await
+            .unwrap();
+        let first = apigw.create_deployment().rest_api_id(&id).stage_name("live").send().await.unwrap();
+        let export = |extensions: bool| {
+            let mut call = apigw.get_export().rest_api_id(&id).stage_name("live").export_type("oas30");
+            if extensions {
+                call = call.parameters("extensions", "apigateway");
+            }
+            async move {
+                let out = call.accepts("application/json").send().await.unwrap();
+                serde_json::from_slice::<serde_json::Value>(out.body().unwrap().as_ref()).unwrap()
+            }
+        };
+        let doc = export(true).await;
+        assert_eq!(doc["openapi"], "3.0.1");
+        let post = &doc["paths"]["/pay"]["post"];
+        assert_eq!(post["security"], serde_json::json!([{ "sigv4": [] }]));
+        assert_eq!(doc["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"], "awsSigv4");
+        assert_eq!(post["x-amazon-apigateway-request-validator"], "body-and-headers");
+        assert_eq!(
+            doc["x-amazon-apigateway-request-validators"]["body-and-headers"],
+            serde_json::json!({ "validateRequestBody": true, "validateRequestParameters": true })
+        );
+        assert_eq!(post["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Payment");
+        assert_eq!(doc["components"]["schemas"]["Payment"], serde_json::json!({ "type": "object", "required": ["amount"] }));
+        assert_eq!(
+            post["parameters"],
+            serde_json::json!([{ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string" } }])
+        );
+        assert_eq!(post["x-amazon-apigateway-integration"]["type"], "aws_proxy");
+        assert_eq!(post["x-amazon-apigateway-integration"]["uri"], uri);
+        let plain = export(false).await;
+        assert!(!plain.to_string().contains("x-amazon-apigateway"), "no extensions unless asked: {plain}");
+
+        // A change without a deployment is not what the stage serves; the next deployment is.
+        apigw
+            .put_method()
+            .rest_api_id(&id)
+            .resource_id(&pay)
+            .http_method("GET")
+            .authorization_type("NONE")
+            .send()
+            .await
+            .unwrap();
+        apigw
+            .put_integration()
+            .rest_api_id(&id)
+            .resource_id(&pay)
+            .http_method("GET")
+            .r#type(IntegrationType::Mock)
+            .send()
+            .await
+            .unwrap();
+        assert!(export(true).await["paths"]["/pay"].get("get").is_none(), "not deployed yet");
+        let second = apigw.create_deployment().rest_api_id(&id).stage_name("live").send().await.unwrap();
+        let doc = export(true).await;
+        assert!(doc["paths"]["/pay"]["get"].get("security").is_none(), "the second deployment's GET, open: {doc}");
+        assert_eq!(doc["paths"]["/pay"]["get"]["x-amazon-apigateway-integration"]["type"], "mock");
+        // Pointing the stage back at the first deployment serves the first snapshot again.
+        apigw
+            .update_stage()
+            .rest_api_id(&id)
+            .stage_name("live")
+            .patch_operations(
+                PatchOperation::builder().op(Op::Replace).path("/deploymentId").value(first.id().unwrap()).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(export(true).await["paths"]["/pay"].get("get").is_none(), "the first deployment's again");
+        assert_ne!(first.id(), second.id());
+        let missing = apigw.get_export().rest_api_id(&id).stage_name("nope").export_type("oas30").send().await;
+        assert_eq!(missing.unwrap_err().into_service_error().meta().code(), Some("NotFoundException"));
+    });
+}

@@ -169,6 +169,64 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // The stage serves its deployment's snapshot, not the API as it is now. A deployment made
+    // before a method was added does not serve it; one made after does (the method's function
+    // may not be invoked from its path: API Gateway's 500).
+    let api_id = super::bluegreen::api_id(&acct);
+    let deploy_and_serve = |deployment: &str| {
+        acct.block_on(async {
+            acct.apigateway
+                .update_stage()
+                .rest_api_id(&api_id)
+                .stage_name("live")
+                .patch_operations(
+                    aws_sdk_apigateway::types::PatchOperation::builder()
+                        .op(aws_sdk_apigateway::types::Op::Replace)
+                        .path("/deploymentId")
+                        .value(deployment)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        });
+        await_fresh_read(a);
+    };
+    let check = |a: &str| {
+        let body = "{}";
+        send(a, "/live/check", &execute_api_headers(a, "/live/check", "application/json", body, "testing"), body)
+    };
+    let (before, after) = acct.block_on(async {
+        let apigw = &acct.apigateway;
+        let before = apigw.create_deployment().rest_api_id(&api_id).send().await.unwrap().id().unwrap().to_string();
+        let root = apigw.get_resources().rest_api_id(&api_id).send().await.unwrap();
+        let root = root.items().iter().find(|r| r.path() == Some("/")).and_then(|r| r.id()).unwrap().to_string();
+        let resource = apigw.create_resource().rest_api_id(&api_id).parent_id(root).path_part("check").send().await;
+        let resource = resource.unwrap().id().unwrap().to_string();
+        let method = apigw.put_method().rest_api_id(&api_id).resource_id(&resource).http_method("POST");
+        method.authorization_type("AWS_IAM").send().await.unwrap();
+        let uri = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:payment-validate-qa:${stageVariables.lambdaAlias}/invocations";
+        apigw
+            .put_integration()
+            .rest_api_id(&api_id)
+            .resource_id(&resource)
+            .http_method("POST")
+            .r#type(aws_sdk_apigateway::types::IntegrationType::AwsProxy)
+            .integration_http_method("POST")
+            .uri(uri)
+            .send()
+            .await
+            .unwrap();
+        let after = apigw.create_deployment().rest_api_id(&api_id).send().await.unwrap().id().unwrap().to_string();
+        (before, after)
+    });
+    deploy_and_serve(&before);
+    let (status, _, v) = check(a);
+    assert_eq!((status, v["message"].as_str()), (403, Some("Missing Authentication Token")), "{v}");
+    deploy_and_serve(&after);
+    let (status, _, v) = check(a);
+    assert_eq!((status, v["message"].as_str()), (500, Some("Internal server error")), "{v}");
+
     // Only this machine's own names reach it: a name that resolves here but is another's (DNS
     // rebinding from a web page) is refused before anything else.
     let mut rebound = execute_api_headers(a, "/live/validate", "application/json", &body, "testing");

@@ -147,6 +147,20 @@ Extensions (each tested in tests/integration/harness_tests.rs):
    transactions. Here each DynamoDB request is handled under one lock, from parsing to its
    serialised answer.
 
+30. A deployment is a snapshot of its API, and GetExport exports a stage as its deployment holds
+   it, as AWS does (a stage serves a deployment; the export is of a stage: API Gateway developer
+   guide, "Export a REST API from API Gateway"). moto 5.2.5 keeps no snapshot and exports the API's current resources as Swagger 2.0
+   with no integrations, validators, models or security, whatever type was asked. Here
+   CreateDeployment keeps the API's methods, their authorization, required parameters, request
+   models, validators and integrations, and GET /restapis/<id>/stages/<stage>/exports/oas30 answers
+   them in AWS's OpenAPI 3.0.1 shape: AWS_IAM as the `sigv4` security scheme
+   (x-amazon-apigateway-authtype awsSigv4), models under components.schemas (their $schema
+   dropped, references to other models as #/components/schemas/<name>), the validators by name
+   (x-amazon-apigateway-request-validators, -request-validator) and each method's
+   x-amazon-apigateway-integration; the x-amazon-apigateway-* keys only when
+   extensions=apigateway (or integrations) is asked, as AWS. A change made to the API after the
+   deployment is not in the export until the next deployment. (swagger is still moto's own.)
+
 Speed (no change to any answer): moto looks up which service a request is for by listing its own
 package folder (twice per request) and trying ~200 URL patterns; both are computed once per host here.
 A DynamoDB query on an index sorts the whole table with DynamoType comparisons before keeping the
@@ -168,6 +182,8 @@ defaults AWS has in a new account), and dies with the zygote, which dies when th
 its stdin.
 """
 
+import copy
+from datetime import datetime, timezone
 import json
 from urllib.parse import unquote
 import os
@@ -488,6 +504,144 @@ apigateway_models.APIGatewayBackend.get_base_path_mappings = _get_base_path_mapp
 apigateway_responses.APIGatewayResponse.get_tags = _get_tags_with_domains
 apigateway_responses.APIGatewayResponse.tag_resource = _tag_resource_with_domains
 apigateway_models.RestAPI.apply_patch_operations = _rest_api_patch_with_true_booleans
+
+
+# Extension 30: a deployment is a snapshot of the API, and GetExport (oas30) exports a stage's.
+_create_deployment = apigateway_models.RestAPI.create_deployment
+_get_export_response = apigateway_responses.APIGatewayResponse.get_export
+_OAS_METHODS = {"ANY": "x-amazon-apigateway-any-method"}
+_PARAMETER_PLACES = {"header": "header", "querystring": "query", "path": "path"}
+
+
+def _oas30_schema_of(api, model):
+    try:
+        schema = json.loads(model.schema) if isinstance(model.schema, str) else dict(model.schema or {})
+    except ValueError:
+        schema = {}
+    schema.pop("$schema", None)
+    # A model refers to another by its URL; the export by the components' pointer.
+    prefix = f"https://apigateway.amazonaws.com/restapis/{api.id}/models/"
+    return json.loads(json.dumps(schema).replace(prefix, "#/components/schemas/"))
+
+
+def _oas30_operation(api, method):
+    op = {"responses": {code: {"description": f"{code} response"} for code in method.method_responses}}
+    parameters = []
+    for key, required in (method.request_parameters or {}).items():
+        _, _, place, name = key.split(".", 3)
+        entry = {"name": name, "in": _PARAMETER_PLACES.get(place, place), "schema": {"type": "string"}}
+        if str(required).lower() == "true":
+            entry["required"] = True
+        parameters.append(entry)
+    if parameters:
+        op["parameters"] = parameters
+    if method.request_models:
+        op["requestBody"] = {
+            "content": {t: {"schema": {"$ref": f"#/components/schemas/{m}"}} for t, m in method.request_models.items()}
+        }
+    if method.authorization_type == "AWS_IAM":
+        op["security"] = [{"sigv4": []}]
+    validator = api.request_validators.get(method.request_validator_id or "")
+    if validator is not None:
+        op["x-amazon-apigateway-request-validator"] = validator.name
+    integration = method.method_integration
+    if integration is not None:
+        out = {"type": (integration.integration_type or "").lower()}
+        for key, value in [
+            ("httpMethod", integration.http_method),
+            ("uri", integration.uri),
+            ("passthroughBehavior", (integration.passthrough_behaviour or "").lower() or None),
+            ("timeoutInMillis", int(integration.timeout_in_millis) if integration.timeout_in_millis else 29000),
+            ("contentHandling", integration.content_handling),
+            ("credentials", integration.credentials),
+            ("requestParameters", integration.request_parameters),
+        ]:
+            if value is not None:
+                out[key] = value
+        op["x-amazon-apigateway-integration"] = out
+    return op
+
+
+def _oas30_snapshot(api):
+    paths = {}
+    for resource in api.resources.values():
+        operations = {}
+        for verb, method in resource.resource_methods.items():
+            operations[_OAS_METHODS.get(verb, verb.lower())] = _oas30_operation(api, method)
+        if operations:
+            paths[resource.get_path()] = operations
+    doc = {
+        "openapi": "3.0.1",
+        "info": {"title": api.name},
+        "paths": paths,
+        "components": {
+            "schemas": {name: _oas30_schema_of(api, model) for name, model in api.models.items()},
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "x-amazon-apigateway-authtype": "awsSigv4",
+                }
+            },
+        },
+    }
+    if api.request_validators:
+        doc["x-amazon-apigateway-request-validators"] = {
+            v.name: {
+                "validateRequestBody": bool(v.validate_request_body),
+                "validateRequestParameters": bool(v.validate_request_parameters),
+            }
+            for v in api.request_validators.values()
+        }
+    return doc
+
+
+def _create_deployment_with_snapshot(self, name, description, stage_variables=None):
+    deployment = _create_deployment(self, name, description, stage_variables)
+    deployment.snapshot = _oas30_snapshot(self)
+    deployment.snapshot["info"]["version"] = datetime.fromtimestamp(deployment.created_date, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    return deployment
+
+
+def _without_apigateway_extensions(value):
+    if isinstance(value, dict):
+        return {
+            k: _without_apigateway_extensions(v) for k, v in value.items() if not k.startswith("x-amazon-apigateway")
+        }
+    if isinstance(value, list):
+        return [_without_apigateway_extensions(v) for v in value]
+    return value
+
+
+def _get_export_of_the_deployment(self):
+    parts = self.path.split("/")
+    api_id, stage_name, export_type = parts[2], unquote(parts[4]), parts[-1].split("?")[0]
+    if export_type != "oas30":
+        return _get_export_response(self)
+    stage = self.backend.get_stage(api_id, stage_name)
+    deployment = self.backend.get_deployment(api_id, stage.deployment_id)
+    doc = copy.deepcopy(getattr(deployment, "snapshot", None) or _oas30_snapshot(self.backend.get_rest_api(api_id)))
+    doc["servers"] = [
+        {
+            "url": f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{{basePath}}",
+            "variables": {"basePath": {"default": stage_name}},
+        }
+    ]
+    extensions = ",".join(self.querystring.get("extensions") or [])
+    if "apigateway" not in extensions and "integrations" not in extensions:
+        doc = _without_apigateway_extensions(doc)
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="oas30_{doc["info"]["version"]}.json"',
+    }
+    return 200, headers, json.dumps(doc, indent=2)
+
+
+apigateway_models.RestAPI.create_deployment = _create_deployment_with_snapshot
+apigateway_responses.APIGatewayResponse.get_export = _get_export_of_the_deployment
 
 from moto.awslambda import models as lambda_models
 
