@@ -487,6 +487,11 @@ mod tests {
         verify(EXECUTE_API, method, path_and_query, headers, body, REGION, &known(), at())
     }
 
+    /// `GET /live/status` with no body, checked at `now` (the clock-skew tests).
+    fn check_status_at(headers: &http::HeaderMap, now: SystemTime) -> Result<Caller, Refusal> {
+        verify(EXECUTE_API, "GET", "/live/status", headers, b"", REGION, &known(), now)
+    }
+
     const JSON: &[u8] = br#"{"amount":1250,"currency":"EUR","card":"tok_4111"}"#;
     const JSON_HEADERS: &[(&str, &str)] =
         &[("content-type", "application/json"), ("x-amz-user-agent", "aws-sdk-rust/1.3")];
@@ -614,32 +619,14 @@ mod tests {
     #[test]
     fn refuses_a_stale_or_future_date_and_accepts_five_minutes_of_skew() {
         let headers = signed(Signing::default(), "GET", "/live/status", &[], b"");
-        let stale = verify(
-            EXECUTE_API,
-            "GET",
-            "/live/status",
-            &headers,
-            b"",
-            REGION,
-            &known(),
-            at() + Duration::from_secs(301),
-        );
+        let stale = check_status_at(&headers, at() + Duration::from_secs(301));
         let refusal = stale.unwrap_err();
         assert_eq!(refusal.status(), 403);
         assert_eq!(
             refusal.body(),
             serde_json::json!({"message": "Signature expired: 20231114T221320Z is now earlier than 20231114T221321Z (20231114T221821Z - 5 min.)"})
         );
-        let future = verify(
-            EXECUTE_API,
-            "GET",
-            "/live/status",
-            &headers,
-            b"",
-            REGION,
-            &known(),
-            at() - Duration::from_secs(301),
-        );
+        let future = check_status_at(&headers, at() - Duration::from_secs(301));
         assert_eq!(
             future.unwrap_err(),
             Refusal::SignatureExpired(
@@ -648,24 +635,9 @@ mod tests {
             )
         );
         for skew in [Duration::from_millis(300_999), Duration::ZERO] {
-            assert_eq!(
-                verify(EXECUTE_API, "GET", "/live/status", &headers, b"", REGION, &known(), at() + skew),
-                accepted()
-            );
+            assert_eq!(check_status_at(&headers, at() + skew), accepted());
         }
-        assert_eq!(
-            verify(
-                EXECUTE_API,
-                "GET",
-                "/live/status",
-                &headers,
-                b"",
-                REGION,
-                &known(),
-                at() - Duration::from_secs(300)
-            ),
-            accepted()
-        );
+        assert_eq!(check_status_at(&headers, at() - Duration::from_secs(300)), accepted());
     }
 
     #[test]

@@ -410,6 +410,17 @@ async fn spawn_fresh_executable(cmd: &mut tokio::process::Command) -> std::io::R
     }
 }
 
+/// Lambda's quota on a synchronous invocation's response, in the bytes its error names.
+const MAX_RESPONSE: usize = 6_291_556;
+
+/// Lambda's error document for a response over `MAX_RESPONSE`.
+fn response_too_large() -> Value {
+    json!({
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
+    })
+}
+
 fn reply(status: u16, body: &'static [u8]) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body)));
     *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
@@ -423,7 +434,20 @@ async fn serve(
     stats: Arc<Mutex<Stats>>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await?.to_bytes();
+    // Lambda's synchronous payload quota: a larger response fails the invocation
+    // (`Function.ResponseSizeTooLarge`) and the runtime is told 413. The excess is read and
+    // dropped, not kept, so that the runtime, still sending, gets that answer and not a reset.
+    let mut incoming = req.into_body();
+    let (mut kept, mut too_large) = (Vec::new(), false);
+    while let Some(frame) = incoming.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            too_large = too_large || kept.len() + data.len() > MAX_RESPONSE;
+            if !too_large {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    let body = Bytes::from(kept);
     let parts: Vec<&str> = path.trim_start_matches("/2018-06-01/runtime/").split('/').collect();
     Ok(match parts.as_slice() {
         ["invocation", "next"] => {
@@ -463,6 +487,10 @@ async fn serve(
                 }
             };
             let Some(current) = current else { return Ok(reply(400, br#"{"errorType":"InvalidRequestID"}"#)) };
+            if too_large {
+                let _ = current.reply.send((Outcome::Error(response_too_large()), current.handed_at.elapsed()));
+                return Ok(reply(413, br#"{"errorType":"RequestEntityTooLarge"}"#));
+            }
             let outcome = if *kind == "response" { Outcome::Response(value) } else { Outcome::Error(value) };
             let _ = current.reply.send((outcome, current.handed_at.elapsed()));
             reply(202, br#"{"status":"OK"}"#)
@@ -608,6 +636,25 @@ done
         assert_eq!(q.idle(), 2, "recently idle instances stay");
         q.retire_idle(Duration::ZERO);
         assert_eq!(q.idle(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_response_over_lambdas_quota_fails_the_invocation_and_the_runtime_is_told() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Answers its first event with 7 MB and writes what the Runtime API told it; echoes after.
+        let act = format!(
+            r#"if [ ! -e {d}/told ]; then big=$(head -c 7000000 /dev/zero | tr '\0' x); request POST /2018-06-01/runtime/invocation/$id/response "\"$big\"" > {d}/told; else {ECHO}; fi"#,
+            d = dir.path().display()
+        );
+        let p = pool(script(dir.path(), "big", &act), 1);
+        let f = p.invoke(None, &json!(1), "arn", Duration::from_secs(300)).await;
+        let Outcome::Error(doc) = f.outcome else { panic!("{f:?}") };
+        assert_eq!(doc["errorType"], "Function.ResponseSizeTooLarge");
+        let told = std::fs::read_to_string(dir.path().join("told")).expect("the runtime's answer");
+        assert!(told.starts_with("HTTP/1.1 413"), "{told}");
+        // The instance lives on, as on Lambda: the next event is answered.
+        let next = p.invoke(None, &json!(2), "arn", Duration::from_secs(300)).await;
+        assert_eq!(next.outcome, Outcome::Response(json!(2)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

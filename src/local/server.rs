@@ -121,7 +121,9 @@ pub struct Local {
     aliases: Mutex<HashMap<AliasKey, Resolved>>,
     /// One cell per (function, version): the first request starts it, others wait for that,
     /// and requests for other versions never wait behind it.
-    versions: Mutex<HashMap<(String, String), VersionCell>>,
+    /// By (function name, version, CodeSha256 for `$LATEST`, else empty): a numbered version's
+    /// code never changes, `$LATEST`'s does with every UpdateFunctionCode.
+    versions: Mutex<HashMap<(String, String, String), VersionCell>>,
     keys: Mutex<Keys>,
     /// One re-read of the credentials at a time (a provider may call STS or SSO).
     rereading: tokio::sync::Mutex<()>,
@@ -158,13 +160,52 @@ const LAMBDA_INVOKE_PREFIX: &str = "/2015-03-31/functions/";
 
 /// A Lambda API error as the SDK reads it (`x-amzn-errortype`, `{"Type", "Message"}`).
 fn lambda_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(json!({ "Type": "User", "Message": message }).to_string())));
+    // Lambda's error document: "User" for the caller's mistakes, "Service" for its own.
+    let kind = if status >= 500 { "Service" } else { "User" };
+    let mut r = Response::new(Full::new(Bytes::from(json!({ "Type": kind, "Message": message }).to_string())));
     *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
     r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
     if let Ok(v) = hyper::header::HeaderValue::from_str(code) {
         r.headers_mut().insert("x-amzn-errortype", v);
     }
     r
+}
+
+/// Why an invocation could not start, as Lambda's Invoke would say it: the function or its
+/// qualifier does not exist (404), Lambda is throttling tapctl local's own reads (429), or
+/// anything else (500, this machine's or AWS's fault, not the caller's).
+#[derive(Debug)]
+struct LambdaFailure {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl LambdaFailure {
+    fn from_aws(e: AwsError) -> LambdaFailure {
+        let (status, code) = if e.is_not_found() {
+            (404, "ResourceNotFoundException")
+        } else if e.code.as_deref().is_some_and(crate::aws::is_throttling_code) {
+            (429, "TooManyRequestsException")
+        } else {
+            (500, "ServiceException")
+        };
+        LambdaFailure { status, code, message: e.to_string() }
+    }
+
+    fn service(message: String) -> LambdaFailure {
+        LambdaFailure { status: 500, code: "ServiceException", message }
+    }
+
+    fn answer(&self) -> Response<Full<Bytes>> {
+        lambda_error(self.status, self.code, &self.message)
+    }
+}
+
+impl std::fmt::Display for LambdaFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// An API Gateway answer: a status and `{"message": …}`.
@@ -225,6 +266,29 @@ fn warn_of_a_canary_elsewhere(before: Option<&api::Stage>, stage: &api::Stage) {
             stage.deployment_id
         );
     }
+}
+
+/// Whether `authority` (a Host header, or an origin without its scheme) is this server:
+/// 127.0.0.1, localhost or [::1] with its port.
+fn names_this_server(authority: &str, port: &str) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| authority.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).is_some_and(|p| p == port))
+}
+
+/// Whether a browser sent the request for a page that is not this server's: an `Origin` of
+/// another site (or another port of this machine), or `Sec-Fetch-Site` other than `same-origin` /
+/// `none` (a user's own navigation). Such a request is refused before anything else: a web page
+/// must not make the operator's browser call the functions, even where SigV4 would refuse it
+/// too. Clients that are not browsers (the SDKs, curl) send neither header.
+fn sent_by_another_page(headers: &hyper::HeaderMap, port: &str) -> bool {
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    let foreign_origin = text("origin").is_some_and(|origin| {
+        let authority = origin.strip_prefix("http://").unwrap_or("");
+        !names_this_server(authority, port)
+    });
+    let foreign_fetch = text("sec-fetch-site").is_some_and(|site| !matches!(site, "same-origin" | "none"));
+    foreign_origin || foreign_fetch
 }
 
 /// Which colour serves a request: the canary's override for its share, else the stage's.
@@ -380,11 +444,8 @@ impl Local {
     /// this port. A name that resolves here but is another (DNS rebinding) is refused.
     fn addressed_here(&self, headers: &hyper::HeaderMap) -> bool {
         let port = self.options.address.rsplit(':').next().unwrap_or_default();
-        headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|host| {
-            ["127.0.0.1", "localhost", "[::1]"]
-                .iter()
-                .any(|name| host.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).is_some_and(|p| p == port))
-        })
+        let host = headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok());
+        host.is_some_and(|host| names_this_server(host, port)) && !sent_by_another_page(headers, port)
     }
 
     /// The credentials as they are now: read again when they have expired, or (at most once a
@@ -591,17 +652,14 @@ impl Local {
         } else {
             match self.lambda.get_alias().function_name(&function).name(&qualifier).send().await {
                 Ok(a) => a.function_version().unwrap_or("$LATEST").to_string(),
-                Err(e) => {
-                    let e = crate::aws::AwsError::from_sdk("lambda:GetAlias", e);
-                    return lambda_error(404, "ResourceNotFoundException", &e.to_string());
-                }
+                Err(e) => return LambdaFailure::from_aws(AwsError::from_sdk("lambda:GetAlias", e)).answer(),
             }
         };
         let invoked =
             format!("arn:aws:lambda:{}:{}:function:{function}:{qualifier}", self.options.region, self.options.account);
         let running = match self.running(&invoked, &version).await {
             Ok(p) => p,
-            Err(e) => return lambda_error(404, "ResourceNotFoundException", &e),
+            Err(failure) => return failure.answer(),
         };
         let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let request_id = format!("{:016x}-invoke", self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -657,15 +715,26 @@ impl Local {
     }
 
     /// `function_arn`'s `version` with its instances, set up on first use from the package whose
-    /// CodeSha256 is the version's.
-    async fn running(&self, function_arn: &str, version: &str) -> Result<Arc<Running>, String> {
+    /// CodeSha256 is the version's. `$LATEST` is read every time, since its code changes in place:
+    /// new code gets new instances, as Lambda starts new environments after an update.
+    async fn running(&self, function_arn: &str, version: &str) -> Result<Arc<Running>, LambdaFailure> {
         let (qualified, _) = function_arn.rsplit_once(':').unwrap_or((function_arn, ""));
         let name = qualified.rsplit(':').next().unwrap_or(qualified).to_string();
-        let cell = Arc::clone(lock(&self.versions).entry((name.clone(), version.to_string())).or_default());
-        cell.get_or_try_init(|| self.start_version(&name, version)).await.cloned()
+        let latest = if version == "$LATEST" { Some(self.configuration(&name, version).await?) } else { None };
+        let code = latest.as_ref().map(|v| v.code_sha256.clone()).unwrap_or_default();
+        let cell = Arc::clone(lock(&self.versions).entry((name.clone(), version.to_string(), code)).or_default());
+        cell.get_or_try_init(|| async {
+            let v = match latest {
+                Some(v) => v,
+                None => self.configuration(&name, version).await?,
+            };
+            self.start_version(v)
+        })
+        .await
+        .cloned()
     }
 
-    async fn start_version(&self, name: &str, version: &str) -> Result<Arc<Running>, String> {
+    async fn configuration(&self, name: &str, version: &str) -> Result<Version, LambdaFailure> {
         let c = self
             .lambda
             .get_function_configuration()
@@ -674,20 +743,22 @@ impl Local {
             .send()
             .await
             .aws("lambda:GetFunctionConfiguration")
-            .map_err(|e| e.to_string())?;
-        let v = Version {
+            .map_err(LambdaFailure::from_aws)?;
+        Ok(Version {
             name: name.to_string(),
             version: version.to_string(),
             code_sha256: c.code_sha256().unwrap_or_default().to_string(),
             environment: c.environment().and_then(|e| e.variables().cloned()).unwrap_or_default(),
             timeout: Duration::from_secs(c.timeout().unwrap_or(3).max(1) as u64),
             memory: c.memory_size().unwrap_or(128),
-        };
+        })
+    }
+
+    fn start_version(&self, v: Version) -> Result<Arc<Running>, LambdaFailure> {
         let packages = &self.packages;
-        let sha = v.code_sha256.clone();
         // Hashing and unzipping read files: off the threads that serve requests.
-        let bootstrap = tokio::task::block_in_place(|| packages.bootstrap_for(&sha))
-            .map_err(|e| format!("{name} version {version}: {e}"))?;
+        let bootstrap = tokio::task::block_in_place(|| packages.bootstrap_for(&v.code_sha256))
+            .map_err(|e| LambdaFailure::service(format!("{} version {}: {e}", v.name, v.version)))?;
         let pool = runtime::Pool::new(runtime::Launch {
             program: bootstrap,
             env: self.instance_env(&v),
@@ -902,4 +973,45 @@ fn proxy_response(v: &Value) -> Option<Response<Full<Bytes>>> {
         }
     }
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> hyper::HeaderMap {
+        pairs.iter().map(|(k, v)| (hyper::header::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn only_this_servers_own_names_and_port_are_its_host() {
+        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+            assert!(names_this_server(host, "8080"), "{host}");
+        }
+        for host in ["127.0.0.1:8081", "127.0.0.1", "localhost.attacker.example:8080", "payments.example:8080", ""] {
+            assert!(!names_this_server(host, "8080"), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_request_a_foreign_page_made_the_browser_send_is_told_from_the_operators_own() {
+        // SDKs and curl send neither header; a page of this server's own origin, or the user's
+        // own navigation, may.
+        for own in [
+            headers(&[]),
+            headers(&[("origin", "http://127.0.0.1:8080"), ("sec-fetch-site", "same-origin")]),
+            headers(&[("sec-fetch-site", "none")]),
+        ] {
+            assert!(!sent_by_another_page(&own, "8080"), "{own:?}");
+        }
+        for foreign in [
+            headers(&[("origin", "https://shop.attacker.example")]),
+            headers(&[("origin", "http://localhost:3000")]),
+            headers(&[("origin", "null")]),
+            headers(&[("sec-fetch-site", "cross-site")]),
+            headers(&[("sec-fetch-site", "same-site")]),
+        ] {
+            assert!(sent_by_another_page(&foreign, "8080"), "{foreign:?}");
+        }
+    }
 }

@@ -759,12 +759,25 @@ pub fn execute_api_headers(
     body: &str,
     secret: &str,
 ) -> Vec<(String, String)> {
+    signed_headers("execute-api", address, path, content_type, body, secret)
+}
+
+/// The headers of a POST to `path` on `address` signed for `service` (`execute-api` for the
+/// API, `lambda` for the Invoke tapctl local serves) with the key `testing` and `secret`.
+pub fn signed_headers(
+    service: &str,
+    address: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let identity = aws_credential_types::Credentials::new("testing", secret, None, None, "test").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
-        .name("execute-api")
+        .name(service)
         .time(std::time::SystemTime::now())
         .settings(SigningSettings::default())
         .build()

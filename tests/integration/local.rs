@@ -6,7 +6,7 @@
 //! double nothing (issue 17's zero-downtime run, a smaller stream).
 
 use super::functions::{card, payment, random_card, Payments};
-use super::harness::{execute_api_headers, packages_dir, released_packages, Account};
+use super::harness::{execute_api_headers, packages_dir, released_packages, signed_headers, Account};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -234,6 +234,12 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
     rebound.push(("host".into(), format!("payments.attacker.example:{}", a.rsplit(':').next().unwrap())));
     let (status, _, v) = send(a, "/live/validate", &rebound, &body);
     assert_eq!((status, v["message"].as_str()), (403, Some("Forbidden")), "{v}");
+    // A request a foreign web page makes the operator's browser send is refused the same way,
+    // even signed: the page must not reach the functions with the operator's rights.
+    let mut from_a_page = execute_api_headers(a, "/live/validate", "application/json", &body, "testing");
+    from_a_page.push(("origin".into(), "https://shop.attacker.example".into()));
+    let (status, _, v) = send(a, "/live/validate", &from_a_page, &body);
+    assert_eq!((status, v["message"].as_str()), (403, Some("Forbidden")), "{v}");
     // API Gateway's payload quota (10 MB): refused with 413 before any authorization.
     let huge = "x".repeat(10 * 1024 * 1024 + 1);
     let (status, _, v) = send(a, "/live/validate", &[("content-type".into(), "application/json".into())], &huge);
@@ -278,6 +284,21 @@ fn the_local_api_refuses_as_api_gateway_and_serves_the_colour_the_stage_names() 
         assert!(Instant::now() < deadline, "a revoked permission was still served after 120 s");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // `$LATEST` runs the code it holds now: after an UpdateFunctionCode to code this machine has
+    // no package of, the Invoke fails (ServiceException) instead of running the old instances.
+    let invoke_latest =
+        || send(a, invoke, &signed_headers("lambda", a, invoke, "application/json", "{}", "testing"), "{}");
+    let (status, h, _) = invoke_latest();
+    assert_eq!((status, header(&h, "x-amz-executed-version")), (200, Some("$LATEST")));
+    let elsewhere = released_packages("not-on-this-machine");
+    acct.block_on(async {
+        let zip = std::fs::read(elsewhere.path().join("validate.zip")).unwrap();
+        let code = aws_sdk_lambda::primitives::Blob::new(zip);
+        acct.lambda.update_function_code().function_name("payment-validate-qa").zip_file(code).send().await.unwrap();
+    });
+    let (status, h, v) = invoke_latest();
+    assert_eq!((status, header(&h, "x-amzn-errortype")), (500, Some("ServiceException")), "{v}");
 }
 
 /// One signed `/process` request as a client sends it, with its Idempotency-Key.
