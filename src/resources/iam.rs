@@ -55,10 +55,171 @@ pub struct Observed {
     pub before_logins: Vec<String>,
 }
 
+/// A role an AWS service assumes for the stack (Lambda for a function, VPC Flow Logs,
+/// CloudTrail, AWS Backup): what it must be. One reconciler for all of them,
+/// [`ServiceRole::ensure`], so that least privilege (PCI DSS 7.2.1, 7.2.2) is enforced the same
+/// way everywhere: the trust names the one service, the one inline policy is exactly the wanted
+/// document, no managed policy is attached beyond `managed`, and the stack's tags are on it.
+pub struct ServiceRole<'a> {
+    pub name: String,
+    pub description: String,
+    pub trust: Value,
+    /// The one inline policy: its name and document.
+    pub inline: Option<(&'a str, Value)>,
+    /// The AWS managed policies it must have; any other attached is detached.
+    pub managed: &'a [&'a str],
+    /// IAM's default (one hour) when None.
+    pub max_session_seconds: Option<i32>,
+}
+
+impl ServiceRole<'_> {
+    pub async fn observe(&self, ctx: &Ctx) -> Result<Option<Role>> {
+        observe_role(ctx, &self.name, self.inline.as_ref().map(|(name, _)| *name)).await
+    }
+
+    /// Creates the role or repairs it in place, from `have` (what `observe` read), and returns
+    /// it as it now is. Each step is idempotent: a re-run after a crash at any point repairs
+    /// what the crashed run left.
+    pub async fn ensure(&self, ctx: &Ctx, have: Option<Role>) -> Result<Role> {
+        let iam = &ctx.clients.iam;
+        let name = &self.name;
+        let tags: Vec<Tag> =
+            ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
+        let role = match have {
+            Some(r) => r,
+            None => {
+                ctx.progress.step(&format!("creating role {name}"));
+                let made = iam
+                    .create_role()
+                    .role_name(name)
+                    .description(&self.description)
+                    .assume_role_policy_document(self.trust.to_string())
+                    .set_max_session_duration(self.max_session_seconds)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .aws("iam:CreateRole")
+                    .ok_if_exists()?;
+                // The create's own answer, not a GetRole: IAM is eventually consistent, and a read
+                // right after a create may not find the role yet.
+                match made.as_ref().and_then(|m| m.role()) {
+                    Some(r) => Role {
+                        arn: r.arn().to_string(),
+                        id: r.role_id().to_string(),
+                        trust: self.trust.clone(),
+                        policy: None,
+                        attached: Vec::new(),
+                        tags: ctx.tags(None, None).into_iter().collect(),
+                    },
+                    // Made by a run that crashed before recording it: read what it left.
+                    None => self.observe(ctx).await?.ok_or_else(|| {
+                        ResourceError::new("NotFound", format!("role {name} exists by its name but cannot be read"))
+                    })?,
+                }
+            }
+        };
+        if role.trust != self.trust {
+            ctx.progress.step(&format!("restoring the trust policy of role {name}"));
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(self.trust.to_string())
+                .send()
+                .await
+                .aws("iam:UpdateAssumeRolePolicy")?;
+        }
+        if let Some((policy, wanted)) = &self.inline {
+            if role.policy.as_ref() != Some(wanted) {
+                ctx.progress.step(&match &role.policy {
+                    None => format!("adding policy {policy} to role {name}"),
+                    Some(_) => format!("restoring policy {policy} of role {name}"),
+                });
+                iam.put_role_policy()
+                    .role_name(name)
+                    .policy_name(*policy)
+                    .policy_document(wanted.to_string())
+                    .send()
+                    .await
+                    .aws("iam:PutRolePolicy")?;
+            }
+        }
+        for arn in self.managed.iter().filter(|p| !role.attached.iter().any(|a| a == *p)) {
+            ctx.progress.step(&format!("attaching {arn} to role {name}"));
+            iam.attach_role_policy().role_name(name).policy_arn(*arn).send().await.aws("iam:AttachRolePolicy")?;
+        }
+        for extra in role.attached.iter().filter(|a| !self.managed.contains(&a.as_str())) {
+            ctx.progress.step(&format!("detaching {extra} from role {name}"));
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(extra)
+                .send()
+                .await
+                .aws("iam:DetachRolePolicy")
+                .ok_if_not_found()?;
+        }
+        if let Some(drift) = ctx.tag_drift(&role.tags) {
+            ctx.progress.step(&format!("tagging role {name}: {}", drift.wanted));
+            iam.tag_role().role_name(name).set_tags(Some(tags)).send().await.aws("iam:TagRole")?;
+        }
+        Ok(Role {
+            trust: self.trust.clone(),
+            policy: self.inline.as_ref().map(|(_, doc)| doc.clone()),
+            attached: self.managed.iter().map(|p| p.to_string()).collect(),
+            tags: ctx.tags(None, None).into_iter().collect(),
+            ..role
+        })
+    }
+
+    /// How `have` differs from this role, in words. `trusted`: who the trust should name, for
+    /// people; `grants`: what the inline policy should allow, for people.
+    pub fn drifts(&self, ctx: &Ctx, have: Option<&Role>, trusted: &str, grants: &str) -> Vec<Drift> {
+        let on = format!("role {}", self.name);
+        let Some(r) = have else { return vec![Drift::missing(on, &self.description)] };
+        let mut d = Vec::new();
+        if r.trust != self.trust {
+            let (have, want) = (principals(&r.trust), principals(&self.trust));
+            d.push(if have == want {
+                Drift::new(format!("{on} trust policy"), "differs", trusted)
+            } else {
+                Drift::new(format!("{on} trust policy"), listed(have), listed(want))
+            });
+        }
+        if let Some((policy, wanted)) = &self.inline {
+            let field = format!("{on} policy {policy}");
+            match &r.policy {
+                None => d.push(Drift::missing(field, grants)),
+                Some(p) if p != wanted => d.push(Drift::new(field, policy_difference(p, wanted), grants)),
+                Some(_) => {}
+            }
+        }
+        for missing in self.managed.iter().filter(|p| !r.attached.iter().any(|a| a == *p)) {
+            d.push(Drift::missing(format!("{on} managed policy"), *missing));
+        }
+        for extra in r.attached.iter().filter(|a| !self.managed.contains(&a.as_str())) {
+            d.push(Drift::unexpected(format!("{on} managed policy"), extra));
+        }
+        d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(&on)));
+        d
+    }
+}
+
 /// IAM returns policy documents URL-encoded.
-fn decode(doc: &str) -> Value {
+pub fn decode(doc: &str) -> Value {
     let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
     serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// The execution role of function `f`, its policy as it must be while `before_logins` (the
+/// aliases of process still running code from before the database logins) run.
+fn function_role(ctx: &Ctx, f: &str, before_logins: &[String]) -> Result<ServiceRole<'static>> {
+    Ok(ServiceRole {
+        name: ctx.names.role(f),
+        description: format!("Execution role of payment-{f} (least privilege)"),
+        trust: trust_policy(ctx),
+        inline: Some((POLICY, policy_during(ctx, f, before_logins)?)),
+        // AWSLambdaVPCAccessExecutionRole would grant logs writes on every group (see above).
+        managed: &[],
+        max_session_seconds: Some(3600),
+    })
 }
 
 pub fn trust_policy(ctx: &Ctx) -> Value {
@@ -210,23 +371,25 @@ fn transition_drift(have: &Value, want: &Value, before_logins: &[String]) -> Opt
     }
 }
 
-async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
+/// A role as IAM holds it: its trust, the inline policy `inline` names (if any), its managed
+/// policies and tags. None when there is no such role.
+pub async fn observe_role(ctx: &Ctx, name: &str, inline: Option<&str>) -> Result<Option<Role>> {
     let iam = &ctx.clients.iam;
     let Some(out) = iam.get_role().role_name(name).send().await.aws("iam:GetRole").ok_if_not_found()? else {
         return Ok(None);
     };
     let Some(r) = out.role() else { return Ok(None) };
     let policy = async {
-        Ok::<_, ResourceError>(
-            iam.get_role_policy()
-                .role_name(name)
-                .policy_name(POLICY)
-                .send()
-                .await
-                .aws("iam:GetRolePolicy")
-                .ok_if_not_found()?
-                .map(|p| decode(p.policy_document())),
-        )
+        let Some(inline) = inline else { return Ok::<_, ResourceError>(None) };
+        Ok(iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(inline)
+            .send()
+            .await
+            .aws("iam:GetRolePolicy")
+            .ok_if_not_found()?
+            .map(|p| decode(p.policy_document())))
     };
     let attached = async {
         Ok::<_, ResourceError>(
@@ -273,9 +436,9 @@ impl Resource for Roles {
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let found = futures::future::try_join_all(
-            FUNCTIONS.map(|f| async move { Ok::<_, ResourceError>((f, observe_role(ctx, &ctx.names.role(f)).await?)) }),
-        );
+        let found = futures::future::try_join_all(FUNCTIONS.map(|f| async move {
+            Ok::<_, ResourceError>((f, observe_role(ctx, &ctx.names.role(f), Some(POLICY)).await?))
+        }));
         let (found, before_logins) = futures::try_join!(found, db_connect::aliases_running_code_before_logins(ctx))?;
         let roles: BTreeMap<_, _> = found.into_iter().filter_map(|(f, r)| Some((f, r?))).collect();
         Ok((!roles.is_empty()).then_some(Observed { roles, before_logins }))
@@ -284,34 +447,18 @@ impl Resource for Roles {
     fn diff(&self, ctx: &Ctx, o: &Observed) -> Result<Change> {
         let mut d = Vec::new();
         for f in FUNCTIONS {
-            let name = ctx.names.role(f);
-            let Some(r) = o.roles.get(f) else {
-                d.push(Drift::missing(format!("role {name}"), format!("execution role of payment-{f}")));
-                continue;
-            };
-            let trust = trust_policy(ctx);
-            if r.trust != trust {
-                let (have, want) = (principals(&r.trust), principals(&trust));
-                d.push(if have == want {
-                    Drift::new(format!("role {name} trust policy"), "differs", "Lambda, for this account only")
-                } else {
-                    Drift::new(format!("role {name} trust policy"), listed(have), listed(want))
-                });
+            let role = function_role(ctx, f, &o.before_logins)?;
+            let have = o.roles.get(f);
+            let policy_field = format!("role {} policy {POLICY}", role.name);
+            for drift in role.drifts(ctx, have, "Lambda, for this account only", "least privilege") {
+                // The move to database logins is named as such, not as a policy difference.
+                let transition = have
+                    .and_then(|r| r.policy.as_ref())
+                    .zip(role.inline.as_ref())
+                    .filter(|_| drift.field == policy_field)
+                    .and_then(|(p, (_, wanted))| transition_drift(p, wanted, &o.before_logins));
+                d.push(transition.map_or(drift, |t| t.on(&policy_field)));
             }
-            let wanted = policy_during(ctx, f, &o.before_logins)?;
-            let field = format!("role {name} policy {POLICY}");
-            match &r.policy {
-                None => d.push(Drift::missing(field, "least privilege")),
-                Some(p) if *p != wanted => d.push(transition_drift(p, &wanted, &o.before_logins).map_or_else(
-                    || Drift::new(&field, policy_difference(p, &wanted), "least privilege"),
-                    |t| t.on(&field),
-                )),
-                Some(_) => {}
-            }
-            for extra in &r.attached {
-                d.push(Drift::unexpected(format!("role {name} managed policy"), extra));
-            }
-            d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(format!("role {name}"))));
         }
         Ok(Change::from_drifts(d))
     }
@@ -329,9 +476,6 @@ impl Resource for Roles {
     }
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
-        let iam = &ctx.clients.iam;
-        let tags: Vec<Tag> =
-            ctx.tags(None, None).iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
         let mut o = match observed {
             Some(o) => o,
             // No role yet, but process may exist (its roles deleted out of band): its aliases
@@ -341,68 +485,10 @@ impl Resource for Roles {
                 before_logins: db_connect::aliases_running_code_before_logins(ctx).await?,
             },
         };
-        let trust = trust_policy(ctx);
-        let (have, trust, tags) = (&o, &trust, &tags);
+        let have = &o;
         let roles = each_member("role", FUNCTIONS, |f| async move {
-            let name = ctx.names.role(f);
-            let wanted = policy_during(ctx, f, &have.before_logins)?;
-            let existing = have.roles.get(f).cloned();
-            let mut role = match existing {
-                Some(r) => r,
-                None => {
-                    ctx.progress.step(&format!("creating role {name}"));
-                    iam.create_role()
-                        .role_name(&name)
-                        .description(format!("Execution role of payment-{f} (least privilege)"))
-                        .assume_role_policy_document(trust.to_string())
-                        .max_session_duration(3600)
-                        .set_tags(Some(tags.clone()))
-                        .send()
-                        .await
-                        .aws("iam:CreateRole")
-                        .ok_if_exists()?;
-                    observe_role(ctx, &name).await?.ok_or_else(|| {
-                        crate::resources::ResourceError::new("NotFound", format!("role {name} vanished after creation"))
-                    })?
-                }
-            };
-            if role.trust != *trust {
-                ctx.progress.step(&format!("restoring the trust policy of {name}"));
-                iam.update_assume_role_policy()
-                    .role_name(&name)
-                    .policy_document(trust.to_string())
-                    .send()
-                    .await
-                    .aws("iam:UpdateAssumeRolePolicy")?;
-            }
-            if role.policy.as_ref() != Some(&wanted) {
-                ctx.progress.step(&match &role.policy {
-                    None => format!("adding policy {POLICY} to {name}"),
-                    Some(_) => format!("restoring policy {POLICY} of {name}"),
-                });
-                iam.put_role_policy()
-                    .role_name(&name)
-                    .policy_name(POLICY)
-                    .policy_document(wanted.to_string())
-                    .send()
-                    .await
-                    .aws("iam:PutRolePolicy")?;
-            }
-            for extra in std::mem::take(&mut role.attached) {
-                ctx.progress.step(&format!("detaching {extra} from {name}"));
-                iam.detach_role_policy()
-                    .role_name(&name)
-                    .policy_arn(&extra)
-                    .send()
-                    .await
-                    .aws("iam:DetachRolePolicy")
-                    .ok_if_not_found()?;
-            }
-            if let Some(drift) = ctx.tag_drift(&role.tags) {
-                ctx.progress.step(&format!("tagging role {name}: {}", drift.wanted));
-                iam.tag_role().role_name(&name).set_tags(Some(tags.clone())).send().await.aws("iam:TagRole")?;
-            }
-            Ok((f, Role { trust: trust.clone(), policy: Some(wanted), ..role }))
+            let role = function_role(ctx, f, &have.before_logins)?;
+            Ok((f, role.ensure(ctx, have.roles.get(f).cloned()).await?))
         })
         .await?;
         o.roles.extend(roles);
@@ -531,5 +617,47 @@ mod tests {
         let mut wide = settled.clone();
         wide["Statement"].as_array_mut().unwrap().push(json!({ "Effect": "Allow", "Action": "*", "Resource": "*" }));
         assert_eq!(transition_drift(&wide, &during, &old), None);
+    }
+
+    #[test]
+    fn a_service_role_names_each_way_it_strays_from_least_privilege() {
+        let ctx = roles_ctx();
+        let backup = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup";
+        let want = ServiceRole {
+            name: "payments-svc-qa".into(),
+            description: "assumed by a service".into(),
+            trust: trust_policy(&ctx),
+            inline: Some(("own", json!({ "Statement": [{ "Effect": "Allow", "Action": "logs:PutLogEvents" }] }))),
+            managed: &[backup],
+            max_session_seconds: None,
+        };
+        let exact = Role {
+            arn: "arn:aws:iam::123456789012:role/payments-svc-qa".into(),
+            id: "AROA1".into(),
+            trust: want.trust.clone(),
+            policy: want.inline.as_ref().map(|(_, p)| p.clone()),
+            attached: vec![backup.into()],
+            tags: ctx.tags(None, None).into_iter().collect(),
+        };
+        assert!(want.drifts(&ctx, Some(&exact), "the service", "writes").is_empty());
+        let mut wide = exact.clone();
+        wide.trust["Statement"][0]["Principal"]["Service"] = json!("ec2.amazonaws.com");
+        wide.policy = None;
+        wide.attached = vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()];
+        let d: Vec<String> =
+            want.drifts(&ctx, Some(&wide), "the service", "writes").iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            d,
+            [
+                "role payments-svc-qa trust policy: ec2.amazonaws.com → lambda.amazonaws.com",
+                "role payments-svc-qa policy own: missing → writes",
+                &format!("role payments-svc-qa managed policy: missing → {backup}"),
+                "role payments-svc-qa managed policy: arn:aws:iam::aws:policy/AdministratorAccess → absent",
+            ]
+        );
+        assert_eq!(
+            want.drifts(&ctx, None, "the service", "writes").iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            ["role payments-svc-qa: missing → assumed by a service"]
+        );
     }
 }

@@ -18,13 +18,13 @@
 //!   role that may only create streams and put events in that group (10.4.1: `audit.alarms`
 //!   reviews it).
 
-use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
+use crate::aws::{AwsError, AwsResultExt};
 use crate::names::FUNCTIONS;
+use crate::resources::iam::ServiceRole;
 use crate::resources::logs::{self, Group};
 use crate::resources::retry::catalogue;
 use crate::resources::{
-    listed, on_off, or_none, policy_difference, principals, tags_drift, Change, Ctx, Drift, Input, Outputs, Resource,
-    ResourceError, Result,
+    listed, on_off, or_none, tags_drift, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result,
 };
 use async_trait::async_trait;
 use aws_sdk_cloudtrail::types::{AdvancedEventSelector, AdvancedFieldSelector, Tag};
@@ -175,20 +175,10 @@ pub struct TrailState {
     pub tags: BTreeMap<String, String>,
 }
 
-/// The delivery role as IAM holds it.
-#[derive(Debug, Clone)]
-pub struct RoleState {
-    pub arn: String,
-    pub trust: Value,
-    pub policy: Option<Value>,
-    pub attached: Vec<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
 pub struct Observed {
     pub trail: Option<TrailState>,
     pub group: Option<Group>,
-    pub role: Option<RoleState>,
+    pub role: Option<crate::resources::iam::Role>,
 }
 
 /// What CloudTrail wants as the log group's ARN: the group's, with `:*`.
@@ -231,46 +221,16 @@ pub fn role_policy(ctx: &Ctx) -> Value {
     })
 }
 
-/// IAM returns policy documents URL-encoded.
-fn decode(doc: &str) -> Value {
-    let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
-}
-
-async fn observe_role(ctx: &Ctx) -> Result<Option<RoleState>> {
-    let iam = &ctx.clients.iam;
-    let name = ctx.names.trail_logs_role();
-    let Some(out) = iam.get_role().role_name(&name).send().await.aws("iam:GetRole").ok_if_not_found()? else {
-        return Ok(None);
-    };
-    let Some(r) = out.role() else { return Ok(None) };
-    let policy = iam
-        .get_role_policy()
-        .role_name(&name)
-        .policy_name(POLICY)
-        .send()
-        .await
-        .aws("iam:GetRolePolicy")
-        .ok_if_not_found()?
-        .map(|p| decode(p.policy_document()));
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(&name)
-        .send()
-        .await
-        .aws("iam:ListAttachedRolePolicies")?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
-    let tags = iam.list_role_tags().role_name(&name).send().await.aws("iam:ListRoleTags")?;
-    Ok(Some(RoleState {
-        arn: r.arn().to_string(),
-        trust: r.assume_role_policy_document().map(decode).unwrap_or(Value::Null),
-        policy,
-        attached,
-        tags: tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
-    }))
+/// CloudTrail's delivery role: it may only make streams in the trail's group and write to them.
+fn delivery_role(ctx: &Ctx) -> ServiceRole<'static> {
+    ServiceRole {
+        name: ctx.names.trail_logs_role(),
+        description: format!("CloudTrail delivers trail {} into {}", ctx.names.trail(), ctx.names.trail_log_group()),
+        trust: trust_policy(),
+        inline: Some((POLICY, role_policy(ctx))),
+        managed: &[],
+        max_session_seconds: None,
+    }
 }
 
 fn is_trail_not_found(e: &AwsError) -> bool {
@@ -377,35 +337,8 @@ fn settings_drifts(ctx: &Ctx, t: &TrailState, key: &str, bucket: &str) -> Vec<Dr
     d
 }
 
-fn role_drifts(ctx: &Ctx, r: Option<&RoleState>) -> Vec<Drift> {
-    let name = ctx.names.trail_logs_role();
-    let Some(r) = r else {
-        return vec![Drift::missing(format!("role {name}"), "CloudTrail's delivery role for the trail's log group")];
-    };
-    let mut d = Vec::new();
-    let trust = trust_policy();
-    if r.trust != trust {
-        let (have, want) = (principals(&r.trust), principals(&trust));
-        d.push(if have == want {
-            Drift::new(format!("role {name} trust policy"), "differs", "CloudTrail, for this stack's trail only")
-        } else {
-            Drift::new(format!("role {name} trust policy"), listed(have), listed(want))
-        });
-    }
-    let wanted = role_policy(ctx);
-    let field = format!("role {name} policy {POLICY}");
-    match &r.policy {
-        None => d.push(Drift::missing(field, "write to the trail's log group only")),
-        Some(p) if *p != wanted => {
-            d.push(Drift::new(field, policy_difference(p, &wanted), "write to the trail's log group only"))
-        }
-        Some(_) => {}
-    }
-    for extra in &r.attached {
-        d.push(Drift::unexpected(format!("role {name} managed policy"), extra));
-    }
-    d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(format!("role {name}"))));
-    d
+fn role_drifts(ctx: &Ctx, r: Option<&crate::resources::iam::Role>) -> Vec<Drift> {
+    delivery_role(ctx).drifts(ctx, r, "CloudTrail, for this stack's trail only", "write to the trail's log group only")
 }
 
 fn trail_drifts(ctx: &Ctx, t: Option<&TrailState>) -> Result<Vec<Drift>> {
@@ -430,74 +363,6 @@ fn trail_drifts(ctx: &Ctx, t: Option<&TrailState>) -> Result<Vec<Drift>> {
 
 fn tags_of(ctx: &Ctx) -> Vec<Tag> {
     ctx.tags(None, None).into_iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect()
-}
-
-async fn ensure_role(ctx: &Ctx, have: Option<RoleState>) -> Result<RoleState> {
-    let iam = &ctx.clients.iam;
-    let name = ctx.names.trail_logs_role();
-    let trust = trust_policy();
-    let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-        .tags(None, None)
-        .iter()
-        .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-        .collect();
-    let mut role = match have {
-        Some(r) => r,
-        None => {
-            ctx.progress.step(&format!("creating role {name}"));
-            iam.create_role()
-                .role_name(&name)
-                .description(format!(
-                    "CloudTrail delivers trail {} into {}",
-                    ctx.names.trail(),
-                    ctx.names.trail_log_group()
-                ))
-                .assume_role_policy_document(trust.to_string())
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .aws("iam:CreateRole")
-                .ok_if_exists()?;
-            observe_role(ctx)
-                .await?
-                .ok_or_else(|| ResourceError::new("NotFound", format!("role {name} vanished after its create")))?
-        }
-    };
-    if role.trust != trust {
-        ctx.progress.step(&format!("restoring the trust policy of {name}"));
-        iam.update_assume_role_policy()
-            .role_name(&name)
-            .policy_document(trust.to_string())
-            .send()
-            .await
-            .aws("iam:UpdateAssumeRolePolicy")?;
-    }
-    let wanted = role_policy(ctx);
-    if role.policy.as_ref() != Some(&wanted) {
-        ctx.progress.step(&format!("writing policy {POLICY} of {name}"));
-        iam.put_role_policy()
-            .role_name(&name)
-            .policy_name(POLICY)
-            .policy_document(wanted.to_string())
-            .send()
-            .await
-            .aws("iam:PutRolePolicy")?;
-    }
-    for extra in std::mem::take(&mut role.attached) {
-        ctx.progress.step(&format!("detaching {extra} from {name}"));
-        iam.detach_role_policy()
-            .role_name(&name)
-            .policy_arn(&extra)
-            .send()
-            .await
-            .aws("iam:DetachRolePolicy")
-            .ok_if_not_found()?;
-    }
-    if ctx.tag_drift(&role.tags).is_some() {
-        ctx.progress.step(&format!("tagging role {name}"));
-        iam.tag_role().role_name(&name).set_tags(Some(tags)).send().await.aws("iam:TagRole")?;
-    }
-    Ok(RoleState { trust, policy: Some(wanted), ..role })
 }
 
 /// CreateTrail or UpdateTrail, retried while CloudTrail does not yet see the role, the bucket
@@ -529,8 +394,9 @@ impl Resource for Trail {
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let group_name = ctx.names.trail_log_group();
+        let role = delivery_role(ctx);
         let (trail, group, role) =
-            futures::try_join!(observe_trail(ctx), logs::observe_group(ctx, &group_name), observe_role(ctx))?;
+            futures::try_join!(observe_trail(ctx), logs::observe_group(ctx, &group_name), role.observe(ctx))?;
         if trail.is_none() && group.is_none() && role.is_none() {
             return Ok(None);
         }
@@ -570,7 +436,7 @@ impl Resource for Trail {
         // The group and the role first: CloudTrail checks both when it accepts the trail.
         let group_name = ctx.names.trail_log_group();
         logs::ensure_group(ctx, &group_name, o.group.as_ref(), &key, &ctx.tags(None, None)).await?;
-        let role = ensure_role(ctx, o.role).await?;
+        let role = delivery_role(ctx).ensure(ctx, o.role).await?;
         let (group_arn, role_arn) = (group_delivery_arn(ctx), role.arn.clone());
 
         let mut trail = match o.trail {

@@ -14,6 +14,7 @@ use super::{
     SCHEDULE, SCHEDULE_TIMEZONE, START_WINDOW_MINUTES,
 };
 use crate::aws::{AwsResultExt, NotFoundExt};
+use crate::resources::iam::{Role, ServiceRole};
 use crate::resources::retry::catalogue;
 use crate::resources::{
     counted, input, listed, or_none, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result,
@@ -26,14 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const ID: &str = "backup.plan";
 
 pub struct BackupPlan;
-
-#[derive(Debug, Clone)]
-pub struct Role {
-    pub arn: String,
-    pub trust: Value,
-    pub attached: BTreeSet<String>,
-    pub tags: BTreeMap<String, String>,
-}
 
 /// One rule as AWS Backup holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,26 +191,17 @@ fn plan_input(ctx: &Ctx, rule: &Rule) -> Result<BackupPlanInput> {
         .map_err(|e| ResourceError::new("InvalidRequest", e.to_string()))
 }
 
-async fn observe_role(ctx: &Ctx) -> Result<Option<Role>> {
-    let iam = &ctx.clients.iam;
-    let name = role_name(&ctx.names);
-    let Some(out) = iam.get_role().role_name(&name).send().await.aws("iam:GetRole").ok_if_not_found()? else {
-        return Ok(None);
-    };
-    let Some(r) = out.role() else { return Ok(None) };
-    let attached =
-        iam.list_attached_role_policies().role_name(&name).send().await.aws("iam:ListAttachedRolePolicies")?;
-    let tags = iam.list_role_tags().role_name(&name).send().await.aws("iam:ListRoleTags")?;
-    let trust = r
-        .assume_role_policy_document()
-        .and_then(|d| serde_json::from_str(&percent_encoding::percent_decode_str(d).decode_utf8_lossy()).ok())
-        .unwrap_or(Value::Null);
-    Ok(Some(Role {
-        arn: r.arn().to_string(),
-        trust,
-        attached: attached.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect(),
-        tags: tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
-    }))
+/// The role AWS Backup assumes: AWS's managed service policies for backup and restore, nothing
+/// else attached, no inline policy.
+fn service_role(ctx: &Ctx) -> ServiceRole<'static> {
+    ServiceRole {
+        name: role_name(&ctx.names),
+        description: format!("AWS Backup backs up and restores the payments stack {}", ctx.names.suffix),
+        trust: trust_policy(),
+        inline: None,
+        managed: &MANAGED_POLICIES,
+        max_session_seconds: None,
+    }
 }
 
 fn rule_of(r: &aws_sdk_backup::types::BackupRule) -> Rule {
@@ -343,22 +327,7 @@ fn wanted_resources(ctx: &Ctx) -> Result<BTreeSet<String>> {
 }
 
 fn role_drifts(ctx: &Ctx, role: Option<&Role>) -> Vec<Drift> {
-    let name = role_name(&ctx.names);
-    let on = format!("role {name}");
-    let Some(r) = role else { return vec![Drift::missing(on, "assumed by AWS Backup")] };
-    let mut d = Vec::new();
-    if r.trust != trust_policy() {
-        d.push(
-            Drift::new("trust policy", listed(crate::resources::principals(&r.trust)), "backup.amazonaws.com").on(&on),
-        );
-    }
-    let want: BTreeSet<String> = MANAGED_POLICIES.iter().map(|p| p.to_string()).collect();
-    if r.attached != want {
-        let short = |s: &BTreeSet<String>| listed(s.iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
-        d.push(Drift::new("managed policies", short(&r.attached), short(&want)).on(&on));
-    }
-    d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(&on)));
-    d
+    service_role(ctx).drifts(ctx, role, "AWS Backup", "")
 }
 
 /// What the selection lacks or holds beyond `want`, in words.
@@ -395,60 +364,6 @@ const READS: &[Input] = &[
     input(crate::resources::tables::ID, "table_arn"),
 ];
 
-async fn ensure_role(ctx: &Ctx, have: Option<Role>) -> Result<Role> {
-    let iam = &ctx.clients.iam;
-    let name = role_name(&ctx.names);
-    let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-        .tags(None, None)
-        .into_iter()
-        .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-        .collect();
-    let role = match have {
-        Some(r) => r,
-        None => {
-            ctx.progress.step(&format!("creating role {name}"));
-            let made = iam
-                .create_role()
-                .role_name(&name)
-                .description(format!("AWS Backup backs up and restores the payments stack {}", ctx.names.suffix))
-                .assume_role_policy_document(trust_policy().to_string())
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .aws("iam:CreateRole");
-            match made {
-                Ok(_) => {}
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e.into()),
-            }
-            observe_role(ctx)
-                .await?
-                .ok_or_else(|| ResourceError::new("NotFound", format!("role {name} vanished after its create")))?
-        }
-    };
-    if role.trust != trust_policy() {
-        ctx.progress.step(&format!("restoring the trust policy of role {name}"));
-        iam.update_assume_role_policy()
-            .role_name(&name)
-            .policy_document(trust_policy().to_string())
-            .send()
-            .await
-            .aws("iam:UpdateAssumeRolePolicy")?;
-    }
-    for arn in MANAGED_POLICIES.iter().filter(|p| !role.attached.contains(**p)) {
-        ctx.progress.step(&format!("attaching {arn} to role {name}"));
-        iam.attach_role_policy().role_name(&name).policy_arn(*arn).send().await.aws("iam:AttachRolePolicy")?;
-    }
-    for arn in role.attached.iter().filter(|a| !MANAGED_POLICIES.contains(&a.as_str())) {
-        ctx.progress.step(&format!("detaching {arn} from role {name}"));
-        iam.detach_role_policy().role_name(&name).policy_arn(arn).send().await.aws("iam:DetachRolePolicy")?;
-    }
-    if ctx.tag_drift(&role.tags).is_some() {
-        iam.tag_role().role_name(&name).set_tags(Some(tags)).send().await.aws("iam:TagRole")?;
-    }
-    Ok(role)
-}
-
 #[async_trait]
 impl Resource for BackupPlan {
     type Observed = Observed;
@@ -462,7 +377,8 @@ impl Resource for BackupPlan {
     }
 
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
-        let (role, plan) = futures::try_join!(observe_role(ctx), observe_plan(ctx))?;
+        let role = service_role(ctx);
+        let (role, plan) = futures::try_join!(role.observe(ctx), observe_plan(ctx))?;
         let selection = match &plan {
             Some(p) => observe_selection(ctx, &p.id).await?,
             None => None,
@@ -520,7 +436,7 @@ impl Resource for BackupPlan {
 
     async fn apply(&self, ctx: &Ctx, observed: Option<Observed>) -> Result<Outputs> {
         let o = observed.unwrap_or(Observed { role: None, plan: None, selection: None, dynamodb_advanced: None });
-        let role = ensure_role(ctx, o.role).await?;
+        let role = service_role(ctx).ensure(ctx, o.role).await?;
         let backup = &ctx.clients.backup;
         let want = wanted_rule(
             ctx,

@@ -11,17 +11,15 @@
 //! deleted and made again; its records stay in the group.
 
 use super::{ensure_tags, filter, missing_tags, owned_filters, single, tag_spec, tags_drift};
-use crate::aws::{AlreadyExistsExt, AwsError, AwsResultExt, NotFoundExt};
+use crate::aws::{AwsError, AwsResultExt, NotFoundExt};
+use crate::resources::iam::ServiceRole;
 use crate::resources::logs::{self, Group};
 use crate::resources::retry::catalogue;
-use crate::resources::{
-    listed, policy_difference, principals, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result,
-};
+use crate::resources::{listed, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{FlowLogsResourceType, LogDestinationType, ResourceType, Tag, TrafficType};
 use futures::FutureExt;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 pub struct FlowLogs;
 
@@ -46,19 +44,11 @@ pub struct FlowLog {
     pub tags: Vec<Tag>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Role {
-    pub arn: String,
-    pub trust: Value,
-    pub policy: Option<Value>,
-    pub tags: BTreeMap<String, String>,
-}
-
 pub struct Observed {
     pub vpc_id: Option<String>,
     pub flow_log: Option<FlowLog>,
     pub group: Option<Group>,
-    pub role: Option<Role>,
+    pub role: Option<crate::resources::iam::Role>,
 }
 
 fn from_ec2(f: &aws_sdk_ec2::types::FlowLog) -> FlowLog {
@@ -122,34 +112,16 @@ pub fn policy(ctx: &Ctx) -> Value {
     })
 }
 
-/// IAM returns policy documents URL-encoded.
-fn decode(doc: &str) -> Value {
-    let text = percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned();
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
-}
-
-async fn observe_role(ctx: &Ctx, name: &str) -> Result<Option<Role>> {
-    let iam = &ctx.clients.iam;
-    let Some(out) = iam.get_role().role_name(name).send().await.aws("iam:GetRole").ok_if_not_found()? else {
-        return Ok(None);
-    };
-    let Some(r) = out.role() else { return Ok(None) };
-    let policy = iam
-        .get_role_policy()
-        .role_name(name)
-        .policy_name(POLICY)
-        .send()
-        .await
-        .aws("iam:GetRolePolicy")
-        .ok_if_not_found()?
-        .map(|p| decode(p.policy_document()));
-    let tags = iam.list_role_tags().role_name(name).send().await.aws("iam:ListRoleTags")?;
-    Ok(Some(Role {
-        arn: r.arn().to_string(),
-        trust: r.assume_role_policy_document().map(decode).unwrap_or(Value::Null),
-        policy,
-        tags: tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
-    }))
+/// The delivery role: trusted by VPC Flow Logs for this account, writing only into the group.
+fn delivery_role(ctx: &Ctx) -> ServiceRole<'static> {
+    ServiceRole {
+        name: ctx.names.flow_logs_role(),
+        description: "VPC Flow Logs delivery into the stack's flow log group (and nowhere else)".into(),
+        trust: trust_policy(ctx),
+        inline: Some((POLICY, policy(ctx))),
+        managed: &[],
+        max_session_seconds: None,
+    }
 }
 
 async fn observe_flow_log(ctx: &Ctx, vpc_id: Option<&str>) -> Result<Option<FlowLog>> {
@@ -200,31 +172,12 @@ fn flow_log_differences(ctx: &Ctx, f: &FlowLog, vpc_id: &str, role: &str) -> Vec
 fn drifts(ctx: &Ctx, o: &Observed, vpc_id: &str, key: &str) -> Vec<Drift> {
     let group = ctx.names.flow_log_group();
     let mut d = logs::group_drifts(ctx, &group, o.group.as_ref(), key);
-    let name = ctx.names.flow_logs_role();
-    match &o.role {
-        None => d.push(Drift::missing(format!("role {name}"), "delivery role of the VPC flow log")),
-        Some(r) => {
-            let trust = trust_policy(ctx);
-            if r.trust != trust {
-                let (have, want) = (principals(&r.trust), principals(&trust));
-                d.push(if have == want {
-                    Drift::new(format!("role {name} trust policy"), "differs", "VPC Flow Logs, for this account only")
-                } else {
-                    Drift::new(format!("role {name} trust policy"), listed(have), listed(want))
-                });
-            }
-            let wanted = policy(ctx);
-            let field = format!("role {name} policy {POLICY}");
-            match &r.policy {
-                None => d.push(Drift::missing(field, format!("write to {group} only"))),
-                Some(p) if *p != wanted => {
-                    d.push(Drift::new(field, policy_difference(p, &wanted), format!("write to {group} only")))
-                }
-                Some(_) => {}
-            }
-            d.extend(ctx.tag_drift(&r.tags).map(|t| t.on(format!("role {name}"))));
-        }
-    }
+    d.extend(delivery_role(ctx).drifts(
+        ctx,
+        o.role.as_ref(),
+        "VPC Flow Logs, for this account only",
+        &format!("write to {group} only"),
+    ));
     match &o.flow_log {
         None => d.push(Drift::missing("flow log", format!("{TRAFFIC} traffic of {vpc_id} to log group {group}"))),
         Some(f) => {
@@ -259,63 +212,6 @@ fn unsuccessful(out: &aws_sdk_ec2::operation::create_flow_logs::CreateFlowLogsOu
     })
 }
 
-async fn ensure_role(ctx: &Ctx, have: Option<Role>) -> Result<Role> {
-    let iam = &ctx.clients.iam;
-    let name = ctx.names.flow_logs_role();
-    let trust = trust_policy(ctx);
-    let wanted = policy(ctx);
-    let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-        .tags(None, None)
-        .iter()
-        .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-        .collect();
-    let role = match have {
-        Some(r) => r,
-        None => {
-            ctx.progress.step(&format!("creating role {name}"));
-            iam.create_role()
-                .role_name(&name)
-                .description("VPC Flow Logs delivery into the stack's flow log group (and nowhere else)")
-                .assume_role_policy_document(trust.to_string())
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .aws("iam:CreateRole")
-                .ok_if_exists()?;
-            observe_role(ctx, &name)
-                .await?
-                .ok_or_else(|| ResourceError::new("NotFound", format!("role {name} vanished after its create")))?
-        }
-    };
-    if role.trust != trust {
-        ctx.progress.step(&format!("restoring the trust policy of {name}"));
-        iam.update_assume_role_policy()
-            .role_name(&name)
-            .policy_document(trust.to_string())
-            .send()
-            .await
-            .aws("iam:UpdateAssumeRolePolicy")?;
-    }
-    if role.policy.as_ref() != Some(&wanted) {
-        ctx.progress.step(&match &role.policy {
-            None => format!("adding policy {POLICY} to {name}"),
-            Some(_) => format!("restoring policy {POLICY} of {name}"),
-        });
-        iam.put_role_policy()
-            .role_name(&name)
-            .policy_name(POLICY)
-            .policy_document(wanted.to_string())
-            .send()
-            .await
-            .aws("iam:PutRolePolicy")?;
-    }
-    if let Some(drift) = ctx.tag_drift(&role.tags) {
-        ctx.progress.step(&format!("tagging role {name}: {}", drift.wanted));
-        iam.tag_role().role_name(&name).set_tags(Some(tags)).send().await.aws("iam:TagRole")?;
-    }
-    Ok(Role { trust, policy: Some(wanted), tags: ctx.tags(None, None).into_iter().collect(), ..role })
-}
-
 async fn delete_flow_log(ctx: &Ctx, id: &str) -> Result<()> {
     ctx.clients.ec2.delete_flow_logs().flow_log_ids(id).send().await.aws("ec2:DeleteFlowLogs").ok_if_not_found()?;
     Ok(())
@@ -335,11 +231,11 @@ impl Resource for FlowLogs {
     async fn observe(&self, ctx: &Ctx) -> Result<Option<Observed>> {
         let vpc_id = super::vpc::find_vpc_id(ctx).await?;
         let group_name = ctx.names.flow_log_group();
-        let role_name = ctx.names.flow_logs_role();
+        let role = delivery_role(ctx);
         let (flow_log, group, role) = futures::try_join!(
             observe_flow_log(ctx, vpc_id.as_deref()),
             logs::observe_group(ctx, &group_name),
-            observe_role(ctx, &role_name),
+            role.observe(ctx),
         )?;
         if flow_log.is_none() && group.is_none() && role.is_none() {
             return Ok(None);
@@ -374,7 +270,7 @@ impl Resource for FlowLogs {
         let mut o = observed.unwrap_or(Observed { vpc_id: None, flow_log: None, group: None, role: None });
         let group_name = ctx.names.flow_log_group();
         o.group = Some(logs::ensure_group(ctx, &group_name, o.group.as_ref(), &key, &ctx.tags(None, None)).await?);
-        o.role = Some(ensure_role(ctx, o.role.take()).await?);
+        o.role = Some(delivery_role(ctx).ensure(ctx, o.role.take()).await?);
         let role = role_arn(ctx, &o);
 
         if let Some(f) = &o.flow_log {
@@ -495,10 +391,12 @@ mod tests {
     #[test]
     fn a_flow_log_drifts_in_words_and_a_failed_delivery_waits() {
         let ctx = ctx(ID, FlowLogs.reads(), &inputs());
-        let role = Role {
+        let role = crate::resources::iam::Role {
             arn: "arn:aws:iam::123456789012:role/payment-flow-logs-role-qa".into(),
+            id: "AROAFLOWLOGS".into(),
             trust: trust_policy(&ctx),
             policy: Some(policy(&ctx)),
+            attached: vec![],
             tags: ctx.tags(None, None).into_iter().collect(),
         };
         let f = FlowLog {
