@@ -509,3 +509,46 @@ fn an_aurora_cluster_of_another_engine_is_never_replaced_and_plan_says_why() {
     });
     assert_eq!(engine.as_deref(), Some("aurora-mysql"), "the cluster is left as it is");
 }
+
+#[test]
+fn the_stacks_key_strayed_out_of_band_is_named_by_plan_and_repaired_in_place_by_up() {
+    let acct = Account::with_stub_packages();
+    acct.ok(&["up", "--suffix", "qa"]);
+    let arn = key_arn(&acct);
+    let policy_of = || {
+        acct.block_on(async {
+            let p = acct.kms.get_key_policy().key_id(&arn).policy_name("default").send().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(p.policy().unwrap()).unwrap()
+        })
+    };
+    let built = policy_of();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    acct.block_on(async {
+        acct.kms.disable_key_rotation().key_id(&id).send().await.unwrap();
+        acct.kms.disable_key().key_id(&id).send().await.unwrap();
+        acct.kms.delete_alias().alias_name("alias/payments-qa").send().await.unwrap();
+        let mut wide = built.clone();
+        wide["Statement"].as_array_mut().unwrap().push(serde_json::json!({
+            "Sid": "AnyoneInTheAccount", "Effect": "Allow",
+            "Principal": { "AWS": "arn:aws:iam::123456789012:root" }, "Action": "kms:*", "Resource": "*"
+        }));
+        acct.kms.put_key_policy().key_id(&id).policy_name("default").policy(wide.to_string()).send().await.unwrap();
+    });
+    let changes = acct.planned_update("kms.key");
+    assert_eq!(changes.len(), 4, "{changes:#?}");
+    assert_eq!(changes[0], "key state: disabled → enabled");
+    assert_eq!(changes[1], "automatic rotation: off → on");
+    assert_eq!(changes[2], "key policy: also allows kms:* → the stack's key policy");
+    assert_eq!(changes[3], format!("alias alias/payments-qa: missing → key {id}"));
+
+    acct.ok(&["up", "--suffix", "qa"]);
+    assert_eq!(key_arn(&acct), arn, "the same key, repaired in place, and the alias names it again");
+    acct.block_on(async {
+        let meta = acct.kms.describe_key().key_id(&id).send().await.unwrap();
+        assert_eq!(meta.key_metadata().unwrap().key_state(), Some(&aws_sdk_kms::types::KeyState::Enabled));
+        let rotation = acct.kms.get_key_rotation_status().key_id(&id).send().await.unwrap();
+        assert!(rotation.key_rotation_enabled());
+    });
+    assert_eq!(policy_of(), built, "the policy as built, the wide statement gone");
+    assert_eq!(acct.run(&["plan", "--suffix", "qa", "--detailed-exitcode"]).code, 0);
+}

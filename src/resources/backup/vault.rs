@@ -11,11 +11,10 @@
 
 use super::{backup_in, copy_key_alias, kms_in, tag_map, tags_of, vault_name};
 use crate::aws::{AwsResultExt, NotFoundExt};
-use crate::names::tag;
+use crate::resources::kms::{CustomerKey, WantedKey};
 use crate::resources::retry::catalogue;
 use crate::resources::{input, Change, Ctx, Drift, Input, Outputs, Resource, ResourceError, Result};
 use async_trait::async_trait;
-use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, Tag};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -31,22 +30,10 @@ pub struct Vault {
     pub tags: BTreeMap<String, String>,
 }
 
-/// The copy region's key.
-#[derive(Debug, Clone)]
-pub struct CopyKey {
-    pub id: String,
-    pub arn: String,
-    pub disabled: bool,
-    pub rotation: bool,
-    pub policy: Option<Value>,
-    pub alias_target: Option<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
 /// What the copy region holds of this stack.
 #[derive(Debug, Clone, Default)]
 pub struct CopySide {
-    pub key: Option<CopyKey>,
+    pub key: Option<CustomerKey>,
     pub vault: Option<Vault>,
 }
 
@@ -106,73 +93,22 @@ async fn describe_vault(client: &aws_sdk_backup::Client, name: &str) -> Result<O
     Ok(Some(Vault { key_arn: v.encryption_key_arn().map(str::to_string), tags: tags_of(tags.tags()), arn }))
 }
 
-async fn key_tags(kms: &aws_sdk_kms::Client, key: &str) -> Result<BTreeMap<String, String>> {
-    let mut tags = BTreeMap::new();
-    let mut pages = kms.list_resource_tags().key_id(key).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for t in page.aws("kms:ListResourceTags")?.tags() {
-            tags.insert(t.tag_key().to_string(), t.tag_value().to_string());
-        }
+/// The copy region's key: used only through AWS Backup and the restoring services there.
+fn copy_key(ctx: &Ctx, region: &str) -> WantedKey {
+    WantedKey {
+        node: ID,
+        alias: copy_key_alias(&ctx.names),
+        description: format!("tapctl payments stack {}: encrypts the backup copies in {region}", ctx.names.suffix),
+        policy: copy_key_policy(&ctx.names.account, region, &ctx.names.suffix),
+        what: format!("the backup copy key in {region}"),
     }
-    Ok(tags)
-}
-
-fn usable(meta: &aws_sdk_kms::types::KeyMetadata) -> bool {
-    matches!(meta.key_state(), Some(KeyState::Enabled | KeyState::Disabled))
-}
-
-async fn describe_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<Option<aws_sdk_kms::types::KeyMetadata>> {
-    let out = kms.describe_key().key_id(key).send().await.aws("kms:DescribeKey").ok_if_not_found()?;
-    Ok(out.and_then(|o| o.key_metadata().cloned()))
-}
-
-/// The copy key: by its alias, else by its tags (a run killed before the alias was made). A key
-/// pending deletion is never adopted.
-async fn observe_copy_key(ctx: &Ctx, kms: &aws_sdk_kms::Client) -> Result<Option<CopyKey>> {
-    let alias = copy_key_alias(&ctx.names);
-    let alias_meta = describe_key(kms, &alias).await?;
-    let alias_target = alias_meta.as_ref().map(|m| m.key_id().to_string());
-    let mut meta = alias_meta.filter(usable);
-    if meta.is_none() {
-        let mut keys = kms.list_keys().into_paginator().items().send();
-        while let Some(entry) = keys.next().await {
-            let entry = entry.aws("kms:ListKeys")?;
-            let Some(id) = entry.key_id() else { continue };
-            let tags = match key_tags(kms, id).await {
-                Ok(t) => t,
-                // Other teams' keys may not be readable: they are not ours anyway.
-                Err(e) if e.code.as_deref().is_some_and(|c| c.starts_with("AccessDenied")) => continue,
-                Err(e) => return Err(e),
-            };
-            if tags.get(tag::SUFFIX) == Some(&ctx.names.suffix)
-                && tags.get(tag::RESOURCE).map(String::as_str) == Some(ID)
-            {
-                if let Some(m) = describe_key(kms, id).await?.filter(usable) {
-                    meta = Some(m);
-                    break;
-                }
-            }
-        }
-    }
-    let Some(meta) = meta else { return Ok(None) };
-    let id = meta.key_id().to_string();
-    let rotation =
-        kms.get_key_rotation_status().key_id(&id).send().await.aws("kms:GetKeyRotationStatus")?.key_rotation_enabled();
-    let policy = kms.get_key_policy().key_id(&id).policy_name("default").send().await.aws("kms:GetKeyPolicy")?;
-    Ok(Some(CopyKey {
-        arn: meta.arn().unwrap_or_default().to_string(),
-        disabled: meta.key_state() == Some(&KeyState::Disabled),
-        rotation,
-        policy: policy.policy().and_then(|p| serde_json::from_str(p).ok()),
-        alias_target,
-        tags: key_tags(kms, &id).await?,
-        id,
-    }))
 }
 
 async fn observe_side(ctx: &Ctx, region: &str) -> Result<CopySide> {
     let (kms, backup, name) = (kms_in(ctx, region), backup_in(ctx, region), vault_name(&ctx.names));
-    let (key, vault) = futures::try_join!(observe_copy_key(ctx, &kms), describe_vault(&backup, &name))?;
+    let wanted = copy_key(ctx, region);
+    let (key, vault) = futures::try_join!(wanted.observe(ctx, &kms, None), describe_vault(&backup, &name))?;
+    let key = key.map(|(_, k)| k);
     Ok(CopySide { key, vault })
 }
 
@@ -188,26 +124,9 @@ fn copy_side_drifts(ctx: &Ctx, region: &str, side: &CopySide) -> Vec<Drift> {
     match &side.key {
         None => d.push(Drift::missing(format!("key {alias} in {region}"), "a customer key with rotation")),
         Some(k) => {
-            let on = format!("key {alias} in {region}");
-            if k.disabled {
-                d.push(Drift::new("state", "disabled", "enabled").on(&on));
-            }
-            if !k.rotation {
-                d.push(Drift::new("automatic rotation", "off", "on").on(&on));
-            }
-            let want = copy_key_policy(&ctx.names.account, region, &ctx.names.suffix);
-            if k.policy.as_ref() != Some(&want) {
-                let have = k
-                    .policy
-                    .as_ref()
-                    .map_or_else(|| "missing".to_string(), |p| crate::resources::policy_difference(p, &want));
-                d.push(Drift::new("policy", have, "use through AWS Backup, RDS and DynamoDB only").on(&on));
-            }
-            if k.alias_target.as_deref() != Some(k.id.as_str()) {
-                let have = k.alias_target.as_ref().map_or_else(|| "missing".to_string(), |t| format!("key {t}"));
-                d.push(Drift::new(format!("alias {alias} in {region}"), have, format!("key {}", k.id)));
-            }
-            d.extend(ctx.tag_drift(&k.tags).map(|t| t.on(&on)));
+            let on = format!("copy key in {region}");
+            let drifts = copy_key(ctx, region).drifts(ctx, k, "use through AWS Backup, RDS and DynamoDB only");
+            d.extend(drifts.into_iter().map(|x| x.on(&on)));
         }
     }
     let name = vault_name(&ctx.names);
@@ -218,80 +137,6 @@ fn copy_side_drifts(ctx: &Ctx, region: &str, side: &CopySide) -> Vec<Drift> {
         }
     }
     d
-}
-
-async fn ensure_copy_key(ctx: &Ctx, region: &str, have: Option<CopyKey>) -> Result<CopyKey> {
-    let kms = kms_in(ctx, region);
-    let policy = copy_key_policy(&ctx.names.account, region, &ctx.names.suffix);
-    let tags = ctx.tags(None, None);
-    let kms_tags: Vec<Tag> =
-        tags.iter().filter_map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().ok()).collect();
-    let alias = copy_key_alias(&ctx.names);
-    let mut key = match have {
-        Some(k) => k,
-        None => {
-            ctx.progress.step(&format!("creating the backup copy key in {region} ({alias})"));
-            let out = kms
-                .create_key()
-                .description(format!(
-                    "tapctl payments stack {}: encrypts the backup copies in {region}",
-                    ctx.names.suffix
-                ))
-                .key_usage(KeyUsageType::EncryptDecrypt)
-                .key_spec(KeySpec::SymmetricDefault)
-                .policy(policy.to_string())
-                .set_tags(Some(kms_tags.clone()))
-                .send()
-                .await
-                .aws("kms:CreateKey")?;
-            let meta =
-                out.key_metadata().ok_or_else(|| ResourceError::new("EmptyResponse", "CreateKey returned no key"))?;
-            CopyKey {
-                id: meta.key_id().to_string(),
-                arn: meta.arn().unwrap_or_default().to_string(),
-                disabled: false,
-                rotation: false,
-                policy: Some(policy.clone()),
-                alias_target: describe_key(&kms, &alias).await?.map(|m| m.key_id().to_string()),
-                tags: tags.iter().cloned().collect(),
-            }
-        }
-    };
-    if key.disabled {
-        ctx.progress.step(&format!("enabling the copy key {}", key.id));
-        kms.enable_key().key_id(&key.id).send().await.aws("kms:EnableKey")?;
-    }
-    if !key.rotation {
-        ctx.progress.step("turning on automatic rotation of the copy key");
-        kms.enable_key_rotation().key_id(&key.id).send().await.aws("kms:EnableKeyRotation")?;
-    }
-    if key.policy.as_ref() != Some(&policy) {
-        ctx.progress.step("restoring the copy key's policy");
-        kms.put_key_policy()
-            .key_id(&key.id)
-            .policy_name("default")
-            .policy(policy.to_string())
-            .send()
-            .await
-            .aws("kms:PutKeyPolicy")?;
-    }
-    if ctx.tag_drift(&key.tags).is_some() {
-        kms.tag_resource().key_id(&key.id).set_tags(Some(kms_tags)).send().await.aws("kms:TagResource")?;
-    }
-    match key.alias_target.as_deref() {
-        Some(t) if t == key.id => {}
-        Some(_) => {
-            kms.update_alias().alias_name(&alias).target_key_id(&key.id).send().await.aws("kms:UpdateAlias")?;
-        }
-        None => {
-            ctx.progress.step(&format!("creating alias {alias} in {region}"));
-            kms.create_alias().alias_name(&alias).target_key_id(&key.id).send().await.aws("kms:CreateAlias")?;
-        }
-    }
-    key.alias_target = Some(key.id.clone());
-    key.rotation = true;
-    key.disabled = false;
-    Ok(key)
 }
 
 /// Makes the vault `payments-<suffix>` in `client`'s region with `key_arn`, or tags the one
@@ -417,25 +262,7 @@ async fn delete_side(ctx: &Ctx, region: &str, side: CopySide) -> Result<()> {
     }
     if let Some(k) = side.key {
         let kms = kms_in(ctx, region);
-        if k.alias_target.as_deref() == Some(k.id.as_str()) {
-            kms.delete_alias()
-                .alias_name(copy_key_alias(&ctx.names))
-                .send()
-                .await
-                .aws("kms:DeleteAlias")
-                .ok_if_not_found()?;
-        }
-        ctx.progress.step(&format!(
-            "scheduling deletion of the copy key {} in {region} in {} days",
-            k.id, ctx.config.kms_deletion_window_days
-        ));
-        kms.schedule_key_deletion()
-            .key_id(&k.id)
-            .pending_window_in_days(ctx.config.kms_deletion_window_days)
-            .send()
-            .await
-            .aws("kms:ScheduleKeyDeletion")
-            .ok_if_not_found()?;
+        copy_key(ctx, region).schedule_deletion(ctx, &kms, &k).await?;
     }
     Ok(())
 }
@@ -534,7 +361,8 @@ impl Resource for BackupVault {
         let copy = match &ctx.config.backup_copy_region {
             Some(r) => {
                 let side = o.copy.map(|(_, s)| s).unwrap_or_default();
-                let k = ensure_copy_key(ctx, r, side.key).await?;
+                let kms = kms_in(ctx, r);
+                let k = copy_key(ctx, r).ensure(ctx, &kms, side.key).await?;
                 let vault = match side.vault {
                     Some(v) if v.key_arn.as_deref().is_some_and(|a| a != k.arn) => {
                         return Err(ResourceError::new(
