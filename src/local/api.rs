@@ -206,12 +206,17 @@ pub fn routes_of_export(doc: &Value, resource_ids: &HashMap<String, String>) -> 
         .unwrap_or_default();
     let validators = &doc["x-amazon-apigateway-request-validators"];
     let api_validator = doc["x-amazon-apigateway-request-validator"].as_str();
-    let model_of = |schema: &Value| -> Model {
-        let own = match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
-            Some(name) => schemas.get(name).cloned().unwrap_or(Value::Null),
-            None => schema.clone(),
-        };
-        Model::within(own, &schemas)
+    // A named model is compiled once, however many methods and content types map it (tapctl's
+    // API maps one model under two content types of every method).
+    let mut named: HashMap<String, Model> = HashMap::new();
+    let mut model_of = |schema: &Value| -> Model {
+        match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+            Some(name) => named
+                .entry(name.to_string())
+                .or_insert_with(|| Model::within(schemas.get(name).cloned().unwrap_or(Value::Null), &schemas))
+                .clone(),
+            None => Model::within(schema.clone(), &schemas),
+        }
     };
     let mut routes = BTreeMap::new();
     for (path, operations) in doc["paths"].as_object().into_iter().flatten() {
